@@ -1,0 +1,286 @@
+// The validated topology model: what a pipeline file means once it has been loaded and checked.
+
+/// A position in a topology file, 1-based, as editors show it.
+public struct SourceLocation: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// A whole pipeline: one source, a DAG of stages, one sink.
+public struct Topology: Sendable, Equatable, Codable {
+    public var version: Int
+    public var name: String
+    public var description: String?
+    public var source: SourceSpec
+    public var stages: [StageSpec]
+    public var sink: SinkSpec
+    public var broker: BrokerSettings
+
+    public init(
+        version: Int = 1, name: String, description: String? = nil, source: SourceSpec,
+        stages: [StageSpec], sink: SinkSpec, broker: BrokerSettings = BrokerSettings()
+    ) {
+        self.version = version
+        self.name = name
+        self.description = description
+        self.source = source
+        self.stages = stages
+        self.sink = sink
+        self.broker = broker
+    }
+
+    /// The stage with this name, if any.
+    public func stage(named name: String) -> StageSpec? {
+        stages.first { $0.name == name }
+    }
+
+    /// The stages that read the output of `name` (`name` nil: the stages that read the source).
+    public func downstream(of name: String?) -> [StageSpec] {
+        stages.filter { stage in
+            if let name { return stage.from.contains(name) }
+            return stage.from.isEmpty
+        }
+    }
+
+    /// Stages whose output nobody reads: their outputs go to the sink.
+    public var terminalStages: [StageSpec] {
+        stages.filter { stage in !stages.contains { $0.from.contains(stage.name) } }
+    }
+}
+
+/// Where items come from.
+public struct SourceSpec: Sendable, Equatable, Codable {
+    public enum Kind: Sendable, Equatable, Codable {
+        case file(path: String)
+        case stdin
+        /// External producers PUSH items to this endpoint, which the broker binds with PULL.
+        case pull(endpoint: String)
+        /// Synthetic items, for benchmarks: `count` items of `size` bytes each.
+        case generate(count: Int, size: Int)
+    }
+
+    public enum Format: String, Sendable, Equatable, Codable {
+        /// One item per line, without its line terminator.
+        case lines
+        /// Each item is a 4-byte big-endian length followed by that many bytes.
+        case binary
+    }
+
+    public var kind: Kind
+    public var format: Format
+
+    public init(kind: Kind, format: Format = .lines) {
+        self.kind = kind
+        self.format = format
+    }
+}
+
+/// Where final outputs go, and how they are aggregated first.
+public struct SinkSpec: Sendable, Equatable, Codable {
+    public enum Kind: Sendable, Equatable, Codable {
+        case file(path: String)
+        case stdout
+        /// The aggregator PUSHes each output line to this endpoint (it connects).
+        case push(endpoint: String)
+    }
+
+    public enum Format: String, Sendable, Equatable, Codable {
+        /// One JSON value per line.
+        case jsonl
+        /// One output item per line, as it is.
+        case lines
+    }
+
+    public enum Aggregate: String, Sendable, Equatable, Codable {
+        case none
+        /// `{"<key-name>": key, "count": n}` per distinct key.
+        case countByKey = "count-by-key"
+        /// `{"<key-name>": key, "sum": x}` per distinct key; the item's value is a number.
+        case sumByKey = "sum-by-key"
+        /// One JSON array of every output, written when the run ends.
+        case collect
+    }
+
+    public var kind: Kind
+    public var format: Format
+    public var aggregate: Aggregate
+    /// How to find the key of an output item, for the `*-by-key` aggregates.
+    public var key: KeyExtractor?
+    /// The JSON field name the key is written under in aggregated output (default "key").
+    public var keyName: String
+
+    public init(
+        kind: Kind, format: Format = .lines, aggregate: Aggregate = .none,
+        key: KeyExtractor? = nil, keyName: String = "key"
+    ) {
+        self.kind = kind
+        self.format = format
+        self.aggregate = aggregate
+        self.key = key
+        self.keyName = keyName
+    }
+}
+
+/// How a key is taken from an item (for `group-by` and keyed aggregates).
+public enum KeyExtractor: Sendable, Equatable, Codable {
+    /// The whole item is the key.
+    case item
+    /// A top-level (or dotted path) field of the item parsed as a JSON object.
+    case jsonField(String)
+    /// The given capture group (0 = whole match) of a regular expression.
+    case regex(pattern: String, group: Int)
+    /// The n-th (0-based) whitespace-separated field.
+    case field(Int)
+}
+
+/// Broker endpoints and liveness settings.
+public struct BrokerSettings: Sendable, Equatable, Codable {
+    public var bind: String
+    public var events: String
+    public var aggregator: String
+    public var heartbeatInterval: Duration
+    public var heartbeatLiveness: Int
+    /// How many items may wait in a stage's queue before the source stops reading.
+    public var queueLimit: Int
+
+    public init(
+        bind: String = "tcp://127.0.0.1:5555", events: String = "tcp://127.0.0.1:5556",
+        aggregator: String = "tcp://127.0.0.1:5557", heartbeatInterval: Duration = .milliseconds(500),
+        heartbeatLiveness: Int = 3, queueLimit: Int = 10_000
+    ) {
+        self.bind = bind
+        self.events = events
+        self.aggregator = aggregator
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatLiveness = heartbeatLiveness
+        self.queueLimit = queueLimit
+    }
+}
+
+/// One stage of the pipeline.
+public struct StageSpec: Sendable, Equatable, Codable {
+    public var name: String
+    public var handler: HandlerSpec
+    /// Upstream stage names; empty means the stage reads the source.
+    public var from: [String]
+    /// Handler slots per worker process.
+    public var replicas: Int
+    /// Items a worker may hold in flight for this stage; nil: the worker decides.
+    public var credit: Int?
+    public var requires: Requirements
+    public var prefers: Requirements
+    public var groupBy: KeyExtractor?
+    public var priority: Int
+    /// Longest one attempt may take before it counts as failed; nil: no limit.
+    public var timeout: Duration?
+    public var maxAttempts: Int
+    /// Longest an item may wait in this stage (queue plus attempts) before it is dead-lettered.
+    public var deadline: Duration?
+    /// Where each key came from in the file, by key path (`stages[2].replicas`), for later errors.
+    public var location: SourceLocation?
+
+    public init(
+        name: String, handler: HandlerSpec, from: [String] = [], replicas: Int = 1, credit: Int? = nil,
+        requires: Requirements = Requirements(), prefers: Requirements = Requirements(),
+        groupBy: KeyExtractor? = nil, priority: Int = 0, timeout: Duration? = nil,
+        maxAttempts: Int = 3, deadline: Duration? = nil, location: SourceLocation? = nil
+    ) {
+        self.name = name
+        self.handler = handler
+        self.from = from
+        self.replicas = replicas
+        self.credit = credit
+        self.requires = requires
+        self.prefers = prefers
+        self.groupBy = groupBy
+        self.priority = priority
+        self.timeout = timeout
+        self.maxAttempts = maxAttempts
+        self.deadline = deadline
+        self.location = location
+    }
+}
+
+/// What runs a stage's items.
+public enum HandlerSpec: Sendable, Equatable, Codable {
+    /// An operator shipped with LANCompute, by name, with its string options.
+    case builtin(name: String, options: [String: String])
+    /// A user program.
+    case exec(ExecSpec)
+    /// Served by external workers that register the stage name over MDP/0.1.
+    case external
+}
+
+/// A user program that serves a stage (never run through a shell).
+public struct ExecSpec: Sendable, Equatable, Codable {
+    public enum Mode: String, Sendable, Equatable, Codable {
+        /// One long-lived child per slot, one line in and one line out per item.
+        case stream
+        /// One process per item.
+        case perItem = "per-item"
+    }
+
+    public enum Output: String, Sendable, Equatable, Codable {
+        /// Each output line is one output item.
+        case line
+        /// Each output line is a JSON array of 0...N output strings.
+        case jsonArray = "json-array"
+    }
+
+    public var command: [String]
+    public var mode: Mode
+    public var output: Output
+    /// Working directory for the child, relative to the worker's own; nil: the worker's.
+    public var workingDirectory: String?
+    /// Extra environment variables for the child.
+    public var environment: [String: String]
+
+    public init(
+        command: [String], mode: Mode = .stream, output: Output = .line,
+        workingDirectory: String? = nil, environment: [String: String] = [:]
+    ) {
+        self.command = command
+        self.mode = mode
+        self.output = output
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+    }
+}
+
+/// Hardware and placement constraints; every field nil/empty means "anything".
+public struct Requirements: Sendable, Equatable, Codable {
+    /// `x86_64`, `arm64` (aarch64 is normalised to arm64).
+    public var arch: String?
+    /// `linux`, `macos`.
+    public var os: String?
+    /// true: needs a GPU; false: must not have one.
+    public var gpu: Bool?
+    public var minMemory: Int?
+    public var minCores: Int?
+    public var labels: [String: String]
+
+    public init(
+        arch: String? = nil, os: String? = nil, gpu: Bool? = nil, minMemory: Int? = nil,
+        minCores: Int? = nil, labels: [String: String] = [:]
+    ) {
+        self.arch = arch
+        self.os = os
+        self.gpu = gpu
+        self.minMemory = minMemory
+        self.minCores = minCores
+        self.labels = labels
+    }
+
+    public var isEmpty: Bool {
+        arch == nil && os == nil && gpu == nil && minMemory == nil && minCores == nil && labels.isEmpty
+    }
+}
