@@ -1,0 +1,218 @@
+// The aggregator: PULLs final outputs fanned in from workers, drops duplicates by item id, writes the sink, acks.
+
+import Foundation
+import Logging
+import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Messages between the broker thread and the aggregator thread (over an inproc PAIR), kind byte first.
+/// To the broker: `R` + endpoint text (bound, ready); `X` + text (failed); `A` + ids (8 bytes each) now in
+/// the sink; `D` + outputs (8) + items (8): finished. To the aggregator: `O` then a reply batch
+/// (outputs forwarded by the broker); `F`: write the final aggregate and finish.
+enum AggregatorMessage {
+    static func ids(_ ids: [UInt64]) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(ascii: "A")]
+        bytes.reserveCapacity(1 + ids.count * 8)
+        for id in ids { bytes.appendBigEndian(id) }
+        return bytes
+    }
+
+    static func decodeIDs(_ frame: [UInt8]) -> [UInt64] {
+        var ids: [UInt64] = []
+        ids.reserveCapacity(frame.count / 8)
+        var index = 1
+        while index + 8 <= frame.count {
+            ids.append(frame[index..<index + 8].reduce(0) { $0 << 8 | UInt64($1) })
+            index += 8
+        }
+        return ids
+    }
+}
+
+/// What the aggregator did, reported when it finishes.
+struct AggregatorTotals: Sendable {
+    var outputs: Int
+    var items: Int
+}
+
+/// The aggregator's thread: owns the PULL socket workers PUSH final outputs to, and the sink.
+struct Aggregator: Sendable {
+    let sink: SinkSpec
+    let bindEndpoint: String
+    let context: Context
+    let brokerEndpoint: String
+    let logger: Logger
+
+    func start() -> Thread {
+        let thread = Thread { self.run() }
+        thread.name = "lancompute-aggregator"
+        thread.start()
+        return thread
+    }
+
+    private func run() {
+        let control: Socket
+        do {
+            control = try Socket(.pair, context: context)
+            try control.connect(brokerEndpoint)
+        } catch {
+            logger.error("aggregator cannot reach the broker thread: \(error)")
+            return
+        }
+        do {
+            try serve(control)
+        } catch let error as AggregatorFailure {
+            try? control.send(multipart: [Array(("X" + error.message).utf8)])
+        } catch {
+            try? control.send(multipart: [Array("X\(error)".utf8)])
+        }
+    }
+
+    private func serve(_ control: Socket) throws {
+        let pull = try Socket(.pull, context: context)
+        try pull.set(.receiveHighWaterMark, 10_000)
+        do {
+            try pull.bind(bindEndpoint)
+        } catch {
+            throw AggregatorFailure("LC2002: cannot bind the aggregator endpoint \(bindEndpoint): \(error.code.message) (\(error.code.cName)); choose another with --aggregator")
+        }
+        var writer = try SinkWriter(sink: sink, context: context)
+        try control.send(multipart: [Array(("R" + (try pull.lastEndpoint)).utf8)])
+
+        var seen = Set<UInt64>()
+        var aggregate = SinkAggregator(sink)
+        var outputs = 0
+        var acks: [UInt64] = []
+        let poller = Poller()
+        poller.add(pull)
+        poller.add(control)
+
+        func take(_ body: [[UInt8]]) throws {
+            let batch: ReplyBatch
+            do {
+                batch = try ReplyBatch(frames: body)
+            } catch {
+                logger.warning("aggregator dropped a malformed message: \(error)")
+                return
+            }
+            for outcome in batch.outcomes {
+                guard case .completed(let items) = outcome.status else { continue }
+                acks.append(outcome.id)
+                guard seen.insert(outcome.id).inserted else { continue }  // a redelivered item: already in the sink
+                for item in items {
+                    outputs += 1
+                    if aggregate.isStreaming {
+                        try writer.write(line: SinkAggregator.line(for: item, format: sink.format))
+                    } else {
+                        aggregate.add(item)
+                    }
+                }
+            }
+        }
+
+        while true {
+            _ = try poller.poll(timeout: .milliseconds(500))
+            var drained = 0
+            while drained < 1000, let message = try pull.tryReceiveMultipart() {
+                drained += 1
+                try take(message)
+            }
+            while let message = try control.tryReceiveMultipart() {
+                guard let kind = message.first?.first else { continue }
+                switch kind {
+                case UInt8(ascii: "O"):
+                    try take(Array(message.dropFirst()))
+                case UInt8(ascii: "F"):
+                    // Everything acknowledged is already here; late duplicates may still sit in the PULL queue.
+                    while let late = try pull.tryReceiveMultipart() { try take(late) }
+                    if !aggregate.isStreaming {
+                        for line in aggregate.finalLines() { try writer.write(line: line) }
+                    }
+                    try writer.finish()
+                    var done: [UInt8] = [UInt8(ascii: "D")]
+                    done.appendBigEndian(UInt64(outputs))
+                    done.appendBigEndian(UInt64(seen.count))
+                    try control.send(multipart: [done])
+                    return
+                default:
+                    logger.warning("aggregator: unknown control message")
+                }
+            }
+            if !acks.isEmpty {
+                // Acks promise the outputs are in the sink: flush first.
+                try writer.flush()
+                try control.send(multipart: [AggregatorMessage.ids(acks)])
+                acks.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+}
+
+struct AggregatorFailure: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// Writes sink lines to a file, standard output, or a PUSH endpoint.
+struct SinkWriter {
+    private var file: UnsafeMutablePointer<FILE>?
+    private var closeFile = false
+    private var push: Socket?
+
+    init(sink: SinkSpec, context: Context) throws {
+        switch sink.kind {
+        case .file(let path):
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            guard let handle = fopen(path, "wb") else {
+                throw AggregatorFailure("LC2013: cannot open sink file \(path): \(String(cString: strerror(errno)))")
+            }
+            file = handle
+            closeFile = true
+        case .stdout:
+            file = fdopen(dup(1), "wb")
+            closeFile = true
+        case .push(let endpoint):
+            let socket = try Socket(.push, context: context)
+            try socket.set(.linger, nil)
+            do {
+                try socket.connect(endpoint)
+            } catch {
+                throw AggregatorFailure("LC2014: cannot connect the sink to \(endpoint): \(error.code.message)")
+            }
+            push = socket
+        }
+    }
+
+    mutating func write(line: String) throws {
+        if let file {
+            var text = line
+            text.append("\n")
+            let written = text.withCString { fputs($0, file) }
+            if written < 0 { throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))") }
+        } else if let push {
+            try push.send(line)
+        }
+    }
+
+    mutating func flush() throws {
+        if let file, fflush(file) != 0 {
+            throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    mutating func finish() throws {
+        try flush()
+        if let file, closeFile { fclose(file) }
+        file = nil
+        push?.close()
+        push = nil
+    }
+}

@@ -1,0 +1,587 @@
+// The broker: one thread, one zmq_poll loop over the dispatch ROUTER, the source, and the aggregator.
+
+import Foundation
+import Histogram
+import Logging
+import Synchronization
+import ZeroMQ
+
+/// Everything a broker needs to run one pipeline.
+public struct BrokerConfiguration: Sendable {
+    /// The pipeline, with file paths already resolved.
+    public var topology: Topology
+    /// Where workers and MDP clients connect (ROUTER).
+    public var dispatchEndpoint: String
+    /// Where final outputs are PUSHed by workers (the aggregator's PULL).
+    public var aggregatorEndpoint: String
+    /// The PUB endpoint of the events and metrics feed; nil: no feed.
+    public var eventsEndpoint: String?
+    /// Whether failing to bind the events endpoint is an error (broker) or a warning (run).
+    public var eventsRequired: Bool
+    /// Where dead-lettered items are written (JSON lines); nil: next to the sink.
+    public var deadLetterPath: String?
+    /// How often a metrics snapshot is published.
+    public var metricsInterval: Duration
+    /// Serve Prometheus text at HOST:PORT/metrics; nil: off.
+    public var metricsHTTP: String?
+    /// After SIGINT/SIGTERM, how long in-flight work may drain.
+    public var gracePeriod: Duration
+    /// How long a final-stage item may wait for the aggregator's ack before it is sent again.
+    public var ackTimeout: Duration
+
+    public init(
+        topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
+        eventsEndpoint: String? = nil, eventsRequired: Bool = true, deadLetterPath: String? = nil,
+        metricsInterval: Duration = .seconds(1), metricsHTTP: String? = nil, gracePeriod: Duration = .seconds(10),
+        ackTimeout: Duration = .seconds(30)
+    ) {
+        self.topology = topology
+        self.dispatchEndpoint = dispatchEndpoint ?? topology.broker.bind
+        self.aggregatorEndpoint = aggregatorEndpoint ?? topology.broker.aggregator
+        self.eventsEndpoint = eventsEndpoint
+        self.eventsRequired = eventsRequired
+        self.deadLetterPath = deadLetterPath
+        self.metricsInterval = metricsInterval
+        self.metricsHTTP = metricsHTTP
+        self.gracePeriod = gracePeriod
+        self.ackTimeout = ackTimeout
+    }
+
+    /// The dead-letter file: the given path, or `<sink>.dead-letter.jsonl` beside a file sink,
+    /// or `<pipeline>.dead-letter.jsonl` in the working directory.
+    public var resolvedDeadLetterPath: String {
+        if let deadLetterPath { return deadLetterPath }
+        if case .file(let path) = topology.sink.kind {
+            let url = URL(fileURLWithPath: path)
+            let base = url.deletingPathExtension().lastPathComponent
+            return url.deletingLastPathComponent().appendingPathComponent("\(base).dead-letter.jsonl").path
+        }
+        return "\(topology.name).dead-letter.jsonl"
+    }
+}
+
+/// The endpoints a running broker actually bound (ports resolved).
+public struct BrokerEndpoints: Sendable, Equatable {
+    public var dispatch: String
+    public var aggregator: String
+    public var events: String?
+    public var source: String?
+    public var metricsHTTP: String?
+}
+
+/// Where a run stands, reported a few times a second.
+public struct RunProgress: Sendable {
+    /// Items read from the source so far.
+    public var read: Int
+    /// Items the source holds, when known.
+    public var total: Int?
+    /// Source items the first stage has finished with (completed or dead-lettered).
+    public var processed: Int
+    /// Outputs the aggregator has confirmed in the sink.
+    public var inSink: Int
+    public var deadLettered: Int
+    public var elapsed: Duration
+}
+
+/// What a run did, reported when it ends.
+public struct RunSummary: Sendable, Codable, Equatable {
+    public var pipeline: String
+    public var itemsIn: Int
+    public var itemsOut: Int
+    public var deadLettered: Int
+    /// Items still unfinished when the run stopped (only after an interruption).
+    public var unfinished: Int
+    public var wallSeconds: Double
+    public var itemsPerSecond: Double
+    /// End-to-end latency, from entering the pipeline to being in the sink.
+    public var latencyP50Milliseconds: Double
+    public var latencyP99Milliseconds: Double
+    public var protocolErrors: Int
+    public var interrupted: Bool
+    public var deadLetterPath: String?
+
+    /// Exit status for the CLI: 0 when everything reached the sink, 1 otherwise.
+    public var exitCode: Int32 { deadLettered == 0 && unfinished == 0 ? 0 : 1 }
+}
+
+/// A broker failure that stops the run; `message` starts with its LC code.
+public struct BrokerError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
+public final class Broker: Sendable {
+    public let configuration: BrokerConfiguration
+    let logger: Logger
+    private let stopRequested = Atomic<Bool>(false)
+
+    public init(configuration: BrokerConfiguration, logger: Logger = Logger(label: "lancompute.broker")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Asks the broker to stop taking new items and drain what is in flight (thread-safe).
+    public func stop() {
+        stopRequested.store(true, ordering: .relaxed)
+    }
+
+    /// Runs the broker on the calling thread until the source is exhausted and every item is
+    /// in the sink or dead-lettered, or until ``stop()`` and the grace period.
+    public func run(
+        onReady: @Sendable (BrokerEndpoints) -> Void = { _ in },
+        onProgress: (@Sendable (RunProgress) -> Void)? = nil
+    ) throws(BrokerError) -> RunSummary {
+        let context: Context
+        do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
+        defer { context.shutdown() }
+        let loop = try BrokerLoop(broker: self, context: context)
+        return try loop.run(onReady: onReady, onProgress: onProgress)
+    }
+
+    var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
+}
+
+/// The state of one run of the loop; lives on the broker thread only.
+final class BrokerLoop: DispatchObserver {
+    let broker: Broker
+    let configuration: BrokerConfiguration
+    let logger: Logger
+    let context: Context
+    let dispatcher: Dispatcher
+    let router: Socket
+    let control: Socket
+    let source: Socket
+    let instance = UUID().uuidString
+    var endpoints: BrokerEndpoints
+    var readers: [Thread] = []
+
+    var read = 0
+    var sourceTotal: Int?
+    var sourceEnded = false
+    var sourceFailure: String?
+    var inSink = 0
+    var protocolErrors = 0
+    var clientRequests: UInt64 = 0
+    var deadLetterFile: UnsafeMutablePointer<FILE>?
+    var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    let started = ContinuousClock.now
+    let telemetry: Telemetry
+
+    init(broker: Broker, context: Context) throws(BrokerError) {
+        self.broker = broker
+        self.configuration = broker.configuration
+        self.logger = broker.logger
+        self.context = context
+        self.dispatcher = Dispatcher(topology: configuration.topology, ackTimeout: configuration.ackTimeout)
+        do {
+            router = try Socket(.router, context: context)
+            try router.set(.routerMandatory, true)
+            try router.set(.sendHighWaterMark, 0)
+            try router.set(.receiveHighWaterMark, 0)
+            control = try Socket(.pair, context: context)
+            try control.bind("inproc://lancompute-aggregator-\(instance)")
+            source = try Socket(.pull, context: context)
+            try source.set(.receiveHighWaterMark, 1000)
+        } catch {
+            throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
+        }
+        do {
+            try router.bind(configuration.dispatchEndpoint)
+        } catch {
+            throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+        }
+        endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
+        telemetry = Telemetry(topology: configuration.topology, logger: logger)
+        dispatcher.observer = self
+    }
+
+    func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
+        try startAggregator()
+        try startSource()
+        do {
+            endpoints.events = try telemetry.start(configuration: configuration, context: context)
+        } catch {
+            if configuration.eventsRequired { throw error }
+            logger.warning("\(error.message); running without the events feed")
+        }
+        endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
+        onReady(endpoints)
+        logger.info("broker for pipeline \(configuration.topology.name) listening on \(endpoints.dispatch)")
+        telemetry.brokerStarted(endpoints: endpoints)
+        removeStaleDeadLetterFile()
+
+        let poller = Poller()
+        let routerIndex = poller.add(router)
+        let controlIndex = poller.add(control)
+        let sourceIndex = poller.add(source)
+        let feedIndex = telemetry.feedSocket.map { poller.add($0) }
+
+        var lastTick = ContinuousClock.now
+        var lastProgress = ContinuousClock.now
+        var lastMetrics = ContinuousClock.now
+        var stoppingSince: ContinuousClock.Instant?
+        let tickInterval = min(configuration.topology.broker.heartbeatInterval / 2, .milliseconds(250))
+        let queueLimit = max(1, configuration.topology.broker.queueLimit)
+        var backpressure = false
+
+        while true {
+            let now = ContinuousClock.now
+            if stoppingSince == nil && (broker.isStopRequested || sourceFailure != nil) {
+                stoppingSince = now
+                logger.notice(sourceFailure != nil ? "source failed; draining in-flight work" : "stop requested; draining in-flight work")
+            }
+            let intakeOpen = stoppingSince == nil && !sourceEnded
+            let room = dispatcher.queuedTotal < queueLimit
+            if intakeOpen && room == backpressure {
+                backpressure = !room
+                for stage in dispatcher.entryStages {
+                    telemetry.backpressure(stage: dispatcher.stages[stage].spec.name, queued: dispatcher.queuedTotal, limit: queueLimit, active: backpressure)
+                }
+            }
+            poller.setEvents(intakeOpen && room ? .in : [], at: sourceIndex)
+
+            let untilTick = tickInterval - (now - lastTick)
+            _ = try? poller.poll(timeout: max(.zero, min(untilTick, .milliseconds(100))))
+            let afterPoll = ContinuousClock.now
+
+            if poller.isReadable(routerIndex) { drainRouter(now: afterPoll) }
+            if poller.isReadable(controlIndex) { try drainControl(now: afterPoll) }
+            if poller.isReadable(sourceIndex) { drainSource(now: afterPoll, limit: queueLimit) }
+            if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
+
+            dispatcher.dispatch(now: afterPoll)
+            if afterPoll - lastTick >= tickInterval {
+                lastTick = afterPoll
+                dispatcher.tick(now: afterPoll)
+                dispatcher.dispatch(now: afterPoll)
+            }
+            flushEffects(now: afterPoll)
+
+            if afterPoll - lastMetrics >= configuration.metricsInterval {
+                lastMetrics = afterPoll
+                telemetry.publishMetrics(dispatcher: dispatcher, now: afterPoll)
+            }
+            if let onProgress, afterPoll - lastProgress >= .milliseconds(200) {
+                lastProgress = afterPoll
+                onProgress(progress(now: afterPoll))
+            }
+
+            if sourceEnded && dispatcher.pending == 0 { break }
+            if let since = stoppingSince {
+                if dispatcher.pending == 0 && (sourceEnded || dispatcher.inFlight.isEmpty) { break }
+                if afterPoll - since >= configuration.gracePeriod { break }
+                if sourceFailure != nil && dispatcher.inFlight.isEmpty { break }
+            }
+        }
+        return try finish()
+    }
+
+    // MARK: Start-up
+
+    private func startAggregator() throws(BrokerError) {
+        let aggregator = Aggregator(
+            sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, context: context,
+            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger)
+        readers.append(aggregator.start())
+        do {
+            try control.set(.receiveTimeout, .seconds(10))
+            let reply = try control.receiveMultipart()
+            try control.set(.receiveTimeout, nil)
+            let text = String(decoding: reply.first?.dropFirst() ?? [], as: UTF8.self)
+            switch reply.first?.first {
+            case UInt8(ascii: "R"): endpoints.aggregator = text
+            case UInt8(ascii: "X"): throw BrokerError(text)
+            default: throw BrokerError("LC2002: the aggregator sent an unexpected first message")
+            }
+        } catch let error as BrokerError {
+            throw error
+        } catch {
+            throw BrokerError("LC2002: the aggregator did not start: \(error)")
+        }
+    }
+
+    private func startSource() throws(BrokerError) {
+        let spec = configuration.topology.source
+        if case .pull(let endpoint) = spec.kind {
+            do {
+                try source.bind(endpoint)
+                endpoints.source = try source.lastEndpoint
+            } catch {
+                throw BrokerError("LC2003: cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
+            }
+            return
+        }
+        let inproc = "inproc://lancompute-source-\(instance)"
+        do { try source.bind(inproc) } catch { throw BrokerError("LC2000: cannot bind \(inproc): \(error)") }
+        readers.append(SourceReader(spec: spec, context: context, endpoint: inproc, logger: logger).start())
+    }
+
+    private func removeStaleDeadLetterFile() {
+        let path = configuration.resolvedDeadLetterPath
+        if FileManager.default.fileExists(atPath: path) { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    // MARK: Input
+
+    private func drainRouter(now: ContinuousClock.Instant) {
+        var count = 0
+        while count < 10_000 {
+            let frames: [[UInt8]]
+            do {
+                guard let message = try router.tryReceiveMultipart() else { return }
+                frames = message
+            } catch {
+                logger.error("dispatch socket receive failed: \(error)")
+                return
+            }
+            count += 1
+            guard frames.count >= 2 else {
+                countProtocolError(peer: frames.first ?? [], reason: "message with no frames after the routing id")
+                continue
+            }
+            let peer = frames[0]
+            let body = Array(frames[1...])
+            if body.count >= 2 && body[1] == MDP.workerHeader {
+                do {
+                    dispatcher.handle(try WorkerMessage(frames: body), from: peer, now: now)
+                } catch {
+                    countProtocolError(peer: peer, reason: "malformed worker message: \(error)")
+                    if dispatcher.workers[peer] == nil {
+                        dispatcher.effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
+                    }
+                }
+            } else if body.count >= 2 && body[1] == MDP.clientHeader {
+                do {
+                    handleClient(try ClientMessage(frames: body), from: peer, now: now)
+                } catch {
+                    countProtocolError(peer: peer, reason: "malformed client message: \(error)")
+                }
+            } else {
+                countProtocolError(peer: peer, reason: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
+            }
+        }
+    }
+
+    private func handleClient(_ message: ClientMessage, from peer: PeerID, now: ContinuousClock.Instant) {
+        func reply(_ body: [[UInt8]]) {
+            dispatcher.effects.append(.send(peer: peer, frames: ClientMessage(service: message.service, body: body).frames))
+        }
+        switch message.service {
+        case "mmi.service":
+            let name = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            guard let stage = dispatcher.stage(named: name) else { return reply([Array("404".utf8)]) }
+            reply([Array((dispatcher.stages[stage].workers.isEmpty ? "404" : "200").utf8)])
+        case "mmi.topology":
+            var topology = configuration.topology
+            topology.broker.aggregator = endpoints.aggregator
+            topology.broker.bind = endpoints.dispatch
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
+            reply([Array("200".utf8), Array(json)])
+        case let service where service.hasPrefix("mmi."):
+            reply([Array("501".utf8)])
+        default:
+            guard let stage = dispatcher.stage(named: message.service) else {
+                countProtocolError(peer: peer, reason: "request for unknown service \(message.service)")
+                return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
+            }
+            guard message.body.count == 1 else {
+                return reply([Array("error".utf8), Array("LC3005: a request to a stage carries exactly one body frame".utf8)])
+            }
+            clientRequests += 1
+            dispatcher.acceptClientRequest(
+                stage: stage, id: (1 << 63) | clientRequests, payload: message.body[0],
+                client: ClientReturn(peer: peer, service: message.service), now: now)
+        }
+    }
+
+    private func drainControl(now: ContinuousClock.Instant) throws(BrokerError) {
+        while let message = try? control.tryReceiveMultipart() {
+            guard let first = message.first, let kind = first.first else { continue }
+            switch kind {
+            case UInt8(ascii: "A"):
+                let ids = AggregatorMessage.decodeIDs(first)
+                dispatcher.acknowledge(ids, now: now)
+            case UInt8(ascii: "X"):
+                throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self))
+            default:
+                break
+            }
+        }
+    }
+
+    private func drainSource(now: ContinuousClock.Instant, limit: Int) {
+        let external: Bool
+        if case .pull = configuration.topology.source.kind { external = true } else { external = false }
+        while dispatcher.queuedTotal < limit, let message = try? source.tryReceiveMultipart() {
+            if external {
+                // Each frame from an external producer is one item.
+                for payload in message {
+                    dispatcher.accept(id: ItemID.source(position: UInt64(read)), payload: payload, now: now)
+                    read += 1
+                }
+                continue
+            }
+            guard let header = message.first, let kind = header.first else { continue }
+            switch kind {
+            case UInt8(ascii: "B"):
+                let first = SourceMessage.value(of: header)
+                for (offset, payload) in message.dropFirst().enumerated() {
+                    dispatcher.accept(id: ItemID.source(position: first + UInt64(offset)), payload: payload, now: now)
+                }
+                read += message.count - 1
+            case UInt8(ascii: "T"):
+                sourceTotal = Int(SourceMessage.value(of: header))
+            case UInt8(ascii: "E"):
+                sourceEnded = true
+                return
+            case UInt8(ascii: "X"):
+                sourceFailure = String(decoding: header.dropFirst(), as: UTF8.self)
+                logger.error("\(sourceFailure!)")
+                return
+            default:
+                break
+            }
+        }
+    }
+
+    private func countProtocolError(peer: PeerID, reason: String) {
+        protocolErrors += 1
+        if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
+            logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
+        }
+        telemetry.protocolError(peer: hex(peer), reason: reason)
+    }
+
+    // MARK: Output
+
+    private func flushEffects(now: ContinuousClock.Instant) {
+        if !dispatcher.aggregatorOutbox.isEmpty {
+            let batch = ReplyBatch(outcomes: dispatcher.aggregatorOutbox)
+            dispatcher.aggregatorOutbox.removeAll(keepingCapacity: true)
+            try? control.send(multipart: [[UInt8(ascii: "O")]] + batch.frames)
+        }
+        var rounds = 0
+        while !dispatcher.effects.isEmpty && rounds < 100 {
+            rounds += 1
+            let effects = dispatcher.effects
+            dispatcher.effects.removeAll(keepingCapacity: true)
+            for effect in effects { apply(effect, now: now) }
+        }
+    }
+
+    private func apply(_ effect: DispatchEffect, now: ContinuousClock.Instant) {
+        switch effect {
+        case .send(let peer, let frames):
+            do {
+                if try !router.trySend(multipart: [peer] + frames) {
+                    logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back")
+                    dispatcher.sendFailed(peer: peer, now: now)
+                }
+            } catch {
+                // EHOSTUNREACH: the peer disconnected. Its items go back to the queue.
+                dispatcher.sendFailed(peer: peer, now: now)
+            }
+        case .deadLettered(let item, let stage, let reason):
+            writeDeadLetter(item, stage: stage, reason: reason)
+            telemetry.deadLettered(stage: stage, itemID: item.id, attempts: item.attempts, reason: reason)
+        case .workerJoined(let peer, let stage, let capabilities):
+            logger.info("worker \(hex(peer)) on \(capabilities["host"] ?? "?") serves stage \(stage) (credit \(capabilities.credit))")
+        case .workerLeft(let peer, let stage, let reason, let requeued):
+            logger.notice("worker \(hex(peer)) for stage \(stage) \(reason); \(requeued) items sent again")
+            telemetry.workerExpired(peer: hex(peer), stage: stage, reason: reason, requeued: requeued)
+        case .nodeJoined(let node, let host, let capabilities):
+            telemetry.nodeJoined(node: node, host: host, capabilities: capabilities)
+        case .nodeLeft(let node, let reason):
+            telemetry.nodeLeft(node: node, reason: reason)
+        case .protocolError(let peer, let reason):
+            countProtocolError(peer: peer, reason: reason)
+        }
+    }
+
+    private func writeDeadLetter(_ item: BrokerItem, stage: String, reason: String) {
+        if deadLetterFile == nil {
+            let path = configuration.resolvedDeadLetterPath
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            deadLetterFile = fopen(path, "ab")
+            if deadLetterFile == nil { logger.error("LC2016: cannot open the dead-letter file \(path)") }
+        }
+        guard let file = deadLetterFile else { return }
+        let text = String(validating: item.payload, as: UTF8.self)
+        var record: [String: Any] = [
+            "id": String(item.id), "stage": stage, "attempts": item.attempts, "reason": reason,
+            "error": item.lastError, "stderr": item.lastStderr,
+        ]
+        if let text { record["item"] = text } else { record["item_base64"] = Data(item.payload).base64EncodedString() }
+        if let json = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
+            _ = (String(decoding: json, as: UTF8.self) + "\n").withCString { fputs($0, file) }
+            fflush(file)
+        }
+    }
+
+    private func progress(now: ContinuousClock.Instant) -> RunProgress {
+        let entry = dispatcher.entryStages.first
+        let processed = entry.map { dispatcher.stages[$0].counters.completed + dispatcher.stages[$0].counters.deadLettered } ?? 0
+        return RunProgress(read: read, total: sourceTotal, processed: processed, inSink: inSink,
+                           deadLettered: dispatcher.deadLetteredTotal, elapsed: now - started)
+    }
+
+    // MARK: Finish
+
+    private func finish() throws(BrokerError) -> RunSummary {
+        let interrupted = broker.isStopRequested
+        // Tell the aggregator to write the final aggregate and wait for it to confirm.
+        var outputs = 0
+        do {
+            try control.send(multipart: [[UInt8(ascii: "F")]])
+            try control.set(.receiveTimeout, .seconds(30))
+            while true {
+                let message = try control.receiveMultipart()
+                guard let first = message.first, let kind = first.first else { continue }
+                if kind == UInt8(ascii: "D") {
+                    outputs = Int(first[1...8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+                    break
+                }
+                if kind == UInt8(ascii: "X") { throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self)) }
+            }
+        } catch let error as BrokerError {
+            throw error
+        } catch {
+            throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+        }
+        dispatcher.disconnectAll()
+        flushEffects(now: .now)
+        if let file = deadLetterFile { fclose(file) }
+        let wall = ContinuousClock.now - started
+        let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        let summary = RunSummary(
+            pipeline: configuration.topology.name, itemsIn: read, itemsOut: outputs,
+            deadLettered: dispatcher.deadLetteredTotal, unfinished: max(0, dispatcher.pending),
+            wallSeconds: seconds, itemsPerSecond: seconds > 0 ? Double(read) / seconds : 0,
+            latencyP50Milliseconds: Double(latency.valueAtPercentile(50)) / 1000,
+            latencyP99Milliseconds: Double(latency.valueAtPercentile(99)) / 1000,
+            protocolErrors: protocolErrors, interrupted: interrupted,
+            deadLetterPath: dispatcher.deadLetteredTotal > 0 ? configuration.resolvedDeadLetterPath : nil)
+        telemetry.publishMetrics(dispatcher: dispatcher, now: .now)
+        telemetry.brokerStopping(summary: summary)
+        if let sourceFailure { throw BrokerError(sourceFailure) }
+        return summary
+    }
+
+    // MARK: DispatchObserver
+
+    func itemReceived(stage: String) { telemetry.itemReceived(stage: stage) }
+    func itemCompleted(stage: String, latency: Duration) { telemetry.itemCompleted(stage: stage, latency: latency) }
+    func itemFailed(stage: String) { telemetry.itemFailed(stage: stage) }
+    func itemRetried(stage: String) { telemetry.itemRetried(stage: stage) }
+    func itemDeadLettered(stage: String) { telemetry.itemDeadLettered(stage: stage) }
+    func itemInSink(latency: Duration) {
+        inSink += 1
+        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
+        _ = self.latency.record(UInt64(max(0, micros)))
+    }
+}

@@ -1,0 +1,228 @@
+// The LANCompute item header and reply header frames that extend MDP/0.1 REQUEST and REPLY bodies.
+
+/// What travels with an item besides its payload.
+public struct ItemHeader: Equatable, Sendable {
+    /// Stable id: the same input always gets the same id, so duplicates can be recognised.
+    public var id: UInt64
+    /// 1 for the first attempt, 2 for the first retry, ...
+    public var attempt: UInt16
+    public var priority: Int16
+    /// Milliseconds since the Unix epoch after which the item is dead-lettered; 0: none.
+    public var deadline: UInt64
+    /// The group-by key, empty when the stage has none.
+    public var key: [UInt8]
+    /// W3C trace context, empty when not traced.
+    public var traceparent: [UInt8]
+
+    public init(id: UInt64, attempt: UInt16, priority: Int16 = 0, deadline: UInt64 = 0, key: [UInt8] = [], traceparent: [UInt8] = []) {
+        self.id = id
+        self.attempt = attempt
+        self.priority = priority
+        self.deadline = deadline
+        self.key = key
+        self.traceparent = traceparent
+    }
+}
+
+/// The body of a REQUEST to a LANCompute worker: one header frame for N items, then N payload frames.
+///
+/// Header frame: version (1 byte, 1), count (4), then per item: id (8), attempt (2),
+/// priority (2, signed), deadline (8), key length (2), key, traceparent length (1), traceparent.
+public struct RequestBatch: Equatable, Sendable {
+    public static let version: UInt8 = 1
+    public var items: [(header: ItemHeader, payload: [UInt8])]
+
+    public init(items: [(header: ItemHeader, payload: [UInt8])]) { self.items = items }
+
+    public static func == (lhs: RequestBatch, rhs: RequestBatch) -> Bool {
+        lhs.items.count == rhs.items.count
+            && zip(lhs.items, rhs.items).allSatisfy { $0.header == $1.header && $0.payload == $1.payload }
+    }
+
+    public var frames: [[UInt8]] {
+        var header: [UInt8] = [Self.version]
+        header.reserveCapacity(5 + items.count * 24)
+        header.appendBigEndian(UInt32(items.count))
+        for (item, _) in items {
+            header.appendBigEndian(item.id)
+            header.appendBigEndian(item.attempt)
+            header.appendBigEndian(item.priority)
+            header.appendBigEndian(item.deadline)
+            header.appendBigEndian(UInt16(min(item.key.count, Int(UInt16.max))))
+            header += item.key.prefix(Int(UInt16.max))
+            header.append(UInt8(min(item.traceparent.count, 255)))
+            header += item.traceparent.prefix(255)
+        }
+        var frames = [header]
+        frames.reserveCapacity(items.count + 1)
+        for (_, payload) in items { frames.append(payload) }
+        return frames
+    }
+
+    public init(frames body: [[UInt8]]) throws(WireError) {
+        guard let first = body.first else { throw WireError("request body has no item header frame") }
+        var reader = ByteReader(first)
+        let version = try reader.readUInt8("header version")
+        guard version == Self.version else { throw WireError("item header version \(version) is not supported") }
+        let count = Int(try reader.readUInt32("item count"))
+        guard body.count == count + 1 else {
+            throw WireError("item header announces \(count) items but \(body.count - 1) payload frames follow")
+        }
+        var items: [(header: ItemHeader, payload: [UInt8])] = []
+        items.reserveCapacity(count)
+        for index in 0..<count {
+            let id = try reader.readUInt64("item id")
+            let attempt = try reader.readUInt16("attempt")
+            let priority = Int16(bitPattern: try reader.readUInt16("priority"))
+            let deadline = try reader.readUInt64("deadline")
+            let key = try reader.readBytes(Int(try reader.readUInt16("key length")), "key")
+            let trace = try reader.readBytes(Int(try reader.readUInt8("traceparent length")), "traceparent")
+            items.append((ItemHeader(id: id, attempt: attempt, priority: priority, deadline: deadline, key: key, traceparent: trace), body[index + 1]))
+        }
+        guard reader.isAtEnd else { throw WireError("item header has \(reader.remaining) trailing bytes") }
+        self.items = items
+    }
+}
+
+/// What became of one item in a worker's reply.
+public struct ItemOutcome: Equatable, Sendable {
+    public enum Status: Equatable, Sendable {
+        /// Succeeded with these outputs (empty: the item was filtered out).
+        case completed(outputs: [[UInt8]])
+        /// Succeeded and the outputs were PUSHed to the aggregator directly; `count` of them.
+        case deliveredToAggregator(count: Int)
+        /// The attempt failed.
+        case failed(message: String, stderr: String)
+    }
+
+    public var id: UInt64
+    public var attempt: UInt16
+    public var status: Status
+
+    public init(id: UInt64, attempt: UInt16, status: Status) {
+        self.id = id
+        self.attempt = attempt
+        self.status = status
+    }
+}
+
+/// The body of a REPLY from a LANCompute worker, and of a message to the aggregator:
+/// one header frame, then each item's frames in order (its outputs, or two error frames).
+///
+/// Header frame: version (1 byte, 1), count (4), then per item: id (8), attempt (2),
+/// status (1: 0 completed, 1 delivered to the aggregator, 2 failed), number (4: outputs
+/// that follow; outputs delivered for status 1; 2 error frames for status 2).
+public struct ReplyBatch: Equatable, Sendable {
+    public static let version: UInt8 = 1
+    public var outcomes: [ItemOutcome]
+
+    public init(outcomes: [ItemOutcome]) { self.outcomes = outcomes }
+
+    public var frames: [[UInt8]] {
+        var header: [UInt8] = [Self.version]
+        header.reserveCapacity(5 + outcomes.count * 15)
+        header.appendBigEndian(UInt32(outcomes.count))
+        var rest: [[UInt8]] = []
+        for outcome in outcomes {
+            header.appendBigEndian(outcome.id)
+            header.appendBigEndian(outcome.attempt)
+            switch outcome.status {
+            case .completed(let outputs):
+                header.append(0)
+                header.appendBigEndian(UInt32(outputs.count))
+                rest += outputs
+            case .deliveredToAggregator(let count):
+                header.append(1)
+                header.appendBigEndian(UInt32(count))
+            case .failed(let message, let stderr):
+                header.append(2)
+                header.appendBigEndian(UInt32(2))
+                rest.append(Array(message.utf8))
+                rest.append(Array(stderr.utf8))
+            }
+        }
+        return [header] + rest
+    }
+
+    public init(frames body: [[UInt8]]) throws(WireError) {
+        guard let first = body.first else { throw WireError("reply body has no reply header frame") }
+        var reader = ByteReader(first)
+        let version = try reader.readUInt8("reply header version")
+        guard version == Self.version else { throw WireError("reply header version \(version) is not supported") }
+        let count = Int(try reader.readUInt32("outcome count"))
+        guard count <= body.count * 1_000_000 else { throw WireError("implausible outcome count \(count)") }
+        var next = 1
+        var outcomes: [ItemOutcome] = []
+        outcomes.reserveCapacity(min(count, 100_000))
+        for _ in 0..<count {
+            let id = try reader.readUInt64("item id")
+            let attempt = try reader.readUInt16("attempt")
+            let status = try reader.readUInt8("status")
+            let number = Int(try reader.readUInt32("frame count"))
+            switch status {
+            case 0:
+                guard next + number <= body.count else { throw WireError("reply announces more output frames than it has") }
+                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: Array(body[next..<next + number]))))
+                next += number
+            case 1:
+                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .deliveredToAggregator(count: number)))
+            case 2:
+                guard number == 2, next + 2 <= body.count else { throw WireError("a failed outcome needs 2 error frames") }
+                let message = String(decoding: body[next], as: UTF8.self)
+                let stderr = String(decoding: body[next + 1], as: UTF8.self)
+                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .failed(message: message, stderr: stderr)))
+                next += 2
+            default:
+                throw WireError("unknown outcome status \(status)")
+            }
+        }
+        guard reader.isAtEnd else { throw WireError("reply header has \(reader.remaining) trailing bytes") }
+        guard next == body.count else { throw WireError("reply has \(body.count - next) frames the header does not announce") }
+        self.outcomes = outcomes
+    }
+}
+
+/// The `client` frame the broker puts on a REQUEST to a plain MDP worker: item id (8) and attempt (2).
+/// The worker echoes it in its REPLY, which is how the reply is matched to the item.
+public struct ItemToken: Equatable, Sendable {
+    public var id: UInt64
+    public var attempt: UInt16
+
+    public init(id: UInt64, attempt: UInt16) {
+        self.id = id
+        self.attempt = attempt
+    }
+
+    public var bytes: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.appendBigEndian(id)
+        bytes.appendBigEndian(attempt)
+        return bytes
+    }
+
+    public init(bytes: [UInt8]) throws(WireError) {
+        guard bytes.count == 10 else { throw WireError("client frame is not an item token (10 bytes), got \(bytes.count)") }
+        var reader = ByteReader(bytes)
+        id = try reader.readUInt64("item id")
+        attempt = try reader.readUInt16("attempt")
+    }
+}
+
+/// Stable ids for items derived from other items, so a retried parent yields the same children.
+public enum ItemID {
+    /// The id of output `index` of item `parent`, sent on to the stage at `stageIndex`.
+    public static func derived(parent: UInt64, stageIndex: Int, outputIndex: Int) -> UInt64 {
+        mix(parent &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(stageIndex + 1) ^ mix(UInt64(outputIndex) &+ 0x632B_E59B_D9B4_E019))
+    }
+
+    /// The id of the `position`-th item (0-based) of a finite source.
+    public static func source(position: UInt64) -> UInt64 { position }
+
+    /// SplitMix64's finaliser: a bijection that scatters nearby values.
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,128 @@
+// MDP/0.1 (ZeroMQ RFC 7) frames as LANCompute sends and parses them, plus its compatible extensions.
+
+/// Protocol constants of MDP/0.1.
+public enum MDP {
+    /// Header frame of every worker-protocol message.
+    public static let workerHeader: [UInt8] = Array("MDPW01".utf8)
+    /// Header frame of every client-protocol message.
+    public static let clientHeader: [UInt8] = Array("MDPC01".utf8)
+
+    /// Worker-protocol commands (the third frame, one byte).
+    public enum Command: UInt8, Sendable, CustomStringConvertible {
+        case ready = 0x01
+        case request = 0x02
+        case reply = 0x03
+        case heartbeat = 0x04
+        case disconnect = 0x05
+
+        public var description: String {
+            switch self {
+            case .ready: "READY"
+            case .request: "REQUEST"
+            case .reply: "REPLY"
+            case .heartbeat: "HEARTBEAT"
+            case .disconnect: "DISCONNECT"
+            }
+        }
+    }
+
+    /// The value of the `protocol` capability a LANCompute worker announces on READY.
+    public static let lanComputeProtocol = "lancompute/1"
+}
+
+/// A worker-protocol message as a worker's DEALER sees it (no routing-id frame).
+public enum WorkerMessage: Equatable, Sendable {
+    /// A worker offers to serve `service`; LANCompute workers add a capabilities frame.
+    case ready(service: String, capabilities: Capabilities?)
+    /// The broker hands the worker a request: `client` is echoed back in the reply.
+    case request(client: [UInt8], body: [[UInt8]])
+    /// The worker's answer to the request whose `client` frame it echoes.
+    case reply(client: [UInt8], body: [[UInt8]])
+    case heartbeat
+    case disconnect
+
+    /// The frames, starting with the empty delimiter frame.
+    public var frames: [[UInt8]] {
+        switch self {
+        case .ready(let service, let capabilities):
+            var frames: [[UInt8]] = [[], MDP.workerHeader, [MDP.Command.ready.rawValue], Array(service.utf8)]
+            if let capabilities { frames.append(capabilities.encoded()) }
+            return frames
+        case .request(let client, let body):
+            return [[], MDP.workerHeader, [MDP.Command.request.rawValue], client, []] + body
+        case .reply(let client, let body):
+            return [[], MDP.workerHeader, [MDP.Command.reply.rawValue], client, []] + body
+        case .heartbeat:
+            return [[], MDP.workerHeader, [MDP.Command.heartbeat.rawValue]]
+        case .disconnect:
+            return [[], MDP.workerHeader, [MDP.Command.disconnect.rawValue]]
+        }
+    }
+
+    /// Parses frames that start with the empty delimiter; throws a `WireError` naming the bad frame.
+    public init(frames: [[UInt8]]) throws(WireError) {
+        guard frames.count >= 3 else { throw WireError("expected at least 3 frames, got \(frames.count)") }
+        guard frames[0].isEmpty else { throw WireError("frame 0 must be the empty delimiter") }
+        guard frames[1] == MDP.workerHeader else { throw WireError("frame 1 is not \"MDPW01\"") }
+        guard frames[2].count == 1, let command = MDP.Command(rawValue: frames[2][0]) else {
+            throw WireError("frame 2 is not a known MDP worker command")
+        }
+        switch command {
+        case .ready:
+            guard frames.count == 4 || frames.count == 5 else {
+                throw WireError("READY takes 4 or 5 frames, got \(frames.count)")
+            }
+            guard let service = String(validating: frames[3], as: UTF8.self), !service.isEmpty else {
+                throw WireError("READY frame 3 (service name) must be non-empty UTF-8")
+            }
+            let capabilities = frames.count == 5 ? try Capabilities(decoding: frames[4]) : nil
+            self = .ready(service: service, capabilities: capabilities)
+        case .request, .reply:
+            guard frames.count >= 5 else { throw WireError("\(command) takes at least 5 frames, got \(frames.count)") }
+            guard frames[4].isEmpty else { throw WireError("\(command) frame 4 must be empty") }
+            let body = Array(frames[5...])
+            self = command == .request ? .request(client: frames[3], body: body) : .reply(client: frames[3], body: body)
+        case .heartbeat:
+            guard frames.count == 3 else { throw WireError("HEARTBEAT takes 3 frames, got \(frames.count)") }
+            self = .heartbeat
+        case .disconnect:
+            // Some workers add a reason frame; accept and ignore it.
+            guard frames.count <= 4 else { throw WireError("DISCONNECT takes 3 frames, got \(frames.count)") }
+            self = .disconnect
+        }
+    }
+}
+
+/// A client-protocol message (`MDPC01`), as sent by a client's DEALER/REQ.
+public struct ClientMessage: Equatable, Sendable {
+    public var service: String
+    public var body: [[UInt8]]
+
+    public init(service: String, body: [[UInt8]]) {
+        self.service = service
+        self.body = body
+    }
+
+    /// Frames starting with the empty delimiter.
+    public var frames: [[UInt8]] {
+        [[], MDP.clientHeader, Array(service.utf8)] + body
+    }
+
+    public init(frames: [[UInt8]]) throws(WireError) {
+        guard frames.count >= 3 else { throw WireError("expected at least 3 frames, got \(frames.count)") }
+        guard frames[0].isEmpty else { throw WireError("frame 0 must be the empty delimiter") }
+        guard frames[1] == MDP.clientHeader else { throw WireError("frame 1 is not \"MDPC01\"") }
+        guard let service = String(validating: frames[2], as: UTF8.self), !service.isEmpty else {
+            throw WireError("frame 2 (service name) must be non-empty UTF-8")
+        }
+        self.service = service
+        self.body = Array(frames[3...])
+    }
+}
+
+/// A frame sequence that breaks the protocol, with what is wrong with it.
+public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
