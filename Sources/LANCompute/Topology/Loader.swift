@@ -158,10 +158,13 @@ final class TopologyReader {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
             let .composer(context, problem, mark, _):
             var message = problem
+            var position = mark
             if let context {
                 message += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
+                // Running off the end of the file says little; where the unfinished thing began says more.
+                if problem.contains("end of stream") { position = context.mark }
             }
-            return TopologyDiagnostic(location: at(mark), code: .yamlSyntax, message: message)
+            return TopologyDiagnostic(location: at(position), code: .yamlSyntax, message: message)
         case let .reader(problem, offset, _, _):
             let detail = offset.map { " at byte \($0)" } ?? ""
             return TopologyDiagnostic(
