@@ -164,6 +164,9 @@ final class TopologyReader {
                 // Running off the end of the file says little; where the unfinished thing began says more.
                 if problem.contains("end of stream") { position = context.mark }
             }
+            if problem.contains("cannot start any token"), Self.character(at: position, in: yaml) == "\t" {
+                message = "a tab character; YAML indents with spaces only"
+            }
             return TopologyDiagnostic(location: at(position), code: .yamlSyntax, message: message)
         case let .reader(problem, offset, _, _):
             let detail = offset.map { " at byte \($0)" } ?? ""
@@ -202,6 +205,13 @@ final class TopologyReader {
             }
         }
         return nil
+    }
+
+    static func character(at mark: Mark, in yaml: String) -> Unicode.Scalar? {
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+        guard mark.line >= 1, mark.line <= lines.count else { return nil }
+        let scalars = Array(lines[mark.line - 1].unicodeScalars)
+        return mark.column >= 1 && mark.column <= scalars.count ? scalars[mark.column - 1] : nil
     }
 
     // MARK: Generic readers
