@@ -24,6 +24,8 @@ public struct Topology: Sendable, Equatable, Codable {
     public var stages: [StageSpec]
     public var sink: SinkSpec
     public var broker: BrokerSettings
+    /// Where each value came from in the file, by key path; empty for a topology built in code.
+    public var sourceMap = SourceMap()
 
     public init(
         version: Int = 1, name: String, description: String? = nil, source: SourceSpec,

@@ -1,0 +1,174 @@
+// Draws a topology as a graph (Graphviz DOT or Mermaid): source, stages and sink with their edges.
+
+import Foundation
+
+/// Renders the pipeline's DAG for people: each stage node shows its handler, replicas and placement.
+public enum TopologyGraph {
+    public enum Format: String, Sendable, CaseIterable {
+        case dot
+        case mermaid
+    }
+
+    public static func render(_ topology: Topology, format: Format) -> String {
+        switch format {
+        case .dot: return dot(topology)
+        case .mermaid: return mermaid(topology)
+        }
+    }
+
+    // MARK: What each node says
+
+    static func sourceLines(_ source: SourceSpec) -> [String] {
+        let kind: String
+        switch source.kind {
+        case let .file(path): kind = "file: \(path)"
+        case .stdin: kind = "stdin"
+        case let .pull(endpoint): kind = "pull: \(endpoint)"
+        case let .generate(count, size): kind = "generate: \(count) x \(ByteSize.format(size))"
+        }
+        return ["source", kind, "format: \(source.format.rawValue)"]
+    }
+
+    static func sinkLines(_ sink: SinkSpec) -> [String] {
+        var lines = ["sink"]
+        switch sink.kind {
+        case let .file(path): lines.append("file: \(path)")
+        case .stdout: lines.append("stdout")
+        case let .push(endpoint): lines.append("push: \(endpoint)")
+        }
+        lines.append("format: \(sink.format.rawValue)")
+        if sink.aggregate != .none {
+            var aggregate = "aggregate: \(sink.aggregate.rawValue)"
+            if let key = sink.key { aggregate += " by \(describe(key))" }
+            lines.append(aggregate)
+        }
+        return lines
+    }
+
+    static func stageLines(_ stage: StageSpec) -> [String] {
+        var lines = [stage.name]
+        switch stage.handler {
+        case let .builtin(name, options):
+            let shown = options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            lines.append("builtin: \(name)" + (shown.isEmpty ? "" : " (\(shown.joined(separator: ", ")))"))
+        case let .exec(exec):
+            lines.append("exec \(exec.mode.rawValue): \(exec.command.joined(separator: " "))")
+        case .external:
+            lines.append("external workers (MDP)")
+        }
+        lines.append("replicas: \(stage.replicas)")
+        if !stage.requires.isEmpty { lines.append("requires: \(describe(stage.requires))") }
+        if !stage.prefers.isEmpty { lines.append("prefers: \(describe(stage.prefers))") }
+        if let key = stage.groupBy { lines.append("group-by: \(describe(key))") }
+        return lines
+    }
+
+    static func describe(_ requirements: Requirements) -> String {
+        var parts: [String] = []
+        if let arch = requirements.arch { parts.append("arch=\(arch)") }
+        if let os = requirements.os { parts.append("os=\(os)") }
+        if let gpu = requirements.gpu { parts.append(gpu ? "gpu" : "no gpu") }
+        if let memory = requirements.minMemory { parts.append("memory>=\(ByteSize.format(memory))") }
+        if let cores = requirements.minCores { parts.append("cores>=\(cores)") }
+        for (name, value) in requirements.labels.sorted(by: { $0.key < $1.key }) { parts.append("\(name)=\(value)") }
+        return parts.joined(separator: ", ")
+    }
+
+    static func describe(_ key: KeyExtractor) -> String {
+        switch key {
+        case .item: return "item"
+        case let .jsonField(field): return "json \(field)"
+        case let .regex(pattern, group): return "regex \(pattern) group \(group)"
+        case let .field(index): return "field \(index)"
+        }
+    }
+
+    /// Every edge, by node index: -1 is the source, `stages.count` is the sink.
+    static func edges(_ topology: Topology) -> [(from: Int, to: Int)] {
+        var indexByName: [String: Int] = [:]
+        for (index, stage) in topology.stages.enumerated() where indexByName[stage.name] == nil {
+            indexByName[stage.name] = index
+        }
+        var result: [(from: Int, to: Int)] = []
+        for (index, stage) in topology.stages.enumerated() {
+            if stage.from.isEmpty {
+                result.append((-1, index))
+            } else {
+                for name in stage.from {
+                    if let upstream = indexByName[name] { result.append((upstream, index)) }
+                }
+            }
+        }
+        let terminal = Set(topology.terminalStages.map(\.name))
+        for (index, stage) in topology.stages.enumerated() where terminal.contains(stage.name) {
+            result.append((index, topology.stages.count))
+        }
+        return result
+    }
+
+    // MARK: Graphviz
+
+    static func dot(_ topology: Topology) -> String {
+        func id(_ index: Int) -> String {
+            if index < 0 { return "source" }
+            if index == topology.stages.count { return "sink" }
+            return "stage\(index)"
+        }
+        func label(_ lines: [String]) -> String {
+            "\"" + lines.map(dotEscape).joined(separator: "\\n") + "\""
+        }
+        var out = ["digraph \"\(dotEscape(topology.name))\" {"]
+        out.append("  rankdir=LR;")
+        out.append("  node [shape=box, style=rounded, fontname=\"Helvetica\"];")
+        out.append("  source [shape=invhouse, label=\(label(sourceLines(topology.source)))];")
+        for (index, stage) in topology.stages.enumerated() {
+            out.append("  \(id(index)) [label=\(label(stageLines(stage)))];")
+        }
+        out.append("  sink [shape=house, label=\(label(sinkLines(topology.sink)))];")
+        for edge in edges(topology) {
+            out.append("  \(id(edge.from)) -> \(id(edge.to));")
+        }
+        out.append("}")
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    static func dotEscape(_ text: String) -> String {
+        text.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"")
+    }
+
+    // MARK: Mermaid
+
+    static func mermaid(_ topology: Topology) -> String {
+        func id(_ index: Int) -> String {
+            if index < 0 { return "source" }
+            if index == topology.stages.count { return "sink" }
+            return "stage\(index)"
+        }
+        func label(_ lines: [String]) -> String {
+            "\"" + lines.map(mermaidEscape).joined(separator: "<br/>") + "\""
+        }
+        var out = ["flowchart LR"]
+        out.append("  %% \(topology.name)")
+        out.append("  source[/\(label(sourceLines(topology.source)))/]")
+        for (index, stage) in topology.stages.enumerated() {
+            out.append("  \(id(index))[\(label(stageLines(stage)))]")
+        }
+        out.append("  sink[\\\(label(sinkLines(topology.sink)))/]")
+        for edge in edges(topology) {
+            out.append("  \(id(edge.from)) --> \(id(edge.to))")
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Mermaid labels take entity codes (#quot;); quotes and angle brackets would end or break them.
+    static func mermaidEscape(_ text: String) -> String {
+        text.replacingAll("&", with: "#amp;").replacingAll("\"", with: "#quot;")
+            .replacingAll("<", with: "#lt;").replacingAll(">", with: "#gt;")
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
+        components(separatedBy: target).joined(separator: replacement)
+    }
+}
