@@ -4,9 +4,15 @@ import ArgumentParser
 
 @main
 struct LANComputeCommand: ParsableCommand {
+    static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "lancompute",
         abstract: "Turn the machines of a LAN into one pipeline engine, over ZeroMQ.",
-        subcommands: [ValidateCommand.self, GraphCommand.self]
+        version: version,
+        subcommands: [
+            RunCommand.self, BrokerCommand.self, WorkerCommand.self, FeedCommand.self,
+            ValidateCommand.self, GraphCommand.self, DoctorCommand.self,
+        ]
     )
 }

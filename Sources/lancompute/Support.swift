@@ -1,0 +1,158 @@
+// What the commands share: logging set-up, loading a topology for running, signals, number formatting.
+
+import ArgumentParser
+import Dispatch
+import Foundation
+import LANCompute
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Options every long-running command takes.
+struct LoggingOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level?
+
+    func bootstrap(default level: Logger.Level) {
+        let chosen = logLevel ?? ProcessInfo.processInfo.environment["LANCOMPUTE_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = chosen
+            return handler
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Prints one line to standard error and exits with `code`.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("lancompute: \(message)\n".utf8))
+    exit(code)
+}
+
+/// Loads a topology to run it: every problem printed as FILE:LINE:COLUMN (exit 1), paths resolved
+/// against the file's directory (exec commands excepted: each worker resolves them on its own machine).
+func loadTopologyForRun(_ path: String, input: String?, output: String?) -> Topology {
+    var topology: Topology
+    do {
+        topology = try TopologyLoader.load(path: path)
+    } catch {
+        for diagnostic in error.diagnostics { FileHandle.standardError.write(Data("\(diagnostic.description)\n".utf8)) }
+        exit(1)
+    }
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let exec = topology.stages.map(\.handler)
+    topology = topology.resolvingPaths(relativeTo: directory)
+    for index in topology.stages.indices { topology.stages[index].handler = exec[index] }
+    let cwd = FileManager.default.currentDirectoryPath
+    if let input {
+        topology.source.kind = .file(path: URL(fileURLWithPath: input, relativeTo: URL(fileURLWithPath: cwd, isDirectory: true)).standardizedFileURL.path)
+    }
+    if let output {
+        topology.sink.kind = .file(path: URL(fileURLWithPath: output, relativeTo: URL(fileURLWithPath: cwd, isDirectory: true)).standardizedFileURL.path)
+    }
+    return topology
+}
+
+/// Refuses a bind on a non-loopback address unless the user said `--insecure`.
+func checkExposure(_ endpoint: String, insecure: Bool, option: String) {
+    guard endpoint.hasPrefix("tcp://"), !insecure else { return }
+    let rest = endpoint.dropFirst("tcp://".count)
+    let host = rest.lastIndex(of: ":").map { String(rest[..<$0]) } ?? String(rest)
+    let loopback = host == "localhost" || host.hasPrefix("127.") || host == "[::1]" || host == "::1"
+    if !loopback {
+        fail("error LC2005: \(option) \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure on a network you trust")
+    }
+}
+
+/// Calls `action` on the first SIGINT or SIGTERM; a second one exits at once.
+final class SignalTrap {
+    private let sources: [DispatchSourceSignal]
+
+    init(_ action: @escaping @Sendable () -> Void) {
+        let queue = DispatchQueue(label: "lancompute.signals")
+        let count = Counter()
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                if count.increment() > 1 { exit(130) }
+                FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
+                action()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    final class Counter: @unchecked Sendable {
+        // @unchecked Sendable: only touched on the serial signal queue.
+        private var value = 0
+        func increment() -> Int {
+            value += 1
+            return value
+        }
+    }
+}
+
+
+func formatCount(_ value: Int) -> String {
+    let digits = String(value)
+    var result = ""
+    for (index, character) in digits.reversed().enumerated() {
+        if index > 0 && index % 3 == 0 { result.append(",") }
+        result.append(character)
+    }
+    return String(result.reversed())
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+/// The live progress line and the final summary of a run.
+enum RunReport {
+    static func progressLine(_ progress: RunProgress, pipeline: String) -> String {
+        let elapsed = max(seconds(progress.elapsed), 0.001)
+        let rate = Double(progress.processed) / elapsed
+        var line = "[\(pipeline)] "
+        if let total = progress.total {
+            line += "\(formatCount(progress.processed))/\(formatCount(total)) items"
+            if rate > 0 && progress.processed < total {
+                line += " · ETA \(Int((Double(total - progress.processed) / rate).rounded(.up)))s"
+            }
+        } else {
+            line += "\(formatCount(progress.processed)) items (\(formatCount(progress.read)) read)"
+        }
+        line += " · \(formatCount(Int(rate))) items/s"
+        if progress.deadLettered > 0 { line += " · \(formatCount(progress.deadLettered)) dead-lettered" }
+        return line
+    }
+
+    static func summary(_ summary: RunSummary, sink: SinkSpec) -> String {
+        var lines: [String] = []
+        lines.append("pipeline \(summary.pipeline)\(summary.interrupted ? " (interrupted)" : ""):")
+        lines.append("  items in       \(formatCount(summary.itemsIn))")
+        lines.append("  items out      \(formatCount(summary.itemsOut))\(sinkDescription(sink))")
+        lines.append("  dead-lettered  \(formatCount(summary.deadLettered))\(summary.deadLetterPath.map { " -> \($0)" } ?? "")")
+        if summary.unfinished > 0 { lines.append("  unfinished     \(formatCount(summary.unfinished))") }
+        lines.append(String(format: "  wall time      %.2f s", summary.wallSeconds))
+        lines.append("  throughput     \(formatCount(Int(summary.itemsPerSecond))) items/s")
+        lines.append(String(format: "  latency        p50 %.2f ms, p99 %.2f ms (source to sink)", summary.latencyP50Milliseconds, summary.latencyP99Milliseconds))
+        if summary.protocolErrors > 0 { lines.append("  dropped frames \(formatCount(summary.protocolErrors)) (protocol errors)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func sinkDescription(_ sink: SinkSpec) -> String {
+        switch sink.kind {
+        case .file(let path): " -> \(path)"
+        case .stdout: " -> standard output"
+        case .push(let endpoint): " -> \(endpoint)"
+        }
+    }
+}

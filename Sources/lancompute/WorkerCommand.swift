@@ -1,0 +1,63 @@
+// `lancompute worker --broker EP`: serves every stage this machine can, for whichever pipeline the broker runs.
+
+import ArgumentParser
+import Foundation
+import LANCompute
+import Logging
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve pipeline stages for a broker; reconnects whenever the broker goes away.",
+        discussion: """
+            The worker asks the broker for the topology, then registers for every stage it can serve: \
+            builtins always, exec stages when the command resolves on this machine (relative to --workdir), \
+            and only stages whose 'requires' this machine meets.
+            """
+    )
+
+    @Option(help: "The broker's dispatch endpoint.")
+    var broker: String = "tcp://127.0.0.1:5555"
+
+    @Option(help: "Handler slots per stage (default: each stage's replicas).")
+    var slots: Int?
+
+    @Option(name: .customLong("label"), help: "A K=V label announced to the broker (repeatable).")
+    var labels: [String] = []
+
+    @Option(help: "Serve only these stages (comma-separated).")
+    var stages: String?
+
+    @Option(help: "Directory exec commands resolve against (default: the current directory).")
+    var workdir: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
+        for label in labels where !label.contains("=") || label.hasPrefix("=") {
+            throw ValidationError("--label takes K=V, got '\(label)'")
+        }
+    }
+
+    func run() throws {
+        logging.bootstrap(default: .info)
+        var labelValues: [String: String] = [:]
+        for label in labels {
+            let parts = label.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            labelValues[String(parts[0])] = String(parts[1])
+        }
+        let directory = workdir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? FileManager.default.currentDirectoryPath
+        let worker = Worker(configuration: WorkerConfiguration(
+            brokerEndpoint: broker, slots: slots, labels: labelValues,
+            stages: stages.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) },
+            workingDirectory: directory))
+        let trap = SignalTrap { worker.stop() }
+        do {
+            try worker.run()
+        } catch {
+            fail("error LC2020: the worker stopped: \(error)")
+        }
+        _ = trap
+    }
+}
