@@ -60,7 +60,7 @@ enum Builtins {
                 throw StageFailure("stage '\(stageName)': builtin 'json-get' needs a non-empty option 'field'")
             }
             return { item in
-                guard let value = JSONText.value(at: field, in: item) else { return [] }
+                guard let value = StageJSON.value(at: field, in: item) else { return [] }
                 return [value]
             }
         case "grep":

@@ -147,10 +147,10 @@ final class ExecPerItemHandler: StageHandler {
             if stdout.last == UInt8(ascii: "\n") { return [Array(stdout.dropLast())] }
             return [stdout]
         case .jsonArray:
-            guard let strings = JSONText.stringArray(stdout) else {
+            guard let strings = StageJSON.stringArray(stdout) else {
                 throw StageFailure(
                     "stage '\(stageName)': expected a JSON array of strings on the child's standard output, got: "
-                        + JSONText.excerpt(stdout))
+                        + StageJSON.excerpt(stdout))
             }
             return strings
         }

@@ -91,10 +91,10 @@ final class ExecStreamHandler: StageHandler {
         case .line:
             return [line]
         case .jsonArray:
-            guard let strings = JSONText.stringArray(line) else {
+            guard let strings = StageJSON.stringArray(line) else {
                 throw StageFailure(
                     "stage '\(stageName)': expected a JSON array of strings from the child, got: "
-                        + JSONText.excerpt(line))
+                        + StageJSON.excerpt(line))
             }
             return strings
         }

@@ -31,7 +31,7 @@ public struct CompiledKeyExtractor {
         case .item:
             return item
         case .jsonField(let path):
-            return JSONText.value(at: path, in: item)
+            return StageJSON.value(at: path, in: item)
         case .regex(_, let group):
             guard let regex, group >= 0,
                 let match = String(decoding: item, as: UTF8.self).firstMatch(of: regex),

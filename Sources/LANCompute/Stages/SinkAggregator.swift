@@ -50,8 +50,8 @@ public struct SinkAggregator {
         case .lines:
             return String(decoding: output, as: UTF8.self)
         case .jsonl:
-            if let compact = JSONText.compacted(output) { return String(decoding: compact, as: UTF8.self) }
-            return JSONText.quoted(output)
+            if let compact = StageJSON.compacted(output) { return String(decoding: compact, as: UTF8.self) }
+            return StageJSON.quoted(output)
         }
     }
 
@@ -88,7 +88,7 @@ public struct SinkAggregator {
         case .none:
             return lines
         case .collect:
-            return ["[" + collected.map(JSONText.quoted).joined(separator: ",") + "]"]
+            return ["[" + collected.map(StageJSON.quoted).joined(separator: ",") + "]"]
         case .countByKey:
             return counts.sorted(by: Self.descendingThenByKey).map { key, count in
                 keyedLine(key: key, field: "count", value: String(count))
@@ -105,7 +105,7 @@ public struct SinkAggregator {
         case .lines:
             return key + "\t" + value
         case .jsonl:
-            return "{" + JSONText.quoted(sink.keyName) + ":" + JSONText.quoted(key) + ",\"" + field + "\":" + value + "}"
+            return "{" + StageJSON.quoted(sink.keyName) + ":" + StageJSON.quoted(key) + ",\"" + field + "\":" + value + "}"
         }
     }
 
@@ -116,11 +116,11 @@ public struct SinkAggregator {
 
     /// The number an output contributes to `sum-by-key`, if it has one.
     static func value(of output: [UInt8]) -> Double? {
-        if let object = JSONText.parse(output) as? [String: Any] {
+        if let object = StageJSON.parse(output) as? [String: Any] {
             guard let field = object["value"] else { return nil }
             if let string = field as? String { return finite(Double(string)) }
             if field is Bool { return nil }
-            guard let number = JSONText.render(field) else { return nil }
+            guard let number = StageJSON.render(field) else { return nil }
             return finite(Double(String(decoding: number, as: UTF8.self)))
         }
         let text = String(decoding: output, as: UTF8.self)

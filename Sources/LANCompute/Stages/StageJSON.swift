@@ -2,7 +2,7 @@
 
 import Foundation
 
-enum JSONText {
+enum StageJSON {
     /// `text` as a JSON string literal: quotes, backslashes and control characters escaped.
     static func quoted(_ text: String) -> String {
         var result = "\""
