@@ -88,6 +88,8 @@ import Testing
         let inverted = try handler("grep", ["pattern": "^#", "invert": "true"])
         #expect(try inverted.process("# comment".bytes) == [])
         #expect(try inverted.process("code".bytes) == ["code".bytes])
+        let spelledTrue = try handler("grep", ["pattern": "^#", "invert": "True"])
+        #expect(try spelledTrue.process("# comment".bytes) == [])
     }
 
     @Test func sleepWaitsThenPassesTheItemOn() throws {

@@ -72,7 +72,8 @@ enum Builtins {
                 throw StageFailure("stage '\(stageName)': builtin 'grep' has an invalid pattern '\(pattern)': \(error)")
             }
             let invert: Bool
-            switch options["invert"] ?? "false" {
+            // Case-insensitive, as the topology validator accepts it.
+            switch (options["invert"] ?? "false").lowercased() {
             case "true": invert = true
             case "false": invert = false
             case let other:
