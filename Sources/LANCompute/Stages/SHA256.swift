@@ -117,21 +117,17 @@ public struct SHA256: Sendable {
                         w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
                     }
                     var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
-                    for t in 0..<64 {
-                        let sum1 = rotateRight(e, 6) ^ rotateRight(e, 11) ^ rotateRight(e, 25)
-                        let choose = (e & f) ^ (~e & g)
-                        let temp1 = h &+ sum1 &+ choose &+ k[t] &+ w[t]
-                        let sum0 = rotateRight(a, 2) ^ rotateRight(a, 13) ^ rotateRight(a, 22)
-                        let majority = (a & b) ^ (a & c) ^ (b & c)
-                        let temp2 = sum0 &+ majority
-                        h = g
-                        g = f
-                        f = e
-                        e = d &+ temp1
-                        d = c
-                        c = b
-                        b = a
-                        a = temp1 &+ temp2
+                    var round = 0
+                    while round < 64 {
+                        sha256Round(a, b, c, &d, e, f, g, &h, k[round] &+ w[round])
+                        sha256Round(h, a, b, &c, d, e, f, &g, k[round + 1] &+ w[round + 1])
+                        sha256Round(g, h, a, &b, c, d, e, &f, k[round + 2] &+ w[round + 2])
+                        sha256Round(f, g, h, &a, b, c, d, &e, k[round + 3] &+ w[round + 3])
+                        sha256Round(e, f, g, &h, a, b, c, &d, k[round + 4] &+ w[round + 4])
+                        sha256Round(d, e, f, &g, h, a, b, &c, k[round + 5] &+ w[round + 5])
+                        sha256Round(c, d, e, &f, g, h, a, &b, k[round + 6] &+ w[round + 6])
+                        sha256Round(b, c, d, &e, f, g, h, &a, k[round + 7] &+ w[round + 7])
+                        round += 8
                     }
                     h0 &+= a
                     h1 &+= b
@@ -162,4 +158,20 @@ public struct SHA256: Sendable {
 @inline(__always)
 private func rotateRight(_ value: UInt32, _ count: UInt32) -> UInt32 {
     (value >> count) | (value << (32 - count))
+}
+
+/// One round with the working variables named by position; the caller rotates the names
+/// instead of moving eight values each round.
+@inline(__always)
+private func sha256Round(
+    _ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32, _ e: UInt32, _ f: UInt32, _ g: UInt32,
+    _ h: inout UInt32, _ constantPlusWord: UInt32
+) {
+    let sum1 = rotateRight(e, 6) ^ rotateRight(e, 11) ^ rotateRight(e, 25)
+    let choose = g ^ (e & (f ^ g))  // (e AND f) XOR (NOT e AND g), one operation shorter
+    let temp1 = h &+ sum1 &+ choose &+ constantPlusWord
+    let sum0 = rotateRight(a, 2) ^ rotateRight(a, 13) ^ rotateRight(a, 22)
+    let majority = (a & b) | (c & (a | b))  // (a AND b) XOR (a AND c) XOR (b AND c)
+    d = d &+ temp1
+    h = temp1 &+ sum0 &+ majority
 }
