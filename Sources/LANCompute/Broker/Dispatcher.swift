@@ -182,21 +182,22 @@ final class Dispatcher {
 
     private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
         var item = item
-        let stage = stages[item.stage]
+        // Only the spec is copied: a copy of the whole stage would share its queue's storage
+        // and make every append below copy the queue.
+        let spec = stages[item.stage].spec
         item.enqueuedAt = now
-        if let deadline = stage.spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
+        if let deadline = spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
         if item.attempts == 0 {
             stages[item.stage].counters.received += 1
-            observer?.itemReceived(stage: stage.spec.name)
-            if let groupBy = stage.spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
+            observer?.itemReceived(stage: spec.name)
+            if let groupBy = spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
         }
         place(item)
     }
 
     /// Puts an item in its stage queue, or (group-by) in the queue of the worker its key is pinned to.
     private func place(_ item: BrokerItem, atFront: Bool = false) {
-        let stage = stages[item.stage]
-        if stage.isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage) {
+        if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage) {
             if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
             return
         }

@@ -153,9 +153,9 @@ struct SourceReader: Sendable {
         var bytes = Array("item-\(index)-".utf8)
         if bytes.count > size { return Array(bytes.prefix(size)) }
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz".utf8)
-        var position = index
+        var position = UInt(index)
         while bytes.count < size {
-            bytes.append(alphabet[position % alphabet.count])
+            bytes.append(alphabet[Int(position % UInt(alphabet.count))])
             position = position &* 31 &+ 7
         }
         return bytes
