@@ -145,7 +145,10 @@ final class TopologyReader {
     }
 
     func report(_ code: TopologyErrorCode, at location: SourceLocation, _ message: String) {
-        diagnostics.append(TopologyDiagnostic(location: location, code: code, message: message))
+        let diagnostic = TopologyDiagnostic(location: location, code: code, message: message)
+        // A block merged in several places would otherwise repeat its problems once per use.
+        guard !diagnostics.contains(diagnostic) else { return }
+        diagnostics.append(diagnostic)
     }
 
     func diagnostic(forYAMLError error: any Error, yaml: String) -> TopologyDiagnostic {
@@ -239,26 +242,63 @@ final class TopologyReader {
     }
 
     /// The keys of a mapping, checked: unknown keys are reported (with a suggestion), missing required ones too.
-    func fields(_ node: Node, path: String, allowed: [String], required: [String] = [], what: String) -> Fields? {
+    ///
+    /// YAML merge keys are honoured (`<<: *defaults` takes the keys of an anchored mapping that
+    /// are not written here), and with `extensions`, keys starting with `x-` are ignored, so a
+    /// file can hold anchored blocks to merge elsewhere.
+    func fields(
+        _ node: Node, path: String, allowed: [String], required: [String] = [], what: String, extensions: Bool = false
+    ) -> Fields? {
         guard case let .mapping(mapping) = node else {
             wrongType(node, expected: "a mapping", path: path.isEmpty ? what : path)
             return nil
         }
         record(node, path)
         var result = Fields(node: node, path: path)
-        for (keyNode, valueNode) in mapping {
+        var merged: [Node.Mapping] = []
+
+        func take(_ keyNode: Node, _ valueNode: Node) {
             guard case let .scalar(keyScalar) = keyNode else {
                 report(.wrongType, at: keyNode, "keys in \(what) must be words, found \(describe(keyNode))")
-                continue
+                return
             }
             let key = keyScalar.string
+            if extensions, key.hasPrefix("x-") { return }
             guard allowed.contains(key) else {
                 let hint = Suggestion.closest(to: key, among: allowed).map { "; did you mean '\($0)'?" }
                     ?? "; allowed keys: \(allowed.joined(separator: ", "))"
                 report(.unknownKey, at: keyNode, "unknown key '\(key)' in \(what)\(hint)")
+                return
+            }
+            guard result[key] == nil else { return }
+            result.add(key, key: keyNode, value: valueNode)
+        }
+
+        for (keyNode, valueNode) in mapping {
+            if case let .scalar(keyScalar) = keyNode, keyScalar.string == "<<", keyScalar.style == .plain {
+                switch valueNode {
+                case let .mapping(source):
+                    merged.append(source)
+                case let .sequence(sources):
+                    for source in sources {
+                        if case let .mapping(mapping) = source {
+                            merged.append(mapping)
+                        } else {
+                            wrongType(source, expected: "an alias of a mapping, such as *defaults", path: "<<")
+                        }
+                    }
+                default:
+                    wrongType(valueNode, expected: "an alias of a mapping, such as *defaults", path: "<<")
+                }
                 continue
             }
-            result.add(key, key: keyNode, value: valueNode)
+            take(keyNode, valueNode)
+        }
+        // Keys written in the mapping itself win over merged ones, whatever their order.
+        for source in merged {
+            for (keyNode, valueNode) in source {
+                take(keyNode, valueNode)
+            }
         }
         for key in required where result[key] == nil {
             report(.missingKey, at: node, "\(what) is missing required key '\(key)'")
@@ -433,7 +473,10 @@ final class TopologyReader {
     // MARK: Topology
 
     func readTopology(_ root: Node) -> Topology? {
-        guard let top = fields(root, path: "", allowed: Schema.root, required: ["version", "name", "stages"], what: "the topology")
+        guard
+            let top = fields(
+                root, path: "", allowed: Schema.root, required: ["version", "name", "stages"], what: "the topology",
+                extensions: true)
         else { return nil }
 
         if let versionNode = top["version"] {
@@ -693,7 +736,10 @@ final class TopologyReader {
     /// A stage as written, before `from` links are resolved against the other stages.
     struct DraftStage {
         var index: Int
+        /// The name, when it is a valid one.
         var name: String?
+        /// The name as written, valid or not, so `from` links to it are not reported twice.
+        var writtenName: String?
         var nameNode: Node?
         var node: Node
         var from: [(text: String, node: Node)]?
@@ -723,6 +769,7 @@ final class TopologyReader {
         }
         if let nameNode = fields["name"], let name = string(nameNode, path: "\(path).name") {
             draft.nameNode = nameNode
+            draft.writtenName = name
             if let problem = Self.stageNameProblem(name) {
                 report(.invalidStageName, at: nameNode, problem)
             } else {
@@ -943,7 +990,7 @@ final class TopologyReader {
                 firstByName[name] = draft
             }
         }
-        let names = drafts.compactMap(\.name)
+        let names = drafts.compactMap(\.writtenName)
         var upstream: [Int: [(name: String, node: Node)]] = [:]
         var stages: [StageSpec] = []
         for draft in drafts {
@@ -969,7 +1016,7 @@ final class TopologyReader {
                     }
                     links.append((entry.text, entry.node))
                 }
-            } else if draft.index > 0, let previous = drafts[draft.index - 1].name {
+            } else if draft.index > 0, let previous = drafts[draft.index - 1].writtenName {
                 links = [(previous, draft.node)]
             }
             upstream[draft.index] = links
