@@ -59,4 +59,23 @@ import Testing
             #expect(reference.contains("| `\(name)` |"), "builtin \(name) is missing from Docs/topology.md")
         }
     }
+
+    @Test func editorSchemaHasTheLoadersKeys() throws {
+        let data = try Data(contentsOf: Self.docs.appendingPathComponent("topology.schema.json"))
+        let schema = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let definitions = try #require(schema["definitions"] as? [String: Any])
+        func keys(_ object: Any?) -> Set<String> {
+            Set(((object as? [String: Any])?["properties"] as? [String: Any])?.keys.map { $0 } ?? [])
+        }
+        #expect(keys(schema) == Set(Schema.root))
+        #expect(keys(definitions["source"]) == Set(Schema.source))
+        #expect(keys(definitions["stage"]) == Set(Schema.stage + ["<<"]))
+        #expect(keys(definitions["exec"]) == Set(Schema.exec))
+        #expect(keys(definitions["requirements"]) == Set(Schema.requirements))
+        #expect(keys(definitions["sink"]) == Set(Schema.sink))
+        #expect(keys(definitions["broker"]) == Set(Schema.broker))
+        let stageKeys = try #require((definitions["stage"] as? [String: Any])?["properties"] as? [String: Any])
+        let builtins = try #require((stageKeys["builtin"] as? [String: Any])?["enum"] as? [String])
+        #expect(builtins == BuiltinCatalog.names)
+    }
 }
