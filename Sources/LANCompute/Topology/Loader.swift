@@ -237,8 +237,21 @@ final class TopologyReader {
         }
     }
 
+    /// Labels of the stages by index, by name once it is known, for messages.
+    private var stageLabels: [Int: String] = [:]
+
+    /// A key path as a person reads it: `stages[2].requires.gpu` becomes `requires.gpu in stage 'resize'`.
+    func display(_ path: String) -> String {
+        guard path.hasPrefix("stages["), let close = path.firstIndex(of: "]"),
+            let index = Int(path[path.index(path.startIndex, offsetBy: 7)..<close])
+        else { return path }
+        let label = stageLabels[index] ?? "stage \(index + 1)"
+        let rest = path[path.index(after: close)...].drop { $0 == "." }
+        return rest.isEmpty ? label : "\(rest) in \(label)"
+    }
+
     func wrongType(_ node: Node, expected: String, path: String) {
-        report(.wrongType, at: node, "\(path) must be \(expected), found \(describe(node))")
+        report(.wrongType, at: node, "\(display(path)) must be \(expected), found \(describe(node))")
     }
 
     /// The keys of a mapping, checked: unknown keys are reported (with a suggestion), missing required ones too.
@@ -321,7 +334,7 @@ final class TopologyReader {
         switch Substitution.apply(to: scalar.string, environment: environment) {
         case let .success(text):
             if !allowEmpty, text.isEmpty {
-                report(.wrongType, at: node, "\(path) must not be empty")
+                report(.wrongType, at: node, "\(display(path)) must not be empty")
                 return nil
             }
             return text
@@ -347,7 +360,7 @@ final class TopologyReader {
         }
         if let range, !range.contains(value) {
             let bounds = range.upperBound == Int.max ? "at least \(range.lowerBound)" : "between \(range.lowerBound) and \(range.upperBound)"
-            report(.outOfRange, at: node, "\(path) must be \(bounds), found \(value)")
+            report(.outOfRange, at: node, "\(display(path)) must be \(bounds), found \(value)")
             return nil
         }
         return value
@@ -395,7 +408,7 @@ final class TopologyReader {
             return nil
         }
         if !allowZero, value <= .zero {
-            report(.outOfRange, at: node, "\(path) must be longer than zero")
+            report(.outOfRange, at: node, "\(display(path)) must be longer than zero")
             return nil
         }
         return value
@@ -685,21 +698,21 @@ final class TopologyReader {
             return nil
         }
         guard case .mapping = node else {
-            report(.invalidKey, at: node, "\(path) must be \(forms), found \(describe(node))")
+            report(.invalidKey, at: node, "\(display(path)) must be \(forms), found \(describe(node))")
             return nil
         }
-        guard let fields = fields(node, path: path, allowed: Schema.key, what: path) else { return nil }
+        guard let fields = fields(node, path: path, allowed: Schema.key, what: display(path)) else { return nil }
         let forms2 = fields.order.filter { ["json", "regex", "field"].contains($0) }
         guard let form = forms2.first else {
-            report(.invalidKey, at: node, "\(path) needs one of json, regex or field")
+            report(.invalidKey, at: node, "\(display(path)) needs one of json, regex or field")
             return nil
         }
         if forms2.count > 1, let second = fields.keyNode(forms2[1]) {
-            report(.invalidKey, at: second, "\(path) has both '\(forms2[0])' and '\(forms2[1])'; a key is taken one way")
+            report(.invalidKey, at: second, "\(display(path)) has both '\(forms2[0])' and '\(forms2[1])'; a key is taken one way")
             return nil
         }
         if form != "regex", let groupKey = fields.keyNode("group") {
-            report(.invalidKey, at: groupKey, "\(path).group only goes with regex")
+            report(.invalidKey, at: groupKey, "\(display(path + ".group")) only goes with regex")
             return nil
         }
         let value = fields[form]!
@@ -764,7 +777,17 @@ final class TopologyReader {
     func readStage(_ node: Node, index: Int) -> DraftStage {
         let path = "stages[\(index)]"
         var draft = DraftStage(index: index, node: node)
-        guard let fields = fields(node, path: path, allowed: Schema.stage, required: ["name"], what: "stage \(index + 1)") else {
+        // Messages about this stage's keys name it, so find its name before checking them.
+        if case let .mapping(mapping) = node,
+            let written = mapping.first(where: { $0.key.string == "name" })?.value.string,
+            !written.isEmpty, !written.contains("${")
+        {
+            stageLabels[index] = "stage '\(written)'"
+        }
+        guard
+            let fields = fields(
+                node, path: path, allowed: Schema.stage, required: ["name"], what: stageLabels[index] ?? "stage \(index + 1)")
+        else {
             return draft
         }
         if let nameNode = fields["name"], let name = string(nameNode, path: "\(path).name") {
@@ -903,7 +926,7 @@ final class TopologyReader {
     }
 
     func readExec(_ node: Node, path: String, what: String) -> ExecSpec? {
-        guard let fields = fields(node, path: path, allowed: Schema.exec, required: ["command"], what: "\(what) exec")
+        guard let fields = fields(node, path: path, allowed: Schema.exec, required: ["command"], what: display(path))
         else { return nil }
         var failed = false
         var mode = ExecSpec.Mode.stream
@@ -927,12 +950,12 @@ final class TopologyReader {
             if case .scalar = commandNode, !isNull(commandNode) {
                 report(
                     .wrongType, at: commandNode,
-                    "\(path).command must be a list of arguments such as [python3, script.py]; it never goes through a shell")
+                    "\(display(path + ".command")) must be a list of arguments such as [python3, script.py]; it never goes through a shell")
             } else if let arguments = stringList(commandNode, path: "\(path).command", allowSingle: false) {
                 if arguments.isEmpty {
-                    report(.emptyCommand, at: commandNode, "\(path).command is empty; name the program to run, e.g. [python3, script.py]")
+                    report(.emptyCommand, at: commandNode, "\(display(path + ".command")) is empty; name the program to run, e.g. [python3, script.py]")
                 } else if arguments[0].text.isEmpty {
-                    report(.emptyCommand, at: arguments[0].node, "\(path).command starts with an empty program name")
+                    report(.emptyCommand, at: arguments[0].node, "\(display(path + ".command")) starts with an empty program name")
                 } else if mode == .stream, let placeholder = arguments.first(where: { $0.text.contains("{}") }) {
                     report(
                         .placeholderInStream, at: placeholder.node,
@@ -953,7 +976,7 @@ final class TopologyReader {
     }
 
     func requirements(_ node: Node, path: String) -> Requirements? {
-        guard let fields = fields(node, path: path, allowed: Schema.requirements, what: path) else { return nil }
+        guard let fields = fields(node, path: path, allowed: Schema.requirements, what: display(path)) else { return nil }
         var result = Requirements()
         if let node = fields["arch"], let text = string(node, path: "\(path).arch") {
             if let normalised = Schema.architectures[text] {
