@@ -118,7 +118,6 @@ struct Fields {
 
     func keyNode(_ name: String) -> Node? { entries[name]?.key }
 
-    func child(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
 }
 
 /// One pass over a composed YAML document; collects diagnostics instead of stopping at the first.
@@ -488,7 +487,8 @@ final class TopologyReader {
     func readTopology(_ root: Node) -> Topology? {
         guard
             let top = fields(
-                root, path: "", allowed: Schema.root, required: ["version", "name", "stages"], what: "the topology",
+                root, path: "", allowed: Schema.root, required: ["version", "name", "source", "stages", "sink"],
+                what: "the topology",
                 extensions: true)
         else { return nil }
 
@@ -504,18 +504,8 @@ final class TopologyReader {
         let name = top["name"].flatMap { string($0, path: "name") }
         let description = top["description"].flatMap { string($0, path: "description", allowEmpty: true) }
 
-        var source: SourceSpec?
-        if let node = top["source"] {
-            source = readSource(node)
-        } else {
-            report(.missingKey, at: root, "the topology is missing required key 'source'")
-        }
-        var sink: SinkSpec?
-        if let node = top["sink"] {
-            sink = readSink(node)
-        } else {
-            report(.missingKey, at: root, "the topology is missing required key 'sink'")
-        }
+        let source = top["source"].flatMap(readSource)
+        let sink = top["sink"].flatMap(readSink)
         let broker = top["broker"].map(readBroker) ?? BrokerSettings()
         let stages = top["stages"].flatMap(readStages)
 
