@@ -22,7 +22,7 @@ import Testing
         #expect(result.status == 1)
         #expect(
             result.standardOutput
-                == "Topologies/wordcount.yaml: ok\n\(invalid):7:5: error LC1004: unknown key 'replica' in stage 1; did you mean 'replicas'?\n")
+                == "Topologies/wordcount.yaml: ok\n\(invalid):7:5: error LC1004: unknown key 'replica' in stage 'a'; did you mean 'replicas'?\n")
     }
 
     @Test func missingFileIsAnError() throws {

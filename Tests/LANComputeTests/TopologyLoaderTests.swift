@@ -295,4 +295,53 @@ import Testing
             """)
         #expect(found.map(\.message) == ["the from: links form a cycle: b -> c -> d -> b"])
     }
+
+    @Test func mergeKeysShareSettingsBetweenStages() throws {
+        let topology = try Self.load(
+            """
+            version: 1
+            name: merged
+            x-gpu: &gpu
+              replicas: 2
+              requires: {gpu: true, min-memory: 8GiB}
+            source: {stdin: true}
+            stages:
+              - name: a
+                <<: *gpu
+                replicas: 4
+              - name: b
+                <<: *gpu
+            sink: {stdout: true}
+            """)
+        #expect(topology.stages.map(\.replicas) == [4, 2])
+        #expect(topology.stages.map(\.requires) == Array(repeating: Requirements(gpu: true, minMemory: 8 << 30), count: 2))
+    }
+
+    @Test func columnsCountUnicodeCharacters() {
+        let found = Self.diagnostics(
+            """
+            version: 1
+            name: "café naïve"
+            source: {file: "données/café.txt", stdin: true}
+            stages: [{name: a}]
+            sink: {stdout: true}
+            """)
+        #expect(found.map(\.location.column) == [36])  // 38 if bytes were counted
+        #expect(found.map(\.code) == ["LC1011"])
+    }
+
+    @Test func aLinkToAnInvalidNameIsNotReportedTwice() {
+        let found = Self.diagnostics(
+            """
+            version: 1
+            name: x
+            source: {stdin: true}
+            stages:
+              - name: "bad name"
+              - name: b
+                from: bad name
+            sink: {stdout: true}
+            """)
+        #expect(found.map(\.code) == ["LC1024"])
+    }
 }

@@ -118,7 +118,6 @@ struct Fields {
 
     func keyNode(_ name: String) -> Node? { entries[name]?.key }
 
-    func child(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
 }
 
 /// One pass over a composed YAML document; collects diagnostics instead of stopping at the first.
@@ -145,7 +144,10 @@ final class TopologyReader {
     }
 
     func report(_ code: TopologyErrorCode, at location: SourceLocation, _ message: String) {
-        diagnostics.append(TopologyDiagnostic(location: location, code: code, message: message))
+        let diagnostic = TopologyDiagnostic(location: location, code: code, message: message)
+        // A block merged in several places would otherwise repeat its problems once per use.
+        guard !diagnostics.contains(diagnostic) else { return }
+        diagnostics.append(diagnostic)
     }
 
     func diagnostic(forYAMLError error: any Error, yaml: String) -> TopologyDiagnostic {
@@ -234,31 +236,81 @@ final class TopologyReader {
         }
     }
 
+    /// Labels of the stages by index, by name once it is known, for messages.
+    private var stageLabels: [Int: String] = [:]
+
+    /// A key path as a person reads it: `stages[2].requires.gpu` becomes `requires.gpu in stage 'resize'`.
+    func display(_ path: String) -> String {
+        guard path.hasPrefix("stages["), let close = path.firstIndex(of: "]"),
+            let index = Int(path[path.index(path.startIndex, offsetBy: 7)..<close])
+        else { return path }
+        let label = stageLabels[index] ?? "stage \(index + 1)"
+        let rest = path[path.index(after: close)...].drop { $0 == "." }
+        return rest.isEmpty ? label : "\(rest) in \(label)"
+    }
+
     func wrongType(_ node: Node, expected: String, path: String) {
-        report(.wrongType, at: node, "\(path) must be \(expected), found \(describe(node))")
+        report(.wrongType, at: node, "\(display(path)) must be \(expected), found \(describe(node))")
     }
 
     /// The keys of a mapping, checked: unknown keys are reported (with a suggestion), missing required ones too.
-    func fields(_ node: Node, path: String, allowed: [String], required: [String] = [], what: String) -> Fields? {
+    ///
+    /// YAML merge keys are honoured (`<<: *defaults` takes the keys of an anchored mapping that
+    /// are not written here), and with `extensions`, keys starting with `x-` are ignored, so a
+    /// file can hold anchored blocks to merge elsewhere.
+    func fields(
+        _ node: Node, path: String, allowed: [String], required: [String] = [], what: String, extensions: Bool = false
+    ) -> Fields? {
         guard case let .mapping(mapping) = node else {
             wrongType(node, expected: "a mapping", path: path.isEmpty ? what : path)
             return nil
         }
         record(node, path)
         var result = Fields(node: node, path: path)
-        for (keyNode, valueNode) in mapping {
+        var merged: [Node.Mapping] = []
+
+        func take(_ keyNode: Node, _ valueNode: Node) {
             guard case let .scalar(keyScalar) = keyNode else {
                 report(.wrongType, at: keyNode, "keys in \(what) must be words, found \(describe(keyNode))")
-                continue
+                return
             }
             let key = keyScalar.string
+            if extensions, key.hasPrefix("x-") { return }
             guard allowed.contains(key) else {
                 let hint = Suggestion.closest(to: key, among: allowed).map { "; did you mean '\($0)'?" }
                     ?? "; allowed keys: \(allowed.joined(separator: ", "))"
                 report(.unknownKey, at: keyNode, "unknown key '\(key)' in \(what)\(hint)")
+                return
+            }
+            guard result[key] == nil else { return }
+            result.add(key, key: keyNode, value: valueNode)
+        }
+
+        for (keyNode, valueNode) in mapping {
+            if case let .scalar(keyScalar) = keyNode, keyScalar.string == "<<", keyScalar.style == .plain {
+                switch valueNode {
+                case let .mapping(source):
+                    merged.append(source)
+                case let .sequence(sources):
+                    for source in sources {
+                        if case let .mapping(mapping) = source {
+                            merged.append(mapping)
+                        } else {
+                            wrongType(source, expected: "an alias of a mapping, such as *defaults", path: "<<")
+                        }
+                    }
+                default:
+                    wrongType(valueNode, expected: "an alias of a mapping, such as *defaults", path: "<<")
+                }
                 continue
             }
-            result.add(key, key: keyNode, value: valueNode)
+            take(keyNode, valueNode)
+        }
+        // Keys written in the mapping itself win over merged ones, whatever their order.
+        for source in merged {
+            for (keyNode, valueNode) in source {
+                take(keyNode, valueNode)
+            }
         }
         for key in required where result[key] == nil {
             report(.missingKey, at: node, "\(what) is missing required key '\(key)'")
@@ -281,7 +333,7 @@ final class TopologyReader {
         switch Substitution.apply(to: scalar.string, environment: environment) {
         case let .success(text):
             if !allowEmpty, text.isEmpty {
-                report(.wrongType, at: node, "\(path) must not be empty")
+                report(.wrongType, at: node, "\(display(path)) must not be empty")
                 return nil
             }
             return text
@@ -307,7 +359,7 @@ final class TopologyReader {
         }
         if let range, !range.contains(value) {
             let bounds = range.upperBound == Int.max ? "at least \(range.lowerBound)" : "between \(range.lowerBound) and \(range.upperBound)"
-            report(.outOfRange, at: node, "\(path) must be \(bounds), found \(value)")
+            report(.outOfRange, at: node, "\(display(path)) must be \(bounds), found \(value)")
             return nil
         }
         return value
@@ -355,7 +407,7 @@ final class TopologyReader {
             return nil
         }
         if !allowZero, value <= .zero {
-            report(.outOfRange, at: node, "\(path) must be longer than zero")
+            report(.outOfRange, at: node, "\(display(path)) must be longer than zero")
             return nil
         }
         return value
@@ -433,7 +485,11 @@ final class TopologyReader {
     // MARK: Topology
 
     func readTopology(_ root: Node) -> Topology? {
-        guard let top = fields(root, path: "", allowed: Schema.root, required: ["version", "name", "stages"], what: "the topology")
+        guard
+            let top = fields(
+                root, path: "", allowed: Schema.root, required: ["version", "name", "source", "stages", "sink"],
+                what: "the topology",
+                extensions: true)
         else { return nil }
 
         if let versionNode = top["version"] {
@@ -448,18 +504,8 @@ final class TopologyReader {
         let name = top["name"].flatMap { string($0, path: "name") }
         let description = top["description"].flatMap { string($0, path: "description", allowEmpty: true) }
 
-        var source: SourceSpec?
-        if let node = top["source"] {
-            source = readSource(node)
-        } else {
-            report(.missingKey, at: root, "the topology is missing required key 'source'")
-        }
-        var sink: SinkSpec?
-        if let node = top["sink"] {
-            sink = readSink(node)
-        } else {
-            report(.missingKey, at: root, "the topology is missing required key 'sink'")
-        }
+        let source = top["source"].flatMap(readSource)
+        let sink = top["sink"].flatMap(readSink)
         let broker = top["broker"].map(readBroker) ?? BrokerSettings()
         let stages = top["stages"].flatMap(readStages)
 
@@ -642,21 +688,21 @@ final class TopologyReader {
             return nil
         }
         guard case .mapping = node else {
-            report(.invalidKey, at: node, "\(path) must be \(forms), found \(describe(node))")
+            report(.invalidKey, at: node, "\(display(path)) must be \(forms), found \(describe(node))")
             return nil
         }
-        guard let fields = fields(node, path: path, allowed: Schema.key, what: path) else { return nil }
+        guard let fields = fields(node, path: path, allowed: Schema.key, what: display(path)) else { return nil }
         let forms2 = fields.order.filter { ["json", "regex", "field"].contains($0) }
         guard let form = forms2.first else {
-            report(.invalidKey, at: node, "\(path) needs one of json, regex or field")
+            report(.invalidKey, at: node, "\(display(path)) needs one of json, regex or field")
             return nil
         }
         if forms2.count > 1, let second = fields.keyNode(forms2[1]) {
-            report(.invalidKey, at: second, "\(path) has both '\(forms2[0])' and '\(forms2[1])'; a key is taken one way")
+            report(.invalidKey, at: second, "\(display(path)) has both '\(forms2[0])' and '\(forms2[1])'; a key is taken one way")
             return nil
         }
         if form != "regex", let groupKey = fields.keyNode("group") {
-            report(.invalidKey, at: groupKey, "\(path).group only goes with regex")
+            report(.invalidKey, at: groupKey, "\(display(path + ".group")) only goes with regex")
             return nil
         }
         let value = fields[form]!
@@ -693,7 +739,10 @@ final class TopologyReader {
     /// A stage as written, before `from` links are resolved against the other stages.
     struct DraftStage {
         var index: Int
+        /// The name, when it is a valid one.
         var name: String?
+        /// The name as written, valid or not, so `from` links to it are not reported twice.
+        var writtenName: String?
         var nameNode: Node?
         var node: Node
         var from: [(text: String, node: Node)]?
@@ -718,11 +767,22 @@ final class TopologyReader {
     func readStage(_ node: Node, index: Int) -> DraftStage {
         let path = "stages[\(index)]"
         var draft = DraftStage(index: index, node: node)
-        guard let fields = fields(node, path: path, allowed: Schema.stage, required: ["name"], what: "stage \(index + 1)") else {
+        // Messages about this stage's keys name it, so find its name before checking them.
+        if case let .mapping(mapping) = node,
+            let written = mapping.first(where: { $0.key.string == "name" })?.value.string,
+            !written.isEmpty, !written.contains("${")
+        {
+            stageLabels[index] = "stage '\(written)'"
+        }
+        guard
+            let fields = fields(
+                node, path: path, allowed: Schema.stage, required: ["name"], what: stageLabels[index] ?? "stage \(index + 1)")
+        else {
             return draft
         }
         if let nameNode = fields["name"], let name = string(nameNode, path: "\(path).name") {
             draft.nameNode = nameNode
+            draft.writtenName = name
             if let problem = Self.stageNameProblem(name) {
                 report(.invalidStageName, at: nameNode, problem)
             } else {
@@ -856,7 +916,7 @@ final class TopologyReader {
     }
 
     func readExec(_ node: Node, path: String, what: String) -> ExecSpec? {
-        guard let fields = fields(node, path: path, allowed: Schema.exec, required: ["command"], what: "\(what) exec")
+        guard let fields = fields(node, path: path, allowed: Schema.exec, required: ["command"], what: display(path))
         else { return nil }
         var failed = false
         var mode = ExecSpec.Mode.stream
@@ -880,12 +940,12 @@ final class TopologyReader {
             if case .scalar = commandNode, !isNull(commandNode) {
                 report(
                     .wrongType, at: commandNode,
-                    "\(path).command must be a list of arguments such as [python3, script.py]; it never goes through a shell")
+                    "\(display(path + ".command")) must be a list of arguments such as [python3, script.py]; it never goes through a shell")
             } else if let arguments = stringList(commandNode, path: "\(path).command", allowSingle: false) {
                 if arguments.isEmpty {
-                    report(.emptyCommand, at: commandNode, "\(path).command is empty; name the program to run, e.g. [python3, script.py]")
+                    report(.emptyCommand, at: commandNode, "\(display(path + ".command")) is empty; name the program to run, e.g. [python3, script.py]")
                 } else if arguments[0].text.isEmpty {
-                    report(.emptyCommand, at: arguments[0].node, "\(path).command starts with an empty program name")
+                    report(.emptyCommand, at: arguments[0].node, "\(display(path + ".command")) starts with an empty program name")
                 } else if mode == .stream, let placeholder = arguments.first(where: { $0.text.contains("{}") }) {
                     report(
                         .placeholderInStream, at: placeholder.node,
@@ -906,7 +966,7 @@ final class TopologyReader {
     }
 
     func requirements(_ node: Node, path: String) -> Requirements? {
-        guard let fields = fields(node, path: path, allowed: Schema.requirements, what: path) else { return nil }
+        guard let fields = fields(node, path: path, allowed: Schema.requirements, what: display(path)) else { return nil }
         var result = Requirements()
         if let node = fields["arch"], let text = string(node, path: "\(path).arch") {
             if let normalised = Schema.architectures[text] {
@@ -943,7 +1003,7 @@ final class TopologyReader {
                 firstByName[name] = draft
             }
         }
-        let names = drafts.compactMap(\.name)
+        let names = drafts.compactMap(\.writtenName)
         var upstream: [Int: [(name: String, node: Node)]] = [:]
         var stages: [StageSpec] = []
         for draft in drafts {
@@ -969,7 +1029,7 @@ final class TopologyReader {
                     }
                     links.append((entry.text, entry.node))
                 }
-            } else if draft.index > 0, let previous = drafts[draft.index - 1].name {
+            } else if draft.index > 0, let previous = drafts[draft.index - 1].writtenName {
                 links = [(previous, draft.node)]
             }
             upstream[draft.index] = links

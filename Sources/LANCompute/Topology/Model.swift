@@ -187,7 +187,8 @@ public struct StageSpec: Sendable, Equatable, Codable {
     public var maxAttempts: Int
     /// Longest an item may wait in this stage (queue plus attempts) before it is dead-lettered.
     public var deadline: Duration?
-    /// Where each key came from in the file, by key path (`stages[2].replicas`), for later errors.
+    /// Where the stage was written (its first key), when it was loaded from a file; the position
+    /// of each of its keys is in `Topology.sourceMap`, by key path (`stages[2].replicas`).
     public var location: SourceLocation?
 
     public init(
