@@ -1,0 +1,119 @@
+// Kills a worker process with SIGKILL mid-run and checks that every item still reaches the sink exactly once.
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@Suite(.serialized, .timeLimit(.minutes(5))) struct KillRecoveryTests {
+    /// A child process whose output goes to files; killed and reaped when the test ends.
+    final class Child {
+        let process = Process()
+        let log: URL
+
+        init(_ arguments: [String], directory: URL, name: String) throws {
+            log = directory.appendingPathComponent("\(name).log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            process.executableURL = URL(fileURLWithPath: CLI.path)
+            process.arguments = arguments
+            process.currentDirectoryURL = directory
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+
+        func kill(_ signal: Int32 = SIGKILL) {
+            if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+        }
+
+        /// Waits up to `timeout` for the process to exit; its status, or nil if it is still running.
+        func wait(timeout: Duration) -> Int32? {
+            let deadline = ContinuousClock.now + timeout
+            while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { return nil }
+            return process.terminationStatus
+        }
+
+        var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+        deinit {
+            kill()
+            _ = wait(timeout: .seconds(5))
+        }
+    }
+
+    static func lineCount(_ path: String) -> Int {
+        guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+        return data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+    }
+
+    @Test func sigkillOfOneOfTwoWorkersLosesAndDuplicatesNothing() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lancompute-kill-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let count = 100_000
+        let input = (1...count).map { String(format: "item-%06d", $0) }
+        try (input.joined(separator: "\n") + "\n").write(to: directory.appendingPathComponent("input.txt"), atomically: true, encoding: .utf8)
+        try """
+            import sys
+            for line in sys.stdin:
+                sys.stdout.write("done:" + line.rstrip("\\n") + "\\n")
+                sys.stdout.flush()
+            """.write(to: directory.appendingPathComponent("echo.py"), atomically: true, encoding: .utf8)
+        try """
+            version: 1
+            name: kill-test
+            source:
+              file: input.txt
+            stages:
+              - name: echo
+                exec:
+                  command: [python3, echo.py]
+                  mode: stream
+                max-attempts: 5
+            sink:
+              file: out.txt
+              format: lines
+            broker:
+              heartbeat-interval: 200ms
+            """.write(to: directory.appendingPathComponent("topology.yaml"), atomically: true, encoding: .utf8)
+
+        let dispatch = "ipc://\(directory.path)/dispatch"
+        let aggregator = "ipc://\(directory.path)/aggregator"
+        let broker = try Child(["broker", "topology.yaml", "--bind", dispatch, "--aggregator", aggregator, "--events", "none", "--json"],
+                               directory: directory, name: "broker")
+        let survivor = try Child(["worker", "--broker", dispatch], directory: directory, name: "worker-1")
+        let victim = try Child(["worker", "--broker", dispatch], directory: directory, name: "worker-2")
+        _ = survivor
+
+        // Kill one worker once the run is well under way, with items certainly in flight on it.
+        let sink = directory.appendingPathComponent("out.txt").path
+        let start = ContinuousClock.now
+        while Self.lineCount(sink) < count / 5 && ContinuousClock.now - start < .seconds(120) && broker.process.isRunning {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let before = Self.lineCount(sink)
+        victim.kill(SIGKILL)
+        #expect(before < count, "the run finished before the worker could be killed; the test proves nothing")
+
+        let status = broker.wait(timeout: .seconds(180))
+        #expect(status == 0, "broker exit status \(String(describing: status)); log:\n\(broker.output)")
+
+        let lines = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.count == count, "sink has \(lines.count) lines, expected \(count)")
+        #expect(Set(lines).count == lines.count, "duplicates in the sink")
+        #expect(Set(lines) == Set(input.map { "done:" + $0 }))
+        let summary = broker.output.split(separator: "\n").last { $0.hasPrefix("{") }
+        let json = try #require(summary.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        #expect(json["itemsOut"] as? Int == count)
+        #expect(json["deadLettered"] as? Int == 0)
+        #expect(broker.output.contains("sent again"), "the broker never noticed the dead worker; log:\n\(broker.output)")
+    }
+}
