@@ -10,44 +10,6 @@ import Darwin
 #endif
 
 @Suite(.serialized, .timeLimit(.minutes(5))) struct KillRecoveryTests {
-    /// A child process whose output goes to files; killed and reaped when the test ends.
-    final class Child {
-        let process = Process()
-        let log: URL
-
-        init(_ arguments: [String], directory: URL, name: String) throws {
-            log = directory.appendingPathComponent("\(name).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: log)
-            process.executableURL = URL(fileURLWithPath: CLI.path)
-            process.arguments = arguments
-            process.currentDirectoryURL = directory
-            process.standardOutput = handle
-            process.standardError = handle
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-        }
-
-        func kill(_ signal: Int32 = SIGKILL) {
-            if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
-        }
-
-        /// Waits up to `timeout` for the process to exit; its status, or nil if it is still running.
-        func wait(timeout: Duration) -> Int32? {
-            let deadline = ContinuousClock.now + timeout
-            while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if process.isRunning { return nil }
-            return process.terminationStatus
-        }
-
-        var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-
-        deinit {
-            kill()
-            _ = wait(timeout: .seconds(5))
-        }
-    }
-
     static func lineCount(_ path: String) -> Int {
         guard let data = FileManager.default.contents(atPath: path) else { return 0 }
         return data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
@@ -87,10 +49,10 @@ import Darwin
 
         let dispatch = "ipc://\(directory.path)/dispatch"
         let aggregator = "ipc://\(directory.path)/aggregator"
-        let broker = try Child(["broker", "topology.yaml", "--bind", dispatch, "--aggregator", aggregator, "--events", "none", "--json"],
+        let broker = try CLIProcess(["broker", "topology.yaml", "--bind", dispatch, "--aggregator", aggregator, "--events", "none", "--json"],
                                directory: directory, name: "broker")
-        let survivor = try Child(["worker", "--broker", dispatch], directory: directory, name: "worker-1")
-        let victim = try Child(["worker", "--broker", dispatch], directory: directory, name: "worker-2")
+        let survivor = try CLIProcess(["worker", "--broker", dispatch], directory: directory, name: "worker-1")
+        let victim = try CLIProcess(["worker", "--broker", dispatch], directory: directory, name: "worker-2")
         _ = survivor
 
         // Kill one worker once the run is well under way, with items certainly in flight on it.

@@ -1,0 +1,145 @@
+// `lancompute run` as a user runs it: wordcount against a reference count, a DAG, poison items, bad input.
+
+import Foundation
+import Testing
+
+@Suite(.timeLimit(.minutes(3))) struct RunCommandTests {
+    /// The repository root, found from this file's path.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lancompute-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Runs the CLI to completion; returns its exit status and output.
+    static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
+        let child = try CLIProcess(arguments, directory: directory, name: "run-\(UUID().uuidString.prefix(6))")
+        let status = child.wait(timeout: .seconds(120))
+        return (status ?? -1, child.output)
+    }
+
+    static func jsonLines(_ path: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        }
+    }
+
+    @Test func wordcountMatchesAReferenceCount() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = directory.appendingPathComponent("counts.jsonl").path
+        let topology = Self.root.appendingPathComponent("Topologies/wordcount.yaml").path
+        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2"], in: directory)
+        #expect(result.status == 0, "\(result.output)")
+
+        // The reference: maximal runs of Unicode letters or digits, lowercased.
+        let text = try String(contentsOf: Self.root.appendingPathComponent("Topologies/data/wordcount.txt"), encoding: .utf8)
+        var expected: [String: Int] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            for word in line.split(whereSeparator: { !($0.isLetter || $0.isNumber) }) { expected[word.lowercased(), default: 0] += 1 }
+        }
+        var counted: [String: Int] = [:]
+        for record in try Self.jsonLines(output) {
+            let word = try #require(record["word"] as? String)
+            #expect(counted[word] == nil, "\(word) appears twice")
+            counted[word] = record["count"] as? Int
+        }
+        #expect(counted == expected)
+        #expect(result.output.contains("items out"))
+    }
+
+    @Test func threeStageDAGFeedsEachBranchACopy() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try (1...500).map { "line \($0)" }.joined(separator: "\n").write(to: directory.appendingPathComponent("in.txt"), atomically: true, encoding: .utf8)
+        try """
+            version: 1
+            name: dag
+            source:
+              file: in.txt
+            stages:
+              - name: clean
+                builtin: lower
+              - name: shout
+                builtin: upper
+                from: clean
+              - name: hash
+                builtin: sha256
+                from: clean
+            sink:
+              file: out.txt
+              format: lines
+            """.write(to: directory.appendingPathComponent("dag.yaml"), atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", "dag.yaml", "--events", "none", "--json"], in: directory)
+        #expect(result.status == 0, "\(result.output)")
+        let lines = Set(try String(contentsOfFile: directory.appendingPathComponent("out.txt").path, encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(lines.count == 1000)
+        #expect(lines.contains("LINE 7"))
+        // sha256("line 7")
+        #expect(lines.contains { $0.count == 64 && $0.allSatisfy(\.isHexDigit) })
+        #expect(lines.filter { $0.hasPrefix("LINE ") }.count == 500)
+    }
+
+    @Test func poisonItemsAreDeadLetteredWhileTheRestComplete() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let items = (1...300).map { $0 % 30 == 0 ? "poison \($0)" : "fine \($0)" }
+        try items.joined(separator: "\n").write(to: directory.appendingPathComponent("in.txt"), atomically: true, encoding: .utf8)
+        try """
+            import sys
+            for line in sys.stdin:
+                if line.startswith("poison"):
+                    sys.stderr.write("cannot digest " + line)
+                    sys.exit(3)
+                sys.stdout.write(line.upper())
+                sys.stdout.flush()
+            """.write(to: directory.appendingPathComponent("picky.py"), atomically: true, encoding: .utf8)
+        try """
+            version: 1
+            name: poison
+            source:
+              file: in.txt
+            stages:
+              - name: picky
+                exec:
+                  command: [python3, picky.py]
+                max-attempts: 3
+            sink:
+              file: out.txt
+              format: lines
+            """.write(to: directory.appendingPathComponent("poison.yaml"), atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", "poison.yaml", "--events", "none"], in: directory)
+        #expect(result.status == 1, "a run with dead-lettered items exits 1: \(result.output)")
+        let out = try String(contentsOfFile: directory.appendingPathComponent("out.txt").path, encoding: .utf8).split(separator: "\n")
+        #expect(out.count == 290)
+        let deadLetters = try Self.jsonLines(directory.appendingPathComponent("out.dead-letter.jsonl").path)
+        #expect(deadLetters.count == 10)
+        #expect(Set(deadLetters.compactMap { $0["item"] as? String }) == Set(items.filter { $0.hasPrefix("poison") }))
+        #expect(deadLetters.allSatisfy { $0["attempts"] as? Int == 3 && $0["stage"] as? String == "picky" })
+        #expect(deadLetters.allSatisfy { ($0["stderr"] as? String)?.contains("cannot digest") == true })
+    }
+
+    @Test func invalidTopologyFailsWithLocatedErrors() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "version: 1\nname: x\nsource: {stdin: true}\nstages:\n  - name: a\n    builtin: nope\nsink: {stdout: true}\n"
+            .write(to: directory.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", "bad.yaml"], in: directory)
+        #expect(result.status == 1)
+        #expect(result.output.contains("bad.yaml:6:"))
+        #expect(result.output.contains("error LC1"))
+        #expect(!result.output.contains("Fatal error"))
+    }
+
+    @Test func missingSourceFileIsAClearError() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let topology = Self.root.appendingPathComponent("Topologies/checksum.yaml").path
+        let result = try Self.run(["run", topology, "--input", "no-such-file.txt", "--output", "x.txt", "--events", "none"], in: directory)
+        #expect(result.status != 0)
+        #expect(result.output.contains("LC2010"), "\(result.output)")
+        #expect(result.output.contains("no-such-file.txt"))
+    }
+}
