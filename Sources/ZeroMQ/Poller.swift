@@ -28,9 +28,9 @@ public final class Poller {
     /// Adds a socket to wait on; returns its index.
     @discardableResult
     public func add(_ socket: Socket, events: PollEvents = .in) -> Int {
-        // A closed socket polls as nothing rather than crashing the poll loop.
-        let handle = try? socket.rawHandle("poll")
-        items.append(zmq_pollitem_t(socket: handle, fd: 0, events: handle == nil ? 0 : events.rawValue, revents: 0))
+        // A closed socket polls as nothing rather than crashing the poll loop; fd -1 is ignored by poll(2).
+        let handle = socket.openHandle
+        items.append(zmq_pollitem_t(socket: handle, fd: -1, events: handle == nil ? 0 : events.rawValue, revents: 0))
         sockets.append(socket)
         return items.count - 1
     }
@@ -45,6 +45,7 @@ public final class Poller {
 
     /// Changes which events the item at `index` is waited for.
     public func setEvents(_ events: PollEvents, at index: Int) {
+        if let socket = sockets[index], socket.openHandle == nil { return }
         items[index].events = events.rawValue
     }
 
@@ -56,12 +57,23 @@ public final class Poller {
     public func poll(timeout: Duration?) throws(ZMQError) -> Int {
         let milliseconds: Int
         if let timeout {
+            // Rounded up, so a poll never returns before its timeout; clamped so huge ones cannot overflow.
             let (seconds, attoseconds) = timeout.components
-            milliseconds = max(0, Int(seconds) * 1000 + Int((attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
+            let whole = seconds.multipliedReportingOverflow(by: 1000)
+            let fraction = (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            milliseconds = whole.overflow ? (seconds < 0 ? 0 : Int(Int32.max)) : max(0, min(Int(Int32.max), Int(whole.partialValue + fraction)))
         } else {
             milliseconds = -1
         }
-        for index in items.indices { items[index].revents = 0 }
+        for index in items.indices {
+            items[index].revents = 0
+            // A socket closed since it was added must not reach zmq_poll with its freed handle.
+            if let socket = sockets[index], items[index].socket != nil, socket.openHandle == nil {
+                items[index].socket = nil
+                items[index].fd = -1
+                items[index].events = 0
+            }
+        }
         let count = items.count
         let result = items.withUnsafeMutableBufferPointer { buffer in
             zmq_poll(buffer.baseAddress, Int32(count), milliseconds)

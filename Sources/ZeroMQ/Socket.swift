@@ -156,13 +156,10 @@ public final class Socket {
         for (index, frame) in frames.enumerated() {
             let last = index == frames.count - 1
             var flags: Int32 = last ? 0 : ZMQ_SNDMORE
-            if dontWait { flags |= ZMQ_DONTWAIT }
-            let sent = try sendFrame(frame, flags: flags)
-            if !sent {
-                // Only the first frame can meet a full pipe: the rest follow it into the same queue.
-                precondition(index == 0, "libzmq refused a later frame of a multipart message")
-                return false
-            }
+            // Only the first frame can meet a full pipe (libzmq counts whole messages against the
+            // high-water mark), so later frames are sent without DONTWAIT: a message is never cut short.
+            if dontWait && index == 0 { flags |= ZMQ_DONTWAIT }
+            if !(try sendFrame(frame, flags: flags)) { return false }
         }
         return true
     }
@@ -279,6 +276,9 @@ public final class Socket {
     func rawHandle(_ operation: @autoclosure () -> String) throws(ZMQError) -> UnsafeMutableRawPointer {
         try open(operation())
     }
+
+    /// The libzmq handle, or nil once closed.
+    var openHandle: UnsafeMutableRawPointer? { handle }
 }
 
 @available(*, unavailable)
