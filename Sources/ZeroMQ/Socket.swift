@@ -123,6 +123,21 @@ public final class Socket {
         _ = try sendFrame(frame, flags: more ? ZMQ_SNDMORE : 0)
     }
 
+    /// Sends `frame` as one frame. The same as the generic ``send(_:more:)-(Collection)`` but without
+    /// generic dispatch, for the hot path of code that sends byte arrays.
+    public func send(_ frame: [UInt8], more: Bool = false) throws(ZMQError) {
+        let flags = more ? ZMQ_SNDMORE : 0
+        let outcome = frame.withUnsafeBytes { buffer in
+            Result { () throws(ZMQError) -> Bool in try sendBuffer(buffer, flags: flags) }
+        }
+        _ = try outcome.get()
+    }
+
+    /// Sends the bytes of `buffer` (copied by libzmq before this returns) as one frame.
+    public func send(_ buffer: UnsafeRawBufferPointer, more: Bool = false) throws(ZMQError) {
+        _ = try sendBuffer(buffer, flags: more ? ZMQ_SNDMORE : 0)
+    }
+
     /// Sends the UTF-8 bytes of `string` as one frame.
     public func send(_ string: String, more: Bool = false) throws(ZMQError) {
         _ = try sendFrame(string.utf8, flags: more ? ZMQ_SNDMORE : 0)
@@ -165,17 +180,19 @@ public final class Socket {
     }
 
     private func sendFrame(_ frame: some Collection<UInt8>, flags: Int32) throws(ZMQError) -> Bool {
-        let handle = try open("zmq_send")
-        let dontWait = flags & ZMQ_DONTWAIT != 0
         let outcome: Result<Bool, ZMQError>? = frame.withContiguousStorageIfAvailable { buffer in
-            Result { () throws(ZMQError) -> Bool in
-                try zmqCall("zmq_send", wouldBlockIsNil: dontWait) {
-                    zmq_send(handle, buffer.baseAddress, buffer.count, flags)
-                } != nil
-            }
+            Result { () throws(ZMQError) -> Bool in try sendBuffer(UnsafeRawBufferPointer(buffer), flags: flags) }
         }
         if let outcome { return try outcome.get() }
         return try sendMessage(Message(bytes: frame), flags: flags)
+    }
+
+    /// Sends the bytes (copied by `zmq_send`); false when DONTWAIT was asked and the send would block.
+    private func sendBuffer(_ buffer: UnsafeRawBufferPointer, flags: Int32) throws(ZMQError) -> Bool {
+        let handle = try open("zmq_send")
+        return try zmqCall("zmq_send", wouldBlockIsNil: flags & ZMQ_DONTWAIT != 0) {
+            zmq_send(handle, buffer.baseAddress, buffer.count, flags)
+        } != nil
     }
 
     private func sendMessage(_ message: Message, flags: Int32) throws(ZMQError) -> Bool {
