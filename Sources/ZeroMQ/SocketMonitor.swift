@@ -153,6 +153,11 @@ public final class SocketMonitor {
         self.monitored = monitored
     }
 
+    deinit {
+        // Nobody reads the events any more: spare libzmq from publishing them.
+        stop()
+    }
+
     /// The next event, waiting up to `timeout` (nil: forever); nil if none came in time.
     public func receive(timeout: Duration?) throws(ZMQError) -> SocketMonitorEvent? {
         let clock = ContinuousClock()
