@@ -1,8 +1,15 @@
 // Every error path the binding can be made to take: the code, both names, and the failed operation.
 
 import Dispatch
+import Foundation
 import Testing
 import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @Suite(.timeLimit(.minutes(1)))
 struct ErrorTests {
@@ -144,6 +151,54 @@ struct ErrorTests {
                 Issue.record("\(name) threw \(error)")
             }
         }
+    }
+
+    @Test func aSignalDuringABlockingReceiveIsRetriedNotThrown() throws {
+        final class Receiver: @unchecked Sendable {
+            // @unchecked: `thread` is written before `ready` is signalled and `received`/`failure`
+            // before `done` is; the test thread reads each only after waiting on that semaphore.
+            var thread: pthread_t?
+            var received: String?
+            var failure: String?
+            let ready = DispatchSemaphore(value: 0)
+            let done = DispatchSemaphore(value: 0)
+        }
+        // Without a handler SIGUSR1 would end the process; this one does nothing but interrupt poll(2).
+        signal(SIGUSR1) { _ in }
+        let name = uniqueInproc()
+        let receiver = Receiver()
+        // A thread of its own, with SIGUSR1 unblocked: the test runner's threads may block signals.
+        Thread {
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGUSR1)
+            pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+            do {
+                let pull = try makeSocket(.pull)
+                try pull.bind(name)
+                receiver.thread = pthread_self()
+                receiver.ready.signal()
+                // libzmq returns EINTR from the interrupted wait; the binding retries instead of throwing.
+                receiver.received = try pull.receiveString()
+            } catch {
+                receiver.failure = "\(error)"
+                receiver.ready.signal()
+            }
+            receiver.done.signal()
+        }.start()
+
+        try #require(receiver.ready.wait(timeout: .now() + 5) == .success)
+        let thread = try #require(receiver.thread, "\(receiver.failure ?? "")")
+        for _ in 0..<3 {
+            Thread.sleep(forTimeInterval: 0.03)
+            pthread_kill(thread, SIGUSR1)
+        }
+        let push = try makeSocket(.push)
+        try push.connect(name)
+        try push.send("after the signals")
+        try #require(receiver.done.wait(timeout: .now() + 10) == .success)
+        #expect(receiver.failure == nil)
+        #expect(receiver.received == "after the signals")
     }
 
     @Test func contextShutdownEndsABlockingReceiveWithTerminated() throws {
