@@ -52,6 +52,9 @@ public final class Socket {
     public let type: SocketType
     public let context: Context
     private var handle: UnsafeMutableRawPointer?
+    /// The inproc endpoint of the socket's current monitor: libzmq keeps one monitor per socket,
+    /// so only the monitor named here may stop it.
+    var monitorEndpoint: String?
 
     /// Creates a socket of `type` in `context` (`zmq_socket`).
     public init(_ type: SocketType, context: Context = .shared) throws(ZMQError) {

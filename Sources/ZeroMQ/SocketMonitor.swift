@@ -151,6 +151,7 @@ public final class SocketMonitor {
         self.socket = socket
         self.endpoint = endpoint
         self.monitored = monitored
+        monitored.monitorEndpoint = endpoint
     }
 
     deinit {
@@ -208,11 +209,13 @@ public final class SocketMonitor {
     }
 
     /// Stops monitoring (`zmq_socket_monitor` with no endpoint); a ``SocketEvent/monitorStopped`` event
-    /// follows if it was asked for. Does nothing once the monitored socket is gone or closed.
+    /// follows if it was asked for. Does nothing once the monitored socket is gone or closed, or
+    /// when a newer monitor has replaced this one.
     public func stop() {
-        guard let handle = monitored?.openHandle else { return }
+        defer { monitored = nil }
+        guard let monitored, monitored.monitorEndpoint == endpoint, let handle = monitored.openHandle else { return }
         zmq_socket_monitor(handle, nil, 0)
-        monitored = nil
+        monitored.monitorEndpoint = nil
     }
 }
 

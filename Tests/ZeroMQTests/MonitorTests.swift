@@ -74,6 +74,18 @@ struct MonitorTests {
         monitor.stop()  // harmless once the socket is gone
     }
 
+    @Test func aNewMonitorReplacesTheOldOneWhichCannotStopIt() throws {
+        let pull = try makeSocket(.pull)
+        var first: SocketMonitor? = try pull.monitor(events: [.listening, .monitorStopped])
+        let second = try pull.monitor(events: [.listening])
+        // libzmq stopped the first monitor when the second started.
+        #expect(try first?.receive(timeout: .seconds(5))?.event == .monitorStopped)
+        first?.stop()
+        first = nil
+        try pull.bind("tcp://127.0.0.1:*")
+        #expect(try second.receive(timeout: .seconds(5))?.event == .listening)
+    }
+
     @Test func monitorSocketCanBePolledWithOthers() throws {
         let pull = try makeSocket(.pull)
         let monitor = try pull.monitor(events: [.listening])
