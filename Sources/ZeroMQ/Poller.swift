@@ -55,16 +55,8 @@ public final class Poller {
     /// Waits until at least one item is ready or `timeout` passes (nil: forever; zero: just look).
     /// Returns how many items are ready. Interrupted waits (EINTR) return 0.
     public func poll(timeout: Duration?) throws(ZMQError) -> Int {
-        let milliseconds: Int
-        if let timeout {
-            // Rounded up, so a poll never returns before its timeout; clamped so huge ones cannot overflow.
-            let (seconds, attoseconds) = timeout.components
-            let whole = seconds.multipliedReportingOverflow(by: 1000)
-            let fraction = (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-            milliseconds = whole.overflow ? (seconds < 0 ? 0 : Int(Int32.max)) : max(0, min(Int(Int32.max), Int(whole.partialValue + fraction)))
-        } else {
-            milliseconds = -1
-        }
+        // Rounded up, so a poll never returns before its timeout; nil waits forever.
+        let milliseconds = timeout.map { Int(wholeMilliseconds($0, roundingUp: true)) } ?? -1
         for index in items.indices {
             items[index].revents = 0
             // A socket closed since it was added must not reach zmq_poll with its freed handle.
@@ -99,3 +91,15 @@ public final class Poller {
 
 @available(*, unavailable)
 extension Poller: Sendable {}
+
+/// `duration` in whole milliseconds, clamped to 0...Int32.max so that no duration can overflow.
+func wholeMilliseconds(_ duration: Duration, roundingUp: Bool) -> Int32 {
+    let (seconds, attoseconds) = duration.components
+    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+    if seconds >= Int64(Int32.max / 1000) { return Int32.max }
+    let attosecondsPerMillisecond: Int64 = 1_000_000_000_000_000
+    let fraction = roundingUp
+        ? (attoseconds + attosecondsPerMillisecond - 1) / attosecondsPerMillisecond
+        : attoseconds / attosecondsPerMillisecond
+    return Int32(clamping: max(0, seconds * 1000 + fraction))
+}

@@ -126,7 +126,7 @@ public final class Socket {
         _ = try sendFrame(frame, flags: more ? ZMQ_SNDMORE : 0)
     }
 
-    /// Sends `frame` as one frame. The same as the generic ``send(_:more:)-(Collection)`` but without
+    /// Sends `frame` as one frame: the same as the `Collection` form, but without
     /// generic dispatch, for the hot path of code that sends byte arrays.
     public func send(_ frame: [UInt8], more: Bool = false) throws(ZMQError) {
         let flags = more ? ZMQ_SNDMORE : 0

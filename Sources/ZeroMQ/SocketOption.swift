@@ -125,8 +125,7 @@ extension SocketOption where Value == Duration? {
     static func milliseconds(_ code: Int32, _ name: String) -> Self {
         Self(code, name, kind: .int32, encode: { duration in
             guard let duration else { return .int32(-1) }
-            let (seconds, attoseconds) = duration.components
-            return .int32(Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+            return .int32(wholeMilliseconds(duration, roundingUp: false))
         }, decode: {
             guard case .int32(let v) = $0, v >= 0 else { return nil }
             return .milliseconds(Int(v))

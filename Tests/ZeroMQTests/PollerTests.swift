@@ -22,6 +22,23 @@ struct PollerTests {
         #expect(try poller.poll(timeout: .zero) == 0)
     }
 
+    @Test func hugeAndNegativeTimeoutsDoNotOverflow() throws {
+        let pull = try makeSocket(.pull)
+        try pull.bind(uniqueInproc())
+        try pull.set(.receiveTimeout, .seconds(Int64.max / 2))
+        #expect(try pull.get(.receiveTimeout) == .milliseconds(Int(Int32.max)))
+        try pull.set(.receiveTimeout, .seconds(-3))
+        #expect(try pull.get(.receiveTimeout) == .zero)
+        let poller = Poller()
+        poller.add(pull)
+        #expect(try poller.poll(timeout: .seconds(-1)) == 0)
+        #expect(try poller.poll(timeout: .nanoseconds(1)) == 0)
+        let push = try makeSocket(.push)
+        try push.connect(try pull.lastEndpoint)
+        try push.send("x")
+        #expect(try poller.poll(timeout: .seconds(Int64.max / 2)) == 1)
+    }
+
     @Test func pollFindsTheReadySocketAmongSeveral() throws {
         let names = (0..<3).map { uniqueInproc("poll\($0)") }
         let pulls = try names.map { name in
