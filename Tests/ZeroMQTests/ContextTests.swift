@@ -45,6 +45,18 @@ struct ContextTests {
         #expect(context.maxSockets > 0)
     }
 
+    @Test func socketLimitIsEnforcedWithTooManyFiles() throws {
+        let context = try Context(maxSockets: 2)
+        #expect(context.maxSockets == 2)
+        let first = try Socket(.pair, context: context)
+        let second = try Socket(.pair, context: context)
+        let error = try #require(throws: ZMQError.self) { try Socket(.pair, context: context) }
+        #expect(error.code == .tooManyFiles)
+        #expect(error.operation == "zmq_socket(PAIR)")
+        #expect(!first.isClosed && !second.isClosed)
+        #expect(throws: ZMQError.self) { try Context(maxSockets: 0) }
+    }
+
     @Test func invalidIOThreadCountIsRejected() {
         #expect(throws: ZMQError.self) { try Context(ioThreads: -1) }
     }
