@@ -39,6 +39,27 @@ struct InteropTests {
         #expect(peer.waitForExit() == 0, "\(peer.errorOutput())")
     }
 
+    @Test func swiftCurveClientTalksToPythonCurveServer() throws {
+        let peer = try PythonPeer(["curve-router-echo"])
+        defer { peer.stop() }
+        let endpoint = try #require(peer.readLine(), "the Python peer printed no endpoint: \(peer.errorOutput())")
+        let serverKeyZ85 = try #require(peer.readLine(), "the Python peer printed no key")
+        // The key pyzmq made travels as Z85 text and is decoded by the binding.
+        let serverKey = try Z85.decode(serverKeyZ85)
+        #expect(serverKey.count == 32)
+
+        let dealer = try makeSocket(.dealer, timeout: .seconds(10))
+        try dealer.makeCurveClient(serverKey: serverKey, keyPair: try CurveKeyPair.generate())
+        let monitor = try dealer.monitor(events: [.handshakeSucceeded])
+        try dealer.connect(endpoint)
+        try dealer.send(multipart: Self.message(3))
+        #expect(try dealer.receiveMultipart() == Self.message(3))
+        #expect(try monitor.wait(for: [.handshakeSucceeded], timeout: .seconds(5)) != nil)
+        try dealer.send(multipart: [[UInt8]("quit".utf8)])
+        #expect(try dealer.receiveMultipart() == [[UInt8]("bye".utf8)])
+        #expect(peer.waitForExit() == 0, "\(peer.errorOutput())")
+    }
+
     @Test func pythonPushFeedsSwiftPull() throws {
         let (pull, endpoint) = try bindLoopback(.pull)
         try pull.set(.receiveTimeout, .seconds(10))

@@ -5,6 +5,8 @@ Modes:
   router-echo                 bind a ROUTER on tcp://127.0.0.1 (random port), print the endpoint,
                               echo every multipart message back to its sender until one whose
                               body is [b"quit"] arrives (answered with [b"bye"]).
+  curve-router-echo           the same as a CURVE server with a new key pair; prints the endpoint,
+                              then the server's public key in Z85 on a second line.
   push ENDPOINT COUNT         connect a PUSH and send COUNT multipart messages (see message()).
   dealer-check ENDPOINT COUNT connect a DEALER, send COUNT messages, expect each echoed back
                               unchanged, then send [b"done"]; exit 1 on any mismatch.
@@ -27,12 +29,19 @@ def main():
     mode = sys.argv[1]
     context = zmq.Context()
     try:
-        if mode == "router-echo":
+        if mode in ("router-echo", "curve-router-echo"):
             router = context.socket(zmq.ROUTER)
             router.linger = 1000
             router.rcvtimeo = 20000
+            public_key = None
+            if mode == "curve-router-echo":
+                public_key, secret_key = zmq.curve_keypair()
+                router.curve_server = True
+                router.curve_secretkey = secret_key
             port = router.bind_to_random_port("tcp://127.0.0.1")
             print(f"tcp://127.0.0.1:{port}", flush=True)
+            if public_key is not None:
+                print(public_key.decode("ascii"), flush=True)
             while True:
                 frames = router.recv_multipart()
                 if frames[1:] == [b"quit"]:
