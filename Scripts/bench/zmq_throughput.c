@@ -34,8 +34,8 @@ static void *send_all(void *raw) {
         if (zmq_send(push, buffer, args->size, 0) < 0) die("zmq_send");
     }
     free(buffer);
-    /* The receiver has every message before it returns, so closing with LINGER 0 loses nothing
-     * that is still needed; wait for its signal instead of relying on linger. */
+    /* Returned, not closed: with LINGER 0 a close now would drop what is still queued, so main
+     * closes the socket once the receiver has every message. */
     return push;
 }
 
