@@ -31,6 +31,17 @@ public final class Context: @unchecked Sendable {
         }
     }
 
+    /// A context with `ioThreads` I/O threads that allows at most `maxSockets` sockets at once
+    /// (`ZMQ_MAX_SOCKETS`, libzmq's default 1023); one more fails with ``ZMQErrorCode/tooManyFiles``.
+    public convenience init(ioThreads: Int = 1, maxSockets: Int) throws(ZMQError) {
+        try self.init(ioThreads: ioThreads)
+        // Fails only for a value below 1 and must happen before the first socket, as here.
+        // A failure runs deinit, which terminates the socketless context at once.
+        guard zmq_ctx_set(handle, ZMQ_MAX_SOCKETS, Int32(clamping: maxSockets)) == 0 else {
+            throw ZMQError.current("zmq_ctx_set(ZMQ_MAX_SOCKETS, \(maxSockets))")
+        }
+    }
+
     /// A process-wide context for code that does not want to manage one.
     public static let shared: Context = {
         do { return try Context() } catch { fatalError("cannot create the shared ZeroMQ context: \(error)") }

@@ -22,11 +22,19 @@ public final class Message {
     }
 
     /// A message of `count` bytes, uninitialised; fill it through ``withUnsafeMutableBytes(_:)``.
+    /// Throws ``ZMQErrorCode/invalidArgument`` for a negative count (libzmq would wrap it round to
+    /// a tiny allocation) and ``ZMQErrorCode/outOfMemory`` when the bytes cannot be allocated.
     public init(count: Int) throws(ZMQError) {
         pointer = .allocate(capacity: 1)
+        // Once `pointer` is set, a throw runs deinit (zmq_msg_close + deallocate), so every
+        // failure path leaves a valid empty message behind instead of freeing it here.
+        guard count >= 0 else {
+            zmq_msg_init(pointer)
+            throw ZMQError(code: .invalidArgument, operation: "zmq_msg_init_size(\(count)): negative size")
+        }
         if zmq_msg_init_size(pointer, count) != 0 {
             let error = ZMQError.current("zmq_msg_init_size(\(count))")
-            pointer.deallocate()
+            zmq_msg_init(pointer)
             throw error
         }
     }
@@ -67,7 +75,8 @@ public final class Message {
         if rc != 0 {
             let error = ZMQError.current("zmq_msg_init_data")
             Unmanaged<Box>.fromOpaque(box).release()
-            pointer.deallocate()
+            // deinit still runs after this throw: leave it a valid empty message to close.
+            zmq_msg_init(pointer)
             throw error
         }
     }

@@ -28,9 +28,9 @@ public final class Poller {
     /// Adds a socket to wait on; returns its index.
     @discardableResult
     public func add(_ socket: Socket, events: PollEvents = .in) -> Int {
-        // A closed socket polls as nothing rather than crashing the poll loop.
-        let handle = try? socket.rawHandle("poll")
-        items.append(zmq_pollitem_t(socket: handle, fd: 0, events: handle == nil ? 0 : events.rawValue, revents: 0))
+        // A closed socket polls as nothing rather than crashing the poll loop; fd -1 is ignored by poll(2).
+        let handle = socket.openHandle
+        items.append(zmq_pollitem_t(socket: handle, fd: -1, events: handle == nil ? 0 : events.rawValue, revents: 0))
         sockets.append(socket)
         return items.count - 1
     }
@@ -45,6 +45,7 @@ public final class Poller {
 
     /// Changes which events the item at `index` is waited for.
     public func setEvents(_ events: PollEvents, at index: Int) {
+        if let socket = sockets[index], socket.openHandle == nil { return }
         items[index].events = events.rawValue
     }
 
@@ -54,14 +55,17 @@ public final class Poller {
     /// Waits until at least one item is ready or `timeout` passes (nil: forever; zero: just look).
     /// Returns how many items are ready. Interrupted waits (EINTR) return 0.
     public func poll(timeout: Duration?) throws(ZMQError) -> Int {
-        let milliseconds: Int
-        if let timeout {
-            let (seconds, attoseconds) = timeout.components
-            milliseconds = max(0, Int(seconds) * 1000 + Int((attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
-        } else {
-            milliseconds = -1
+        // Rounded up, so a poll never returns before its timeout; nil waits forever.
+        let milliseconds = timeout.map { Int(wholeMilliseconds($0, roundingUp: true)) } ?? -1
+        for index in items.indices {
+            items[index].revents = 0
+            // A socket closed since it was added must not reach zmq_poll with its freed handle.
+            if let socket = sockets[index], items[index].socket != nil, socket.openHandle == nil {
+                items[index].socket = nil
+                items[index].fd = -1
+                items[index].events = 0
+            }
         }
-        for index in items.indices { items[index].revents = 0 }
         let count = items.count
         let result = items.withUnsafeMutableBufferPointer { buffer in
             zmq_poll(buffer.baseAddress, Int32(count), milliseconds)
@@ -87,3 +91,15 @@ public final class Poller {
 
 @available(*, unavailable)
 extension Poller: Sendable {}
+
+/// `duration` in whole milliseconds, clamped to 0...Int32.max so that no duration can overflow.
+func wholeMilliseconds(_ duration: Duration, roundingUp: Bool) -> Int32 {
+    let (seconds, attoseconds) = duration.components
+    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+    if seconds >= Int64(Int32.max / 1000) { return Int32.max }
+    let attosecondsPerMillisecond: Int64 = 1_000_000_000_000_000
+    let fraction = roundingUp
+        ? (attoseconds + attosecondsPerMillisecond - 1) / attosecondsPerMillisecond
+        : attoseconds / attosecondsPerMillisecond
+    return Int32(clamping: max(0, seconds * 1000 + fraction))
+}

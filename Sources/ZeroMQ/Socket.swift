@@ -52,6 +52,9 @@ public final class Socket {
     public let type: SocketType
     public let context: Context
     private var handle: UnsafeMutableRawPointer?
+    /// The inproc endpoint of the socket's current monitor: libzmq keeps one monitor per socket,
+    /// so only the monitor named here may stop it.
+    var monitorEndpoint: String?
 
     /// Creates a socket of `type` in `context` (`zmq_socket`).
     public init(_ type: SocketType, context: Context = .shared) throws(ZMQError) {
@@ -123,6 +126,21 @@ public final class Socket {
         _ = try sendFrame(frame, flags: more ? ZMQ_SNDMORE : 0)
     }
 
+    /// Sends `frame` as one frame: the same as the `Collection` form, but without
+    /// generic dispatch, for the hot path of code that sends byte arrays.
+    public func send(_ frame: [UInt8], more: Bool = false) throws(ZMQError) {
+        let flags = more ? ZMQ_SNDMORE : 0
+        let outcome = frame.withUnsafeBytes { buffer in
+            Result { () throws(ZMQError) -> Bool in try sendBuffer(buffer, flags: flags) }
+        }
+        _ = try outcome.get()
+    }
+
+    /// Sends the bytes of `buffer` (copied by libzmq before this returns) as one frame.
+    public func send(_ buffer: UnsafeRawBufferPointer, more: Bool = false) throws(ZMQError) {
+        _ = try sendBuffer(buffer, flags: more ? ZMQ_SNDMORE : 0)
+    }
+
     /// Sends the UTF-8 bytes of `string` as one frame.
     public func send(_ string: String, more: Bool = false) throws(ZMQError) {
         _ = try sendFrame(string.utf8, flags: more ? ZMQ_SNDMORE : 0)
@@ -156,29 +174,28 @@ public final class Socket {
         for (index, frame) in frames.enumerated() {
             let last = index == frames.count - 1
             var flags: Int32 = last ? 0 : ZMQ_SNDMORE
-            if dontWait { flags |= ZMQ_DONTWAIT }
-            let sent = try sendFrame(frame, flags: flags)
-            if !sent {
-                // Only the first frame can meet a full pipe: the rest follow it into the same queue.
-                precondition(index == 0, "libzmq refused a later frame of a multipart message")
-                return false
-            }
+            // Only the first frame can meet a full pipe (libzmq counts whole messages against the
+            // high-water mark), so later frames are sent without DONTWAIT: a message is never cut short.
+            if dontWait && index == 0 { flags |= ZMQ_DONTWAIT }
+            if !(try sendFrame(frame, flags: flags)) { return false }
         }
         return true
     }
 
     private func sendFrame(_ frame: some Collection<UInt8>, flags: Int32) throws(ZMQError) -> Bool {
-        let handle = try open("zmq_send")
-        let dontWait = flags & ZMQ_DONTWAIT != 0
         let outcome: Result<Bool, ZMQError>? = frame.withContiguousStorageIfAvailable { buffer in
-            Result { () throws(ZMQError) -> Bool in
-                try zmqCall("zmq_send", wouldBlockIsNil: dontWait) {
-                    zmq_send(handle, buffer.baseAddress, buffer.count, flags)
-                } != nil
-            }
+            Result { () throws(ZMQError) -> Bool in try sendBuffer(UnsafeRawBufferPointer(buffer), flags: flags) }
         }
         if let outcome { return try outcome.get() }
         return try sendMessage(Message(bytes: frame), flags: flags)
+    }
+
+    /// Sends the bytes (copied by `zmq_send`); false when DONTWAIT was asked and the send would block.
+    private func sendBuffer(_ buffer: UnsafeRawBufferPointer, flags: Int32) throws(ZMQError) -> Bool {
+        let handle = try open("zmq_send")
+        return try zmqCall("zmq_send", wouldBlockIsNil: flags & ZMQ_DONTWAIT != 0) {
+            zmq_send(handle, buffer.baseAddress, buffer.count, flags)
+        } != nil
     }
 
     private func sendMessage(_ message: Message, flags: Int32) throws(ZMQError) -> Bool {
@@ -279,6 +296,9 @@ public final class Socket {
     func rawHandle(_ operation: @autoclosure () -> String) throws(ZMQError) -> UnsafeMutableRawPointer {
         try open(operation())
     }
+
+    /// The libzmq handle, or nil once closed.
+    var openHandle: UnsafeMutableRawPointer? { handle }
 }
 
 @available(*, unavailable)

@@ -2,6 +2,12 @@
 
 import CZeroMQ
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How an option's value travels through `zmq_setsockopt` / `zmq_getsockopt`.
 enum OptionStorage {
     case int32(Int32)
@@ -54,6 +60,16 @@ extension SocketOption where Value == Int {
     public static let events = int(ZMQ_EVENTS, "ZMQ_EVENTS")
     /// The file descriptor that signals readiness (`ZMQ_FD`), for integrating with other event loops. Read-only.
     public static let fileDescriptor = int(ZMQ_FD, "ZMQ_FD")
+    /// The kernel send buffer size in bytes (`ZMQ_SNDBUF`; -1 system default).
+    public static let sendBufferSize = int(ZMQ_SNDBUF, "ZMQ_SNDBUF")
+    /// The kernel receive buffer size in bytes (`ZMQ_RCVBUF`; -1 system default).
+    public static let receiveBufferSize = int(ZMQ_RCVBUF, "ZMQ_RCVBUF")
+    /// Pending connections a listening socket queues (`ZMQ_BACKLOG`).
+    public static let backlog = int(ZMQ_BACKLOG, "ZMQ_BACKLOG")
+    /// The socket's type as a `ZMQ_*` number (`ZMQ_TYPE`). Read-only.
+    public static let socketType = int(ZMQ_TYPE, "ZMQ_TYPE")
+    /// The security mechanism in use (`ZMQ_MECHANISM`): 0 NULL, 1 PLAIN, 2 CURVE, 3 GSSAPI. Read-only.
+    public static let mechanism = int(ZMQ_MECHANISM, "ZMQ_MECHANISM")
 }
 
 extension SocketOption where Value == Int64 {
@@ -85,6 +101,23 @@ extension SocketOption where Value == Bool {
     public static let conflate = flag(ZMQ_CONFLATE, "ZMQ_CONFLATE")
     /// Whether more parts of the current multipart message follow (`ZMQ_RCVMORE`). Read-only.
     public static let receiveMore = flag(ZMQ_RCVMORE, "ZMQ_RCVMORE")
+    /// Allow IPv6 on TCP endpoints (`ZMQ_IPV6`).
+    public static let ipv6 = flag(ZMQ_IPV6, "ZMQ_IPV6")
+    /// ROUTER, DEALER, REQ: send an empty message to each new peer on connect (`ZMQ_PROBE_ROUTER`). Write-only.
+    public static let probeRouter = flag(ZMQ_PROBE_ROUTER, "ZMQ_PROBE_ROUTER")
+    /// REQ: match replies to requests, dropping stale ones (`ZMQ_REQ_CORRELATE`). Write-only.
+    public static let requestCorrelate = flag(ZMQ_REQ_CORRELATE, "ZMQ_REQ_CORRELATE")
+    /// REQ: allow a new request before the reply to the previous one (`ZMQ_REQ_RELAXED`). Write-only.
+    public static let requestRelaxed = flag(ZMQ_REQ_RELAXED, "ZMQ_REQ_RELAXED")
+    /// XPUB: subscriptions are applied by the application with ``subscribe`` (`ZMQ_XPUB_MANUAL`). Write-only.
+    public static let xpubManual = flag(ZMQ_XPUB_MANUAL, "ZMQ_XPUB_MANUAL")
+    /// XPUB: block (or fail with ``ZMQErrorCode/again``) at the high-water mark instead of dropping
+    /// (`ZMQ_XPUB_NODROP`). Write-only.
+    public static let xpubNoDrop = flag(ZMQ_XPUB_NODROP, "ZMQ_XPUB_NODROP")
+    /// SUB, XSUB, PUB, XPUB: deliver the messages that do *not* match a subscription (`ZMQ_INVERT_MATCHING`).
+    public static let invertMatching = flag(ZMQ_INVERT_MATCHING, "ZMQ_INVERT_MATCHING")
+    /// Act as a PLAIN server, checking user names and passwords through ZAP (`ZMQ_PLAIN_SERVER`).
+    public static let plainServer = flag(ZMQ_PLAIN_SERVER, "ZMQ_PLAIN_SERVER")
 }
 
 extension SocketOption where Value == Duration? {
@@ -92,8 +125,7 @@ extension SocketOption where Value == Duration? {
     static func milliseconds(_ code: Int32, _ name: String) -> Self {
         Self(code, name, kind: .int32, encode: { duration in
             guard let duration else { return .int32(-1) }
-            let (seconds, attoseconds) = duration.components
-            return .int32(Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+            return .int32(wholeMilliseconds(duration, roundingUp: false))
         }, decode: {
             guard case .int32(let v) = $0, v >= 0 else { return nil }
             return .milliseconds(Int(v))
@@ -116,6 +148,14 @@ extension SocketOption where Value == Duration? {
     public static let heartbeatTTL = milliseconds(ZMQ_HEARTBEAT_TTL, "ZMQ_HEARTBEAT_TTL")
     /// How long to wait for a PONG before closing the connection (`ZMQ_HEARTBEAT_TIMEOUT`).
     public static let heartbeatTimeout = milliseconds(ZMQ_HEARTBEAT_TIMEOUT, "ZMQ_HEARTBEAT_TIMEOUT")
+    /// Longest time a connection may take to complete its ZMTP (and security) handshake
+    /// (`ZMQ_HANDSHAKE_IVL`; zero = no limit).
+    public static let handshakeInterval = milliseconds(ZMQ_HANDSHAKE_IVL, "ZMQ_HANDSHAKE_IVL")
+    /// Longest wait for a TCP connect to complete (`ZMQ_CONNECT_TIMEOUT`; zero = the system's).
+    public static let connectTimeout = milliseconds(ZMQ_CONNECT_TIMEOUT, "ZMQ_CONNECT_TIMEOUT")
+    /// Longest time sent TCP data may stay unacknowledged before the connection is dropped
+    /// (`ZMQ_TCP_MAXRT`; zero = the system's).
+    public static let tcpMaxRetransmitTimeout = milliseconds(ZMQ_TCP_MAXRT, "ZMQ_TCP_MAXRT")
 }
 
 extension SocketOption where Value == [UInt8] {
@@ -137,6 +177,11 @@ extension SocketOption where Value == [UInt8] {
     public static let curveSecretKey = bytes(ZMQ_CURVE_SECRETKEY, "ZMQ_CURVE_SECRETKEY")
     /// The server's CURVE public key, 32 bytes, set on a client (`ZMQ_CURVE_SERVERKEY`).
     public static let curveServerKey = bytes(ZMQ_CURVE_SERVERKEY, "ZMQ_CURVE_SERVERKEY")
+    /// The routing id the *next* ``Socket/connect(_:)`` gives the peer on a ROUTER
+    /// (`ZMQ_CONNECT_ROUTING_ID`). Write-only.
+    public static let connectRoutingID = bytes(ZMQ_CONNECT_ROUTING_ID, "ZMQ_CONNECT_ROUTING_ID")
+    /// XPUB: a message sent to every new subscriber (`ZMQ_XPUB_WELCOME_MSG`). Write-only.
+    public static let xpubWelcomeMessage = bytes(ZMQ_XPUB_WELCOME_MSG, "ZMQ_XPUB_WELCOME_MSG")
 }
 
 extension SocketOption where Value == String {
@@ -152,6 +197,12 @@ extension SocketOption where Value == String {
     public static let lastEndpoint = text(ZMQ_LAST_ENDPOINT, "ZMQ_LAST_ENDPOINT")
     /// The ZAP authentication domain (`ZMQ_ZAP_DOMAIN`).
     public static let zapDomain = text(ZMQ_ZAP_DOMAIN, "ZMQ_ZAP_DOMAIN")
+    /// The PLAIN user name a client presents (`ZMQ_PLAIN_USERNAME`).
+    public static let plainUsername = text(ZMQ_PLAIN_USERNAME, "ZMQ_PLAIN_USERNAME")
+    /// The PLAIN password a client presents (`ZMQ_PLAIN_PASSWORD`).
+    public static let plainPassword = text(ZMQ_PLAIN_PASSWORD, "ZMQ_PLAIN_PASSWORD")
+    /// A SOCKS5 proxy (`host:port`) for outgoing TCP connections (`ZMQ_SOCKS_PROXY`).
+    public static let socksProxy = text(ZMQ_SOCKS_PROXY, "ZMQ_SOCKS_PROXY")
 }
 
 extension Socket {
@@ -187,12 +238,26 @@ extension Socket {
             _ = try zmqCall(operation) { zmq_getsockopt(handle, option.code, &v, &size) }
             return option.decode(.int64(v))
         case .bytes, .text:
-            var buffer = [UInt8](repeating: 0, count: 1024)
-            var size = buffer.count
-            _ = try zmqCall(operation) {
-                buffer.withUnsafeMutableBytes { zmq_getsockopt(handle, option.code, $0.baseAddress, &size) }
+            // libzmq hands CURVE keys out only for a buffer of exactly 32 (raw) or 41 (Z85) bytes.
+            let isCurveKey = option.code == ZMQ_CURVE_PUBLICKEY || option.code == ZMQ_CURVE_SECRETKEY
+                || option.code == ZMQ_CURVE_SERVERKEY
+            var capacity = isCurveKey ? 32 : 256
+            while true {
+                var buffer = [UInt8](repeating: 0, count: capacity)
+                var size = buffer.count
+                let result = buffer.withUnsafeMutableBytes { raw in
+                    zmq_getsockopt(handle, option.code, raw.baseAddress, &size)
+                }
+                if result == 0 { return option.decode(.bytes(Array(buffer.prefix(min(size, capacity))))) }
+                let code = zmq_errno()
+                if code == EINTR { continue }
+                // EINVAL also means "buffer too small": grow it a few times before believing it.
+                if code == EINVAL && !isCurveKey && capacity < 65536 {
+                    capacity *= 16
+                    continue
+                }
+                throw ZMQError(code: ZMQErrorCode(rawValue: code), operation: operation)
             }
-            return option.decode(.bytes(Array(buffer.prefix(size))))
         }
     }
 
@@ -204,5 +269,31 @@ extension Socket {
     /// SUB: stop receiving messages starting with `prefix`.
     public func unsubscribe(_ prefix: String) throws(ZMQError) {
         try set(.unsubscribe, Array(prefix.utf8))
+    }
+
+    /// SUB: receive messages starting with the bytes `prefix` (binary topics).
+    public func subscribe(bytes prefix: [UInt8]) throws(ZMQError) {
+        try set(.subscribe, prefix)
+    }
+
+    /// SUB: stop receiving messages starting with the bytes `prefix`.
+    public func unsubscribe(bytes prefix: [UInt8]) throws(ZMQError) {
+        try set(.unsubscribe, prefix)
+    }
+
+    /// Makes this socket a CURVE server with `keyPair` (sets `ZMQ_CURVE_SERVER`, `ZMQ_CURVE_SECRETKEY`,
+    /// `ZMQ_CURVE_PUBLICKEY`). Call before bind/connect: security applies to later connections.
+    public func makeCurveServer(_ keyPair: CurveKeyPair) throws(ZMQError) {
+        try set(.curveServer, true)
+        try set(.curveSecretKey, keyPair.secretKey)
+        try set(.curvePublicKey, keyPair.publicKey)
+    }
+
+    /// Makes this socket a CURVE client of the server whose public key is `serverKey`, using `keyPair`
+    /// as its own long-term keys (sets `ZMQ_CURVE_SERVERKEY`, `ZMQ_CURVE_PUBLICKEY`, `ZMQ_CURVE_SECRETKEY`).
+    public func makeCurveClient(serverKey: [UInt8], keyPair: CurveKeyPair) throws(ZMQError) {
+        try set(.curveServerKey, serverKey)
+        try set(.curvePublicKey, keyPair.publicKey)
+        try set(.curveSecretKey, keyPair.secretKey)
     }
 }

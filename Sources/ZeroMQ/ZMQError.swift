@@ -52,6 +52,12 @@ public struct ZMQErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let noThread = ZMQErrorCode(rawValue: EMTHREAD)
     /// A memory fault (a bad buffer): a programming error.
     public static let fault = ZMQErrorCode(rawValue: EFAULT)
+    /// Memory could not be allocated (for example a message of an impossible size).
+    public static let outOfMemory = ZMQErrorCode(rawValue: ENOMEM)
+    /// No buffer space available (too many connections or queued messages for the system).
+    public static let noBufferSpace = ZMQErrorCode(rawValue: ENOBUFS)
+    /// A protocol error, for example a failed security handshake.
+    public static let protocolError = ZMQErrorCode(rawValue: EPROTO)
 
     private static let names: [Int32: (swift: String, c: String)] = [
         EAGAIN: ("again", "EAGAIN"), ETERM: ("terminated", "ETERM"), EFSM: ("invalidState", "EFSM"),
@@ -62,6 +68,7 @@ public struct ZMQErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
         ENOENT: ("noEntry", "ENOENT"), EMFILE: ("tooManyFiles", "EMFILE"), EINTR: ("interrupted", "EINTR"),
         ENOTSOCK: ("notSocket", "ENOTSOCK"), EMSGSIZE: ("messageTooLarge", "EMSGSIZE"),
         EMTHREAD: ("noThread", "EMTHREAD"), EFAULT: ("fault", "EFAULT"),
+        ENOMEM: ("outOfMemory", "ENOMEM"), ENOBUFS: ("noBufferSpace", "ENOBUFS"), EPROTO: ("protocolError", "EPROTO"),
     ]
 
     /// The Swift constant's name, e.g. `again`.
@@ -95,6 +102,7 @@ public struct ZMQError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// Runs a libzmq call that returns -1 on failure, retrying EINTR.
 /// Returns nil for EAGAIN when `wouldBlockIsNil`; a programming error (ENOTSOCK, EFAULT) traps.
+/// ENOTSOCK cannot come from a correct program: a closed ``Socket`` never hands libzmq its old handle.
 @inline(__always)
 func zmqCall(
     _ operation: @autoclosure () -> String, wouldBlockIsNil: Bool = false, _ body: () -> Int32
@@ -105,8 +113,8 @@ func zmqCall(
         let code = zmq_errno()
         if code == EINTR { continue }
         if code == EAGAIN && wouldBlockIsNil { return nil }
-        if code == EFAULT {
-            preconditionFailure("\(operation()): libzmq reported EFAULT (an invalid handle or buffer)")
+        if code == EFAULT || code == ENOTSOCK {
+            preconditionFailure("\(operation()): libzmq reported \(ZMQErrorCode(rawValue: code).cName) (an invalid handle or buffer)")
         }
         throw ZMQError(code: ZMQErrorCode(rawValue: code), operation: operation())
     }
