@@ -41,7 +41,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "zmq-throughput-bench", dependencies: ["ZeroMQ"], path: "Sources/zmq-throughput-bench"),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], exclude: ["Peers"]),
         .testTarget(name: "LANComputeTests", dependencies: ["LANCompute"], exclude: ["Fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LANCompute", "ZeroMQ"]),
     ]
