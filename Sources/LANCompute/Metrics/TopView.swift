@@ -72,14 +72,15 @@ public struct TopView: Sendable {
         if missedMessages > 0 { header += "  missed \(missedMessages)" }
         lines.append(header)
         lines.append("")
+        let trendWidth = -(max(historyLength, 5) + 2)
         lines.append(Self.row([
-            ("STAGE", -16), ("RATE/s", 9), ("  TREND", -(historyLength + 2)), ("QUEUED", 8), ("IN-FLIGHT", 10),
+            ("STAGE", -16), ("RATE/s", 9), ("  TREND", trendWidth), ("QUEUED", 8), ("IN-FLIGHT", 10),
             ("P99 ms", 9), ("COMPLETED", 11), ("DEAD", 7),
         ]))
         for stage in snapshot.stages {
             let trend = Self.sparkline(rateHistory[stage.name] ?? [])
             lines.append(Self.row([
-                (stage.name, -16), (Self.decimal(stage.rate), 9), ("  " + trend, -(historyLength + 2)),
+                (stage.name, -16), (Self.decimal(stage.rate), 9), ("  " + trend, trendWidth),
                 (String(stage.queued), 8), (String(stage.inFlight), 10), (Self.decimal(stage.latencyMs.p99), 9),
                 (String(stage.completed), 11), (String(stage.deadLettered), 7),
             ]))
