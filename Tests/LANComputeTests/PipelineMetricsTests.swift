@@ -134,6 +134,18 @@ import Testing
         #expect(node["capabilities"] as? [String: String] == ["arch": "arm64", "gpu": "metal"])
     }
 
+    @Test func snapshotJSONKeepsTheDocumentedKeyOrder() {
+        let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"], startedAt: start)
+        metrics.updateNode(NodeMetrics(id: "n1", host: "h"))
+        var snapshot = metrics.snapshot(at: start.addingTimeInterval(1))
+        snapshot.seq = 3
+        let json = String(decoding: snapshot.jsonData(), as: UTF8.self)
+        #expect(json == #"{"type":"metrics","seq":3,"ts":1800000001,"pipeline":"p","stages":[{"name":"a","received":0,"#
+            + #""completed":0,"failed":0,"retried":0,"dead_lettered":0,"queued":0,"in_flight":0,"rate":0,"#
+            + #""latency_ms":{"p50":0,"p90":0,"p99":0,"max":0}}],"nodes":[{"id":"n1","host":"h","workers":0,"in_flight":0,"#
+            + #""completed":0,"heartbeat_age_ms":0,"capabilities":{}}]}"#)
+    }
+
     @Test func snapshotWithoutSequenceOmitsTheKeyAndRoundTrips() throws {
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"], startedAt: start)
         metrics.itemCompleted(stage: "a", latency: .milliseconds(3))

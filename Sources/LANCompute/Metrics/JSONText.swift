@@ -1,4 +1,4 @@
-// A small JSON writer that keeps keys in the order given, for event messages people read.
+// A small JSON writer that keeps keys in the order given, for feed messages people read.
 
 import Foundation
 
@@ -9,6 +9,7 @@ enum JSONText: Sendable, Equatable {
     case unsigned(UInt64)
     case number(Double)
     case bool(Bool)
+    case array([JSONText])
     case object([(String, JSONText)])
     case null
 
@@ -43,6 +44,13 @@ enum JSONText: Sendable, Equatable {
             else { output += String(value) }
         case .bool(let value): output += value ? "true" : "false"
         case .null: output += "null"
+        case .array(let elements):
+            output += "["
+            for (index, element) in elements.enumerated() {
+                if index > 0 { output += "," }
+                element.write(to: &output)
+            }
+            output += "]"
         case .object(let members):
             output += "{"
             for (index, (key, value)) in members.enumerated() {

@@ -30,6 +30,14 @@ public struct NodeMetrics: Sendable, Codable, Equatable {
         self.capabilities = capabilities
     }
 
+    var jsonText: JSONText {
+        .object([
+            ("id", .string(id)), ("host", .string(host)), ("workers", .int(workers)), ("in_flight", .int(inFlight)),
+            ("completed", .int(completed)), ("heartbeat_age_ms", .int(heartbeatAgeMs)),
+            ("capabilities", .sortedObject(capabilities)),
+        ])
+    }
+
     enum CodingKeys: String, CodingKey {
         case id, host, workers
         case inFlight = "in_flight"
@@ -98,6 +106,18 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
             self.latencyMs = latencyMs
         }
 
+        var jsonText: JSONText {
+            .object([
+                ("name", .string(name)), ("received", .int(received)), ("completed", .int(completed)),
+                ("failed", .int(failed)), ("retried", .int(retried)), ("dead_lettered", .int(deadLettered)),
+                ("queued", .int(queued)), ("in_flight", .int(inFlight)), ("rate", .number(rate)),
+                ("latency_ms", .object([
+                    ("p50", .number(latencyMs.p50)), ("p90", .number(latencyMs.p90)),
+                    ("p99", .number(latencyMs.p99)), ("max", .number(latencyMs.max)),
+                ])),
+            ])
+        }
+
         enum CodingKeys: String, CodingKey {
             case name, received, completed, failed, retried
             case deadLettered = "dead_lettered"
@@ -151,12 +171,22 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
         try container.encode(nodes, forKey: .nodes)
     }
 
-    /// The snapshot as one line of JSON (keys sorted, so equal snapshots give equal bytes).
+    /// The snapshot as one line of JSON, keys in the documented order (type, seq, ts, pipeline, stages, nodes),
+    /// so that people reading the feed find the same layout every time.
     public func jsonData() -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Every field is a plain number, string or container: encoding cannot fail.
-        return (try? encoder.encode(self)) ?? Data("{}".utf8)
+        Data(jsonText.serialized.utf8)
+    }
+
+    var jsonText: JSONText {
+        var members: [(String, JSONText)] = [("type", .string(Self.type))]
+        if let seq { members.append(("seq", .unsigned(seq))) }
+        members += [
+            ("ts", .number(ts)),
+            ("pipeline", .string(pipeline)),
+            ("stages", .array(stages.map(\.jsonText))),
+            ("nodes", .array(nodes.map(\.jsonText))),
+        ]
+        return .object(members)
     }
 
     /// Decodes a snapshot from the JSON of a `metrics` message.
