@@ -284,4 +284,30 @@ import ZeroMQ
         #expect(feed.droppedMessages == 2)
         #expect(feed.sequence == 2)
     }
+
+    @Test func thePythonExampleInTheDocsWorks() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Docs/metrics.md")
+        let document = try String(contentsOf: url, encoding: .utf8)
+        let section = try #require(document.components(separatedBy: "## Reading the feed from Python").dropFirst().first)
+        let script = try #require(section.components(separatedBy: "```python\n").dropFirst().first?
+            .components(separatedBy: "```").first)
+        #expect(script.split(separator: "\n").count <= 16)
+
+        let (feed, endpoint) = try FeedHarness.makeFeed()
+        let peer = try PythonPeer(script: script, arguments: [endpoint])
+        defer { peer.terminate() }
+        try #require(try feed.awaitSubscriptions(1, timeout: .seconds(20)), "no subscription: \(peer.errorOutput)")
+        feed.publish(.nodeJoined(id: "n1", host: "alpha", capabilities: [:]))
+        feed.publish(PipelineMetrics(pipeline: "p", stageNames: ["a"]).snapshot())
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while peer.output.split(separator: "\n").count < 2 && clock.now < deadline {
+            try feed.serviceSubscriptions(for: .milliseconds(20))
+        }
+        let lines = peer.output.split(separator: "\n")
+        #expect(lines.count == 2, "\(peer.output) \(peer.errorOutput)")
+        #expect(lines.first?.hasPrefix("event.node.joined {") == true)
+        #expect(lines.last?.hasPrefix("metrics {") == true)
+    }
 }

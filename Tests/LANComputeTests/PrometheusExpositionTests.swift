@@ -142,4 +142,29 @@ import Testing
         #expect(families["lancompute_nodes"]?.samples.first?.value == 0)
         #expect(families["lancompute_stage_items"]?.samples.isEmpty == true)
     }
+
+    @Test func theGrafanaDashboardQueriesOnlyExposedMetrics() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Docs/grafana-dashboard.json")
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(expressions.count >= panels.count)
+
+        let exposition = Self.sampleMetrics().prometheusText()
+        let exposed = Set(exposition.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap {
+            $0.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+        })
+        let pattern = try Regex("lancompute_[a-z_]+")
+        var used: Set<String> = []
+        for expression in expressions {
+            for match in expression.matches(of: pattern) { used.insert(String(expression[match.range])) }
+        }
+        #expect(!used.isEmpty)
+        #expect(used.subtracting(exposed).isEmpty, "the dashboard queries metrics nobody exposes: \(used.subtracting(exposed))")
+        for required in ["lancompute_stage_items_total", "lancompute_stage_queued", "lancompute_stage_in_flight",
+                         "lancompute_stage_latency_seconds_bucket", "lancompute_node_heartbeat_age_seconds"] {
+            #expect(used.contains(required), "no panel shows \(required)")
+        }
+    }
 }
