@@ -257,7 +257,8 @@ import ZeroMQ
         defer { stuck.close() }
         try #require(try feed.awaitSubscriptions(1))
         let elapsed = publishAll(feed, count: total)
-        #expect(elapsed < baseline * 3 + .seconds(2), "stuck: \(elapsed), baseline: \(baseline)")
+        // Generous: other suites share the CPU; a blocking publish would never finish at all.
+        #expect(elapsed < baseline * 4 + .seconds(3), "stuck: \(elapsed), baseline: \(baseline)")
         #expect(feed.sequence == UInt64(total))
 
         // The subscriber finally reads what reached it; a last message reveals every drop as a gap.
