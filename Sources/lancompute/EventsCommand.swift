@@ -38,8 +38,8 @@ struct EventsCommand: ParsableCommand {
         var printed = 0
         while count.map({ printed < $0 }) ?? true {
             guard let message = try subscriber.next(timeout: wait) else {
-                if timeout != nil {
-                    standardError.write(Data("lancompute events: no message from \(endpoint) within \(timeout!) s\n".utf8))
+                if let timeout {
+                    standardError.write(Data("lancompute events: no message from \(endpoint) within \(timeout) s\n".utf8))
                     throw ExitCode(3)
                 }
                 continue
