@@ -63,6 +63,16 @@ import Testing
         #expect(latency.max == 0.25)
     }
 
+    @Test func extremeLatenciesAreClampedNotFatal() {
+        let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"], startedAt: start)
+        metrics.itemCompleted(stage: "a", latency: .seconds(-5))
+        metrics.itemCompleted(stage: "a", latency: .seconds(Int64.max))
+        let stage = metrics.snapshot(at: start.addingTimeInterval(1)).stages[0]
+        #expect(stage.completed == 2)
+        #expect(stage.latencyMs.max > 3_600_000)
+        #expect(metrics.prometheusText().contains(#"lancompute_stage_latency_seconds_bucket{pipeline="p",stage="a",le="0.001"} 1"#))
+    }
+
     @Test func rateCoversTheIntervalSinceThePreviousSnapshot() {
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"], startedAt: start)
         for _ in 0..<10 { metrics.itemCompleted(stage: "a", latency: .milliseconds(1)) }

@@ -200,9 +200,16 @@ private struct StageState {
     init(name: String) { self.name = name }
 
     mutating func record(latency: Duration) {
+        // Negative durations (clock trouble) count as zero; absurdly long ones saturate instead of overflowing.
         let (seconds, attoseconds) = latency.components
-        let microseconds = max(0, seconds) * 1_000_000 + max(0, attoseconds) / 1_000_000_000_000
-        let value = UInt64(clamping: microseconds)
+        let value: UInt64
+        if seconds < 0 {
+            value = 0
+        } else if seconds >= Int64.max / 1_000_000 - 1 {
+            value = UInt64(Int64.max)
+        } else {
+            value = UInt64(seconds * 1_000_000 + max(0, attoseconds) / 1_000_000_000_000)
+        }
         latencies.record(min(max(value, 1), Self.longestLatencyMicroseconds))
         maxLatencyMicroseconds = max(maxLatencyMicroseconds, value)
         let secondsValue = Double(value) / 1_000_000
@@ -213,7 +220,7 @@ private struct StageState {
     }
 
     var snapshot: MetricsSnapshot.Stage {
-        func milliseconds(_ microseconds: UInt64) -> Double { (Double(microseconds) / 1000 * 1000).rounded() / 1000 }
+        func milliseconds(_ microseconds: UInt64) -> Double { Double(microseconds) / 1000 }
         let latency: MetricsSnapshot.Latency
         if latencies.totalCount == 0 {
             latency = MetricsSnapshot.Latency()
