@@ -7,7 +7,7 @@ import Histogram
 ///
 /// The broker calls the `item...` methods as items move, the `set...` methods whenever a
 /// queue or an in-flight table changes, and ``snapshot(at:)`` once per feed interval.
-/// A stage name not given to ``init(pipeline:stageNames:)`` is added on first use, so a
+/// A stage name not given to ``init(pipeline:stageNames:startedAt:)`` is added on first use, so a
 /// late-registered stage is counted rather than lost.
 public final class PipelineMetrics {
     public let pipeline: String
