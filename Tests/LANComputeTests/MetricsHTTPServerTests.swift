@@ -23,7 +23,7 @@ import Darwin
 
     /// Sends `request` raw over TCP to 127.0.0.1:`port` and reads until the server closes.
     static func exchange(port: Int, request: String) throws -> Response {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM_VALUE), 0)
+        let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
         try #require(descriptor >= 0)
         defer { close(descriptor) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -157,7 +157,7 @@ import Darwin
 }
 
 #if canImport(Glibc)
-private let SOCK_STREAM_VALUE = SOCK_STREAM.rawValue
+private let streamSocketType = SOCK_STREAM.rawValue
 #else
-private let SOCK_STREAM_VALUE = SOCK_STREAM
+private let streamSocketType = SOCK_STREAM
 #endif

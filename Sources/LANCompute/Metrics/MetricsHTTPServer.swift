@@ -47,6 +47,8 @@ public final class MetricsHTTPServer: Sendable {
                 throw MetricsHTTPServerError(description: "pipe() failed: \(String(cString: strerror(errno)))")
             }
             wakeDescriptors = (pipeDescriptors[0], pipeDescriptors[1])
+            Self.setCloseOnExec(pipeDescriptors[0])
+            Self.setCloseOnExec(pipeDescriptors[1])
         } catch {
             close(descriptor)
             throw error
@@ -110,6 +112,7 @@ public final class MetricsHTTPServer: Sendable {
             if descriptors[0].revents & Int16(POLLIN) != 0 {
                 let client = accept(listenDescriptor, nil, nil)
                 if client >= 0 {
+                    Self.setCloseOnExec(client)
                     answer(client)
                     close(client)
                 }
@@ -187,6 +190,7 @@ public final class MetricsHTTPServer: Sendable {
                 lastError = "socket: \(String(cString: strerror(errno)))"
                 continue
             }
+            setCloseOnExec(descriptor)
             var one: Int32 = 1
             setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
             if bind(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0,
@@ -220,6 +224,13 @@ public final class MetricsHTTPServer: Sendable {
         default:
             throw MetricsHTTPServerError(description: "unexpected address family \(storage.ss_family)")
         }
+    }
+
+    /// Keeps a descriptor out of processes the broker starts (exec stages): an inherited
+    /// listening socket would hold the port after the broker exits.
+    private static func setCloseOnExec(_ descriptor: Int32) {
+        let flags = fcntl(descriptor, F_GETFD)
+        if flags >= 0 { _ = fcntl(descriptor, F_SETFD, flags | FD_CLOEXEC) }
     }
 
     private static func configureClient(_ client: Int32) {
