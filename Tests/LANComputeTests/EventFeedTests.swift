@@ -149,7 +149,8 @@ import ZeroMQ
         let (feed, endpoint) = try FeedHarness.makeFeed()
         let peer = try PythonPeer(script: script, arguments: [endpoint])
         defer { peer.terminate() }
-        try #require(try feed.awaitSubscriptions(1, timeout: .seconds(20)), "the Python subscriber never subscribed: \(peer.errorOutput)")
+        try #require(try feed.awaitSubscriptions(1, timeout: .seconds(20)),
+                     "the Python subscriber never subscribed: \(peer.errorOutput)")
 
         // A small run: 120 items through two stages, every 40th item dead-lettered in the second.
         let items = 120

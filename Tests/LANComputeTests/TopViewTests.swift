@@ -95,8 +95,8 @@ import Testing
         var view = TopView(eventLimit: 2)
         for index in 1...3 {
             let event = ClusterEvent.nodeLeft(id: "n\(index)", reason: "expired")
-            let message = FeedMessage(topic: event.topic, json: event.json(seq: UInt64(index), at: Date(timeIntervalSince1970: 1_800_000_000)),
-                                      seq: UInt64(index), gap: 0)
+            let json = event.json(seq: UInt64(index), at: Date(timeIntervalSince1970: 1_800_000_000))
+            let message = FeedMessage(topic: event.topic, json: json, seq: UInt64(index), gap: 0)
             #expect(view.record(message) == false)
         }
         #expect(view.recentEvents == [
@@ -110,7 +110,8 @@ import Testing
 
     @Test func nestedEventFieldsAreShownAsJSON() {
         let event = ClusterEvent.nodeJoined(id: "n1", host: "alpha", capabilities: ["gpu": "metal"])
-        let summary = TopView.eventSummary(FeedMessage(topic: event.topic, json: event.json(seq: 1, at: Date(timeIntervalSince1970: 0)), seq: 1, gap: 0))
+        let json = event.json(seq: 1, at: Date(timeIntervalSince1970: 0))
+        let summary = TopView.eventSummary(FeedMessage(topic: event.topic, json: json, seq: 1, gap: 0))
         #expect(summary == #"1970-01-01T00:00:00Z event.node.joined capabilities={"gpu":"metal"} host=alpha id=n1"#)
     }
 }

@@ -14,7 +14,8 @@ public struct MetricsHTTPServerError: Error, CustomStringConvertible, Sendable {
     public let description: String
 }
 
-/// Serves /metrics and /healthz over HTTP/1.1 on its own thread (a small POSIX-socket server: GET only, Connection: close; no HTTP framework). Thread-safe.
+/// Serves /metrics and /healthz over HTTP/1.1 on its own thread: a small POSIX-socket server,
+/// GET (and HEAD) only, `Connection: close`, no HTTP framework. Thread-safe.
 ///
 /// Requests are answered one at a time: a scrape is small, and a client that stalls is cut off
 /// after ``clientTimeout``. The server thread keeps the server alive until ``stop()``.
