@@ -66,7 +66,8 @@ public final class PipelineMetrics {
         stages[state(stage)].inFlight = count
     }
 
-    /// Adds a node, or replaces the node with the same id.
+    /// Adds a node, or replaces the node with the same id. Snapshots show nodes as last given,
+    /// so refresh them (their heartbeat age above all) just before each ``snapshot(at:)``.
     public func updateNode(_ node: NodeMetrics) {
         if let index = nodes.firstIndex(where: { $0.id == node.id }) {
             nodes[index] = node
