@@ -1,0 +1,163 @@
+// Checks MetricsHTTPServer over 127.0.0.1: /metrics, /healthz, errors, updates, stopping.
+
+import Foundation
+import Testing
+@testable import LANCompute
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@Suite(.timeLimit(.minutes(1))) struct MetricsHTTPServerTests {
+    struct ClientError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    struct Response {
+        let status: Int
+        let headers: [String: String]
+        let body: String
+    }
+
+    /// Sends `request` raw over TCP to 127.0.0.1:`port` and reads until the server closes.
+    static func exchange(port: Int, request: String) throws -> Response {
+        let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw ClientError(description: "connect failed: errno \(errno)") }
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<10_000 {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            received += buffer[..<count]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let headLines = parts[0].components(separatedBy: "\r\n")
+        let statusParts = headLines[0].split(separator: " ")
+        try #require(statusParts.count >= 2, "no status line in \(text.debugDescription)")
+        var headers: [String: String] = [:]
+        for line in headLines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return Response(status: Int(statusParts[1]) ?? 0, headers: headers, body: parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    static func get(_ path: String, port: Int) throws -> Response {
+        try exchange(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    }
+
+    @Test func servesTheExpositionAndHealth() throws {
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        defer { server.stop() }
+        #expect(server.boundPort > 0)
+        let exposition = PipelineMetrics(pipeline: "p", stageNames: ["a"]).prometheusText()
+        server.update(exposition: exposition)
+
+        let metrics = try Self.get("/metrics", port: server.boundPort)
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(metrics.headers["content-length"] == String(exposition.utf8.count))
+        #expect(metrics.headers["connection"] == "close")
+        #expect(metrics.body == exposition)
+
+        let health = try Self.get("/healthz", port: server.boundPort)
+        #expect(health.status == 200)
+        #expect(health.body == "ok\n")
+    }
+
+    @Test func updatesReplaceTheExposition() throws {
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        defer { server.stop() }
+        server.update(exposition: "first 1\n")
+        #expect(try Self.get("/metrics", port: server.boundPort).body == "first 1\n")
+        server.update(exposition: "second 2\n")
+        #expect(try Self.get("/metrics?format=text", port: server.boundPort).body == "second 2\n")
+    }
+
+    @Test func unknownPathsMethodsAndGarbageAreRefused() throws {
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        defer { server.stop() }
+        #expect(try Self.get("/", port: server.boundPort).status == 404)
+        #expect(try Self.get("/metrics/extra", port: server.boundPort).status == 404)
+        let post = try Self.exchange(port: server.boundPort, request: "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        #expect(post.status == 405)
+        #expect(post.headers["allow"] == "GET, HEAD")
+        #expect(try Self.exchange(port: server.boundPort, request: "nonsense\r\n\r\n").status == 400)
+        let head = try Self.exchange(port: server.boundPort, request: "HEAD /healthz HTTP/1.1\r\n\r\n")
+        #expect(head.status == 200)
+        #expect(head.body.isEmpty)
+        // The server still answers after all that.
+        #expect(try Self.get("/healthz", port: server.boundPort).status == 200)
+    }
+
+    @Test func aPrometheusClientCanScrapeIt() throws {
+        let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"])
+        metrics.itemReceived(stage: "a")
+        metrics.itemCompleted(stage: "a", latency: .milliseconds(20))
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        defer { server.stop() }
+        server.update(exposition: metrics.prometheusText())
+        let script = """
+            import sys, urllib.request
+            from prometheus_client.parser import text_string_to_metric_families
+            with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "lancompute_stage_items_total" and sample.labels.get("outcome") == "completed":
+                        print(float(sample.value))
+            """
+        let result = try PythonPeer.run(script: script, arguments: [String(server.boundPort)])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1.0")
+    }
+
+    @Test func stopClosesTheListeningSocket() throws {
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let port = server.boundPort
+        #expect(try Self.get("/healthz", port: port).status == 200)
+        server.stop()
+        server.stop()
+        #expect(throws: (any Error).self) { try Self.get("/healthz", port: port) }
+    }
+
+    @Test func aBusyPortIsReported() throws {
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        defer { server.stop() }
+        #expect(throws: MetricsHTTPServerError.self) {
+            _ = try MetricsHTTPServer(host: "127.0.0.1", port: server.boundPort)
+        }
+    }
+
+    @Test func addressesParse() {
+        #expect(MetricsHTTPServer.parse(address: "127.0.0.1:9464")! == ("127.0.0.1", 9464))
+        #expect(MetricsHTTPServer.parse(address: "[::1]:9464")! == ("::1", 9464))
+        #expect(MetricsHTTPServer.parse(address: ":0")! == ("", 0))
+        #expect(MetricsHTTPServer.parse(address: "localhost") == nil)
+        #expect(MetricsHTTPServer.parse(address: "host:99999") == nil)
+    }
+}
+
+#if canImport(Glibc)
+private let streamSocketType = SOCK_STREAM.rawValue
+#else
+private let streamSocketType = SOCK_STREAM
+#endif
