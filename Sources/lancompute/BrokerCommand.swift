@@ -36,6 +36,9 @@ struct BrokerCommand: ParsableCommand {
     @Option(name: .customLong("metrics-http"), help: "Serve Prometheus metrics at HOST:PORT/metrics.")
     var metricsHTTP: String?
 
+    @Option(name: .customLong("metrics-interval"), help: "Seconds between metrics snapshots on the feed.")
+    var metricsInterval: Double = 1
+
     @Option(name: .customLong("dead-letter"), help: "Dead-letter file (default: beside the sink).")
     var deadLetter: String?
 
@@ -62,7 +65,7 @@ struct BrokerCommand: ParsableCommand {
         let broker = Broker(configuration: BrokerConfiguration(
             topology: topology, dispatchEndpoint: dispatch, aggregatorEndpoint: aggregatorEndpoint,
             eventsEndpoint: eventsEndpoint == "none" ? nil : eventsEndpoint, eventsRequired: true,
-            deadLetterPath: deadLetter, metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000))))
+            deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(max(0.05, metricsInterval) * 1000)), metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000))))
         let trap = SignalTrap { broker.stop() }
         let summary: RunSummary
         do {

@@ -11,7 +11,7 @@ struct LANComputeCommand: ParsableCommand {
         abstract: "Turn the machines of a LAN into one pipeline engine, over ZeroMQ.",
         version: version,
         subcommands: [
-            RunCommand.self, BrokerCommand.self, WorkerCommand.self, FeedCommand.self,
+            RunCommand.self, BrokerCommand.self, WorkerCommand.self, FeedCommand.self, EventsCommand.self, TopCommand.self,
             ValidateCommand.self, GraphCommand.self, DoctorCommand.self,
         ]
     )

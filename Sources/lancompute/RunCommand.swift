@@ -48,6 +48,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("metrics-http"), help: "Serve Prometheus metrics at HOST:PORT/metrics.")
     var metricsHTTP: String?
 
+    @Option(name: .customLong("metrics-interval"), help: "Seconds between metrics snapshots on the feed.")
+    var metricsInterval: Double = 1
+
     @Option(name: .customLong("dead-letter"), help: "Dead-letter file (default: beside the sink).")
     var deadLetter: String?
 
@@ -78,7 +81,7 @@ struct RunCommand: ParsableCommand {
             eventsEndpoint: events == "none" ? nil : events,
             eventsRequired: false,
             deadLetterPath: deadLetter,
-            metricsHTTP: metricsHTTP,
+            metricsInterval: .milliseconds(Int(max(0.05, metricsInterval) * 1000)), metricsHTTP: metricsHTTP,
             gracePeriod: .milliseconds(Int(grace * 1000)))
         let cluster = LocalCluster(
             broker: Broker(configuration: configuration),

@@ -490,9 +490,10 @@ final class BrokerLoop: DispatchObserver {
             telemetry.deadLettered(stage: stage, itemID: item.id, attempts: item.attempts, reason: reason)
         case .workerJoined(let peer, let stage, let capabilities):
             logger.info("worker \(hex(peer)) on \(capabilities["host"] ?? "?") serves stage \(stage) (credit \(capabilities.credit))")
+            telemetry.workerReady(peer: hex(peer), node: capabilities["node"] ?? hex(peer), stage: stage, credit: capabilities.credit)
         case .workerLeft(let peer, let stage, let reason, let requeued):
             logger.notice("worker \(hex(peer)) for stage \(stage) \(reason); \(requeued) items sent again")
-            telemetry.workerExpired(peer: hex(peer), stage: stage, reason: reason, requeued: requeued)
+            telemetry.workerLeft(peer: hex(peer), stage: stage, reason: reason, requeued: requeued)
         case .nodeJoined(let node, let host, let capabilities):
             telemetry.nodeJoined(node: node, host: host, capabilities: capabilities)
         case .nodeLeft(let node, let reason):

@@ -1,5 +1,6 @@
 // The broker's link to the metrics and events layer: counters, the PUB feed, the HTTP exposition.
 
+import Foundation
 import Logging
 import ZeroMQ
 
@@ -7,32 +8,132 @@ import ZeroMQ
 final class Telemetry {
     let topology: Topology
     let logger: Logger
-    private(set) var feedSocket: Socket?
+    let metrics: PipelineMetrics
+    private var feed: EventFeed?
+    private var httpServer: MetricsHTTPServer?
+    private var reporter: MetricsReporter?
     private(set) var metricsHTTPEndpoint: String?
+    private var protocolErrorsPublished = 0
+    private let started = Date()
 
     init(topology: Topology, logger: Logger) {
         self.topology = topology
         self.logger = logger
+        metrics = PipelineMetrics(pipeline: topology.name, stageNames: topology.stages.map(\.name))
     }
 
-    /// Binds the events feed (and the HTTP exposition); returns the bound events endpoint.
+    var feedSocket: Socket? { feed?.socket }
+
+    /// Binds the events feed and starts the HTTP exposition; returns the bound events endpoint.
     func start(configuration: BrokerConfiguration, context: Context) throws(BrokerError) -> String? {
-        nil
+        var bound: String?
+        if let endpoint = configuration.eventsEndpoint {
+            do {
+                let socket = try Socket(.xpub, context: context)
+                try socket.bind(endpoint)
+                bound = try socket.lastEndpoint
+                feed = try EventFeed(socket: socket, logger: logger)
+            } catch {
+                throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+            }
+        }
+        if let address = configuration.metricsHTTP {
+            guard let (host, port) = MetricsHTTPServer.parse(address: address) else {
+                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address)")
+            }
+            do {
+                let server = try MetricsHTTPServer(host: host, port: port, logger: logger)
+                httpServer = server
+                metricsHTTPEndpoint = "\(host):\(server.boundPort)"
+            } catch {
+                throw BrokerError("LC2007: cannot serve metrics on \(address): \(error)")
+            }
+        }
+        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer, interval: configuration.metricsInterval)
+        return bound
     }
 
-    func handleSubscriptions() {}
-    func brokerStarted(endpoints: BrokerEndpoints) {}
-    func brokerStopping(summary: RunSummary) {}
-    func publishMetrics(dispatcher: Dispatcher, now: ContinuousClock.Instant) {}
-    func backpressure(stage: String, queued: Int, limit: Int, active: Bool) {}
-    func protocolError(peer: String, reason: String) {}
-    func deadLettered(stage: String, itemID: UInt64, attempts: Int, reason: String) {}
-    func workerExpired(peer: String, stage: String, reason: String, requeued: Int) {}
-    func nodeJoined(node: String, host: String, capabilities: Capabilities) {}
-    func nodeLeft(node: String, reason: String) {}
-    func itemReceived(stage: String) {}
-    func itemCompleted(stage: String, latency: Duration) {}
-    func itemFailed(stage: String) {}
-    func itemRetried(stage: String) {}
-    func itemDeadLettered(stage: String) {}
+    func handleSubscriptions() { feed?.handleSubscriptions() }
+
+    func brokerStarted(endpoints: BrokerEndpoints) {
+        var named = ["dispatch": endpoints.dispatch, "aggregator": endpoints.aggregator]
+        if let events = endpoints.events { named["events"] = events }
+        if let source = endpoints.source { named["source"] = source }
+        feed?.publish(.brokerStarted(pipeline: topology.name, endpoints: named))
+    }
+
+    func brokerStopping(summary: RunSummary) {
+        feed?.publish(.pipelineFinished(pipeline: summary.pipeline, items: summary.itemsIn, deadLettered: summary.deadLettered,
+                                        durationMs: Int(summary.wallSeconds * 1000)))
+        feed?.publish(.brokerStopping(
+            reason: summary.interrupted ? "interrupted" : "finished",
+            summary: ["items_in": summary.itemsIn, "items_out": summary.itemsOut, "dead_lettered": summary.deadLettered,
+                      "unfinished": summary.unfinished, "protocol_errors": summary.protocolErrors]))
+        httpServer?.stop()
+        // PUB sends are asynchronous: give the last snapshot and these events a moment to leave
+        // before the broker closes the socket, when anyone is listening.
+        if let feed, feed.subscriptionsSeen > 0 { Thread.sleep(forTimeInterval: 0.2) }
+    }
+
+    /// Brings gauges up to date and publishes a snapshot (feed and HTTP).
+    func publishMetrics(dispatcher: Dispatcher, now: ContinuousClock.Instant) {
+        for (index, stage) in dispatcher.stages.enumerated() {
+            metrics.setQueued(stage: stage.spec.name, dispatcher.queuedCount(stage: stage))
+            metrics.setInFlight(stage: stage.spec.name, dispatcher.inFlightCount(stage: index))
+        }
+        let nodes = dispatcher.nodeSummaries(now: now)
+        let live = Set(nodes.map(\.node))
+        for node in nodes {
+            let age = node.heartbeatAge.components
+            metrics.updateNode(NodeMetrics(
+                id: node.node, host: node.host, workers: node.workers, inFlight: node.inFlight, completed: node.completed,
+                heartbeatAgeMs: Int(age.seconds * 1000 + age.attoseconds / 1_000_000_000_000_000),
+                capabilities: node.capabilities.values))
+        }
+        for id in knownNodes.subtracting(live) { metrics.removeNode(id: id) }
+        knownNodes = live
+        reporter?.publishNow()
+    }
+
+    private var knownNodes = Set<String>()
+
+    func backpressure(stage: String, queued: Int, limit: Int, active: Bool) {
+        feed?.publish(.stageBackpressure(stage: stage, queued: queued, limit: limit, active: active))
+    }
+
+    func protocolError(peer: String, reason: String) {
+        // A flood of garbage must not become a flood of events.
+        protocolErrorsPublished += 1
+        if protocolErrorsPublished <= 100 || protocolErrorsPublished % 1000 == 0 {
+            feed?.publish(.protocolError(peer: peer, reason: reason))
+        }
+    }
+
+    func deadLettered(stage: String, itemID: UInt64, attempts: Int, reason: String) {
+        feed?.publish(.itemDeadLettered(stage: stage, itemID: String(itemID), attempts: attempts, reason: reason))
+    }
+
+    func workerReady(peer: String, node: String, stage: String, credit: Int) {
+        feed?.publish(.workerReady(id: peer, node: node, stage: stage, credit: credit))
+    }
+
+    func workerLeft(peer: String, stage: String, reason: String, requeued: Int) {
+        if reason.hasPrefix("expired") || reason == "unreachable" {
+            feed?.publish(.workerExpired(id: peer, inFlight: requeued))
+        }
+    }
+
+    func nodeJoined(node: String, host: String, capabilities: Capabilities) {
+        feed?.publish(.nodeJoined(id: node, host: host, capabilities: capabilities.values))
+    }
+
+    func nodeLeft(node: String, reason: String) {
+        feed?.publish(.nodeLeft(id: node, reason: reason))
+    }
+
+    func itemReceived(stage: String) { metrics.itemReceived(stage: stage) }
+    func itemCompleted(stage: String, latency: Duration) { metrics.itemCompleted(stage: stage, latency: latency) }
+    func itemFailed(stage: String) { metrics.itemFailed(stage: stage) }
+    func itemRetried(stage: String) { metrics.itemRetried(stage: stage) }
+    func itemDeadLettered(stage: String) { metrics.itemDeadLettered(stage: stage) }
 }
