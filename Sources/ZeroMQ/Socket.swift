@@ -51,6 +51,8 @@ public enum SocketType: Int32, Sendable, CaseIterable, CustomStringConvertible {
 public final class Socket {
     public let type: SocketType
     public let context: Context
+    /// Reused by multipart receives, which copy each frame out of it.
+    private lazy var scratch = Message()
     private var handle: UnsafeMutableRawPointer?
     /// The inproc endpoint of the socket's current monitor: libzmq keeps one monitor per socket,
     /// so only the monitor named here may stop it.
@@ -154,6 +156,36 @@ public final class Socket {
     /// Sends every frame as one multipart message.
     public func send<Frame: Collection<UInt8>>(multipart frames: [Frame]) throws(ZMQError) {
         _ = try sendMultipart(frames, dontWait: false)
+    }
+
+    /// Sends every frame as one multipart message: the byte-array form, without generic dispatch.
+    public func send(multipart frames: [[UInt8]]) throws(ZMQError) {
+        _ = try sendByteFrames(frames, dontWait: false)
+    }
+
+    /// Sends a multipart message of byte arrays unless the first frame would block; false if it would.
+    @discardableResult
+    public func trySend(multipart frames: [[UInt8]]) throws(ZMQError) -> Bool {
+        try sendByteFrames(frames, dontWait: true)
+    }
+
+    private func sendByteFrames(_ frames: [[UInt8]], dontWait: Bool) throws(ZMQError) -> Bool {
+        let handle = try open("zmq_send")
+        let last = frames.count - 1
+        for index in frames.indices {
+            var flags: Int32 = index == last ? 0 : ZMQ_SNDMORE
+            // As in sendMultipart: only the first frame may meet a full pipe.
+            if dontWait && index == 0 { flags |= ZMQ_DONTWAIT }
+            let outcome = frames[index].withUnsafeBytes { buffer in
+                Result { () throws(ZMQError) -> Bool in
+                    try zmqCall("zmq_send", wouldBlockIsNil: flags & ZMQ_DONTWAIT != 0) {
+                        zmq_send(handle, buffer.baseAddress, buffer.count, flags)
+                    } != nil
+                }
+            }
+            if !(try outcome.get()) { return false }
+        }
+        return true
     }
 
     /// Sends one frame unless that would block; returns false (sending nothing) if it would.
@@ -267,7 +299,7 @@ public final class Socket {
     }
 
     private func receiveMultipart(dontWait: Bool) throws(ZMQError) -> [[UInt8]]? {
-        let message = Message()
+        let message = scratch
         guard try receive(into: message, dontWait: dontWait) else { return nil }
         var frames = [message.bytes]
         while message.hasMore {

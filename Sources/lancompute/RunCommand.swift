@@ -83,10 +83,15 @@ struct RunCommand: ParsableCommand {
             deadLetterPath: deadLetter,
             metricsInterval: .milliseconds(Int(max(0.05, metricsInterval) * 1000)), metricsHTTP: metricsHTTP,
             gracePeriod: .milliseconds(Int(grace * 1000)))
-        let cluster = LocalCluster(
-            broker: Broker(configuration: configuration),
+        let cluster: LocalCluster
+        do {
+            cluster = try LocalCluster(
+                configuration: configuration,
             workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
-            workerTemplate: WorkerConfiguration(brokerEndpoint: "", slots: slots, workingDirectory: directory))
+                workerTemplate: WorkerConfiguration(brokerEndpoint: "", slots: slots, workingDirectory: directory))
+        } catch {
+            fail("error \(error.message)")
+        }
         let trap = SignalTrap { cluster.stop() }
         let showProgress = !quiet && !json && isatty(2) != 0
         let name = topology.name

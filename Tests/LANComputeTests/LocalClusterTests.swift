@@ -16,8 +16,7 @@ import Testing
         topology.broker.bind = "tcp://127.0.0.1:*"
         topology.broker.aggregator = "tcp://127.0.0.1:*"
         topology.broker.heartbeatInterval = .milliseconds(100)
-        let broker = Broker(configuration: BrokerConfiguration(topology: topology, eventsEndpoint: nil, eventsRequired: false))
-        let cluster = LocalCluster(broker: broker, workers: workers,
+        let cluster = try LocalCluster(configuration: BrokerConfiguration(topology: topology, eventsEndpoint: nil, eventsRequired: false), workers: workers,
                                    workerTemplate: WorkerConfiguration(brokerEndpoint: "", swiftFunctions: functions))
         return try cluster.run()
     }

@@ -47,8 +47,8 @@ import Testing
 
     @Test func requestBatchRoundTripsAndChecksFrameCount() throws {
         let batch = RequestBatch(items: [
-            (ItemHeader(id: 1, attempt: 1, priority: -2, deadline: 99, key: Array("k".utf8), traceparent: Array("00-ab".utf8)), Array("one".utf8)),
-            (ItemHeader(id: UInt64.max, attempt: 3), []),
+            RequestBatch.Item(ItemHeader(id: 1, attempt: 1, priority: -2, deadline: 99, key: Array("k".utf8), traceparent: Array("00-ab".utf8)), Array("one".utf8)),
+            RequestBatch.Item(ItemHeader(id: UInt64.max, attempt: 3), []),
         ])
         #expect(try RequestBatch(frames: batch.frames) == batch)
         #expect(throws: WireError.self) { try RequestBatch(frames: Array(batch.frames.dropLast())) }

@@ -44,6 +44,8 @@ struct AggregatorTotals: Sendable {
 struct Aggregator: Sendable {
     let sink: SinkSpec
     let bindEndpoint: String
+    /// A second endpoint for workers in the same process, when set.
+    let inprocEndpoint: String?
     let context: Context
     let brokerEndpoint: String
     let logger: Logger
@@ -78,6 +80,7 @@ struct Aggregator: Sendable {
         try pull.set(.receiveHighWaterMark, 10_000)
         do {
             try pull.bind(bindEndpoint)
+            if let inprocEndpoint { try pull.bind(inprocEndpoint) }
         } catch {
             throw AggregatorFailure("LC2002: cannot bind the aggregator endpoint \(bindEndpoint): \(error.code.message) (\(error.code.cName)); choose another with --aggregator")
         }

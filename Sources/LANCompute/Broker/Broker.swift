@@ -28,6 +28,9 @@ public struct BrokerConfiguration: Sendable {
     public var gracePeriod: Duration
     /// How long a final-stage item may wait for the aggregator's ack before it is sent again.
     public var ackTimeout: Duration
+    /// When set, the dispatch ROUTER and the aggregator's PULL also bind `inproc://NAME-dispatch` and
+    /// `inproc://NAME-aggregator`, for workers in the same process and context (``LocalCluster``).
+    public var inprocName: String?
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -117,9 +120,13 @@ public final class Broker: Sendable {
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
 
-    public init(configuration: BrokerConfiguration, logger: Logger = Logger(label: "lancompute.broker")) {
+    let sharedContext: Context?
+
+    /// `context`: the ZeroMQ context to use (needed for inproc workers); nil: a context of its own.
+    public init(configuration: BrokerConfiguration, logger: Logger = Logger(label: "lancompute.broker"), context: Context? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.sharedContext = context
     }
 
     /// Asks the broker to stop taking new items and drain what is in flight (thread-safe).
@@ -134,8 +141,13 @@ public final class Broker: Sendable {
         onProgress: (@Sendable (RunProgress) -> Void)? = nil
     ) throws(BrokerError) -> RunSummary {
         let context: Context
-        do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
-        defer { context.shutdown() }
+        if let sharedContext {
+            context = sharedContext
+        } else {
+            do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
+        }
+        // Ends the source reader's blocked send, if the run stopped before the source did.
+        defer { if sharedContext == nil { context.shutdown() } }
         let loop = try BrokerLoop(broker: self, context: context)
         return try loop.run(onReady: onReady, onProgress: onProgress)
     }
@@ -191,6 +203,9 @@ final class BrokerLoop: DispatchObserver {
             try router.bind(configuration.dispatchEndpoint)
         } catch {
             throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+        }
+        if let name = configuration.inprocName {
+            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError("LC2000: cannot bind inproc://\(name)-dispatch: \(error)") }
         }
         endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
@@ -282,7 +297,8 @@ final class BrokerLoop: DispatchObserver {
 
     private func startAggregator() throws(BrokerError) {
         let aggregator = Aggregator(
-            sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, context: context,
+            sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint,
+            inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, context: context,
             brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger)
         readers.append(aggregator.start())
         do {

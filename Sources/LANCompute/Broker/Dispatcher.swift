@@ -303,7 +303,7 @@ final class Dispatcher {
         worker.lastSent = now
         if worker.speaksLANCompute {
             let request = RequestBatch(items: sent.map { item in
-                (ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
+                RequestBatch.Item(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
             })
             let token = ItemToken(id: sent[0].id, attempt: UInt16(clamping: sent[0].attempts))
             effects.append(.send(peer: worker.peer, frames: WorkerMessage.request(client: token.bytes, body: request.frames).frames))

@@ -30,20 +30,27 @@ public struct ItemHeader: Equatable, Sendable {
 /// priority (2, signed), deadline (8), key length (2), key, traceparent length (1), traceparent.
 public struct RequestBatch: Equatable, Sendable {
     public static let version: UInt8 = 1
-    public var items: [(header: ItemHeader, payload: [UInt8])]
 
-    public init(items: [(header: ItemHeader, payload: [UInt8])]) { self.items = items }
+    /// One item of a batch: its header and its payload frame.
+    public struct Item: Equatable, Sendable {
+        public var header: ItemHeader
+        public var payload: [UInt8]
 
-    public static func == (lhs: RequestBatch, rhs: RequestBatch) -> Bool {
-        lhs.items.count == rhs.items.count
-            && zip(lhs.items, rhs.items).allSatisfy { $0.header == $1.header && $0.payload == $1.payload }
+        public init(_ header: ItemHeader, _ payload: [UInt8]) {
+            self.header = header
+            self.payload = payload
+        }
     }
+
+    public var items: [Item]
+
+    public init(items: [Item]) { self.items = items }
 
     public var frames: [[UInt8]] {
         var header: [UInt8] = [Self.version]
         header.reserveCapacity(5 + items.count * 24)
         header.appendBigEndian(UInt32(items.count))
-        for (item, _) in items {
+        for item in items.lazy.map(\.header) {
             header.appendBigEndian(item.id)
             header.appendBigEndian(item.attempt)
             header.appendBigEndian(item.priority)
@@ -55,7 +62,7 @@ public struct RequestBatch: Equatable, Sendable {
         }
         var frames = [header]
         frames.reserveCapacity(items.count + 1)
-        for (_, payload) in items { frames.append(payload) }
+        for item in items { frames.append(item.payload) }
         return frames
     }
 
@@ -68,7 +75,7 @@ public struct RequestBatch: Equatable, Sendable {
         guard body.count == count + 1 else {
             throw WireError("item header announces \(count) items but \(body.count - 1) payload frames follow")
         }
-        var items: [(header: ItemHeader, payload: [UInt8])] = []
+        var items: [Item] = []
         items.reserveCapacity(count)
         for index in 0..<count {
             let id = try reader.readUInt64("item id")
@@ -77,7 +84,7 @@ public struct RequestBatch: Equatable, Sendable {
             let deadline = try reader.readUInt64("deadline")
             let key = try reader.readBytes(Int(try reader.readUInt16("key length")), "key")
             let trace = try reader.readBytes(Int(try reader.readUInt8("traceparent length")), "traceparent")
-            items.append((ItemHeader(id: id, attempt: attempt, priority: priority, deadline: deadline, key: key, traceparent: trace), body[index + 1]))
+            items.append(Item(ItemHeader(id: id, attempt: attempt, priority: priority, deadline: deadline, key: key, traceparent: trace), body[index + 1]))
         }
         guard reader.isAtEnd else { throw WireError("item header has \(reader.remaining) trailing bytes") }
         self.items = items

@@ -21,6 +21,8 @@ public struct WorkerConfiguration: Sendable {
     public var workingDirectory: String
     /// This process's id in the cluster (events, metrics).
     public var nodeID: String
+    /// Where to PUSH final outputs instead of the aggregator endpoint the broker advertises.
+    public var aggregatorEndpoint: String?
 
     public init(
         brokerEndpoint: String, slots: Int? = nil, labels: [String: String] = [:], stages: Set<String>? = nil,
@@ -50,10 +52,13 @@ public final class Worker: Sendable {
     public let configuration: WorkerConfiguration
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    let sharedContext: Context?
 
-    public init(configuration: WorkerConfiguration, logger: Logger = Logger(label: "lancompute.worker")) {
+    /// `context`: the ZeroMQ context to use (needed for inproc endpoints); nil: a context of its own.
+    public init(configuration: WorkerConfiguration, logger: Logger = Logger(label: "lancompute.worker"), context: Context? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.sharedContext = context
     }
 
     /// A worker serving the given stages with Swift functions (and any builtin or exec stage it can).
@@ -70,8 +75,8 @@ public final class Worker: Sendable {
 
     /// Connects, registers, serves; on losing the broker, reconnects with backoff. Returns after ``stop()``.
     public func run() throws {
-        let context = try Context()
-        defer { context.shutdown() }
+        let context = try sharedContext ?? Context()
+        defer { if sharedContext == nil { context.shutdown() } }
         var backoff = Duration.milliseconds(100)
         while !isStopRequested {
             let session = WorkerSession(worker: self, context: context)
@@ -115,19 +120,20 @@ final class JobQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The next job, or nil once the queue is closed.
-    func take() -> SlotJob? {
+    /// Up to `limit` waiting jobs (at least one: waits for it), or nil once the queue is closed.
+    func take(limit: Int) -> [SlotJob]? {
         condition.lock()
         defer { condition.unlock() }
         while head >= jobs.count && !closed { condition.wait() }
         if closed { return nil }
-        let job = jobs[head]
-        head += 1
+        let end = min(jobs.count, head + max(1, limit))
+        let taken = Array(jobs[head..<end])
+        head = end
         if head > 1024 && head * 2 > jobs.count {
             jobs.removeFirst(head)
             head = 0
         }
-        return job
+        return taken
     }
 
     func close() {
@@ -246,7 +252,12 @@ final class WorkerSession {
             try dealer.connect(configuration.brokerEndpoint)
             try dealer.send(multipart: WorkerMessage.ready(service: spec.name, capabilities: capabilities).frames)
             let queue = JobQueue()
-            let threads = (0..<slots).map { slot in startSlot(spec: spec, stage: stages.count, slot: slot, queue: queue) }
+            // Fast handlers take several waiting items at once and answer them in one message;
+            // slow ones one at a time, so no answer waits behind another item's work.
+            let takeLimit = fast ? 16 : 1
+            let threads = (0..<slots).map { slot in
+                startSlot(spec: spec, stage: stages.count, slot: slot, queue: queue, takeLimit: takeLimit)
+            }
             let now = ContinuousClock.now
             stages.append(StageRuntime(spec: spec, index: index, isFinal: finals.contains(spec.name), dealer: dealer,
                                        queue: queue, threads: threads, lastHeard: now, lastSent: now))
@@ -256,7 +267,7 @@ final class WorkerSession {
         if needsAggregator {
             let push = try Socket(.push, context: context)
             try push.set(.sendHighWaterMark, 100_000)
-            try push.connect(Self.reachable(topology.broker.aggregator, via: configuration.brokerEndpoint))
+            try push.connect(configuration.aggregatorEndpoint ?? Self.reachable(topology.broker.aggregator, via: configuration.brokerEndpoint))
             aggregator = push
         }
     }
@@ -271,7 +282,7 @@ final class WorkerSession {
         return "tcp://\(brokerHost)\(endpoint[colon...])"
     }
 
-    private func startSlot(spec: StageSpec, stage: Int, slot: Int, queue: JobQueue) -> Thread {
+    private func startSlot(spec: StageSpec, stage: Int, slot: Int, queue: JobQueue, takeLimit: Int) -> Thread {
         let context = self.context
         let endpoint = resultsEndpoint
         let functions = configuration.swiftFunctions
@@ -292,22 +303,26 @@ final class WorkerSession {
                     logger.error("stage \(spec.name): cannot start a handler: \(failure.message)")
                 }
                 defer { handler?.close() }
-                while let job = queue.take() {
-                    let status: ItemOutcome.Status
-                    if let handler {
-                        do {
-                            status = .completed(outputs: try handler.process(job.payload))
-                        } catch {
-                            let failure = (error as? StageFailure) ?? StageFailure("\(error)")
-                            status = .failed(message: failure.message, stderr: failure.stderr ?? "")
+                var stageFrame: [UInt8] = []
+                stageFrame.appendBigEndian(UInt32(stage))
+                var outcomes: [ItemOutcome] = []
+                while let jobs = queue.take(limit: takeLimit) {
+                    for job in jobs {
+                        let status: ItemOutcome.Status
+                        if let handler {
+                            do {
+                                status = .completed(outputs: try handler.process(job.payload))
+                            } catch {
+                                let failure = (error as? StageFailure) ?? StageFailure("\(error)")
+                                status = .failed(message: failure.message, stderr: failure.stderr ?? "")
+                            }
+                        } else {
+                            status = .failed(message: setupFailure?.message ?? "no handler", stderr: setupFailure?.stderr ?? "")
                         }
-                    } else {
-                        status = .failed(message: setupFailure?.message ?? "no handler", stderr: setupFailure?.stderr ?? "")
+                        outcomes.append(ItemOutcome(id: job.id, attempt: job.attempt, status: status))
                     }
-                    var stageFrame: [UInt8] = []
-                    stageFrame.appendBigEndian(UInt32(stage))
-                    let outcome = ReplyBatch(outcomes: [ItemOutcome(id: job.id, attempt: job.attempt, status: status)])
-                    try push.send(multipart: [stageFrame] + outcome.frames)
+                    try push.send(multipart: [stageFrame] + ReplyBatch(outcomes: outcomes).frames)
+                    outcomes.removeAll(keepingCapacity: true)
                 }
             } catch {
                 logger.debug("slot thread for \(spec.name) stopped: \(error)")
