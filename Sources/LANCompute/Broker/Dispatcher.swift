@@ -301,11 +301,17 @@ final class Dispatcher {
         }
         worker.lastSent = now
         if worker.speaksLANCompute {
-            let request = RequestBatch(items: sent.map { item in
-                (ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
-            })
-            let token = ItemToken(id: sent[0].id, attempt: UInt16(clamping: sent[0].attempts))
-            effects.append(.send(peer: worker.peer, frames: WorkerMessage.request(client: token.bytes, body: request.frames).frames))
+            // A worker of a final stage PUSHes outputs to the aggregator; a client's items must come back
+            // in the REPLY instead, so they travel in a REQUEST of their own that says so.
+            for items in [sent.filter { $0.client == nil }, sent.filter { $0.client != nil }] where !items.isEmpty {
+                let request = RequestBatch(items: items.map { item in
+                    (ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
+                })
+                let address = items[0].client == nil
+                    ? ItemToken(id: items[0].id, attempt: UInt16(clamping: items[0].attempts)).bytes
+                    : MDP.clientItemsAddress
+                effects.append(.send(peer: worker.peer, frames: WorkerMessage.request(client: address, body: request.frames).frames))
+            }
         } else {
             for item in sent {
                 let token = ItemToken(id: item.id, attempt: UInt16(clamping: item.attempts))
