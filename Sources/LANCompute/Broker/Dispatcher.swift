@@ -443,9 +443,11 @@ final class Dispatcher {
     // MARK: Outcomes
 
     private func complete(_ outcome: ItemOutcome, from worker: WorkerRecord, now: ContinuousClock.Instant) {
-        guard worker.inFlight.remove(outcome.id) != nil else { return }  // late reply for an item taken back
-        guard var entry = inFlight[outcome.id], entry.peer == worker.peer,
+        // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
+        // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
+        guard worker.inFlight.contains(outcome.id), var entry = inFlight[outcome.id], entry.peer == worker.peer,
               entry.item.attempts == Int(outcome.attempt) else { return }
+        worker.inFlight.remove(outcome.id)
         let stage = entry.item.stage
         let name = stages[stage].spec.name
         switch outcome.status {
