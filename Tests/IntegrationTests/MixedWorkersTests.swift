@@ -39,6 +39,27 @@ import Darwin
         #expect(summary.protocolErrors == 0)
     }
 
+    @Test func workersOutliveTheirBrokerAndServeTheNextRun() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let dispatch = harness.ipc("dispatch")
+        try harness.lancompute("worker", ["worker", "--broker", dispatch, "--stages", "upper"])
+        try harness.python("mdp-worker", [
+            "Topologies/workers/mdp_worker.py", "--broker", dispatch, "--service", "reverse", "--reconnect", "200",
+        ])
+        // Two runs, one after the other, on the same endpoints: the workers see DISCONNECT at the end
+        // of the first and must register again with the second broker.
+        for run in 1...2 {
+            let broker = try harness.lancompute("broker-\(run)", [
+                "broker", "Topologies/mixed-workers.yaml", "--bind", dispatch, "--aggregator", harness.ipc("aggregator"),
+                "--events", "none", "--output", harness.path("out-\(run).txt"), "--json",
+            ])
+            #expect(broker.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
+            let sink = (try? String(contentsOfFile: harness.path("out-\(run).txt"), encoding: .utf8)) ?? ""
+            #expect(sink.split(separator: "\n").count == 8, "run \(run): \(harness.transcripts)")
+        }
+    }
+
     @Test func plainMDPWorkerExitsCleanlyOnSIGTERM() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
