@@ -72,6 +72,54 @@ import Darwin
         #expect(broker.standardError.contains("items sent again"), "no worker was seen to leave: \(broker.standardError)")
     }
 
+    @Test func anUnansweredItemTimesOutIsSentAgainAndIsDeadLetteredAfterMaxAttempts() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let topology = try pipeline(harness, lines: ["abc"], stages: """
+              - name: reverse
+                timeout: 300ms
+                max-attempts: 2
+            """)
+        let dispatch = harness.ipc("dispatch")
+        let broker = try harness.lancompute("broker", [
+            "broker", topology, "--bind", dispatch, "--aggregator", harness.ipc("aggregator"), "--events", "none",
+            "--dead-letter", harness.path("dead.jsonl"), "--json",
+        ])
+        #expect(broker.waitForError(containing: "broker ready", timeout: .seconds(20)), "\(harness.transcripts)")
+
+        // A plain MDP worker that stays alive (heartbeats) but never answers.
+        let context = try Context()
+        defer { context.shutdown() }
+        let worker = try Socket(.dealer, context: context)
+        defer { worker.close() }
+        try worker.connect(dispatch)
+        try worker.send(multipart: WorkerMessage.ready(service: "reverse", capabilities: nil).frames)
+        var attempts: [UInt16] = []
+        var status: Int32?
+        for _ in 0..<100 where status == nil {
+            try worker.send(multipart: WorkerMessage.heartbeat.frames)
+            while try worker.poll(.in, timeout: .milliseconds(50)).contains(.in) {
+                if case .request(let client, _) = try WorkerMessage(frames: try worker.receiveMultipart()) {
+                    attempts.append(try ItemToken(bytes: client).attempt)
+                }
+            }
+            status = broker.wait(timeout: .milliseconds(100))
+        }
+        #expect(status == 1, "\(harness.transcripts)")
+        #expect(attempts == [1, 2])
+        let summary = try Summary(json: broker.standardOutput)
+        #expect(summary.deadLettered == 1)
+        let record = try String(contentsOfFile: harness.path("dead.jsonl"), encoding: .utf8)
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(record.utf8)) as? [String: Any])
+        #expect(fields["id"] as? String == "0")
+        #expect(fields["stage"] as? String == "reverse")
+        #expect(fields["attempts"] as? Int == 2)
+        #expect(fields["item"] as? String == "abc")
+        #expect((fields["error"] as? String)?.contains("timed out") == true)
+        #expect((fields["reason"] as? String)?.hasPrefix("failed 2 of 2 attempts") == true)
+        #expect(fields["stderr"] as? String == "")
+    }
+
     @Test func aReplyForAnEarlierAttemptDoesNotStrandTheItem() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
