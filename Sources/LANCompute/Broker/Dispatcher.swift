@@ -302,11 +302,19 @@ final class Dispatcher {
         }
         worker.lastSent = now
         if worker.speaksLANCompute {
-            let request = RequestBatch(items: sent.map { item in
-                RequestBatch.Item(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
-            })
-            let token = ItemToken(id: sent[0].id, attempt: UInt16(clamping: sent[0].attempts))
-            effects.append(.send(peer: worker.peer, frames: WorkerMessage.request(client: token.bytes, body: request.frames).frames))
+            // A worker of a final stage PUSHes outputs to the aggregator; a client's items must come back
+            // in the REPLY instead, so they travel in a REQUEST of their own that says so.
+            let groups = sent.contains { $0.client != nil }
+                ? [sent.filter { $0.client == nil }, sent.filter { $0.client != nil }] : [sent]
+            for items in groups where !items.isEmpty {
+                let request = RequestBatch(items: items.map { item in
+                    RequestBatch.Item(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
+                })
+                let address = items[0].client == nil
+                    ? ItemToken(id: items[0].id, attempt: UInt16(clamping: items[0].attempts)).bytes
+                    : MDP.clientItemsAddress
+                effects.append(.send(peer: worker.peer, frames: WorkerMessage.request(client: address, body: request.frames).frames))
+            }
         } else {
             for item in sent {
                 let token = ItemToken(id: item.id, attempt: UInt16(clamping: item.attempts))
@@ -438,9 +446,11 @@ final class Dispatcher {
     // MARK: Outcomes
 
     private func complete(_ outcome: ItemOutcome, from worker: WorkerRecord, now: ContinuousClock.Instant) {
-        guard worker.inFlight.remove(outcome.id) != nil else { return }  // late reply for an item taken back
-        guard var entry = inFlight[outcome.id], entry.peer == worker.peer,
+        // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
+        // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
+        guard worker.inFlight.contains(outcome.id), var entry = inFlight[outcome.id], entry.peer == worker.peer,
               entry.item.attempts == Int(outcome.attempt) else { return }
+        worker.inFlight.remove(outcome.id)
         let stage = entry.item.stage
         let name = stages[stage].spec.name
         switch outcome.status {

@@ -28,6 +28,10 @@ public enum MDP {
 
     /// The value of the `protocol` capability a LANCompute worker announces on READY.
     public static let lanComputeProtocol = "lancompute/1"
+
+    /// The `client` frame of a REQUEST to a LANCompute worker that carries items sent by MDP clients:
+    /// their outputs must come back in the REPLY, even from a final stage, and never go to the aggregator.
+    public static let clientItemsAddress: [UInt8] = Array("client".utf8)
 }
 
 /// A worker-protocol message as a worker's DEALER sees it (no routing-id frame).

@@ -159,6 +159,8 @@ final class WorkerSession {
         var lastSent: ContinuousClock.Instant
         var outcomes: [ItemOutcome] = []
         var aggregated: [ItemOutcome] = []
+        /// Items sent by MDP clients: answered in the REPLY even on a final stage.
+        var clientItems: Set<UInt64> = []
     }
 
     let worker: Worker
@@ -362,10 +364,13 @@ final class WorkerSession {
                         continue
                     }
                     switch message {
-                    case .request(_, let body):
+                    case .request(let client, let body):
                         guard let batch = try? RequestBatch(frames: body) else {
                             logger.warning("dropped a malformed request from the broker")
                             continue
+                        }
+                        if client == MDP.clientItemsAddress {
+                            stages[position].clientItems.formUnion(batch.items.map(\.header.id))
                         }
                         stages[position].queue.put(batch.items.map { item in
                             SlotJob(stage: position, id: item.header.id, attempt: item.header.attempt, payload: item.payload)
@@ -386,7 +391,8 @@ final class WorkerSession {
                     let position = Int(frames[0].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
                     guard position < stages.count, let batch = try? ReplyBatch(frames: Array(frames[1...])) else { continue }
                     for outcome in batch.outcomes {
-                        if stages[position].isFinal, case .completed(let outputs) = outcome.status {
+                        let fromClient = stages[position].clientItems.remove(outcome.id) != nil
+                        if stages[position].isFinal, !fromClient, case .completed(let outputs) = outcome.status {
                             stages[position].aggregated.append(outcome)
                             stages[position].outcomes.append(ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .deliveredToAggregator(count: outputs.count)))
                         } else {
