@@ -14,13 +14,14 @@ import time
 import zmq
 
 
-def source(endpoint, count, size, rate):
+def source(endpoint, count, size, rate, started):
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.bind(endpoint)
     time.sleep(0.5)  # let every worker connect before the first item
     payload = b"x" * size
     interval = 1.0 / rate if rate else 0
+    started.value = time.time()
     start = time.perf_counter()
     for index in range(count):
         if interval:
@@ -34,10 +35,13 @@ def source(endpoint, count, size, rate):
     context.term()
 
 
-def worker(pull_endpoint, push_endpoint, work):
+def worker(pull_endpoint, push_endpoint, work, bind):
     context = zmq.Context()
     pull = context.socket(zmq.PULL)
-    pull.connect(pull_endpoint)
+    if bind:
+        pull.bind(pull_endpoint)
+    else:
+        pull.connect(pull_endpoint)
     push = context.socket(zmq.PUSH)
     push.connect(push_endpoint)
     while True:
@@ -52,21 +56,19 @@ def worker(pull_endpoint, push_endpoint, work):
     context.term()
 
 
-def sink(endpoint, count, results, measure_latency):
+def sink(endpoint, count, results, measure_latency, started):
     context = zmq.Context()
     pull = context.socket(zmq.PULL)
     pull.bind(endpoint)
     latencies = []
-    first = pull.recv()
-    start = time.perf_counter()
-    if measure_latency:
-        latencies.append(time.time() - float(first[:20]))
-    for _ in range(count - 1):
+    for _ in range(count):
         item = pull.recv()
         if measure_latency:
             latencies.append(time.time() - float(item[:20]))
-    elapsed = time.perf_counter() - start
+    # From the source's first send to the sink's last receive, as LANCompute's wall time counts.
+    elapsed = time.time() - started.value
     results.put((elapsed, latencies))
+    pull.close(linger=0)
     context.term()
 
 
@@ -79,21 +81,29 @@ def main():
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--rate", type=float, default=0, help="items per second (0: as fast as possible)")
     parser.add_argument("--dir", required=True, help="a directory for ipc endpoints")
+    parser.add_argument("--transport", choices=["tcp", "ipc"], default="tcp")
+    parser.add_argument("--port", type=int, default=47100, help="first loopback port (tcp)")
     args = parser.parse_args()
 
-    endpoints = [f"ipc://{args.dir}/ref-{stage}" for stage in range(args.stages + 1)]
+    if args.stages > 1 and args.workers > 1:
+        parser.error("with several stages, one worker per stage (later stages bind their PULL)")
+    if args.transport == "ipc":
+        endpoints = [f"ipc://{args.dir}/ref-{stage}" for stage in range(args.stages + 1)]
+    else:
+        endpoints = [f"tcp://127.0.0.1:{args.port + stage}" for stage in range(args.stages + 1)]
     results = mp.Queue()
-    sink_process = mp.Process(target=sink, args=(endpoints[-1], args.count, results, args.rate > 0))
+    started = mp.Value("d", 0.0)
+    sink_process = mp.Process(target=sink, args=(endpoints[-1], args.count, results, args.rate > 0, started), daemon=True)
     sink_process.start()
     workers = []
     for stage in range(args.stages):
         for _ in range(args.workers):
-            process = mp.Process(target=worker, args=(endpoints[stage], endpoints[stage + 1],
-                                                      args.work if stage == 0 else "identity"))
+            # The first stage connects to the source's PUSH; later stages bind their own PULL.
+            process = mp.Process(target=worker, daemon=True, args=(
+                endpoints[stage], endpoints[stage + 1], args.work if stage == 0 else "identity", stage > 0))
             process.start()
             workers.append(process)
-    # Stages after the first bind their own PULL: make intermediate hops bind-side PULLs.
-    source_process = mp.Process(target=source, args=(endpoints[0], args.count, args.size, args.rate))
+    source_process = mp.Process(target=source, args=(endpoints[0], args.count, args.size, args.rate, started), daemon=True)
     source_process.start()
     elapsed, latencies = results.get(timeout=600)
     for process in workers:

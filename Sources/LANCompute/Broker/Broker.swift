@@ -591,11 +591,11 @@ final class BrokerLoop: DispatchObserver {
 
     // MARK: DispatchObserver
 
-    func itemReceived(stage: String) { telemetry.itemReceived(stage: stage) }
-    func itemCompleted(stage: String, latency: Duration) { telemetry.itemCompleted(stage: stage, latency: latency) }
-    func itemFailed(stage: String) { telemetry.itemFailed(stage: stage) }
-    func itemRetried(stage: String) { telemetry.itemRetried(stage: stage) }
-    func itemDeadLettered(stage: String) { telemetry.itemDeadLettered(stage: stage) }
+    func itemReceived(stage: Int) { telemetry.metrics.itemReceived(stageAt: stage) }
+    func itemCompleted(stage: Int, latency: Duration) { telemetry.metrics.itemCompleted(stageAt: stage, latency: latency) }
+    func itemFailed(stage: Int) { telemetry.metrics.itemFailed(stageAt: stage) }
+    func itemRetried(stage: Int) { telemetry.metrics.itemRetried(stageAt: stage) }
+    func itemDeadLettered(stage: Int) { telemetry.metrics.itemDeadLettered(stageAt: stage) }
     func itemInSink(latency: Duration) {
         inSink += 1
         let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000

@@ -4,7 +4,11 @@
 public typealias PeerID = [UInt8]
 
 /// An item as the broker tracks it between stages.
-struct BrokerItem {
+///
+/// A class, not a struct: an item moves between queues, the in-flight table and retry lists
+/// many times, and a reference moves with one retain where a struct copied every field.
+/// Only the broker thread touches it.
+final class BrokerItem {
     var id: UInt64
     var stage: Int
     var payload: [UInt8]
@@ -20,6 +24,14 @@ struct BrokerItem {
     var client: ClientReturn?
     var lastError = ""
     var lastStderr = ""
+
+    init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
+        self.id = id
+        self.stage = stage
+        self.payload = payload
+        self.enqueuedAt = enqueuedAt
+        self.bornAt = bornAt
+    }
 }
 
 struct ClientReturn {
@@ -48,12 +60,13 @@ struct StageCounters {
 }
 
 /// Receives per-item facts as they happen (for metrics); called on the broker thread.
+/// Stages are named by their index in the topology, to keep string hashing off the item path.
 protocol DispatchObserver: AnyObject {
-    func itemReceived(stage: String)
-    func itemCompleted(stage: String, latency: Duration)
-    func itemFailed(stage: String)
-    func itemRetried(stage: String)
-    func itemDeadLettered(stage: String)
+    func itemReceived(stage: Int)
+    func itemCompleted(stage: Int, latency: Duration)
+    func itemFailed(stage: Int)
+    func itemRetried(stage: Int)
+    func itemDeadLettered(stage: Int)
     /// A final output reached the sink, `latency` after its source item entered the pipeline.
     func itemInSink(latency: Duration)
 }
@@ -124,7 +137,8 @@ final class Dispatcher {
     /// Final outputs the broker itself must forward to the aggregator (from workers that did not PUSH them).
     var aggregatorOutbox: [ItemOutcome] = []
     var effects: [DispatchEffect] = []
-    weak var observer: DispatchObserver?
+    /// The broker loop, which owns this dispatcher and outlives it.
+    unowned(unsafe) var observer: (any DispatchObserver)?
 
     let heartbeatInterval: Duration
     let liveness: Int
@@ -174,23 +188,21 @@ final class Dispatcher {
 
     /// Accepts an MDP client's request for one stage; the reply goes back to the client.
     func acceptClientRequest(stage: Int, id: UInt64, payload: [UInt8], client: ClientReturn, now: ContinuousClock.Instant) {
-        var item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
+        let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
         item.client = client
         enqueue(item, now: now)
         pending += 1
     }
 
     private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
-        var item = item
-        // Only the spec is copied: a copy of the whole stage would share its queue's storage
-        // and make every append below copy the queue.
-        let spec = stages[item.stage].spec
+        // Read single fields of the stage: a copy of the whole stage state would share its
+        // queue's storage and make the append below copy the queue.
         item.enqueuedAt = now
-        if let deadline = spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
+        if let deadline = stages[item.stage].spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
         if item.attempts == 0 {
             stages[item.stage].counters.received += 1
-            observer?.itemReceived(stage: spec.name)
-            if let groupBy = spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
+            observer?.itemReceived(stage: item.stage)
+            if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
         }
         place(item)
     }
@@ -269,7 +281,6 @@ final class Dispatcher {
     /// Dead-letters an item whose deadline passed; otherwise returns it.
     private func admit(_ item: BrokerItem, now: ContinuousClock.Instant) -> BrokerItem? {
         if let deadline = item.deadline, now >= deadline {
-            var item = item
             item.lastError = "deadline of \(stages[item.stage].spec.deadline!) passed before the item could be processed"
             deadLetter(item, reason: item.lastError)
             return nil
@@ -294,7 +305,7 @@ final class Dispatcher {
     }
 
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
-        var sent = batch
+        let sent = batch
         for index in sent.indices {
             sent[index].attempts += 1
             worker.inFlight.insert(sent[index].id)
@@ -417,7 +428,7 @@ final class Dispatcher {
         stages[worker.stage].workers.removeAll { $0 == peer }
         var requeued = 0
         for id in worker.inFlight {
-            guard var entry = inFlight.removeValue(forKey: id) else { continue }
+            guard let entry = inFlight.removeValue(forKey: id) else { continue }
             requeued += 1
             if countAttempt {
                 fail(entry.item, message: "worker \(hex(peer)) \(reason) while processing the item", stderr: "", now: now)
@@ -452,12 +463,11 @@ final class Dispatcher {
               entry.item.attempts == Int(outcome.attempt) else { return }
         worker.inFlight.remove(outcome.id)
         let stage = entry.item.stage
-        let name = stages[stage].spec.name
         switch outcome.status {
         case .failed(let message, let stderr):
             inFlight[outcome.id] = nil
             stages[stage].counters.failed += 1
-            observer?.itemFailed(stage: name)
+            observer?.itemFailed(stage: stage)
             fail(entry.item, message: message, stderr: stderr, now: now)
         case .completed(let outputs):
             worker.completed += 1
@@ -487,14 +497,14 @@ final class Dispatcher {
 
     private func recordCompletion(_ item: BrokerItem, now: ContinuousClock.Instant) {
         stages[item.stage].counters.completed += 1
-        observer?.itemCompleted(stage: stages[item.stage].spec.name, latency: now - item.enqueuedAt)
+        observer?.itemCompleted(stage: item.stage, latency: now - item.enqueuedAt)
     }
 
     /// Sends each output of a completed item to every downstream stage, with derived stable ids.
     private func forward(_ item: BrokerItem, outputs: [[UInt8]], now: ContinuousClock.Instant) {
         for downstream in stages[item.stage].downstream {
             for (index, output) in outputs.enumerated() {
-                var child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
+                let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
                                        stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt)
                 child.priority = item.priority
                 enqueue(child, now: now)
@@ -523,7 +533,6 @@ final class Dispatcher {
     }
 
     private func fail(_ item: BrokerItem, message: String, stderr: String, now: ContinuousClock.Instant) {
-        var item = item
         item.lastError = message
         item.lastStderr = stderr
         let maxAttempts = max(1, stages[item.stage].spec.maxAttempts)
@@ -536,14 +545,14 @@ final class Dispatcher {
 
     private func retry(_ item: BrokerItem, now: ContinuousClock.Instant) {
         stages[item.stage].counters.retried += 1
-        observer?.itemRetried(stage: stages[item.stage].spec.name)
+        observer?.itemRetried(stage: item.stage)
         place(item, atFront: true)
     }
 
     private func deadLetter(_ item: BrokerItem, reason: String) {
         stages[item.stage].counters.deadLettered += 1
         deadLetteredTotal += 1
-        observer?.itemDeadLettered(stage: stages[item.stage].spec.name)
+        observer?.itemDeadLettered(stage: item.stage)
         effects.append(.deadLettered(item: item, stageName: stages[item.stage].spec.name, reason: reason))
         if let client = item.client {
             effects.append(.send(peer: client.peer, frames: ClientMessage(service: client.service, body: [Array("error".utf8), Array(reason.utf8)]).frames))
@@ -587,7 +596,7 @@ final class Dispatcher {
             } else {
                 let stage = entry.item.stage
                 stages[stage].counters.failed += 1
-                observer?.itemFailed(stage: stages[stage].spec.name)
+                observer?.itemFailed(stage: stage)
                 fail(entry.item, message: "timed out after \(stages[stage].spec.timeout!)", stderr: "", now: now)
             }
         }

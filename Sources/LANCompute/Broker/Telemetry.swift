@@ -130,10 +130,4 @@ final class Telemetry {
     func nodeLeft(node: String, reason: String) {
         feed?.publish(.nodeLeft(id: node, reason: reason))
     }
-
-    func itemReceived(stage: String) { metrics.itemReceived(stage: stage) }
-    func itemCompleted(stage: String, latency: Duration) { metrics.itemCompleted(stage: stage, latency: latency) }
-    func itemFailed(stage: String) { metrics.itemFailed(stage: stage) }
-    func itemRetried(stage: String) { metrics.itemRetried(stage: stage) }
-    func itemDeadLettered(stage: String) { metrics.itemDeadLettered(stage: stage) }
 }

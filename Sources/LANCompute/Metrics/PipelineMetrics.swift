@@ -80,6 +80,18 @@ public final class PipelineMetrics {
         nodes.removeAll { $0.id == id }
     }
 
+    // MARK: Recording by position (the broker's hot path)
+
+    // `index` is the stage's position in `stageNames`, as given to `init`.
+    func itemReceived(stageAt index: Int) { stages[index].received += 1 }
+    func itemCompleted(stageAt index: Int, latency: Duration) {
+        stages[index].completed += 1
+        stages[index].record(latency: latency)
+    }
+    func itemFailed(stageAt index: Int) { stages[index].failed += 1 }
+    func itemRetried(stageAt index: Int) { stages[index].retried += 1 }
+    func itemDeadLettered(stageAt index: Int) { stages[index].deadLettered += 1 }
+
     // MARK: Reading
 
     /// The current figures. `rate` is completions per second since the previous call
