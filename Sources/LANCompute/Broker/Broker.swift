@@ -358,8 +358,8 @@ final class BrokerLoop: DispatchObserver {
                 continue
             }
             let peer = frames[0]
-            let body = Array(frames[1...])
-            if body.count >= 2 && body[1] == MDP.workerHeader {
+            let body = frames[1...]
+            if body.count >= 2 && frames[2] == MDP.workerHeader {
                 do {
                     dispatcher.handle(try WorkerMessage(frames: body), from: peer, now: now)
                 } catch {
@@ -368,9 +368,9 @@ final class BrokerLoop: DispatchObserver {
                         dispatcher.effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
                     }
                 }
-            } else if body.count >= 2 && body[1] == MDP.clientHeader {
+            } else if body.count >= 2 && frames[2] == MDP.clientHeader {
                 do {
-                    handleClient(try ClientMessage(frames: body), from: peer, now: now)
+                    handleClient(try ClientMessage(frames: Array(body)), from: peer, now: now)
                 } catch {
                     countProtocolError(peer: peer, reason: "malformed client message: \(error)")
                 }

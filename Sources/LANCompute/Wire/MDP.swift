@@ -65,33 +65,41 @@ public enum WorkerMessage: Equatable, Sendable {
 
     /// Parses frames that start with the empty delimiter; throws a `WireError` naming the bad frame.
     public init(frames: [[UInt8]]) throws(WireError) {
-        guard frames.count >= 3 else { throw WireError("expected at least 3 frames, got \(frames.count)") }
-        guard frames[0].isEmpty else { throw WireError("frame 0 must be the empty delimiter") }
-        guard frames[1] == MDP.workerHeader else { throw WireError("frame 1 is not \"MDPW01\"") }
-        guard frames[2].count == 1, let command = MDP.Command(rawValue: frames[2][0]) else {
+        try self.init(frames: frames[...])
+    }
+
+    /// Parses frames that start with the empty delimiter (a slice, such as the frames after a routing id).
+    public init(frames: ArraySlice<[UInt8]>) throws(WireError) {
+        let base = frames.startIndex
+        let count = frames.count
+        guard count >= 3 else { throw WireError("expected at least 3 frames, got \(count)") }
+        guard frames[base].isEmpty else { throw WireError("frame 0 must be the empty delimiter") }
+        guard frames[base + 1] == MDP.workerHeader else { throw WireError("frame 1 is not \"MDPW01\"") }
+        guard frames[base + 2].count == 1, let command = MDP.Command(rawValue: frames[base + 2][0]) else {
             throw WireError("frame 2 is not a known MDP worker command")
         }
         switch command {
         case .ready:
-            guard frames.count == 4 || frames.count == 5 else {
-                throw WireError("READY takes 4 or 5 frames, got \(frames.count)")
+            guard count == 4 || count == 5 else {
+                throw WireError("READY takes 4 or 5 frames, got \(count)")
             }
-            guard let service = String(validating: frames[3], as: UTF8.self), !service.isEmpty else {
+            guard let service = String(validating: frames[base + 3], as: UTF8.self), !service.isEmpty else {
                 throw WireError("READY frame 3 (service name) must be non-empty UTF-8")
             }
-            let capabilities = frames.count == 5 ? try Capabilities(decoding: frames[4]) : nil
+            let capabilities = count == 5 ? try Capabilities(decoding: frames[base + 4]) : nil
             self = .ready(service: service, capabilities: capabilities)
         case .request, .reply:
-            guard frames.count >= 5 else { throw WireError("\(command) takes at least 5 frames, got \(frames.count)") }
-            guard frames[4].isEmpty else { throw WireError("\(command) frame 4 must be empty") }
-            let body = Array(frames[5...])
-            self = command == .request ? .request(client: frames[3], body: body) : .reply(client: frames[3], body: body)
+            guard count >= 5 else { throw WireError("\(command) takes at least 5 frames, got \(count)") }
+            guard frames[base + 4].isEmpty else { throw WireError("\(command) frame 4 must be empty") }
+            let body = Array(frames[(base + 5)...])
+            let client = frames[base + 3]
+            self = command == .request ? .request(client: client, body: body) : .reply(client: client, body: body)
         case .heartbeat:
-            guard frames.count == 3 else { throw WireError("HEARTBEAT takes 3 frames, got \(frames.count)") }
+            guard count == 3 else { throw WireError("HEARTBEAT takes 3 frames, got \(count)") }
             self = .heartbeat
         case .disconnect:
             // Some workers add a reason frame; accept and ignore it.
-            guard frames.count <= 4 else { throw WireError("DISCONNECT takes 3 frames, got \(frames.count)") }
+            guard count <= 4 else { throw WireError("DISCONNECT takes 3 frames, got \(count)") }
             self = .disconnect
         }
     }
