@@ -354,7 +354,7 @@ final class BrokerLoop: DispatchObserver {
             }
             count += 1
             guard frames.count >= 2 else {
-                countProtocolError(peer: frames.first ?? [], reason: "message with no frames after the routing id")
+                countProtocolError(peer: frames.first ?? [], reason: "LC3001: message with no frames after the routing id")
                 continue
             }
             let peer = frames[0]
@@ -363,7 +363,7 @@ final class BrokerLoop: DispatchObserver {
                 do {
                     dispatcher.handle(try WorkerMessage(frames: body), from: peer, now: now)
                 } catch {
-                    countProtocolError(peer: peer, reason: "malformed worker message: \(error)")
+                    countProtocolError(peer: peer, reason: "LC3001: malformed worker message: \(error)")
                     if dispatcher.workers[peer] == nil {
                         dispatcher.effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
                     }
@@ -372,10 +372,10 @@ final class BrokerLoop: DispatchObserver {
                 do {
                     handleClient(try ClientMessage(frames: Array(body)), from: peer, now: now)
                 } catch {
-                    countProtocolError(peer: peer, reason: "malformed client message: \(error)")
+                    countProtocolError(peer: peer, reason: "LC3001: malformed client message: \(error)")
                 }
             } else {
-                countProtocolError(peer: peer, reason: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
+                countProtocolError(peer: peer, reason: "LC3001: not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
             }
         }
     }
@@ -401,7 +401,7 @@ final class BrokerLoop: DispatchObserver {
             reply([Array("501".utf8)])
         default:
             guard let stage = dispatcher.stage(named: message.service) else {
-                countProtocolError(peer: peer, reason: "request for unknown service \(message.service)")
+                countProtocolError(peer: peer, reason: "LC3004: request for unknown service \(message.service)")
                 return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
             }
             guard message.body.count == 1 else {

@@ -349,7 +349,7 @@ final class Dispatcher {
             } else if case .disconnect = message {
                 // Nothing to do: the peer was not registered.
             } else {
-                effects.append(.protocolError(peer: peer, reason: "\(messageName(message)) from a worker that never sent READY"))
+                effects.append(.protocolError(peer: peer, reason: "LC3002: \(messageName(message)) from a worker that never sent READY"))
                 effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
             }
             return
@@ -357,7 +357,7 @@ final class Dispatcher {
         worker.lastSeen = now
         switch message {
         case .ready:
-            effects.append(.protocolError(peer: peer, reason: "READY from a worker that is already registered"))
+            effects.append(.protocolError(peer: peer, reason: "LC3002: READY from a worker that is already registered"))
             removeWorker(peer, reason: "protocol error: second READY", now: now, countAttempt: true)
             effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
         case .heartbeat:
@@ -365,21 +365,21 @@ final class Dispatcher {
         case .disconnect:
             removeWorker(peer, reason: "disconnected", now: now, countAttempt: true)
         case .request:
-            effects.append(.protocolError(peer: peer, reason: "REQUEST sent by a worker"))
+            effects.append(.protocolError(peer: peer, reason: "LC3002: REQUEST sent by a worker"))
         case .reply(let client, let body):
             if worker.speaksLANCompute {
                 do {
                     let reply = try ReplyBatch(frames: body)
                     for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
                 } catch {
-                    effects.append(.protocolError(peer: peer, reason: "bad REPLY: \(error)"))
+                    effects.append(.protocolError(peer: peer, reason: "LC3001: bad REPLY: \(error)"))
                 }
             } else {
                 do {
                     let token = try ItemToken(bytes: client)
                     complete(ItemOutcome(id: token.id, attempt: token.attempt, status: .completed(outputs: body)), from: worker, now: now)
                 } catch {
-                    effects.append(.protocolError(peer: peer, reason: "bad REPLY: \(error)"))
+                    effects.append(.protocolError(peer: peer, reason: "LC3001: bad REPLY: \(error)"))
                 }
             }
         }
@@ -397,18 +397,18 @@ final class Dispatcher {
 
     private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
         guard !service.hasPrefix("mmi.") else {
-            effects.append(.protocolError(peer: peer, reason: "READY for reserved service \(service)"))
+            effects.append(.protocolError(peer: peer, reason: "LC3002: READY for reserved service \(service)"))
             effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
             return
         }
         guard let stage = stageIndex[service] else {
-            effects.append(.protocolError(peer: peer, reason: "READY for unknown stage \"\(service)\""))
+            effects.append(.protocolError(peer: peer, reason: "LC3003: READY for unknown stage \"\(service)\""))
             effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
             return
         }
         let spec = stages[stage].spec
         if let unmet = spec.requires.unmetReason(capabilities) {
-            effects.append(.protocolError(peer: peer, reason: "worker cannot serve stage \(service): \(unmet)"))
+            effects.append(.protocolError(peer: peer, reason: "LC3003: worker cannot serve stage \(service): \(unmet)"))
             effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
             return
         }

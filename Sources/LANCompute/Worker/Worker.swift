@@ -360,13 +360,13 @@ final class WorkerSession {
                     received += 1
                     stages[position].lastHeard = now
                     guard let message = try? WorkerMessage(frames: frames) else {
-                        logger.warning("dropped a malformed message from the broker")
+                        logger.warning("LC3006: dropped a malformed message from the broker")
                         continue
                     }
                     switch message {
                     case .request(let client, let body):
                         guard let batch = try? RequestBatch(frames: body) else {
-                            logger.warning("dropped a malformed request from the broker")
+                            logger.warning("LC3006: dropped a malformed request from the broker")
                             continue
                         }
                         if client == MDP.clientItemsAddress {
