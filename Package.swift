@@ -41,6 +41,11 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "zmq-throughput-bench", dependencies: ["ZeroMQ"], path: "Sources/zmq-throughput-bench"),
+        .executableTarget(
+            name: "swift-worker-example",
+            dependencies: ["LANCompute", .product(name: "Logging", package: "swift-log")],
+            path: "Examples/SwiftWorker"
+        ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], exclude: ["Peers"]),
         .testTarget(name: "LANComputeTests", dependencies: ["LANCompute"], exclude: ["Fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LANCompute", "ZeroMQ"]),

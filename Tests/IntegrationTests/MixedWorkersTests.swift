@@ -39,6 +39,24 @@ import Darwin
         #expect(summary.protocolErrors == 0)
     }
 
+    @Test func swiftFunctionWorkerFromTheExampleServesAStage() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let input = try String(contentsOf: CommandRunner.packageRoot.appendingPathComponent("Topologies/data/mixed.txt"), encoding: .utf8)
+        let lines = input.split(separator: "\n").map(String.init)
+        let broker = try harness.lancompute("broker", [
+            "broker", "Topologies/mixed-workers.yaml", "--bind", harness.ipc("dispatch"),
+            "--aggregator", harness.ipc("aggregator"), "--events", "none",
+            "--output", harness.path("out.txt"), "--json",
+        ])
+        let example = URL(fileURLWithPath: CLI.path).deletingLastPathComponent().appendingPathComponent("swift-worker-example").path
+        _ = try harness.start("swift-worker", example, [harness.ipc("dispatch")])
+        #expect(broker.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
+        let sink = try String(contentsOfFile: harness.path("out.txt"), encoding: .utf8)
+        #expect(sink.split(separator: "\n").map(String.init).sorted() == lines.map { String($0.uppercased().reversed()) }.sorted(),
+                "\(harness.transcripts)")
+    }
+
     @Test func workersOutliveTheirBrokerAndServeTheNextRun() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
