@@ -15,7 +15,11 @@ struct FeedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feed",
         abstract: "Push lines (from FILE or standard input) into a broker whose source is 'pull: ENDPOINT'.",
-        discussion: "Each line becomes one item. Waits until every line has been handed to the broker's connection before exiting."
+        discussion: """
+            Each line becomes one item. With --broker (the broker's dispatch endpoint), feed waits until \
+            the broker confirms it accepted every line, and exits 0 only then; without it, delivery is \
+            handed to the connection and not confirmed.
+            """
     )
 
     @Argument(help: "The broker's source endpoint, e.g. tcp://head:5560.")
@@ -24,7 +28,10 @@ struct FeedCommand: ParsableCommand {
     @Argument(help: "A file of lines (default: standard input).")
     var file: String?
 
-    @Option(help: "Seconds to wait for the broker to take the last lines before giving up.")
+    @Option(help: "The broker's dispatch endpoint, to confirm every line was accepted (e.g. tcp://head:5555).")
+    var broker: String?
+
+    @Option(help: "Seconds to wait for the broker to take the lines (and to confirm them).")
     var timeout: Double = 30
 
     func run() throws {
@@ -33,7 +40,6 @@ struct FeedCommand: ParsableCommand {
         }
         defer { fclose(input) }
         let push = try Socket(.push)
-        try push.set(.linger, .milliseconds(Int(timeout * 1000)))
         do {
             try push.connect(endpoint)
         } catch {
@@ -57,7 +63,46 @@ struct FeedCommand: ParsableCommand {
             }
             sent += 1
         }
+        guard let broker else {
+            // Unconfirmed: give the connection time to hand over what is queued.
+            try push.set(.linger, .milliseconds(Int(timeout * 1000)))
+            push.close()
+            FileHandle.standardError.write(Data("fed \(formatCount(sent)) lines to \(endpoint) (not confirmed: pass --broker to confirm)\n".utf8))
+            return
+        }
+        let id = UUID().uuidString
+        do {
+            try push.send(multipart: [FeedMarker.end, Array("\(id) \(sent)".utf8)])
+        } catch {
+            fail("error LC2023: the broker at \(endpoint) did not take the end of the feed: \(error.code.message)")
+        }
+        let accepted = try confirm(id: id, broker: broker)
         push.close()
-        FileHandle.standardError.write(Data("fed \(formatCount(sent)) lines to \(endpoint)\n".utf8))
+        guard accepted == sent else {
+            fail("error LC2024: the broker accepted \(accepted) of the \(sent) lines sent")
+        }
+        FileHandle.standardError.write(Data("fed \(formatCount(sent)) lines to \(endpoint); the broker accepted all of them\n".utf8))
+    }
+
+    /// Asks the broker (MMI service `mmi.feed`) until it has seen this feed's end marker.
+    private func confirm(id: String, broker: String) throws -> Int {
+        let client = try Socket(.dealer)
+        do {
+            try client.connect(broker)
+        } catch {
+            fail("error LC2022: cannot connect to \(broker): \(error.code.message)")
+        }
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            try client.send(multipart: ClientMessage(service: "mmi.feed", body: [Array(id.utf8)]).frames)
+            if try client.poll(.in, timeout: .milliseconds(500)).contains(.in),
+               let reply = try? ClientMessage(frames: try client.receiveMultipart()),
+               reply.body.first == Array("200".utf8), reply.body.count == 2,
+               let count = Int(String(decoding: reply.body[1], as: UTF8.self)) {
+                return count
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        fail("error LC2024: the broker at \(broker) did not confirm the feed within \(Int(timeout)) s")
     }
 }

@@ -107,6 +107,12 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var exitCode: Int32 { deadLettered == 0 && unfinished == 0 ? 0 : 1 }
 }
 
+/// The end marker `lancompute feed` sends on a pull source after its last line:
+/// two frames, this one and `"<feeder id> <lines sent>"`. It is not an item.
+public enum FeedMarker {
+    public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
+}
+
 /// A broker failure that stops the run; `message` starts with its LC code.
 public struct BrokerError: Error, Sendable, CustomStringConvertible {
     public let message: String
@@ -176,6 +182,8 @@ final class BrokerLoop: DispatchObserver {
     var inSink = 0
     var protocolErrors = 0
     var clientRequests: UInt64 = 0
+    /// Feeders whose end marker arrived: id -> lines they sent.
+    var finishedFeeds: [String: Int] = [:]
     var deadLetterFile: UnsafeMutablePointer<FILE>?
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
@@ -397,6 +405,11 @@ final class BrokerLoop: DispatchObserver {
             encoder.outputFormatting = [.sortedKeys]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
+        case "mmi.feed":
+            // Has the feeder with this id finished, and how many lines did it send?
+            let id = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            guard let count = finishedFeeds[id] else { return reply([Array("404".utf8)]) }
+            reply([Array("200".utf8), Array(String(count).utf8)])
         case let service where service.hasPrefix("mmi."):
             reply([Array("501".utf8)])
         default:
@@ -434,6 +447,12 @@ final class BrokerLoop: DispatchObserver {
         if case .pull = configuration.topology.source.kind { external = true } else { external = false }
         while dispatcher.queuedTotal < limit, let message = try? source.tryReceiveMultipart() {
             if external {
+                // A feeder's end marker: every line it sent before has been accepted.
+                if message.count == 2 && message[0] == FeedMarker.end {
+                    let text = String(decoding: message[1], as: UTF8.self).split(separator: " ")
+                    if text.count == 2, let count = Int(text[1]) { finishedFeeds[String(text[0])] = count }
+                    continue
+                }
                 // Each frame from an external producer is one item.
                 for payload in message {
                     dispatcher.accept(id: ItemID.source(position: UInt64(read)), payload: payload, now: now)
