@@ -1,6 +1,7 @@
 // Command-line options that override a topology's `broker:` settings, for commands that start a broker.
 
 import ArgumentParser
+import Foundation
 import LANCompute
 
 /// Shared by the commands that run a broker (`@OptionGroup var broker: BrokerOptions`).
@@ -9,7 +10,7 @@ struct BrokerOptions: ParsableArguments {
     @Option(help: "Endpoint of the MDP ROUTER (overrides broker.bind).")
     var bind: String?
 
-    @Option(help: "Endpoint of the events PUB socket (overrides broker.events).")
+    @Option(help: "Endpoint of the events PUB socket (overrides broker.events); 'none' for no feed.")
     var events: String?
 
     @Option(help: "Endpoint of the aggregator PULL socket (overrides broker.aggregator).")
@@ -25,7 +26,7 @@ struct BrokerOptions: ParsableArguments {
     var queueLimit: Int?
 
     func validate() throws {
-        for (name, endpoint) in [("--bind", bind), ("--events", events), ("--aggregator", aggregator)] {
+        for (name, endpoint) in [("--bind", bind), ("--events", events == "none" ? nil : events), ("--aggregator", aggregator)] {
             if let endpoint, let problem = Endpoint.problem(with: endpoint, use: .bind) {
                 throw ValidationError("\(name): \(problem)")
             }
@@ -55,5 +56,57 @@ struct BrokerOptions: ParsableArguments {
         if let heartbeatLiveness { result.heartbeatLiveness = heartbeatLiveness }
         if let queueLimit { result.queueLimit = queueLimit }
         return result
+    }
+}
+
+/// What the commands that run a pipeline (`run`, `broker`) share besides the broker's endpoints.
+struct PipelineRunOptions: ParsableArguments {
+    @Option(help: "Read this file instead of the topology's source.")
+    var input: String?
+
+    @Option(help: "Write the sink to this file instead of the topology's sink.")
+    var output: String?
+
+    @Option(name: .customLong("metrics-http"), help: "Serve Prometheus metrics at HOST:PORT/metrics.")
+    var metricsHTTP: String?
+
+    @Option(name: .customLong("metrics-interval"), help: "Seconds between metrics snapshots on the feed.")
+    var metricsInterval: Double = 1
+
+    @Option(name: .customLong("dead-letter"), help: "Dead-letter file (default: beside the sink).")
+    var deadLetter: String?
+
+    @Option(help: "Seconds to drain in-flight work after SIGINT/SIGTERM (Ctrl-C).")
+    var grace: Double = 10
+
+    @Flag(help: "Print the summary as one JSON object on standard output.")
+    var json = false
+
+    func validate() throws {
+        if metricsInterval <= 0 { throw ValidationError("--metrics-interval must be more than 0 seconds") }
+        if grace < 0 { throw ValidationError("--grace must not be negative") }
+    }
+
+    /// The broker's configuration for `topology` with these options and the endpoints chosen by the command.
+    func configuration(
+        for topology: Topology, dispatch: String, aggregator: String, events: String, eventsRequired: Bool
+    ) -> BrokerConfiguration {
+        BrokerConfiguration(
+            topology: topology, dispatchEndpoint: dispatch, aggregatorEndpoint: aggregator,
+            eventsEndpoint: events == "none" ? nil : events, eventsRequired: eventsRequired,
+            deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(metricsInterval * 1000)),
+            metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
+    }
+
+    /// Prints the summary (JSON on standard output, or text on standard error) and exits as it says.
+    func finish(with summary: RunSummary, sink: SinkSpec) throws {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+        } else {
+            FileHandle.standardError.write(Data((RunReport.summary(summary, sink: sink) + "\n").utf8))
+        }
+        if summary.exitCode != 0 { throw ExitCode(summary.exitCode) }
     }
 }

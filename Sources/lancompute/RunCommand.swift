@@ -17,18 +17,13 @@ struct RunCommand: ParsableCommand {
         abstract: "Run a pipeline on this machine: broker, aggregator and workers in one command.",
         discussion: """
             Reads the source, pushes every item through the stages, writes the sink, and prints a summary. \
-            Exits 0 when every item reached the sink, 1 when any was dead-lettered or left unfinished.
+            Exits 0 when every item reached the sink, 1 when any was dead-lettered or left unfinished. \
+            The dispatch and aggregator endpoints are free loopback ports unless --bind/--aggregator say otherwise.
             """
     )
 
     @Argument(help: "The topology file.")
     var file: String
-
-    @Option(help: "Read this file instead of the topology's source.")
-    var input: String?
-
-    @Option(help: "Write the sink to this file instead of the topology's sink.")
-    var output: String?
 
     @Option(help: "Local workers to start (default: one per core).")
     var workers: Int?
@@ -36,33 +31,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Handler slots per stage in each worker (default: each stage's replicas).")
     var slots: Int?
 
-    @Option(help: "Dispatch endpoint (default: a free port on 127.0.0.1).")
-    var bind: String?
-
-    @Option(help: "Aggregator endpoint (default: a free port on 127.0.0.1).")
-    var aggregator: String?
-
-    @Option(help: "Events and metrics PUB endpoint; 'none' for no feed.")
-    var events: String = "tcp://127.0.0.1:5556"
-
-    @Option(name: .customLong("metrics-http"), help: "Serve Prometheus metrics at HOST:PORT/metrics.")
-    var metricsHTTP: String?
-
-    @Option(name: .customLong("metrics-interval"), help: "Seconds between metrics snapshots on the feed.")
-    var metricsInterval: Double = 1
-
-    @Option(name: .customLong("dead-letter"), help: "Dead-letter file (default: beside the sink).")
-    var deadLetter: String?
-
-    @Option(help: "Seconds to drain in-flight work after Ctrl-C.")
-    var grace: Double = 10
-
     @Flag(help: "Print no progress line.")
     var quiet = false
 
-    @Flag(help: "Print the summary as one JSON object on standard output.")
-    var json = false
-
+    @OptionGroup var broker: BrokerOptions
+    @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -72,28 +45,23 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         logging.bootstrap(default: .warning)
-        let topology = loadTopologyForRun(file, input: input, output: output)
+        var topology = loadTopologyForRun(file, input: options.input, output: options.output)
+        topology.broker = broker.applied(to: topology.broker)
         let directory = URL(fileURLWithPath: file).deletingLastPathComponent().standardizedFileURL.path
-        let configuration = BrokerConfiguration(
-            topology: topology,
-            dispatchEndpoint: bind ?? "tcp://127.0.0.1:*",
-            aggregatorEndpoint: aggregator ?? "tcp://127.0.0.1:*",
-            eventsEndpoint: events == "none" ? nil : events,
-            eventsRequired: false,
-            deadLetterPath: deadLetter,
-            metricsInterval: .milliseconds(Int(max(0.05, metricsInterval) * 1000)), metricsHTTP: metricsHTTP,
-            gracePeriod: .milliseconds(Int(grace * 1000)))
+        let configuration = options.configuration(
+            for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
+            events: topology.broker.events, eventsRequired: false)
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(
                 configuration: configuration,
-            workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
+                workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
                 workerTemplate: WorkerConfiguration(brokerEndpoint: "", slots: slots, workingDirectory: directory))
         } catch {
             fail("error \(error.message)")
         }
         let trap = SignalTrap { cluster.stop() }
-        let showProgress = !quiet && !json && isatty(2) != 0
+        let showProgress = !quiet && !options.json && isatty(2) != 0
         let name = topology.name
         var onProgress: (@Sendable (RunProgress) -> Void)?
         if showProgress {
@@ -111,13 +79,6 @@ struct RunCommand: ParsableCommand {
         }
         _ = trap
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
-        } else {
-            FileHandle.standardError.write(Data((RunReport.summary(summary, sink: topology.sink) + "\n").utf8))
-        }
-        if summary.exitCode != 0 { throw ExitCode(summary.exitCode) }
+        try options.finish(with: summary, sink: topology.sink)
     }
 }
