@@ -16,9 +16,9 @@ import Darwin
     }
 
     @Test func sigkillOfOneOfTwoWorkersLosesAndDuplicatesNothing() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lancompute-kill-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let directory = URL(fileURLWithPath: harness.path(""))
 
         let count = 100_000
         let input = (1...count).map { String(format: "item-%06d", $0) }
@@ -47,35 +47,35 @@ import Darwin
               heartbeat-interval: 200ms
             """.write(to: directory.appendingPathComponent("topology.yaml"), atomically: true, encoding: .utf8)
 
-        let dispatch = "ipc://\(directory.path)/dispatch"
-        let aggregator = "ipc://\(directory.path)/aggregator"
-        let broker = try CLIProcess(["broker", "topology.yaml", "--bind", dispatch, "--aggregator", aggregator, "--events", "none", "--json"],
-                               directory: directory, name: "broker")
-        let survivor = try CLIProcess(["worker", "--broker", dispatch], directory: directory, name: "worker-1")
-        let victim = try CLIProcess(["worker", "--broker", dispatch], directory: directory, name: "worker-2")
-        _ = survivor
+        let dispatch = harness.ipc("dispatch")
+        let broker = try harness.lancompute("broker", [
+            "broker", harness.path("topology.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"),
+            "--events", "none", "--json",
+        ])
+        try harness.lancompute("worker-1", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
+        let victim = try harness.lancompute("worker-2", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
 
         // Kill one worker once the run is well under way, with items certainly in flight on it.
         let sink = directory.appendingPathComponent("out.txt").path
         let start = ContinuousClock.now
-        while Self.lineCount(sink) < count / 5 && ContinuousClock.now - start < .seconds(120) && broker.process.isRunning {
+        while Self.lineCount(sink) < count / 5 && ContinuousClock.now - start < .seconds(120) && broker.isRunning {
             Thread.sleep(forTimeInterval: 0.02)
         }
         let before = Self.lineCount(sink)
-        victim.kill(SIGKILL)
+        victim.signal(SIGKILL)
         #expect(before < count, "the run finished before the worker could be killed; the test proves nothing")
 
         let status = broker.wait(timeout: .seconds(180))
-        #expect(status == 0, "broker exit status \(String(describing: status)); log:\n\(broker.output)")
+        #expect(status == 0, "broker exit status \(String(describing: status)); log:\n\(harness.transcripts)")
 
         let lines = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(lines.count == count, "sink has \(lines.count) lines, expected \(count)")
         #expect(Set(lines).count == lines.count, "duplicates in the sink")
         #expect(Set(lines) == Set(input.map { "done:" + $0 }))
-        let summary = broker.output.split(separator: "\n").last { $0.hasPrefix("{") }
+        let summary = broker.standardOutput.split(separator: "\n").last { $0.hasPrefix("{") }
         let json = try #require(summary.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
         #expect(json["itemsOut"] as? Int == count)
         #expect(json["deadLettered"] as? Int == 0)
-        #expect(broker.output.contains("sent again"), "the broker never noticed the dead worker; log:\n\(broker.output)")
+        #expect(broker.standardError.contains("sent again"), "the broker never noticed the dead worker; log:\n\(harness.transcripts)")
     }
 }

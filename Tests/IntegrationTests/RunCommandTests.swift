@@ -7,17 +7,11 @@ import Testing
     /// The repository root, found from this file's path.
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    static func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lancompute-run-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
-
-    /// Runs the CLI to completion; returns its exit status and output.
-    static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
-        let child = try CLIProcess(arguments, directory: directory, name: "run-\(UUID().uuidString.prefix(6))")
+    /// Runs the CLI to completion; returns its exit status and everything it printed.
+    static func run(_ arguments: [String], in harness: ProcessHarness) throws -> (status: Int32, output: String) {
+        let child = try harness.lancompute("run-\(UUID().uuidString.prefix(6))", arguments)
         let status = child.wait(timeout: .seconds(120))
-        return (status ?? -1, child.output)
+        return (status ?? -1, child.standardOutput + child.standardError)
     }
 
     static func jsonLines(_ path: String) throws -> [[String: Any]] {
@@ -27,11 +21,12 @@ import Testing
     }
 
     @Test func wordcountMatchesAReferenceCount() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let directory = URL(fileURLWithPath: harness.path(""))
         let output = directory.appendingPathComponent("counts.jsonl").path
         let topology = Self.root.appendingPathComponent("Topologies/wordcount.yaml").path
-        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2"], in: directory)
+        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2"], in: harness)
         #expect(result.status == 0, "\(result.output)")
 
         // The reference: maximal runs of Unicode letters or digits, lowercased.
@@ -51,8 +46,9 @@ import Testing
     }
 
     @Test func threeStageDAGFeedsEachBranchACopy() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let directory = URL(fileURLWithPath: harness.path(""))
         try (1...500).map { "line \($0)" }.joined(separator: "\n").write(to: directory.appendingPathComponent("in.txt"), atomically: true, encoding: .utf8)
         try """
             version: 1
@@ -72,7 +68,7 @@ import Testing
               file: out.txt
               format: lines
             """.write(to: directory.appendingPathComponent("dag.yaml"), atomically: true, encoding: .utf8)
-        let result = try Self.run(["run", "dag.yaml", "--events", "none", "--json"], in: directory)
+        let result = try Self.run(["run", harness.path("dag.yaml"), "--events", "none", "--json"], in: harness)
         #expect(result.status == 0, "\(result.output)")
         let lines = Set(try String(contentsOfFile: directory.appendingPathComponent("out.txt").path, encoding: .utf8).split(separator: "\n").map(String.init))
         #expect(lines.count == 1000)
@@ -83,8 +79,9 @@ import Testing
     }
 
     @Test func poisonItemsAreDeadLetteredWhileTheRestComplete() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let directory = URL(fileURLWithPath: harness.path(""))
         let items = (1...300).map { $0 % 30 == 0 ? "poison \($0)" : "fine \($0)" }
         try items.joined(separator: "\n").write(to: directory.appendingPathComponent("in.txt"), atomically: true, encoding: .utf8)
         try """
@@ -110,7 +107,7 @@ import Testing
               file: out.txt
               format: lines
             """.write(to: directory.appendingPathComponent("poison.yaml"), atomically: true, encoding: .utf8)
-        let result = try Self.run(["run", "poison.yaml", "--events", "none"], in: directory)
+        let result = try Self.run(["run", harness.path("poison.yaml"), "--events", "none"], in: harness)
         #expect(result.status == 1, "a run with dead-lettered items exits 1: \(result.output)")
         let out = try String(contentsOfFile: directory.appendingPathComponent("out.txt").path, encoding: .utf8).split(separator: "\n")
         #expect(out.count == 290)
@@ -122,11 +119,12 @@ import Testing
     }
 
     @Test func invalidTopologyFailsWithLocatedErrors() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let directory = URL(fileURLWithPath: harness.path(""))
         try "version: 1\nname: x\nsource: {stdin: true}\nstages:\n  - name: a\n    builtin: nope\nsink: {stdout: true}\n"
             .write(to: directory.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
-        let result = try Self.run(["run", "bad.yaml"], in: directory)
+        let result = try Self.run(["run", harness.path("bad.yaml")], in: harness)
         #expect(result.status == 1)
         #expect(result.output.contains("bad.yaml:6:"))
         #expect(result.output.contains("error LC1"))
@@ -134,10 +132,10 @@ import Testing
     }
 
     @Test func missingSourceFileIsAClearError() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
         let topology = Self.root.appendingPathComponent("Topologies/checksum.yaml").path
-        let result = try Self.run(["run", topology, "--input", "no-such-file.txt", "--output", "x.txt", "--events", "none"], in: directory)
+        let result = try Self.run(["run", topology, "--input", harness.path("no-such-file.txt"), "--output", harness.path("x.txt"), "--events", "none"], in: harness)
         #expect(result.status != 0)
         #expect(result.output.contains("LC2010"), "\(result.output)")
         #expect(result.output.contains("no-such-file.txt"))
