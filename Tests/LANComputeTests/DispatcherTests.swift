@@ -211,6 +211,31 @@ import Testing
         #expect(try requests(to: [1], in: dispatcher).flatMap(\.items).count == 1)
     }
 
+    @Test func itemsFromAHighPriorityBranchGoFirstWhereBranchesMeet() throws {
+        let dispatcher = Dispatcher(topology: topology([
+            StageSpec(name: "bulk", handler: .external),
+            StageSpec(name: "urgent", handler: .external, priority: 5),
+            StageSpec(name: "merge", handler: .external, from: ["bulk", "urgent"]),
+        ]))
+        // Both entry stages read the source; their outputs meet in `merge`.
+        for service in ["bulk", "urgent"] {
+            dispatcher.handle(.ready(service: service, capabilities: lanCompute(credit: 10, batch: 10, node: service)), from: Array(service.utf8), now: start)
+        }
+        dispatcher.accept(id: 1, payload: [1], now: start)
+        dispatcher.dispatch(now: start)
+        let bulk = try #require(dispatcher.inFlight.values.first { $0.item.stage == 0 }?.item)
+        let urgent = try #require(dispatcher.inFlight.values.first { $0.item.stage == 1 }?.item)
+        #expect(bulk.priority == 0 && urgent.priority == 5)
+        // The bulk branch answers first, yet the urgent branch's output is dispatched first in `merge`.
+        dispatcher.handle(reply([ItemOutcome(id: bulk.id, attempt: 1, status: .completed(outputs: [Array("b".utf8)]))]), from: Array("bulk".utf8), now: start)
+        dispatcher.handle(reply([ItemOutcome(id: urgent.id, attempt: 1, status: .completed(outputs: [Array("u".utf8)]))]), from: Array("urgent".utf8), now: start)
+        dispatcher.handle(.ready(service: "merge", capabilities: lanCompute(credit: 10, batch: 10, node: "m")), from: [9], now: start)
+        dispatcher.effects.removeAll()
+        dispatcher.dispatch(now: start)
+        let order = try requests(to: [9], in: dispatcher).flatMap(\.items).map(\.payload)
+        #expect(order == [Array("u".utf8), Array("b".utf8)])
+    }
+
     @Test func queuedItemsPastTheirDeadlineAreDeadLettered() {
         let dispatcher = Dispatcher(topology: topology([StageSpec(name: "a", handler: .external, deadline: .milliseconds(100))]))
         dispatcher.accept(id: 1, payload: [], now: start)

@@ -200,6 +200,8 @@ final class Dispatcher {
         item.enqueuedAt = now
         if let deadline = stages[item.stage].spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
         if item.attempts == 0 {
+            // Priority flows downstream: an item carries the highest priority of the stages it passed.
+            item.priority = max(item.priority, Int16(clamping: stages[item.stage].spec.priority))
             stages[item.stage].counters.received += 1
             observer?.itemReceived(stage: item.stage)
             if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
