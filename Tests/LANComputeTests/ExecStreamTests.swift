@@ -38,6 +38,12 @@ import Testing
             else:
                 print(json.dumps(line.split()), flush=True)
         """,
+        "chatty.py": """
+        import sys
+        for line in sys.stdin:
+            sys.stdout.write(line + line if line.strip() == "twice" else line)
+            sys.stdout.flush()
+        """,
         "pid.py": """
         import os, sys
         for line in sys.stdin:
@@ -134,6 +140,19 @@ import Testing
         #expect(garbage?.message.contains("\"not json\"") == true, "\(String(describing: garbage))")
         // The child stayed in step: the next answer is the next item's.
         #expect(try handler.process("d".bytes) == ["d".bytes])
+    }
+
+    @Test func twoLinesForOneItemFailAndRestartTheChild() throws {
+        let (handler, directory) = try makeHandler("chatty.py")
+        defer {
+            handler.close()
+            directory.remove()
+        }
+        #expect(try handler.process("once".bytes) == ["once".bytes])
+        let chatty = failure { _ = try handler.process("twice".bytes) }
+        #expect(chatty?.message.contains("more than one line") == true, "\(String(describing: chatty))")
+        // The new child is in step again.
+        #expect(try handler.process("after".bytes) == ["after".bytes])
     }
 
     @Test func itemsWithNewlinesAreRefused() throws {
