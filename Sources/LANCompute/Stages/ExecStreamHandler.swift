@@ -76,8 +76,9 @@ final class ExecStreamHandler: StageHandler {
         case .extraOutput:
             child.terminate()
             message =
-                "stage '\(stageName)': the child (pid \(child.processIdentifier)) wrote more than one line for one "
-                + "item, but stream mode needs exactly one line per item; it was killed and a new one starts for the next item"
+                "stage '\(stageName)': the child (pid \(child.processIdentifier)) wrote more than one line for "
+                + "one item, but stream mode needs exactly one line per item; it was killed and a new one starts "
+                + "for the next item"
         case .stdoutClosed, .stdinClosed:
             // It is going away: let it finish so that its exit status and last words are known.
             if !child.waitForExit(until: .after(Self.settleTime)) { child.terminate() }
