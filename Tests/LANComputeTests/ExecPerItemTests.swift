@@ -160,23 +160,3 @@ import Testing
         #expect(mismatches.value == 0)
     }
 }
-
-/// A count shared by the threads of one test.
-///
-/// `@unchecked Sendable`: `count` is only touched under `lock`.
-private final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-
-    func add() {
-        lock.lock()
-        count += 1
-        lock.unlock()
-    }
-
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
-}
