@@ -131,4 +131,32 @@ import Testing
             #expect(try handler.process([]) == ["hi True".bytes])
         }
     }
+
+    @Test func concurrentSlotsDoNotInheritEachOthersPipes() {
+        // If a child inherited another slot's stdin pipe, that `cat` would never see end of
+        // file while the long-lived stream children run, and would hit its timeout.
+        let mismatches = Counter()
+        DispatchQueue.concurrentPerform(iterations: 4) { slot in
+            guard
+                let perItem = try? makeHandler(["cat"], timeout: .seconds(10)),
+                let stream = try? StageHandlers.make(
+                    for: .exec("stream", ["cat"], mode: .stream, timeout: .seconds(10)), swiftFunctions: [:],
+                    workingDirectory: NSTemporaryDirectory())
+            else {
+                mismatches.add()
+                return
+            }
+            defer {
+                perItem.close()
+                stream.close()
+            }
+            for index in 0..<25 {
+                let item = "slot \(slot) item \(index)".bytes
+                if (try? perItem.process(item)) != [item] || (try? stream.process(item)) != [item] {
+                    mismatches.add()
+                }
+            }
+        }
+        #expect(mismatches.value == 0)
+    }
 }

@@ -38,6 +38,12 @@ import Testing
             else:
                 print(json.dumps(line.split()), flush=True)
         """,
+        "chatty.py": """
+        import sys
+        for line in sys.stdin:
+            sys.stdout.write(line + line if line.strip() == "twice" else line)
+            sys.stdout.flush()
+        """,
         "pid.py": """
         import os, sys
         for line in sys.stdin:
@@ -108,7 +114,8 @@ import Testing
     }
 
     @Test func hangTimesOutThenANewChildServesTheNextItem() throws {
-        let (handler, directory) = try makeHandler("hang.py", timeout: .milliseconds(500))
+        // The timeout covers each attempt, the child's start included: 2 s leaves room on a busy machine.
+        let (handler, directory) = try makeHandler("hang.py", timeout: .seconds(2))
         defer {
             handler.close()
             directory.remove()
@@ -116,8 +123,8 @@ import Testing
         #expect(try handler.process("x".bytes) == ["x".bytes])
         let start = ContinuousClock.now
         let hang = failure { _ = try handler.process("hang".bytes) }
-        #expect(ContinuousClock.now - start < .seconds(5))
-        #expect(hang?.message.contains("did not answer within 500ms") == true, "\(String(describing: hang))")
+        #expect(ContinuousClock.now - start < .seconds(8))
+        #expect(hang?.message.contains("did not answer within 2s") == true, "\(String(describing: hang))")
         #expect(try handler.process("y".bytes) == ["y".bytes])
     }
 
@@ -133,6 +140,19 @@ import Testing
         #expect(garbage?.message.contains("\"not json\"") == true, "\(String(describing: garbage))")
         // The child stayed in step: the next answer is the next item's.
         #expect(try handler.process("d".bytes) == ["d".bytes])
+    }
+
+    @Test func twoLinesForOneItemFailAndRestartTheChild() throws {
+        let (handler, directory) = try makeHandler("chatty.py")
+        defer {
+            handler.close()
+            directory.remove()
+        }
+        #expect(try handler.process("once".bytes) == ["once".bytes])
+        let chatty = failure { _ = try handler.process("twice".bytes) }
+        #expect(chatty?.message.contains("more than one line") == true, "\(String(describing: chatty))")
+        // The new child is in step again.
+        #expect(try handler.process("after".bytes) == ["after".bytes])
     }
 
     @Test func itemsWithNewlinesAreRefused() throws {

@@ -1,5 +1,6 @@
 // Checks how keys are taken from items for group-by and keyed aggregates.
 
+import Foundation
 import Testing
 @testable import LANCompute
 
@@ -34,6 +35,19 @@ import Testing
         #expect(key(.regex(pattern: #"user=(\w+)"#, group: 3), "user=ada") == nil)
         #expect(key(.regex(pattern: "(a)|(b)", group: 2), "a") == nil)
         #expect(key(.regex(pattern: "(unclosed", group: 0), "(unclosed") == nil)
+    }
+
+    @Test func samePatternWithDifferentGroupsOnManyThreads() {
+        let mismatches = Counter()
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            for index in 0..<200 {
+                let item = "user=u\(thread) id=\(index)".bytes
+                let user = KeyExtractor.regex(pattern: #"user=(\w+) id=(\d+)"#, group: 1).key(of: item)
+                let id = KeyExtractor.regex(pattern: #"user=(\w+) id=(\d+)"#, group: 2).key(of: item)
+                if user?.text != "u\(thread)" || id?.text != "\(index)" { mismatches.add() }
+            }
+        }
+        #expect(mismatches.value == 0)
     }
 
     @Test func whitespaceFields() {

@@ -49,3 +49,23 @@ extension Array where Element == UInt8 {
 extension String {
     var bytes: [UInt8] { Array(utf8) }
 }
+
+/// A count shared by the threads of one test.
+///
+/// `@unchecked Sendable`: `count` is only touched under `lock`.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    func add() {
+        lock.lock()
+        count += 1
+        lock.unlock()
+    }
+
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return count
+    }
+}

@@ -57,7 +57,8 @@ struct ResolvedCommand: Sendable, Equatable {
                 .map { "\($0)/\(program)" }
                 .first(where: isExecutableFile)
             guard let found else {
-                return .failure(StageFailure("stage '\(stageName)': '\(program)' was not found on PATH on this machine"))
+                return .failure(
+                    StageFailure("stage '\(stageName)': '\(program)' was not found on PATH on this machine"))
             }
             executable = absolute(found, relativeTo: directory)
         }
@@ -97,7 +98,8 @@ final class ChildProcess {
     private(set) var stdin: Int32 = -1
     /// Our end of the child's standard output (non-blocking); -1 once closed.
     private(set) var stdout: Int32 = -1
-    /// Our end of the child's standard error (blocking, for a reader thread, or non-blocking); -1 once handed over or closed.
+    /// Our end of the child's standard error (blocking for a reader thread, or non-blocking);
+    /// -1 once handed over or closed.
     private(set) var stderr: Int32 = -1
     private let exited = DispatchSemaphore(value: 0)
     private var reaped = false
@@ -177,7 +179,8 @@ final class ChildProcess {
         let finished: Bool
         if let instant = deadline.instant {
             let left = ContinuousClock.now.duration(to: instant)
-            let nanoseconds = max(0, left.components.seconds * 1_000_000_000 + left.components.attoseconds / 1_000_000_000)
+            let (seconds, attoseconds) = left.components
+            let nanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             finished = exited.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds))) == .success
         } else {
             exited.wait()

@@ -122,7 +122,8 @@ final class ExecPerItemHandler: StageHandler {
     }
 
     private func writeItemFile(_ item: [UInt8]) throws(StageFailure) -> String {
-        var template = Array((NSTemporaryDirectory() + "/lancompute-item-XXXXXX").utf8CString)
+        let pattern = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("lancompute-item-XXXXXX")
+        var template = Array(pattern.path.utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw StageFailure("stage '\(stageName)': could not create a temp file for the item (errno \(errno))")

@@ -36,9 +36,11 @@ final class ExecStreamHandler: StageHandler {
         let deadline = AttemptDeadline(timeout: timeout)
         let child = try runningChild()
         let line: [UInt8]
-        do {
+        do throws(RunningChild.Problem) {
             try child.send(item, until: deadline)
             line = try child.receiveLine(until: deadline)
+            // Nothing was asked since this item; more bytes mean more than one line for it.
+            if child.hasUnreadOutput { throw RunningChild.Problem.extraOutput }
         } catch {
             running = nil
             throw describe(error, of: child)
@@ -71,6 +73,12 @@ final class ExecStreamHandler: StageHandler {
             message =
                 "stage '\(stageName)': the child (pid \(child.processIdentifier)) did not answer within "
                 + "\(timeout?.shortDescription ?? "its timeout"); it was killed and a new one starts for the next item"
+        case .extraOutput:
+            child.terminate()
+            message =
+                "stage '\(stageName)': the child (pid \(child.processIdentifier)) wrote more than one line for "
+                + "one item, but stream mode needs exactly one line per item; it was killed and a new one starts "
+                + "for the next item"
         case .stdoutClosed, .stdinClosed:
             // It is going away: let it finish so that its exit status and last words are known.
             if !child.waitForExit(until: .after(Self.settleTime)) { child.terminate() }
@@ -109,6 +117,8 @@ private final class RunningChild {
         case timedOut
         case stdoutClosed
         case stdinClosed
+        /// More than one line came back for one item: the child is out of step.
+        case extraOutput
     }
 
     let child: ChildProcess
@@ -121,6 +131,8 @@ private final class RunningChild {
         self.child = child
         self.stderr = stderr
     }
+
+    var hasUnreadOutput: Bool { !unread.isEmpty }
 
     /// Writes `item` and "\n" to the child's standard input.
     func send(_ item: [UInt8], until deadline: AttemptDeadline) throws(Problem) {

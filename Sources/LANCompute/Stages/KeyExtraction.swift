@@ -1,11 +1,19 @@
 // How the key of an item is found, for group-by placement and keyed aggregates.
 
+import Foundation
+
 /// A key extractor made ready once (its regular expression compiled) and applied to many items.
 ///
 /// Not `Sendable`, because a compiled `Regex` is not: make one per thread that extracts keys.
 public struct CompiledKeyExtractor {
     public let extractor: KeyExtractor
     private let regex: Regex<AnyRegexOutput>?
+
+    /// Uses a regular expression compiled already (for `.regex` extractors).
+    init(_ extractor: KeyExtractor, compiledRegex: Regex<AnyRegexOutput>) {
+        self.extractor = extractor
+        regex = compiledRegex
+    }
 
     /// Compiles `extractor`; throws if its regular expression does not compile.
     public init(_ extractor: KeyExtractor) throws(StageFailure) {
@@ -63,9 +71,42 @@ public struct CompiledKeyExtractor {
 extension KeyExtractor {
     /// The key of `item`, or nil when it has none (see `CompiledKeyExtractor.key(of:)`).
     ///
-    /// This compiles a regular expression on every call; for many items make a
-    /// `CompiledKeyExtractor` once. An invalid pattern gives no key.
+    /// A regular expression is compiled once per thread and pattern and kept for the thread's
+    /// later calls, so this is cheap on a hot path too. An invalid pattern gives no key.
     public func key(of item: [UInt8]) -> [UInt8]? {
-        (try? CompiledKeyExtractor(self))?.key(of: item)
+        guard case .regex(let pattern, _) = self else {
+            return (try? CompiledKeyExtractor(self))?.key(of: item)
+        }
+        guard let regex = CompiledRegexCache.regex(for: pattern) else { return nil }
+        return CompiledKeyExtractor(self, compiledRegex: regex).key(of: item)
+    }
+}
+
+/// Compiled key extractors with regular expressions, per thread, since a compiled `Regex` may
+/// not be shared between threads.
+private enum CompiledRegexCache {
+    /// Patterns come from topology files, so a thread sees few; the bound guards against misuse.
+    private static let limit = 64
+    private static let dictionaryKey = "lancompute.stages.compiled-key-regexes"
+
+    final class Entries {
+        var byPattern: [String: Regex<AnyRegexOutput>?] = [:]
+    }
+
+    /// The compiled `pattern`, nil if it does not compile.
+    static func regex(for pattern: String) -> Regex<AnyRegexOutput>? {
+        let dictionary = Thread.current.threadDictionary
+        let entries: Entries
+        if let existing = dictionary[dictionaryKey] as? Entries {
+            entries = existing
+        } else {
+            entries = Entries()
+            dictionary[dictionaryKey] = entries
+        }
+        if let cached = entries.byPattern[pattern] { return cached }
+        if entries.byPattern.count >= limit { entries.byPattern.removeAll() }
+        let compiled = try? Regex(pattern)
+        entries.byPattern[pattern] = .some(compiled)
+        return compiled
     }
 }

@@ -105,11 +105,14 @@ public struct SinkAggregator {
         case .lines:
             return key + "\t" + value
         case .jsonl:
-            return "{" + StageJSON.quoted(sink.keyName) + ":" + StageJSON.quoted(key) + ",\"" + field + "\":" + value + "}"
+            // By hand, so that the key comes first: JSONSerialization does not keep key order.
+            return "{\(StageJSON.quoted(sink.keyName)):\(StageJSON.quoted(key)),\"\(field)\":\(value)}"
         }
     }
 
-    private static func descendingThenByKey<Value: Comparable>(_ left: (key: String, value: Value), _ right: (key: String, value: Value)) -> Bool {
+    private static func descendingThenByKey<Value: Comparable>(
+        _ left: (key: String, value: Value), _ right: (key: String, value: Value)
+    ) -> Bool {
         if left.value != right.value { return left.value > right.value }
         return left.key.utf8.lexicographicallyPrecedes(right.key.utf8)
     }
