@@ -116,17 +116,4 @@ import Testing
         #expect(makeFailure("upper", ["mode": "x"])?.message.contains("has no option 'mode'") == true)
         #expect(makeFailure("nope")?.message.contains("unknown builtin 'nope'") == true)
     }
-
-    @Test func durationLiterals() {
-        #expect(parseDurationLiteral("250ms") == .milliseconds(250))
-        #expect(parseDurationLiteral("2s") == .seconds(2))
-        #expect(parseDurationLiteral("1.5s") == .milliseconds(1500))
-        #expect(parseDurationLiteral("3m") == .seconds(180))
-        #expect(parseDurationLiteral("1h") == .seconds(3600))
-        #expect(parseDurationLiteral("10us") == .microseconds(10))
-        #expect(parseDurationLiteral("0s") == .zero)
-        for bad in ["", "s", "10", "-1s", "1.s", ".5s", "1 fortnight", "1e3s", "abc"] {
-            #expect(parseDurationLiteral(bad) == nil, "\(bad)")
-        }
-    }
 }

@@ -86,7 +86,7 @@ enum Builtins {
             }
         case "sleep":
             let literal = options["duration"]!
-            guard let duration = parseDurationLiteral(literal) else {
+            guard let duration = DurationLiteral.parse(literal) else {
                 throw StageFailure(
                     "stage '\(stageName)': builtin 'sleep' option 'duration' must look like \"250ms\", \"2s\" "
                         + "or \"1.5s\", not '\(literal)'")
