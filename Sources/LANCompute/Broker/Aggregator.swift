@@ -184,7 +184,8 @@ struct SinkWriter {
             closeFile = true
         case .push(let endpoint):
             let socket = try Socket(.push, context: context)
-            try socket.set(.linger, nil)
+            // Bounded: a sink consumer that went away must not keep the broker from exiting.
+            try socket.set(.linger, .seconds(10))
             do {
                 try socket.connect(endpoint)
             } catch {

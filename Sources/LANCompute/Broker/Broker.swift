@@ -401,6 +401,7 @@ final class BrokerLoop: DispatchObserver {
             var topology = configuration.topology
             topology.broker.aggregator = endpoints.aggregator
             topology.broker.bind = endpoints.dispatch
+            topology.broker.events = endpoints.events ?? "none"
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }

@@ -365,7 +365,8 @@ final class Dispatcher {
         case .heartbeat:
             break
         case .disconnect:
-            removeWorker(peer, reason: "disconnected", now: now, countAttempt: true)
+            // A worker that says goodbye did not fail its items: they go back without using an attempt.
+            removeWorker(peer, reason: "disconnected", now: now, countAttempt: false)
         case .request:
             effects.append(.protocolError(peer: peer, reason: "LC3002: REQUEST sent by a worker"))
         case .reply(let client, let body):
