@@ -3,6 +3,12 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 @Suite(.timeLimit(.minutes(3))) struct RunCommandTests {
     /// The repository root, found from this file's path.
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -116,6 +122,46 @@ import Testing
         #expect(Set(deadLetters.compactMap { $0["item"] as? String }) == Set(items.filter { $0.hasPrefix("poison") }))
         #expect(deadLetters.allSatisfy { $0["attempts"] as? Int == 3 && $0["stage"] as? String == "picky" })
         #expect(deadLetters.allSatisfy { ($0["stderr"] as? String)?.contains("cannot digest") == true })
+    }
+
+    @Test func interruptedRunAccountsForEveryItemItAccepted() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let lines = (1...3000).map { "item \($0)" }
+        try lines.joined(separator: "\n").write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
+        try """
+            version: 1
+            name: slow
+            source:
+              file: in.txt
+            stages:
+              - name: nap
+                builtin: sleep
+                options: {duration: 5ms}
+            sink:
+              file: out.txt
+              format: lines
+            """.write(toFile: harness.path("slow.yaml"), atomically: true, encoding: .utf8)
+        let run = try harness.lancompute("run", ["run", harness.path("slow.yaml"), "--events", "none", "--grace", "1", "--json"])
+        let start = ContinuousClock.now
+        while RunCommandTests.lines(harness.path("out.txt")).count < 50 && ContinuousClock.now - start < .seconds(30) {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        run.signal(SIGINT)
+        #expect(run.wait(timeout: .seconds(30)) == 1, "\(harness.transcripts)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
+        #expect(summary["interrupted"] as? Bool == true)
+        let read = try #require(summary["itemsIn"] as? Int)
+        let sink = RunCommandTests.lines(harness.path("out.txt"))
+        let deadLetters = try Self.jsonLines(harness.path("out.dead-letter.jsonl")).compactMap { $0["item"] as? String }
+        #expect(sink.count < read, "the run finished before it was interrupted; the test proves nothing")
+        #expect(Set(sink).isDisjoint(with: deadLetters))
+        #expect(sink.count + deadLetters.count == read)
+        #expect(Set(sink + deadLetters) == Set(lines.prefix(read)))
+    }
+
+    static func lines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
     @Test func invalidTopologyFailsWithLocatedErrors() throws {

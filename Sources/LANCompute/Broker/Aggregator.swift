@@ -133,6 +133,12 @@ struct Aggregator: Sendable {
                 case UInt8(ascii: "F"):
                     // Everything acknowledged is already here; late duplicates may still sit in the PULL queue.
                     while let late = try pull.tryReceiveMultipart() { try take(late) }
+                    if !acks.isEmpty {
+                        // The broker still counts these as unconfirmed: tell it before finishing.
+                        try writer.flush()
+                        try control.send(multipart: [AggregatorMessage.ids(acks)])
+                        acks.removeAll()
+                    }
                     if !aggregate.isStreaming {
                         for line in aggregate.finalLines() { try writer.write(line: line) }
                     }

@@ -579,6 +579,10 @@ final class BrokerLoop: DispatchObserver {
             while true {
                 let message = try control.receiveMultipart()
                 guard let first = message.first, let kind = first.first else { continue }
+                if kind == UInt8(ascii: "A") {
+                    dispatcher.acknowledge(AggregatorMessage.decodeIDs(first), now: .now)
+                    continue
+                }
                 if kind == UInt8(ascii: "D") {
                     outputs = Int(first[1...8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
                     break
@@ -589,6 +593,12 @@ final class BrokerLoop: DispatchObserver {
             throw error
         } catch {
             throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+        }
+        // An interrupted run still accounts for every item it accepted: what did not reach the
+        // sink is written to the dead-letter file, so it can be fed again.
+        if dispatcher.pending > 0 {
+            dispatcher.abandonAll(reason: interrupted
+                ? "the run was stopped before the item was finished" : "the run ended before the item was finished")
         }
         dispatcher.disconnectAll()
         flushEffects(now: .now)

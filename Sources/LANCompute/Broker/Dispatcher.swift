@@ -610,6 +610,22 @@ final class Dispatcher {
         }
     }
 
+    /// Dead-letters every item not yet finished — queued, pinned or in flight — with `reason`.
+    func abandonAll(reason: String) {
+        var items: [BrokerItem] = []
+        for stage in stages.indices { items += stages[stage].queue.drain() }
+        for worker in workers.values {
+            items += worker.pinned.drain()
+            worker.inFlight.removeAll()
+        }
+        items += inFlight.values.map(\.item)
+        inFlight.removeAll()
+        for item in items {
+            item.lastError = reason
+            deadLetter(item, reason: reason)
+        }
+    }
+
     /// Tells every worker to go (broker shutting down).
     func disconnectAll() {
         for peer in workers.keys { effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames)) }
