@@ -21,8 +21,13 @@ import Testing
     /// The REQUEST batches sent to `peer` since the effects were last cleared.
     func requests(to peer: PeerID, in dispatcher: Dispatcher) throws -> [RequestBatch] {
         try dispatcher.effects.compactMap { effect in
-            guard case .send(let target, let frames) = effect, target == peer,
-                  case .request(_, let body) = try WorkerMessage(frames: frames) else { return nil }
+            let frames: [[UInt8]]
+            switch effect {
+            case .send(let target, let sent) where target == peer: frames = sent
+            case .sendRouted(let target, let sent) where target == peer: frames = Array(sent.dropFirst())
+            default: return nil
+            }
+            guard case .request(_, let body) = try WorkerMessage(frames: frames) else { return nil }
             return try RequestBatch(frames: body)
         }
     }
@@ -154,7 +159,11 @@ import Testing
         dispatcher.effects.removeAll()
         dispatcher.dispatch(now: start)
         let sends = dispatcher.effects.compactMap { effect -> WorkerMessage? in
-            if case .send(_, let frames) = effect { return try? WorkerMessage(frames: frames) } else { return nil }
+            switch effect {
+            case .send(_, let frames): return try? WorkerMessage(frames: frames)
+            case .sendRouted(_, let frames): return try? WorkerMessage(frames: Array(frames.dropFirst()))
+            default: return nil
+            }
         }
         #expect(sends == [.request(client: ItemToken(id: 42, attempt: 1).bytes, body: [Array("hi".utf8)])])
         dispatcher.handle(.reply(client: ItemToken(id: 42, attempt: 1).bytes, body: [Array("ih".utf8)]), from: [5], now: start)

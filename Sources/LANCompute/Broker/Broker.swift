@@ -367,7 +367,11 @@ final class BrokerLoop: DispatchObserver {
             }
             let peer = frames[0]
             let body = frames[1...]
-            if body.count >= 2 && frames[2] == MDP.workerHeader {
+            // The commonest message, a REPLY, is decoded straight from the frames.
+            if frames.count >= 6 && frames[1].isEmpty && frames[2] == MDP.workerHeader
+                && frames[3] == [MDP.Command.reply.rawValue] && frames[5].isEmpty {
+                dispatcher.handleReply(from: peer, client: frames[4], body: frames[6...], now: now)
+            } else if body.count >= 2 && frames[2] == MDP.workerHeader {
                 do {
                     dispatcher.handle(try WorkerMessage(frames: body), from: peer, now: now)
                 } catch {
@@ -512,15 +516,9 @@ final class BrokerLoop: DispatchObserver {
     private func apply(_ effect: DispatchEffect, now: ContinuousClock.Instant) {
         switch effect {
         case .send(let peer, let frames):
-            do {
-                if try !router.trySend(multipart: [peer] + frames) {
-                    logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back")
-                    dispatcher.sendFailed(peer: peer, now: now)
-                }
-            } catch {
-                // EHOSTUNREACH: the peer disconnected. Its items go back to the queue.
-                dispatcher.sendFailed(peer: peer, now: now)
-            }
+            send(routed: [peer] + frames, to: peer, now: now)
+        case .sendRouted(let peer, let frames):
+            send(routed: frames, to: peer, now: now)
         case .deadLettered(let item, let stage, let reason):
             writeDeadLetter(item, stage: stage, reason: reason)
             telemetry.deadLettered(stage: stage, itemID: item.id, attempts: item.attempts, reason: reason)
@@ -536,6 +534,19 @@ final class BrokerLoop: DispatchObserver {
             telemetry.nodeLeft(node: node, reason: reason)
         case .protocolError(let peer, let reason):
             countProtocolError(peer: peer, reason: reason)
+        }
+    }
+
+    /// Sends frames whose first is the peer's routing id; a peer that is gone or not keeping up loses its items.
+    private func send(routed frames: [[UInt8]], to peer: PeerID, now: ContinuousClock.Instant) {
+        do {
+            if try !router.trySend(multipart: frames) {
+                logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back")
+                dispatcher.sendFailed(peer: peer, now: now)
+            }
+        } catch {
+            // EHOSTUNREACH: the peer disconnected. Its items go back to the queue.
+            dispatcher.sendFailed(peer: peer, now: now)
         }
     }
 

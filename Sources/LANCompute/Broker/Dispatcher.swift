@@ -42,6 +42,8 @@ struct ClientReturn {
 /// What the broker loop must do after the dispatcher changed state.
 enum DispatchEffect {
     case send(peer: PeerID, frames: [[UInt8]])
+    /// Like `send`, with the peer's routing id already the first frame (built in one go on the item path).
+    case sendRouted(peer: PeerID, frames: [[UInt8]])
     case deadLettered(item: BrokerItem, stageName: String, reason: String)
     case workerJoined(peer: PeerID, stageName: String, capabilities: Capabilities)
     case workerLeft(peer: PeerID, stageName: String, reason: String, requeued: Int)
@@ -320,13 +322,17 @@ final class Dispatcher {
             let groups = sent.contains { $0.client != nil }
                 ? [sent.filter { $0.client == nil }, sent.filter { $0.client != nil }] : [sent]
             for items in groups where !items.isEmpty {
-                let request = RequestBatch(items: items.map { item in
-                    RequestBatch.Item(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key), item.payload)
-                })
+                let header = RequestBatch.headerFrame(items.lazy.map { item in
+                    ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key)
+                }, count: items.count)
                 let address = items[0].client == nil
                     ? ItemToken(id: items[0].id, attempt: UInt16(clamping: items[0].attempts)).bytes
                     : MDP.clientItemsAddress
-                effects.append(.send(peer: worker.peer, frames: WorkerMessage.request(client: address, body: request.frames).frames))
+                // The REQUEST's frames, routing id first, built once: this is the item path.
+                var frames: [[UInt8]] = [worker.peer, [], MDP.workerHeader, [MDP.Command.request.rawValue], address, [], header]
+                frames.reserveCapacity(7 + items.count)
+                for item in items { frames.append(item.payload) }
+                effects.append(.sendRouted(peer: worker.peer, frames: frames))
             }
         } else {
             for item in sent {
@@ -370,21 +376,33 @@ final class Dispatcher {
         case .request:
             effects.append(.protocolError(peer: peer, reason: "LC3002: REQUEST sent by a worker"))
         case .reply(let client, let body):
+            handleReply(body[...], client: client, from: worker, now: now)
+        }
+    }
+
+    /// A REPLY's body, given as the frames after its empty frame (the broker's fast path skips
+    /// building a `WorkerMessage` for the commonest message).
+    func handleReply(from peer: PeerID, client: [UInt8], body: ArraySlice<[UInt8]>, now: ContinuousClock.Instant) {
+        guard let worker = workers[peer] else {
+            effects.append(.protocolError(peer: peer, reason: "LC3002: REPLY from a worker that never sent READY"))
+            effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
+            return
+        }
+        worker.lastSeen = now
+        handleReply(body, client: client, from: worker, now: now)
+    }
+
+    private func handleReply(_ body: ArraySlice<[UInt8]>, client: [UInt8], from worker: WorkerRecord, now: ContinuousClock.Instant) {
+        do {
             if worker.speaksLANCompute {
-                do {
-                    let reply = try ReplyBatch(frames: body)
-                    for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
-                } catch {
-                    effects.append(.protocolError(peer: peer, reason: "LC3001: bad REPLY: \(error)"))
-                }
+                let reply = try ReplyBatch(frames: body)
+                for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
             } else {
-                do {
-                    let token = try ItemToken(bytes: client)
-                    complete(ItemOutcome(id: token.id, attempt: token.attempt, status: .completed(outputs: body)), from: worker, now: now)
-                } catch {
-                    effects.append(.protocolError(peer: peer, reason: "LC3001: bad REPLY: \(error)"))
-                }
+                let token = try ItemToken(bytes: client)
+                complete(ItemOutcome(id: token.id, attempt: token.attempt, status: .completed(outputs: Array(body))), from: worker, now: now)
             }
+        } catch {
+            effects.append(.protocolError(peer: worker.peer, reason: "LC3001: bad REPLY: \(error)"))
         }
     }
 

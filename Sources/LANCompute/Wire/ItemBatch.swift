@@ -47,10 +47,18 @@ public struct RequestBatch: Equatable, Sendable {
     public init(items: [Item]) { self.items = items }
 
     public var frames: [[UInt8]] {
+        var frames = [Self.headerFrame(items.lazy.map(\.header), count: items.count)]
+        frames.reserveCapacity(items.count + 1)
+        for item in items { frames.append(item.payload) }
+        return frames
+    }
+
+    /// The item header frame for `count` items with these headers.
+    public static func headerFrame(_ headers: some Sequence<ItemHeader>, count: Int) -> [UInt8] {
         var header: [UInt8] = [Self.version]
-        header.reserveCapacity(5 + items.count * 24)
-        header.appendBigEndian(UInt32(items.count))
-        for item in items.lazy.map(\.header) {
+        header.reserveCapacity(5 + count * 24)
+        header.appendBigEndian(UInt32(count))
+        for item in headers {
             header.appendBigEndian(item.id)
             header.appendBigEndian(item.attempt)
             header.appendBigEndian(item.priority)
@@ -60,10 +68,7 @@ public struct RequestBatch: Equatable, Sendable {
             header.append(UInt8(min(item.traceparent.count, 255)))
             header += item.traceparent.prefix(255)
         }
-        var frames = [header]
-        frames.reserveCapacity(items.count + 1)
-        for item in items { frames.append(item.payload) }
-        return frames
+        return header
     }
 
     public init(frames body: [[UInt8]]) throws(WireError) {
@@ -152,6 +157,12 @@ public struct ReplyBatch: Equatable, Sendable {
     }
 
     public init(frames body: [[UInt8]]) throws(WireError) {
+        try self.init(frames: body[...])
+    }
+
+    /// Parses a reply body given as a slice (the frames after a REPLY's empty frame), without copying it.
+    public init(frames body: ArraySlice<[UInt8]>) throws(WireError) {
+        let base = body.startIndex
         guard let first = body.first else { throw WireError("reply body has no reply header frame") }
         var reader = ByteReader(first)
         let version = try reader.readUInt8("reply header version")
@@ -169,14 +180,14 @@ public struct ReplyBatch: Equatable, Sendable {
             switch status {
             case 0:
                 guard next + number <= body.count else { throw WireError("reply announces more output frames than it has") }
-                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: Array(body[next..<next + number]))))
+                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: Array(body[(base + next)..<(base + next + number)]))))
                 next += number
             case 1:
                 outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .deliveredToAggregator(count: number)))
             case 2:
                 guard number == 2, next + 2 <= body.count else { throw WireError("a failed outcome needs 2 error frames") }
-                let message = String(decoding: body[next], as: UTF8.self)
-                let stderr = String(decoding: body[next + 1], as: UTF8.self)
+                let message = String(decoding: body[base + next], as: UTF8.self)
+                let stderr = String(decoding: body[base + next + 1], as: UTF8.self)
                 outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .failed(message: message, stderr: stderr)))
                 next += 2
             default:
