@@ -141,7 +141,9 @@ enum RunReport {
         lines.append("  items out      \(formatCount(summary.itemsOut))\(sinkDescription(sink))")
         lines.append("  dead-lettered  \(formatCount(summary.deadLettered))\(summary.deadLetterPath.map { " -> \($0)" } ?? "")")
         if summary.unfinished > 0 { lines.append("  unfinished     \(formatCount(summary.unfinished))") }
-        lines.append(String(format: "  wall time      %.2f s", summary.wallSeconds))
+        lines.append(summary.wallSeconds < 1
+            ? String(format: "  wall time      %.1f ms", summary.wallSeconds * 1000)
+            : String(format: "  wall time      %.2f s", summary.wallSeconds))
         lines.append("  throughput     \(formatCount(Int(summary.itemsPerSecond))) items/s")
         lines.append(String(format: "  latency        p50 %.2f ms, p99 %.2f ms (source to sink)", summary.latencyP50Milliseconds, summary.latencyP99Milliseconds))
         if summary.protocolErrors > 0 { lines.append("  dropped frames \(formatCount(summary.protocolErrors)) (protocol errors)") }
