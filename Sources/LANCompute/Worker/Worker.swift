@@ -161,6 +161,8 @@ final class WorkerSession {
         var aggregated: [ItemOutcome] = []
         /// Items sent by MDP clients: answered in the REPLY even on a final stage.
         var clientItems: Set<UInt64> = []
+        /// A fast builtin with one slot runs on the I/O thread itself: no thread hand-off per batch.
+        var inlineHandler: (any StageHandler)?
     }
 
     let worker: Worker
@@ -254,15 +256,22 @@ final class WorkerSession {
             try dealer.connect(configuration.brokerEndpoint)
             try dealer.send(multipart: WorkerMessage.ready(service: spec.name, capabilities: capabilities).frames)
             let queue = JobQueue()
+            // A fast builtin with a single slot is cheaper to run right here than to hand to a thread
+            // (a builtin takes microseconds; heartbeats are hundreds of milliseconds apart).
+            var inlineHandler: (any StageHandler)?
+            if fast && slots == 1 {
+                inlineHandler = try? StageHandlers.make(
+                    for: spec, swiftFunctions: configuration.swiftFunctions, workingDirectory: configuration.workingDirectory)
+            }
             // Fast handlers take several waiting items at once and answer them in one message;
             // slow ones one at a time, so no answer waits behind another item's work.
             let takeLimit = fast ? 16 : 1
-            let threads = (0..<slots).map { slot in
+            let threads = inlineHandler != nil ? [] : (0..<slots).map { slot in
                 startSlot(spec: spec, stage: stages.count, slot: slot, queue: queue, takeLimit: takeLimit)
             }
             let now = ContinuousClock.now
             stages.append(StageRuntime(spec: spec, index: index, isFinal: finals.contains(spec.name), dealer: dealer,
-                                       queue: queue, threads: threads, lastHeard: now, lastSent: now))
+                                       queue: queue, threads: threads, lastHeard: now, lastSent: now, inlineHandler: inlineHandler))
             if finals.contains(spec.name) { needsAggregator = true }
             logger.info("serving stage \(spec.name) with \(slots) slot(s), credit \(credit)")
         }
@@ -372,6 +381,19 @@ final class WorkerSession {
                         if client == MDP.clientItemsAddress {
                             stages[position].clientItems.formUnion(batch.items.map(\.header.id))
                         }
+                        if let handler = stages[position].inlineHandler {
+                            for item in batch.items {
+                                let status: ItemOutcome.Status
+                                do {
+                                    status = .completed(outputs: try handler.process(item.payload))
+                                } catch {
+                                    let failure = error
+                                    status = .failed(message: failure.message, stderr: failure.stderr ?? "")
+                                }
+                                record(ItemOutcome(id: item.header.id, attempt: item.header.attempt, status: status), at: position)
+                            }
+                            continue
+                        }
                         stages[position].queue.put(batch.items.map { item in
                             SlotJob(stage: position, id: item.header.id, attempt: item.header.attempt, payload: item.payload)
                         })
@@ -390,15 +412,7 @@ final class WorkerSession {
                     guard frames.count >= 2, frames[0].count == 4 else { continue }
                     let position = Int(frames[0].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
                     guard position < stages.count, let batch = try? ReplyBatch(frames: Array(frames[1...])) else { continue }
-                    for outcome in batch.outcomes {
-                        let fromClient = stages[position].clientItems.remove(outcome.id) != nil
-                        if stages[position].isFinal, !fromClient, case .completed(let outputs) = outcome.status {
-                            stages[position].aggregated.append(outcome)
-                            stages[position].outcomes.append(ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .deliveredToAggregator(count: outputs.count)))
-                        } else {
-                            stages[position].outcomes.append(outcome)
-                        }
-                    }
+                    for outcome in batch.outcomes { record(outcome, at: position) }
                 }
             }
             try flushReplies(now: now)
@@ -413,6 +427,18 @@ final class WorkerSession {
                     stages[position].lastSent = now
                 }
             }
+        }
+    }
+
+    /// Files an item's outcome for the next flush: a final stage's outputs go to the aggregator,
+    /// announced in the REPLY; a client's items and everything else are answered in the REPLY.
+    private func record(_ outcome: ItemOutcome, at position: Int) {
+        let fromClient = stages[position].clientItems.remove(outcome.id) != nil
+        if stages[position].isFinal, !fromClient, case .completed(let outputs) = outcome.status {
+            stages[position].aggregated.append(outcome)
+            stages[position].outcomes.append(ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .deliveredToAggregator(count: outputs.count)))
+        } else {
+            stages[position].outcomes.append(outcome)
         }
     }
 
@@ -441,7 +467,10 @@ final class WorkerSession {
     // MARK: Stop
 
     func close() {
-        for stage in stages { stage.queue.close() }
+        for stage in stages {
+            stage.queue.close()
+            stage.inlineHandler?.close()
+        }
         for stage in stages { stage.dealer.close() }
         results?.close()
         aggregator?.close()
