@@ -243,8 +243,8 @@ final class WorkerSession {
             let slots = max(1, configuration.slots ?? spec.replicas)
             let fast: Bool
             if case .builtin(let name, _) = spec.handler { fast = name != "sleep" } else { fast = false }
-            let credit = spec.credit ?? slots * (fast ? 64 : 4)
-            let batch = max(1, min(credit, fast ? 32 : slots))
+            let credit = spec.credit ?? slots * (fast ? 128 : 4)
+            let batch = max(1, min(credit, fast ? 64 : slots))
             let capabilities = NodeInfo.capabilities(node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch)
             if let unmet = spec.requires.unmetReason(capabilities) {
                 logger.info("not serving stage \(spec.name): \(unmet)")
