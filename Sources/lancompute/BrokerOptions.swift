@@ -82,7 +82,13 @@ struct PipelineRunOptions: ParsableArguments {
     @Flag(help: "Print the summary as one JSON object on standard output.")
     var json = false
 
+    @Option(name: .customLong("max-frame-size"), help: "Largest frame a peer may send, e.g. 64MiB; a larger one drops that connection.")
+    var maxFrameSize: String = "512MiB"
+
     func validate() throws {
+        guard let size = ByteSize.parse(maxFrameSize), size > 0 else {
+            throw ValidationError("--max-frame-size: '\(maxFrameSize)' is not a size such as 64MiB")
+        }
         if metricsInterval <= 0 { throw ValidationError("--metrics-interval must be more than 0 seconds") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
     }
@@ -91,11 +97,13 @@ struct PipelineRunOptions: ParsableArguments {
     func configuration(
         for topology: Topology, dispatch: String, aggregator: String, events: String, eventsRequired: Bool
     ) -> BrokerConfiguration {
-        BrokerConfiguration(
+        var configuration = BrokerConfiguration(
             topology: topology, dispatchEndpoint: dispatch, aggregatorEndpoint: aggregator,
             eventsEndpoint: events == "none" ? nil : events, eventsRequired: eventsRequired,
             deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(metricsInterval * 1000)),
             metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
+        configuration.maxFrameSize = Int64(ByteSize.parse(maxFrameSize) ?? 512 * 1024 * 1024)
+        return configuration
     }
 
     /// Prints the summary (JSON on standard output, or text on standard error) and exits as it says.

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import LANCompute
+import ZeroMQ
 
 @Suite(.timeLimit(.minutes(2))) struct LocalClusterTests {
     static func temporaryDirectory() throws -> URL {
@@ -60,6 +61,45 @@ import Testing
         #expect(first["attempts"] as? Int == 2)
     }
 
+    @Test func oversizedFramesDropTheirConnectionAndTheRunGoesOn() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let sink = directory.appendingPathComponent("out.txt").path
+        var topology = Topology(
+            name: "guarded", source: SourceSpec(kind: .pull(endpoint: "tcp://127.0.0.1:*")),
+            stages: [StageSpec(name: "nap", handler: .builtin(name: "identity", options: [:]))],
+            sink: SinkSpec(kind: .file(path: sink)))
+        topology.broker.bind = "tcp://127.0.0.1:*"
+        topology.broker.aggregator = "tcp://127.0.0.1:*"
+        var configuration = BrokerConfiguration(topology: topology, eventsEndpoint: nil, eventsRequired: false)
+        configuration.maxFrameSize = 4096
+        let cluster = try LocalCluster(configuration: configuration, workers: 1)
+        let ready = EndpointBox()
+        let result = ResultBox()
+        let thread = Thread { result.set(Result { try cluster.run(onReady: { ready.set($0.dispatch) }) }) }
+        thread.start()
+        let dispatch = try #require(ready.wait(timeout: .seconds(20)))
+
+        func ask(_ body: [UInt8], wait: Duration) throws -> [[UInt8]]? {
+            let client = try Socket(.dealer)
+            defer { client.close() }
+            try client.connect(dispatch)
+            try client.send(multipart: [[], Array("MDPC01".utf8), Array("nap".utf8), body])
+            guard try client.poll(.in, timeout: wait).contains(.in) else { return nil }
+            return try client.receiveMultipart()
+        }
+        // A request within the limit is served; one over it never reaches the broker: libzmq drops
+        // that connection on the frame's size, before any of it is buffered.
+        // (A pull source keeps the run going, so the answered request proves the broker was there.)
+        #expect(try ask([UInt8](repeating: 7, count: 1 << 20), wait: .seconds(3)) == nil)
+        #expect(try ask(Array("small".utf8), wait: .seconds(10)) == [[], Array("MDPC01".utf8), Array("nap".utf8), Array("small".utf8)])
+
+        cluster.stop()
+        let summary = try #require(result.wait(timeout: .seconds(60))).get()
+        #expect(summary.deadLettered == 0)
+        #expect(summary.protocolErrors == 0)
+    }
+
     @Test func swiftFunctionServesExternalStage() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -72,5 +112,27 @@ import Testing
         #expect(summary.itemsOut == 100)
         let lines = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(lines.contains(String(String(decoding: SourceReader.generated(index: 7, size: 12), as: UTF8.self).reversed())))
+    }
+}
+
+/// Hands the endpoint a starting broker bound from its thread to the test.
+final class EndpointBox: @unchecked Sendable {
+    // @unchecked Sendable: `value` is only touched while holding `condition`.
+    private let condition = NSCondition()
+    private var value: String?
+
+    func set(_ endpoint: String) {
+        condition.lock()
+        value = endpoint
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func wait(timeout: Duration) -> String? {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds))
+        while value == nil && condition.wait(until: deadline) {}
+        return value
     }
 }

@@ -44,6 +44,7 @@ struct AggregatorTotals: Sendable {
 struct Aggregator: Sendable {
     let sink: SinkSpec
     let bindEndpoint: String
+    let maxFrameSize: Int64
     /// A second endpoint for workers in the same process, when set.
     let inprocEndpoint: String?
     let context: Context
@@ -78,14 +79,17 @@ struct Aggregator: Sendable {
     private func serve(_ control: Socket) throws {
         let pull = try Socket(.pull, context: context)
         try pull.set(.receiveHighWaterMark, 10_000)
+        try pull.set(.maxMessageSize, maxFrameSize)
         do {
             try pull.bind(bindEndpoint)
-            if let inprocEndpoint { try pull.bind(inprocEndpoint) }
         } catch {
             throw AggregatorFailure("LC2002: cannot bind the aggregator endpoint \(bindEndpoint): \(error.code.message) (\(error.code.cName)); choose another with --aggregator")
         }
+        // Read back before the inproc bind, which would become the "last" endpoint.
+        let bound = try pull.lastEndpoint
+        if let inprocEndpoint { try pull.bind(inprocEndpoint) }
         var writer = try SinkWriter(sink: sink, context: context)
-        try control.send(multipart: [Array(("R" + (try pull.lastEndpoint)).utf8)])
+        try control.send(multipart: [Array(("R" + bound).utf8)])
 
         var seen = Set<UInt64>()
         var aggregate = SinkAggregator(sink)

@@ -31,6 +31,9 @@ public struct BrokerConfiguration: Sendable {
     /// When set, the dispatch ROUTER and the aggregator's PULL also bind `inproc://NAME-dispatch` and
     /// `inproc://NAME-aggregator`, for workers in the same process and context (``LocalCluster``).
     public var inprocName: String?
+    /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
+    /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
+    public var maxFrameSize: Int64 = 512 * 1024 * 1024
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -198,12 +201,14 @@ final class BrokerLoop: DispatchObserver {
         do {
             router = try Socket(.router, context: context)
             try router.set(.routerMandatory, true)
+            try router.set(.maxMessageSize, configuration.maxFrameSize)
             try router.set(.sendHighWaterMark, 0)
             try router.set(.receiveHighWaterMark, 0)
             control = try Socket(.pair, context: context)
             try control.bind("inproc://lancompute-aggregator-\(instance)")
             source = try Socket(.pull, context: context)
             try source.set(.receiveHighWaterMark, 1000)
+            try source.set(.maxMessageSize, configuration.maxFrameSize)
         } catch {
             throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
         }
@@ -212,10 +217,11 @@ final class BrokerLoop: DispatchObserver {
         } catch {
             throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
         }
+        // Read back before the inproc bind below, which would become the "last" endpoint.
+        endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
         if let name = configuration.inprocName {
             do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError("LC2000: cannot bind inproc://\(name)-dispatch: \(error)") }
         }
-        endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
         dispatcher.observer = self
     }
@@ -305,7 +311,7 @@ final class BrokerLoop: DispatchObserver {
 
     private func startAggregator() throws(BrokerError) {
         let aggregator = Aggregator(
-            sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint,
+            sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
             inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, context: context,
             brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger)
         readers.append(aggregator.start())
