@@ -26,6 +26,7 @@ struct EventsCommand: ParsableCommand {
     var timeout: Double?
 
     func validate() throws {
+        try checkEndpoint(endpoint, option: "ENDPOINT")
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
     }

@@ -34,6 +34,12 @@ struct FeedCommand: ParsableCommand {
     @Option(help: "Seconds to wait for the broker to take the lines (and to confirm them).")
     var timeout: Double = 30
 
+    func validate() throws {
+        try checkEndpoint(endpoint, option: "ENDPOINT")
+        if let broker { try checkEndpoint(broker, option: "--broker") }
+        if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+    }
+
     func run() throws {
         guard let input = file.map({ fopen($0, "rb") }) ?? fdopen(0, "rb") else {
             fail("error LC2021: cannot open \(file ?? "standard input"): \(String(cString: strerror(errno)))")

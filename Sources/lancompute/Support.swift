@@ -29,6 +29,13 @@ struct LoggingOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// Throws a one-line usage error naming `option` when `endpoint` is not one LANCompute can use.
+func checkEndpoint(_ endpoint: String, option: String, use: Endpoint.Use = .connect) throws {
+    if let problem = Endpoint.problem(with: endpoint, use: use) {
+        throw ValidationError("\(option): \(problem)")
+    }
+}
+
 /// Prints one line to standard error and exits with `code`.
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("lancompute: \(message)\n".utf8))

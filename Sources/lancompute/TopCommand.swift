@@ -28,6 +28,10 @@ struct TopCommand: ParsableCommand {
     @Option(help: "With --once: fail when no snapshot arrives within SECONDS.")
     var timeout: Double = 5
 
+    func validate() throws {
+        try checkEndpoint(endpoint, option: "ENDPOINT")
+    }
+
     func run() throws {
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])

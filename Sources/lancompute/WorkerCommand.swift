@@ -34,6 +34,7 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        try checkEndpoint(broker, option: "--broker")
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         for label in labels where !label.contains("=") || label.hasPrefix("=") {
             throw ValidationError("--label takes K=V, got '\(label)'")

@@ -164,6 +164,21 @@ import Darwin
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
+    @Test(arguments: [
+        ["worker", "--broker", "garbage"],
+        ["feed", "tcp://host", "in.txt"],
+        ["feed", "tcp://127.0.0.1:5560", "--broker", "udp://x:1"],
+        ["events", "nowhere"],
+        ["top", "tcp://*:5556"],
+    ])
+    func badEndpointsAreOneLineUsageErrors(arguments: [String]) throws {
+        let result = try CommandRunner.run(arguments)
+        #expect(result.status == 64, "\(result.standardError)")
+        #expect(result.standardError.hasPrefix("Error: "), "\(result.standardError)")
+        #expect(result.standardError.contains("endpoint") || result.standardError.contains("port")
+                    || result.standardError.contains("transport") || result.standardError.contains("only a bind"))
+    }
+
     @Test func invalidTopologyFailsWithLocatedErrors() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
