@@ -48,6 +48,7 @@ struct RunCommand: ParsableCommand {
         var topology = loadTopologyForRun(file, input: options.input, output: options.output)
         topology.broker = broker.applied(to: topology.broker)
         let directory = URL(fileURLWithPath: file).deletingLastPathComponent().standardizedFileURL.path
+        checkStagesCanRunHere(topology, directory: directory)
         let configuration = options.configuration(
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
             events: topology.broker.events, eventsRequired: false)
@@ -80,5 +81,24 @@ struct RunCommand: ParsableCommand {
         _ = trap
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
         try options.finish(with: summary, sink: topology.sink)
+    }
+
+    /// A local run whose builtin or exec stage cannot run on this machine would wait forever:
+    /// say why and stop. Stages without a handler, or whose `requires` this machine does not
+    /// meet, wait for other workers to join; say that too.
+    private func checkStagesCanRunHere(_ topology: Topology, directory: String) {
+        let capabilities = NodeInfo.capabilities(node: "local", labels: [:], credit: 1, batch: 1)
+        for stage in topology.stages {
+            if case .external = stage.handler {
+                FileHandle.standardError.write(Data("lancompute: stage \(stage.name) has no handler: the run waits for a worker that registers it (see Docs/stages.md)\n".utf8))
+                continue
+            }
+            if case .unavailable(let reason) = StageHandlers.availability(of: stage, swiftFunctions: [:], workingDirectory: directory) {
+                fail("error LC2008: stage \(stage.name) cannot run on this machine: \(reason)")
+            }
+            if let unmet = stage.requires.unmetReason(capabilities) {
+                FileHandle.standardError.write(Data("lancompute: stage \(stage.name) \(unmet) and this machine does not qualify: the run waits for a worker that does\n".utf8))
+            }
+        }
     }
 }

@@ -192,6 +192,17 @@ import Darwin
         #expect(!result.output.contains("Fatal error"))
     }
 
+    @Test func stageThatCannotRunHereIsAClearErrorNotAWait() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        try "version: 1\nname: m\nsource: {generate: {count: 3, size: 4}}\nstages:\n  - name: transcode\n    exec:\n      command: [no-such-tool-xyz]\nsink: {stdout: true}\n"
+            .write(toFile: harness.path("missing.yaml"), atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", harness.path("missing.yaml")], in: harness)
+        #expect(result.status == 1)
+        #expect(result.output.contains("LC2008"), "\(result.output)")
+        #expect(result.output.contains("no-such-tool-xyz"))
+    }
+
     @Test func missingSourceFileIsAClearError() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }

@@ -237,7 +237,7 @@ final class WorkerSession {
             if let only = configuration.stages, !only.contains(spec.name) { continue }
             if case .unavailable(let reason) = StageHandlers.availability(
                 of: spec, swiftFunctions: configuration.swiftFunctions, workingDirectory: configuration.workingDirectory) {
-                logger.debug("not serving stage \(spec.name): \(reason)")
+                logger.info("not serving stage \(spec.name): \(reason)")
                 continue
             }
             let slots = max(1, configuration.slots ?? spec.replicas)
