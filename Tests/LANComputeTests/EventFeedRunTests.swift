@@ -47,7 +47,7 @@ import Darwin
         topology.broker.bind = "tcp://127.0.0.1:*"
         topology.broker.aggregator = "tcp://127.0.0.1:*"
         let configuration = BrokerConfiguration(topology: topology, eventsEndpoint: events, metricsInterval: .milliseconds(100))
-        let cluster = try LocalCluster(configuration: configuration, workers: 2)
+        let cluster = try LocalCluster(configuration: configuration, workers: 2, logger: .quiet)
         let result = ResultBox()
         let thread = Thread {
             result.set(Result { try cluster.run() })

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import LANCompute
+import Logging
 import ZeroMQ
 
 @Suite(.timeLimit(.minutes(2))) struct LocalClusterTests {
@@ -18,7 +19,7 @@ import ZeroMQ
         topology.broker.aggregator = "tcp://127.0.0.1:*"
         topology.broker.heartbeatInterval = .milliseconds(100)
         let cluster = try LocalCluster(configuration: BrokerConfiguration(topology: topology, eventsEndpoint: nil, eventsRequired: false), workers: workers,
-                                   workerTemplate: WorkerConfiguration(brokerEndpoint: "", swiftFunctions: functions))
+                                   workerTemplate: WorkerConfiguration(brokerEndpoint: "", swiftFunctions: functions), logger: .quiet)
         return try cluster.run()
     }
 
@@ -73,7 +74,7 @@ import ZeroMQ
         topology.broker.aggregator = "tcp://127.0.0.1:*"
         var configuration = BrokerConfiguration(topology: topology, eventsEndpoint: nil, eventsRequired: false)
         configuration.maxFrameSize = 4096
-        let cluster = try LocalCluster(configuration: configuration, workers: 1)
+        let cluster = try LocalCluster(configuration: configuration, workers: 1, logger: .quiet)
         let ready = EndpointBox()
         let result = ResultBox()
         let thread = Thread { result.set(Result { try cluster.run(onReady: { ready.set($0.dispatch) }) }) }
@@ -134,5 +135,14 @@ final class EndpointBox: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(Double(timeout.components.seconds))
         while value == nil && condition.wait(until: deadline) {}
         return value
+    }
+}
+
+extension Logger {
+    /// Warnings and errors only: the runs in these tests are expected to be uneventful.
+    static var quiet: Logger {
+        var logger = Logger(label: "lancompute.test")
+        logger.logLevel = .warning
+        return logger
     }
 }
