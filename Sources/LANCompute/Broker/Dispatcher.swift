@@ -120,13 +120,20 @@ final class Dispatcher {
         var freeCredit: Int { credit - inFlight.count }
     }
 
-    struct InFlight {
-        var item: BrokerItem
+    /// A class for the same reason as `BrokerItem`: the in-flight table is on every item's path.
+    final class InFlight {
+        let item: BrokerItem
         let peer: PeerID
         let sentAt: ContinuousClock.Instant
         /// The worker replied; for a final stage the item now waits for the aggregator's ack.
         var replied = false
         var repliedAt: ContinuousClock.Instant?
+
+        init(item: BrokerItem, peer: PeerID, sentAt: ContinuousClock.Instant) {
+            self.item = item
+            self.peer = peer
+            self.sentAt = sentAt
+        }
     }
 
     private(set) var stages: [StageState]
@@ -480,7 +487,7 @@ final class Dispatcher {
     private func complete(_ outcome: ItemOutcome, from worker: WorkerRecord, now: ContinuousClock.Instant) {
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
-        guard worker.inFlight.contains(outcome.id), var entry = inFlight[outcome.id], entry.peer == worker.peer,
+        guard worker.inFlight.contains(outcome.id), let entry = inFlight[outcome.id], entry.peer == worker.peer,
               entry.item.attempts == Int(outcome.attempt) else { return }
         worker.inFlight.remove(outcome.id)
         let stage = entry.item.stage
@@ -501,7 +508,6 @@ final class Dispatcher {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
                 entry.replied = true
                 entry.repliedAt = now
-                inFlight[outcome.id] = entry
                 aggregatorOutbox.append(ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .completed(outputs: outputs)))
             } else {
                 inFlight[outcome.id] = nil
@@ -512,7 +518,6 @@ final class Dispatcher {
             recordCompletion(entry.item, now: now)
             entry.replied = true
             entry.repliedAt = now
-            inFlight[outcome.id] = entry
         }
     }
 
