@@ -192,6 +192,40 @@ import Darwin
         #expect(!result.output.contains("Fatal error"))
     }
 
+    @Test func pushSinkDeliversEveryOutputToAConsumer() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        try """
+            import sys, zmq
+            pull = zmq.Context().socket(zmq.PULL)
+            pull.bind(sys.argv[1])
+            pull.RCVTIMEO = 30000
+            with open(sys.argv[2], "w") as out:
+                for _ in range(int(sys.argv[3])):
+                    out.write(pull.recv().decode() + "\\n")
+            """.write(toFile: harness.path("consumer.py"), atomically: true, encoding: .utf8)
+        try """
+            version: 1
+            name: pushed
+            source:
+              generate: {count: 500, size: 12}
+            stages:
+              - name: shout
+                builtin: upper
+            sink:
+              push: \(harness.ipc("sink"))
+              format: lines
+            """.write(toFile: harness.path("pushed.yaml"), atomically: true, encoding: .utf8)
+        let consumer = try harness.python("consumer", [harness.path("consumer.py"), harness.ipc("sink"), harness.path("got.txt"), "500"])
+        let result = try Self.run(["run", harness.path("pushed.yaml"), "--events", "none"], in: harness)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(consumer.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
+        let got = RunCommandTests.lines(harness.path("got.txt"))
+        #expect(got.count == 500)
+        #expect(Set(got).count == 500)
+        #expect(got.allSatisfy { $0.hasPrefix("ITEM-") })
+    }
+
     @Test func stageThatCannotRunHereIsAClearErrorNotAWait() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }

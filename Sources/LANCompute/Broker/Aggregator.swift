@@ -176,6 +176,7 @@ struct SinkWriter {
     private var file: UnsafeMutablePointer<FILE>?
     private var closeFile = false
     private var push: Socket?
+    private var pushEndpoint = ""
 
     init(sink: SinkSpec, context: Context) throws {
         switch sink.kind {
@@ -196,12 +197,17 @@ struct SinkWriter {
             let socket = try Socket(.push, context: context)
             // Bounded: a sink consumer that went away must not keep the broker from exiting.
             try socket.set(.linger, .seconds(10))
+            // Queue only to a connected consumer (otherwise outputs would wait in a pipe to nobody),
+            // and fail the run if no consumer takes anything for a minute rather than hang it.
+            try socket.set(.immediate, true)
+            try socket.set(.sendTimeout, .seconds(60))
             do {
                 try socket.connect(endpoint)
             } catch {
                 throw AggregatorFailure("LC2014: cannot connect the sink to \(endpoint): \(error.code.message)")
             }
             push = socket
+            pushEndpoint = endpoint
         }
     }
 
@@ -212,7 +218,13 @@ struct SinkWriter {
             let written = text.withCString { fputs($0, file) }
             if written < 0 { throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))") }
         } else if let push {
-            try push.send(line)
+            let sent = Result { () throws(ZMQError) in try push.send(line) }
+            if case .failure(let error) = sent {
+                if error.code == .again {
+                    throw AggregatorFailure("LC2015: the sink's consumer at \(pushEndpoint) took nothing for 60 s; is it running?")
+                }
+                throw error
+            }
         }
     }
 
