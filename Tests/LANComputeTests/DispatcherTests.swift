@@ -245,6 +245,24 @@ import Testing
         #expect(order == [Array("u".utf8), Array("b".utf8)])
     }
 
+    @Test func outputsTheAggregatorNeverConfirmsEndInADeadLetterNotALoop() throws {
+        let dispatcher = Dispatcher(topology: topology([StageSpec(name: "a", handler: .external, maxAttempts: 2)]), ackTimeout: .seconds(1))
+        dispatcher.handle(.ready(service: "a", capabilities: lanCompute(credit: 1)), from: [1], now: start)
+        dispatcher.accept(id: 1, payload: [1], now: start)
+        var now = start
+        for attempt in 1...2 {
+            dispatcher.dispatch(now: now)
+            dispatcher.handle(reply([ItemOutcome(id: 1, attempt: UInt16(attempt), status: .deliveredToAggregator(count: 1))]), from: [1], now: now)
+            now += .milliseconds(1100)
+            dispatcher.handle(.heartbeat, from: [1], now: now)
+            dispatcher.effects.removeAll()
+            dispatcher.tick(now: now)
+        }
+        #expect(dispatcher.deadLetteredTotal == 1)
+        #expect(dispatcher.pending == 0)
+        #expect(dispatcher.stages[0].counters.failed == 2)
+    }
+
     @Test func queuedItemsPastTheirDeadlineAreDeadLettered() {
         let dispatcher = Dispatcher(topology: topology([StageSpec(name: "a", handler: .external, deadline: .milliseconds(100))]))
         dispatcher.accept(id: 1, payload: [], now: start)

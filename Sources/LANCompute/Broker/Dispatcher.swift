@@ -618,7 +618,12 @@ final class Dispatcher {
             inFlight[id] = nil
             workers[entry.peer]?.inFlight.remove(id)
             if kind == "ack" {
-                retry(entry.item, now: now)
+                // Counted as a failed attempt: a worker that cannot reach the aggregator would
+                // otherwise get the same item back forever.
+                let stage = entry.item.stage
+                stages[stage].counters.failed += 1
+                observer?.itemFailed(stage: stage)
+                fail(entry.item, message: "the aggregator never confirmed the outputs within \(ackTimeout) of worker \(hex(entry.peer))'s reply; can that worker reach the aggregator endpoint?", stderr: "", now: now)
             } else {
                 let stage = entry.item.stage
                 stages[stage].counters.failed += 1
