@@ -65,6 +65,15 @@ import Testing
         }
     }
 
+    @Test func braceInsideAnArgumentIsReplacedToo() throws {
+        let script = "import sys; print(open(sys.argv[1].split('=', 1)[1]).read().upper())"
+        do {
+            let handler = try makeHandler(["python3", "-c", script, "--input={}"])
+            defer { handler.close() }
+            #expect(try handler.process("inside".bytes).first?.text == "INSIDE")
+        }
+    }
+
     @Test func nonZeroExitFailsWithStderr() throws {
         let script = "import sys; sys.stderr.write('bad input: ' + sys.stdin.read()); sys.exit(2)"
         do {

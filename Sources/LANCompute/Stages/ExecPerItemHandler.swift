@@ -12,8 +12,8 @@ import Darwin
 
 /// Runs one child per item.
 ///
-/// The item goes to the child's standard input, which is then closed; if an argument is
-/// exactly "{}", it is replaced by the path of a temp file holding the item, the child's
+/// The item goes to the child's standard input, which is then closed; if an argument contains
+/// "{}", every "{}" in it is replaced by the path of a temp file holding the item, the child's
 /// standard input is empty, and the file is removed afterwards. The whole standard output is
 /// the result. A non-zero exit, a signal or the stage's timeout (the child is killed) fails the
 /// attempt, with the tail of the child's standard error.
@@ -30,7 +30,7 @@ final class ExecPerItemHandler: StageHandler {
         self.command = command
         self.output = output
         self.timeout = timeout
-        self.usesItemFile = command.arguments.contains("{}")
+        self.usesItemFile = command.arguments.contains { $0.contains("{}") }
     }
 
     func process(_ item: [UInt8]) throws(StageFailure) -> [[UInt8]] {
@@ -41,7 +41,8 @@ final class ExecPerItemHandler: StageHandler {
         if usesItemFile {
             let path = try writeItemFile(item)
             itemFile = path
-            arguments = arguments.map { $0 == "{}" ? path : $0 }
+            // As in GNU parallel and find -exec: `--input={}` works as well as a bare `{}`.
+            arguments = arguments.map { $0.replacingOccurrences(of: "{}", with: path) }
         }
         let child = try ChildProcess(
             command: command, arguments: arguments, standardInput: usesItemFile ? .none : .pipe,
