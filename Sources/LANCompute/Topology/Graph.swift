@@ -106,14 +106,17 @@ public enum TopologyGraph {
         return result
     }
 
+    /// The graph node of the source (-1), a stage (its index) or the sink (the stage count).
+    static func nodeID(_ index: Int, in topology: Topology) -> String {
+        if index < 0 { return "source" }
+        if index == topology.stages.count { return "sink" }
+        return "stage\(index)"
+    }
+
     // MARK: Graphviz
 
     static func dot(_ topology: Topology) -> String {
-        func id(_ index: Int) -> String {
-            if index < 0 { return "source" }
-            if index == topology.stages.count { return "sink" }
-            return "stage\(index)"
-        }
+        let id = { (index: Int) in nodeID(index, in: topology) }
         func label(_ lines: [String]) -> String {
             "\"" + lines.map(dotEscape).joined(separator: "\\n") + "\""
         }
@@ -139,11 +142,7 @@ public enum TopologyGraph {
     // MARK: Mermaid
 
     static func mermaid(_ topology: Topology) -> String {
-        func id(_ index: Int) -> String {
-            if index < 0 { return "source" }
-            if index == topology.stages.count { return "sink" }
-            return "stage\(index)"
-        }
+        let id = { (index: Int) in nodeID(index, in: topology) }
         func label(_ lines: [String]) -> String {
             "\"" + lines.map(mermaidEscape).joined(separator: "<br/>") + "\""
         }
