@@ -387,8 +387,7 @@ final class WorkerSession {
                                 do {
                                     status = .completed(outputs: try handler.process(item.payload))
                                 } catch {
-                                    let failure = error
-                                    status = .failed(message: failure.message, stderr: failure.stderr ?? "")
+                                    status = .failed(message: error.message, stderr: error.stderr ?? "")
                                 }
                                 record(ItemOutcome(id: item.header.id, attempt: item.header.attempt, status: status), at: position)
                             }
