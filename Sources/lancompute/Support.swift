@@ -154,6 +154,10 @@ enum RunReport {
         lines.append("  throughput     \(formatCount(Int(summary.itemsPerSecond))) items/s")
         lines.append(String(format: "  latency        p50 %.2f ms, p99 %.2f ms (source to sink)", summary.latencyP50Milliseconds, summary.latencyP99Milliseconds))
         if summary.protocolErrors > 0 { lines.append("  dropped frames \(formatCount(summary.protocolErrors)) (protocol errors)") }
+        if summary.lateMessages > 0 {
+            lines.append("  late replies   \(formatCount(summary.lateMessages)) ignored (from workers already given up on; their items were redelivered)")
+        }
+        if summary.inputLeft { lines.append("  input          not read to its end: the run was stopped (exit status 1)") }
         return lines.joined(separator: "\n")
     }
 

@@ -47,7 +47,7 @@ import ZeroMQ
         let date = Date(timeIntervalSince1970: 1_800_000_000.5)
         let cases: [(ClusterEvent, String, [String: String])] = [
             (.brokerStopping(reason: "finished", summary: ["items": 3]), "event.broker.stopping", ["reason": "finished"]),
-            (.nodeLeft(id: "n1", reason: "expired"), "event.node.left", ["id": "n1", "reason": "expired"]),
+            (.nodeLeft(id: "n1", reason: "expired"), "event.node.left", ["id": "n1", "reason": "expired", "detail": ""]),
             (.workerReady(id: "w1", node: "n1", stage: "s", credit: 4), "event.worker.ready", ["stage": "s", "credit": "4"]),
             (.workerExpired(id: "w1", inFlight: 2), "event.worker.expired", ["in_flight": "2"]),
             (.itemRetried(stage: "s", itemID: "i9", attempt: 2, reason: "timeout"), "event.item.retried", ["item_id": "i9"]),
@@ -71,8 +71,8 @@ import ZeroMQ
             }
         }
         // Keys are written in a fixed order: type, seq, ts, then the event's fields.
-        #expect(ClusterEvent.nodeLeft(id: "n1", reason: "bye").json(seq: 1, at: date)
-            == #"{"type":"event.node.left","seq":1,"ts":1800000000.5,"id":"n1","reason":"bye"}"#)
+        #expect(ClusterEvent.nodeLeft(id: "n1", reason: "disconnect", detail: "bye").json(seq: 1, at: date)
+            == #"{"type":"event.node.left","seq":1,"ts":1800000000.5,"id":"n1","reason":"disconnect","detail":"bye"}"#)
     }
 
     @Test func aLateSubscriberGetsTheCachedSnapshotAtOnce() throws {

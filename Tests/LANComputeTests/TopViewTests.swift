@@ -94,14 +94,14 @@ import Testing
     @Test func eventsAreSummarisedAndTheLastFewKept() {
         var view = TopView(eventLimit: 2)
         for index in 1...3 {
-            let event = ClusterEvent.nodeLeft(id: "n\(index)", reason: "expired")
+            let event = ClusterEvent.nodeLeft(id: "n\(index)", reason: "expired", detail: "silent")
             let json = event.json(seq: UInt64(index), at: Date(timeIntervalSince1970: 1_800_000_000))
             let message = FeedMessage(topic: event.topic, json: json, seq: UInt64(index), gap: 0)
             #expect(view.record(message) == false)
         }
         #expect(view.recentEvents == [
-            "2027-01-15T08:00:00Z event.node.left id=n2 reason=expired",
-            "2027-01-15T08:00:00Z event.node.left id=n3 reason=expired",
+            "2027-01-15T08:00:00Z event.node.left detail=silent id=n2 reason=expired",
+            "2027-01-15T08:00:00Z event.node.left detail=silent id=n3 reason=expired",
         ])
         view.record(Self.snapshot(seq: 1, rate: 1))
         let lines = view.render()

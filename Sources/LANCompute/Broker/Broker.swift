@@ -103,11 +103,17 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var latencyP50Milliseconds: Double
     public var latencyP99Milliseconds: Double
     public var protocolErrors: Int
+    /// Messages from workers the broker had already let go of and redelivered for (ignored; not errors).
+    public var lateMessages: Int = 0
     public var interrupted: Bool
     public var deadLetterPath: String?
 
-    /// Exit status for the CLI: 0 when everything reached the sink, 1 otherwise.
-    public var exitCode: Int32 { deadLettered == 0 && unfinished == 0 ? 0 : 1 }
+    /// A finite source was not read to its end (the run was stopped early).
+    public var inputLeft: Bool = false
+
+    /// Exit status for the CLI: 0 when the whole input was read and everything reached the sink, 1 otherwise.
+    /// (A `pull` source has no end: stopping it is how its run ends.)
+    public var exitCode: Int32 { !inputLeft && deadLettered == 0 && unfinished == 0 ? 0 : 1 }
 }
 
 /// The end marker `lancompute feed` sends on a pull source after its last line:
@@ -164,13 +170,33 @@ public final class Broker: Sendable {
     var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
 }
 
-/// The state of one run of the loop; lives on the broker thread only.
-final class BrokerLoop: DispatchObserver {
+/// Where a broker is in its life; a case holds what belongs to that phase.
+enum BrokerLifecycle {
+    /// Sockets bound, the aggregator and the source starting.
+    case starting
+    /// Taking items from the source and dispatching them.
+    case running
+    /// No more intake: what is in flight may finish until `since` + the grace period.
+    case draining(since: ContinuousClock.Instant, cause: DrainCause)
+    /// The loop is done; the summary is being written.
+    case stopped
+
+    enum DrainCause { case stopRequested, sourceFailed }
+
+    var isRunning: Bool {
+        if case .running = self { return true }
+        return false
+    }
+}
+
+/// The broker's shell: one run of the poll loop. It decodes frames through `Wire/`, feeds the
+/// core, and carries out the actions the core returns. Lives on the broker thread only.
+final class BrokerLoop {
     let broker: Broker
     let configuration: BrokerConfiguration
     let logger: Logger
     let context: Context
-    let dispatcher: Dispatcher
+    let core: BrokerCore
     let router: Socket
     let control: Socket
     let source: Socket
@@ -184,6 +210,16 @@ final class BrokerLoop: DispatchObserver {
     var sourceFailure: String?
     var inSink = 0
     var protocolErrors = 0
+    /// Messages from workers the broker had already let go of (late replies after a redelivery).
+    var lateMessages = 0
+    var deadLetteredTotal = 0
+    var lifecycle = BrokerLifecycle.starting
+    /// When the core wants its next tick.
+    var nextTick = ContinuousClock.now
+    /// Inputs gathered while draining a socket, handed to the core in one go so it dispatches once.
+    var gathered: [BrokerInput] = []
+    /// Final outputs to forward to the aggregator, sent as one message after each round of actions.
+    var aggregatorOutbox: [ItemOutcome] = []
     var clientRequests: UInt64 = 0
     /// Feeders whose end marker arrived: id -> lines they sent.
     var finishedFeeds: [String: Int] = [:]
@@ -197,7 +233,7 @@ final class BrokerLoop: DispatchObserver {
         self.configuration = broker.configuration
         self.logger = broker.logger
         self.context = context
-        self.dispatcher = Dispatcher(topology: configuration.topology, ackTimeout: configuration.ackTimeout)
+        self.core = BrokerCore(topology: configuration.topology, ackTimeout: configuration.ackTimeout)
         do {
             router = try Socket(.router, context: context)
             try router.set(.routerMandatory, true)
@@ -223,7 +259,6 @@ final class BrokerLoop: DispatchObserver {
             do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError("LC2000: cannot bind inproc://\(name)-dispatch: \(error)") }
         }
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
-        dispatcher.observer = self
     }
 
     func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
@@ -247,63 +282,55 @@ final class BrokerLoop: DispatchObserver {
         let sourceIndex = poller.add(source)
         let feedIndex = telemetry.feedSocket.map { poller.add($0) }
 
-        var lastTick = ContinuousClock.now
         var lastProgress = ContinuousClock.now
         var lastMetrics = ContinuousClock.now
-        var stoppingSince: ContinuousClock.Instant?
-        let tickInterval = min(configuration.topology.broker.heartbeatInterval / 2, .milliseconds(250))
         let queueLimit = max(1, configuration.topology.broker.queueLimit)
         var backpressure = false
+        lifecycle = .running
+        perform(core.handle(.tick, at: .now))
 
         while true {
             let now = ContinuousClock.now
-            if stoppingSince == nil && (broker.isStopRequested || sourceFailure != nil) {
-                stoppingSince = now
+            if lifecycle.isRunning && (broker.isStopRequested || sourceFailure != nil) {
+                lifecycle = .draining(since: now, cause: sourceFailure != nil ? .sourceFailed : .stopRequested)
                 logger.notice(sourceFailure != nil ? "source failed; draining in-flight work" : "stop requested; draining in-flight work")
             }
-            let intakeOpen = stoppingSince == nil && !sourceEnded
-            let room = dispatcher.queuedTotal < queueLimit
+            let intakeOpen = lifecycle.isRunning && !sourceEnded
+            let room = core.queuedTotal < queueLimit
             if intakeOpen && room == backpressure {
                 backpressure = !room
-                for stage in dispatcher.entryStages {
-                    telemetry.backpressure(stage: dispatcher.stages[stage].spec.name, queued: dispatcher.queuedTotal, limit: queueLimit, active: backpressure)
+                for stage in core.entryStages {
+                    telemetry.backpressure(stage: core.stageNames[stage], queued: core.queuedTotal, limit: queueLimit, active: backpressure)
                 }
             }
             poller.setEvents(intakeOpen && room ? .in : [], at: sourceIndex)
 
-            let untilTick = tickInterval - (now - lastTick)
-            _ = try? poller.poll(timeout: max(.zero, min(untilTick, .milliseconds(100))))
+            _ = try? poller.poll(timeout: max(.zero, min(nextTick - now, .milliseconds(100))))
             let afterPoll = ContinuousClock.now
 
             if poller.isReadable(routerIndex) { drainRouter(now: afterPoll) }
             if poller.isReadable(controlIndex) { try drainControl(now: afterPoll) }
             if poller.isReadable(sourceIndex) { drainSource(now: afterPoll, limit: queueLimit) }
             if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
-
-            dispatcher.dispatch(now: afterPoll)
-            if afterPoll - lastTick >= tickInterval {
-                lastTick = afterPoll
-                dispatcher.tick(now: afterPoll)
-                dispatcher.dispatch(now: afterPoll)
-            }
-            flushEffects(now: afterPoll)
+            if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
 
             if afterPoll - lastMetrics >= configuration.metricsInterval {
                 lastMetrics = afterPoll
-                telemetry.publishMetrics(dispatcher: dispatcher, now: afterPoll)
+                telemetry.publishMetrics(core: core, now: afterPoll)
             }
             if let onProgress, afterPoll - lastProgress >= .milliseconds(200) {
                 lastProgress = afterPoll
                 onProgress(progress(now: afterPoll))
             }
 
-            if sourceEnded && dispatcher.pending == 0 { break }
-            if let since = stoppingSince {
-                if dispatcher.pending == 0 && (sourceEnded || dispatcher.inFlight.isEmpty) { break }
+            if sourceEnded && core.pending == 0 { break }
+            if case .draining(let since, let cause) = lifecycle {
+                if core.pending == 0 && (sourceEnded || core.inFlightIsEmpty) { break }
                 if afterPoll - since >= configuration.gracePeriod { break }
-                if sourceFailure != nil && dispatcher.inFlight.isEmpty { break }
+                if cause == .sourceFailed && core.inFlightIsEmpty { break }
             }
         }
+        lifecycle = .stopped
         return try finish()
     }
 
@@ -357,6 +384,7 @@ final class BrokerLoop: DispatchObserver {
 
     private func drainRouter(now: ContinuousClock.Instant) {
         var count = 0
+        defer { flushGathered(now: now) }
         while count < 10_000 {
             let frames: [[UInt8]]
             do {
@@ -367,46 +395,47 @@ final class BrokerLoop: DispatchObserver {
                 return
             }
             count += 1
-            guard frames.count >= 2 else {
-                countProtocolError(peer: frames.first ?? [], reason: "LC3001: message with no frames after the routing id")
+            guard frames.count >= 3 else {
+                countProtocolError(peer: frames.first ?? [], code: "LC3001", detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
                 continue
             }
             let peer = frames[0]
-            let body = frames[1...]
-            // The commonest message, a REPLY, is decoded straight from the frames.
-            if frames.count >= 6 && frames[1].isEmpty && frames[2] == MDP.workerHeader
-                && frames[3] == [MDP.Command.reply.rawValue] && frames[5].isEmpty {
-                dispatcher.handleReply(from: peer, client: frames[4], body: frames[6...], now: now)
-            } else if body.count >= 2 && frames[2] == MDP.workerHeader {
-                do {
-                    dispatcher.handle(try WorkerMessage(frames: body), from: peer, now: now)
-                } catch {
-                    countProtocolError(peer: peer, reason: "LC3001: malformed worker message: \(error)")
-                    if dispatcher.workers[peer] == nil {
-                        dispatcher.effects.append(.send(peer: peer, frames: WorkerMessage.disconnect.frames))
-                    }
+            do {
+                if let (peer, message) = try WorkerMessage.routed(frames) {
+                    gathered.append(.worker(peer: peer, message: message))
+                } else if let (peer, message) = try ClientMessage.routed(frames) {
+                    flushGathered(now: now)
+                    handleClient(message, from: peer, now: now)
+                } else {
+                    countProtocolError(peer: peer, code: "LC3001", detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
                 }
-            } else if body.count >= 2 && frames[2] == MDP.clientHeader {
-                do {
-                    handleClient(try ClientMessage(frames: Array(body)), from: peer, now: now)
-                } catch {
-                    countProtocolError(peer: peer, reason: "LC3001: malformed client message: \(error)")
+            } catch {
+                let side = frames[2] == MDP.workerHeader ? "worker" : "client"
+                countProtocolError(peer: peer, code: "LC3001", detail: "malformed \(side) message: \(error)")
+                if side == "worker" && !core.isRegistered(peer) {
+                    send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
                 }
-            } else {
-                countProtocolError(peer: peer, reason: "LC3001: not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
             }
         }
     }
 
+    /// Hands the inputs gathered from a socket to the core in one go, and carries out its actions.
+    private func flushGathered(now: ContinuousClock.Instant) {
+        guard !gathered.isEmpty else { return }
+        let inputs = gathered
+        gathered.removeAll(keepingCapacity: true)
+        perform(core.handle(batch: inputs, at: now))
+    }
+
     private func handleClient(_ message: ClientMessage, from peer: PeerID, now: ContinuousClock.Instant) {
         func reply(_ body: [[UInt8]]) {
-            dispatcher.effects.append(.send(peer: peer, frames: ClientMessage(service: message.service, body: body).frames))
+            send(routed: [peer] + ClientMessage(service: message.service, body: body).frames, to: peer, itemIDs: [])
         }
         switch message.service {
         case "mmi.service":
             let name = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
-            guard let stage = dispatcher.stage(named: name) else { return reply([Array("404".utf8)]) }
-            reply([Array((dispatcher.stages[stage].workers.isEmpty ? "404" : "200").utf8)])
+            guard let stage = core.stage(named: name) else { return reply([Array("404".utf8)]) }
+            reply([Array((core.hasWorkers(stage: stage) ? "200" : "404").utf8)])
         case "mmi.topology":
             var topology = configuration.topology
             topology.broker.aggregator = endpoints.aggregator
@@ -424,17 +453,16 @@ final class BrokerLoop: DispatchObserver {
         case let service where service.hasPrefix("mmi."):
             reply([Array("501".utf8)])
         default:
-            guard let stage = dispatcher.stage(named: message.service) else {
-                countProtocolError(peer: peer, reason: "LC3004: request for unknown service \(message.service)")
+            guard let stage = core.stage(named: message.service) else {
+                countProtocolError(peer: peer, code: "LC3004", detail: "request for unknown service \(message.service)")
                 return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
             }
             guard message.body.count == 1 else {
                 return reply([Array("error".utf8), Array("LC3005: a request to a stage carries exactly one body frame".utf8)])
             }
             clientRequests += 1
-            dispatcher.acceptClientRequest(
-                stage: stage, id: (1 << 63) | clientRequests, payload: message.body[0],
-                client: ClientReturn(peer: peer, service: message.service), now: now)
+            perform(core.handle(.clientRequest(stage: stage, id: (1 << 63) | clientRequests, payload: message.body[0],
+                                               client: peer, service: message.service), at: now))
         }
     }
 
@@ -444,7 +472,7 @@ final class BrokerLoop: DispatchObserver {
             switch kind {
             case UInt8(ascii: "A"):
                 let ids = AggregatorMessage.decodeIDs(first)
-                dispatcher.acknowledge(ids, now: now)
+                perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
             case UInt8(ascii: "X"):
                 throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self))
             default:
@@ -456,7 +484,8 @@ final class BrokerLoop: DispatchObserver {
     private func drainSource(now: ContinuousClock.Instant, limit: Int) {
         let external: Bool
         if case .pull = configuration.topology.source.kind { external = true } else { external = false }
-        while dispatcher.queuedTotal < limit, let message = try? source.tryReceiveMultipart() {
+        defer { flushGathered(now: now) }
+        while core.queuedTotal + gathered.count < limit, let message = try? source.tryReceiveMultipart() {
             if external {
                 // A feeder's end marker: every line it sent before has been accepted.
                 if message.count == 2 && message[0] == FeedMarker.end {
@@ -466,7 +495,7 @@ final class BrokerLoop: DispatchObserver {
                 }
                 // Each frame from an external producer is one item.
                 for payload in message {
-                    dispatcher.accept(id: ItemID.source(position: UInt64(read)), payload: payload, now: now)
+                    gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))
                     read += 1
                 }
                 continue
@@ -476,7 +505,7 @@ final class BrokerLoop: DispatchObserver {
             case UInt8(ascii: "B"):
                 let first = SourceMessage.value(of: header)
                 for (offset, payload) in message.dropFirst().enumerated() {
-                    dispatcher.accept(id: ItemID.source(position: first + UInt64(offset)), payload: payload, now: now)
+                    gathered.append(.accepted(id: ItemID.source(position: first + UInt64(offset)), payload: payload))
                 }
                 read += message.count - 1
             case UInt8(ascii: "T"):
@@ -494,8 +523,9 @@ final class BrokerLoop: DispatchObserver {
         }
     }
 
-    private func countProtocolError(peer: PeerID, reason: String) {
+    private func countProtocolError(peer: PeerID, code: String, detail: String) {
         protocolErrors += 1
+        let reason = "\(code): \(detail)"
         if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
             logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
         }
@@ -504,59 +534,95 @@ final class BrokerLoop: DispatchObserver {
 
     // MARK: Output
 
-    private func flushEffects(now: ContinuousClock.Instant) {
-        if !dispatcher.aggregatorOutbox.isEmpty {
-            let batch = ReplyBatch(outcomes: dispatcher.aggregatorOutbox)
-            dispatcher.aggregatorOutbox.removeAll(keepingCapacity: true)
+    /// Carries out the core's actions in order: sends, the dead-letter file, the log, metrics and events.
+    private func perform(_ actions: [BrokerAction]) {
+        var failedSends: [PeerID: [UInt64]] = [:]
+        for action in actions {
+            switch action {
+            case .request(let peer, let form, let items):
+                if failedSends[peer] != nil {
+                    failedSends[peer]! += items.map(\.header.id)
+                    continue
+                }
+                let frames: [[UInt8]]
+                switch form {
+                case .batch(let forClients):
+                    frames = RequestBatch.routedFrames(to: peer, forClients: forClients, items: items)
+                case .plain:
+                    let item = items[0]
+                    frames = WorkerMessage.routedRequest(
+                        to: peer, client: ItemToken(id: item.header.id, attempt: item.header.attempt).bytes, body: CollectionOfOne(item.payload))
+                }
+                if !send(routed: frames, to: peer, itemIDs: items.map(\.header.id)) { failedSends[peer] = items.map(\.header.id) }
+            case .heartbeat(let peer):
+                if failedSends[peer] == nil && !send(routed: [peer] + WorkerMessage.heartbeat.frames, to: peer, itemIDs: []) {
+                    failedSends[peer] = []
+                }
+            case .disconnect(let peer):
+                send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
+            case .clientReply(let peer, let service, let body):
+                send(routed: [peer] + ClientMessage(service: service, body: body).frames, to: peer, itemIDs: [])
+            case .forwardToAggregator(let outcomes):
+                aggregatorOutbox += outcomes
+            case .itemReceived(let stage):
+                telemetry.metrics.itemReceived(stageAt: stage)
+            case .attemptCompleted(let stage, let latency):
+                telemetry.metrics.itemCompleted(stageAt: stage, latency: latency)
+            case .attemptFailed(let stage):
+                telemetry.metrics.itemFailed(stageAt: stage)
+            case .itemRetried(let stage, let id, let attempt, let reason):
+                telemetry.itemRetried(stageAt: stage, itemID: id, attempt: attempt, reason: reason)
+            case .deadLettered(let letter):
+                deadLetteredTotal += 1
+                writeDeadLetter(letter)
+                telemetry.deadLettered(letter)
+            case .itemInSink(_, let latency):
+                inSink += 1
+                let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
+                _ = self.latency.record(UInt64(max(0, micros)))
+            case .workerJoined(let worker):
+                logger.info("worker \(hex(worker.peer)) (node \(worker.node) on \(worker.host)) serves stage \(worker.stageName) (credit \(worker.credit))")
+                telemetry.workerReady(worker)
+            case .workerLeft(let peer, let stage, let reason, let detail, let requeued):
+                logger.notice("worker \(hex(peer)) for stage \(stage) left (\(reason.rawValue): \(detail)); \(requeued) items sent again")
+                telemetry.workerLeft(peer: hex(peer), stage: stage, reason: reason, requeued: requeued)
+            case .nodeJoined(let node, let host, let capabilities):
+                telemetry.nodeJoined(node: node, host: host, capabilities: capabilities)
+            case .nodeLeft(let node, let reason, let detail):
+                telemetry.nodeLeft(node: node, reason: reason, detail: detail)
+            case .protocolError(let peer, let code, let detail):
+                countProtocolError(peer: peer, code: code, detail: detail)
+            case .lateMessage:
+                lateMessages += 1
+            case .scheduleTick(let at):
+                nextTick = at
+            }
+        }
+        if !aggregatorOutbox.isEmpty {
+            let batch = ReplyBatch(outcomes: aggregatorOutbox)
+            aggregatorOutbox.removeAll(keepingCapacity: true)
             try? control.send(multipart: [[UInt8(ascii: "O")]] + batch.frames)
         }
-        var rounds = 0
-        while !dispatcher.effects.isEmpty && rounds < 100 {
-            rounds += 1
-            let effects = dispatcher.effects
-            dispatcher.effects.removeAll(keepingCapacity: true)
-            for effect in effects { apply(effect, now: now) }
+        // A peer whose send failed is gone: the core takes its items back (and may send them elsewhere).
+        for (peer, unsent) in failedSends.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            perform(core.handle(.sendFailed(peer: peer, unsent: unsent), at: .now))
         }
     }
 
-    private func apply(_ effect: DispatchEffect, now: ContinuousClock.Instant) {
-        switch effect {
-        case .send(let peer, let frames):
-            send(routed: [peer] + frames, to: peer, now: now)
-        case .sendRouted(let peer, let frames):
-            send(routed: frames, to: peer, now: now)
-        case .deadLettered(let item, let stage, let reason):
-            writeDeadLetter(item, stage: stage, reason: reason)
-            telemetry.deadLettered(stage: stage, itemID: item.id, attempts: item.attempts, reason: reason)
-        case .workerJoined(let peer, let stage, let capabilities):
-            logger.info("worker \(hex(peer)) on \(capabilities["host"] ?? "?") serves stage \(stage) (credit \(capabilities.credit))")
-            telemetry.workerReady(peer: hex(peer), node: capabilities["node"] ?? hex(peer), stage: stage, credit: capabilities.credit)
-        case .workerLeft(let peer, let stage, let reason, let requeued):
-            logger.notice("worker \(hex(peer)) for stage \(stage) \(reason); \(requeued) items sent again")
-            telemetry.workerLeft(peer: hex(peer), stage: stage, reason: reason, requeued: requeued)
-        case .nodeJoined(let node, let host, let capabilities):
-            telemetry.nodeJoined(node: node, host: host, capabilities: capabilities)
-        case .nodeLeft(let node, let reason):
-            telemetry.nodeLeft(node: node, reason: reason)
-        case .protocolError(let peer, let reason):
-            countProtocolError(peer: peer, reason: reason)
-        }
-    }
-
-    /// Sends frames whose first is the peer's routing id; a peer that is gone or not keeping up loses its items.
-    private func send(routed frames: [[UInt8]], to peer: PeerID, now: ContinuousClock.Instant) {
+    /// Sends frames whose first is the peer's routing id; false when the peer is gone or not keeping up.
+    @discardableResult
+    private func send(routed frames: [[UInt8]], to peer: PeerID, itemIDs: [UInt64]) -> Bool {
         do {
-            if try !router.trySend(multipart: frames) {
-                logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back")
-                dispatcher.sendFailed(peer: peer, now: now)
-            }
+            if try router.trySend(multipart: frames) { return true }
+            if core.isRegistered(peer) { logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back") }
+            return false
         } catch {
-            // EHOSTUNREACH: the peer disconnected. Its items go back to the queue.
-            dispatcher.sendFailed(peer: peer, now: now)
+            // EHOSTUNREACH: the peer disconnected.
+            return false
         }
     }
 
-    private func writeDeadLetter(_ item: BrokerItem, stage: String, reason: String) {
+    private func writeDeadLetter(_ letter: DeadLetter) {
         if deadLetterFile == nil {
             let path = configuration.resolvedDeadLetterPath
             let directory = (path as NSString).deletingLastPathComponent
@@ -565,23 +631,31 @@ final class BrokerLoop: DispatchObserver {
             if deadLetterFile == nil { logger.error("LC2016: cannot open the dead-letter file \(path)") }
         }
         guard let file = deadLetterFile else { return }
-        let text = String(validating: item.payload, as: UTF8.self)
         var record: [String: Any] = [
-            "id": String(item.id), "stage": stage, "attempts": item.attempts, "reason": reason,
-            "error": item.lastError, "stderr": item.lastStderr,
+            "id": String(letter.id), "stage": letter.stageName, "attempts": letter.attempts, "reason": letter.detail,
+            "reason_code": letter.reason.rawValue, "error": letter.lastError, "stderr": letter.lastStderr,
         ]
-        if let text { record["item"] = text } else { record["item_base64"] = Data(item.payload).base64EncodedString() }
-        if let json = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
-            _ = (String(decoding: json, as: UTF8.self) + "\n").withCString { fputs($0, file) }
+        if let text = String(validating: letter.payload, as: UTF8.self) {
+            record["item"] = text
+        } else {
+            record["item_base64"] = Data(letter.payload).base64EncodedString()
+        }
+        if let json = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]) {
+            _ = json.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            fputc(0x0A, file)
             fflush(file)
         }
     }
 
+    private var isPullSource: Bool {
+        if case .pull = configuration.topology.source.kind { return true }
+        return false
+    }
+
     private func progress(now: ContinuousClock.Instant) -> RunProgress {
-        let entry = dispatcher.entryStages.first
-        let processed = entry.map { dispatcher.stages[$0].counters.completed + dispatcher.stages[$0].counters.deadLettered } ?? 0
+        let processed = core.entryStages.first.map { telemetry.metrics.finishedCount(stageAt: $0) } ?? 0
         return RunProgress(read: read, total: sourceTotal, processed: processed, inSink: inSink,
-                           deadLettered: dispatcher.deadLetteredTotal, elapsed: now - started)
+                           deadLettered: deadLetteredTotal, elapsed: now - started)
     }
 
     // MARK: Finish
@@ -597,7 +671,7 @@ final class BrokerLoop: DispatchObserver {
                 let message = try control.receiveMultipart()
                 guard let first = message.first, let kind = first.first else { continue }
                 if kind == UInt8(ascii: "A") {
-                    dispatcher.acknowledge(AggregatorMessage.decodeIDs(first), now: .now)
+                    perform(core.handle(.aggregatorAcknowledged(ids: AggregatorMessage.decodeIDs(first)), at: .now))
                     continue
                 }
                 if kind == UInt8(ascii: "D") {
@@ -613,39 +687,25 @@ final class BrokerLoop: DispatchObserver {
         }
         // An interrupted run still accounts for every item it accepted: what did not reach the
         // sink is written to the dead-letter file, so it can be fed again.
-        if dispatcher.pending > 0 {
-            dispatcher.abandonAll(reason: interrupted
-                ? "the run was stopped before the item was finished" : "the run ended before the item was finished")
-        }
-        dispatcher.disconnectAll()
-        flushEffects(now: .now)
+        // Then every worker is told to go, plain MDP workers included: the router lingers a moment
+        // so those DISCONNECTs leave before it closes (no item depends on it).
+        perform(core.handle(.shutDown(reason: interrupted ? .runStopped : .runEnded), at: .now))
+        try? router.set(.linger, .milliseconds(500))
         if let file = deadLetterFile { fclose(file) }
         let wall = ContinuousClock.now - started
         let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
         let summary = RunSummary(
             pipeline: configuration.topology.name, itemsIn: read, itemsOut: outputs,
-            deadLettered: dispatcher.deadLetteredTotal, unfinished: max(0, dispatcher.pending),
+            deadLettered: deadLetteredTotal, unfinished: max(0, core.pending),
             wallSeconds: seconds, itemsPerSecond: seconds > 0 ? Double(read) / seconds : 0,
             latencyP50Milliseconds: Double(latency.valueAtPercentile(50)) / 1000,
             latencyP99Milliseconds: Double(latency.valueAtPercentile(99)) / 1000,
-            protocolErrors: protocolErrors, interrupted: interrupted,
-            deadLetterPath: dispatcher.deadLetteredTotal > 0 ? configuration.resolvedDeadLetterPath : nil)
-        telemetry.publishMetrics(dispatcher: dispatcher, now: .now)
+            protocolErrors: protocolErrors, lateMessages: lateMessages, interrupted: interrupted,
+            deadLetterPath: deadLetteredTotal > 0 ? configuration.resolvedDeadLetterPath : nil,
+            inputLeft: !sourceEnded && !isPullSource)
+        telemetry.publishMetrics(core: core, now: .now)
         telemetry.brokerStopping(summary: summary)
         if let sourceFailure { throw BrokerError(sourceFailure) }
         return summary
-    }
-
-    // MARK: DispatchObserver
-
-    func itemReceived(stage: Int) { telemetry.metrics.itemReceived(stageAt: stage) }
-    func itemCompleted(stage: Int, latency: Duration) { telemetry.metrics.itemCompleted(stageAt: stage, latency: latency) }
-    func itemFailed(stage: Int) { telemetry.metrics.itemFailed(stageAt: stage) }
-    func itemRetried(stage: Int) { telemetry.metrics.itemRetried(stageAt: stage) }
-    func itemDeadLettered(stage: Int) { telemetry.metrics.itemDeadLettered(stageAt: stage) }
-    func itemInSink(latency: Duration) {
-        inSink += 1
-        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
-        _ = self.latency.record(UInt64(max(0, micros)))
     }
 }

@@ -32,6 +32,9 @@ struct FIFOQueue<Element> {
 
     var first: Element? { head < storage.count ? storage[head] : nil }
 
+    /// The elements, first to last.
+    var elements: ArraySlice<Element> { storage[head...] }
+
     /// Removes and returns every element for which `shouldRemove` is true, keeping the order of the rest.
     mutating func removeAll(where shouldRemove: (Element) -> Bool) -> [Element] {
         var kept: [Element] = []

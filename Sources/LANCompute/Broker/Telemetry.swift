@@ -76,12 +76,12 @@ final class Telemetry {
     }
 
     /// Brings gauges up to date and publishes a snapshot (feed and HTTP).
-    func publishMetrics(dispatcher: Dispatcher, now: ContinuousClock.Instant) {
-        for (index, stage) in dispatcher.stages.enumerated() {
-            metrics.setQueued(stage: stage.spec.name, dispatcher.queuedCount(stage: stage))
-            metrics.setInFlight(stage: stage.spec.name, dispatcher.inFlightCount(stage: index))
+    func publishMetrics(core: BrokerCore, now: ContinuousClock.Instant) {
+        for (index, name) in core.stageNames.enumerated() {
+            metrics.setQueued(stage: name, core.queuedCount(stage: index))
+            metrics.setInFlight(stage: name, core.inFlightCount(stage: index))
         }
-        let nodes = dispatcher.nodeSummaries(now: now)
+        let nodes = core.nodeSummaries(now: now)
         let live = Set(nodes.map(\.node))
         for node in nodes {
             let age = node.heartbeatAge.components
@@ -109,17 +109,32 @@ final class Telemetry {
         }
     }
 
-    func deadLettered(stage: String, itemID: UInt64, attempts: Int, reason: String) {
-        feed?.publish(.itemDeadLettered(stage: stage, itemID: String(itemID), attempts: attempts, reason: reason))
+    func deadLettered(_ letter: DeadLetter) {
+        metrics.itemDeadLettered(stageAt: letter.stage)
+        feed?.publish(.itemDeadLettered(stage: letter.stageName, itemID: String(letter.id), attempts: letter.attempts, reason: letter.detail))
     }
 
-    func workerReady(peer: String, node: String, stage: String, credit: Int) {
-        feed?.publish(.workerReady(id: peer, node: node, stage: stage, credit: credit))
+    func itemRetried(stageAt stage: Int, itemID: UInt64, attempt: Int, reason: RetryReason) {
+        metrics.itemRetried(stageAt: stage)
+        // One event per retry would let a crash loop flood the feed: the first ones, then one in a thousand.
+        retriesPublished += 1
+        if retriesPublished <= 100 || retriesPublished % 1000 == 0 {
+            feed?.publish(.itemRetried(stage: topology.stages[stage].name, itemID: String(itemID), attempt: attempt, reason: reason.rawValue))
+        }
     }
 
-    func workerLeft(peer: String, stage: String, reason: String, requeued: Int) {
-        if reason.hasPrefix("expired") || reason == "unreachable" {
+    private var retriesPublished = 0
+
+    func workerReady(_ worker: JoinedWorker) {
+        feed?.publish(.workerReady(id: hex(worker.peer), node: worker.node, stage: worker.stageName, credit: worker.credit))
+    }
+
+    func workerLeft(peer: String, stage: String, reason: WorkerLeaveReason, requeued: Int) {
+        switch reason {
+        case .expired, .unreachable:
             feed?.publish(.workerExpired(id: peer, inFlight: requeued))
+        case .disconnect, .protocolError, .brokerStopping:
+            break
         }
     }
 
@@ -127,7 +142,7 @@ final class Telemetry {
         feed?.publish(.nodeJoined(id: node, host: host, capabilities: capabilities.values))
     }
 
-    func nodeLeft(node: String, reason: String) {
-        feed?.publish(.nodeLeft(id: node, reason: reason))
+    func nodeLeft(node: String, reason: WorkerLeaveReason, detail: String) {
+        feed?.publish(.nodeLeft(id: node, reason: reason.rawValue, detail: detail))
     }
 }

@@ -13,8 +13,9 @@ public enum ClusterEvent: Sendable, Equatable {
     case brokerStopping(reason: String, summary: [String: Int])
     /// A node announced itself (its first worker's READY, or a discovery beacon).
     case nodeJoined(id: String, host: String, capabilities: [String: String])
-    /// A node's last worker went away (`reason`: disconnect, expired...).
-    case nodeLeft(id: String, reason: String)
+    /// A node's last worker went away: `reason` is one of ``WorkerLeaveReason`` (disconnect,
+    /// expired, unreachable, protocol-error, broker-stopping), `detail` a sentence about it.
+    case nodeLeft(id: String, reason: String, detail: String = "")
     /// A worker said READY for a stage.
     case workerReady(id: String, node: String, stage: String, credit: Int)
     /// A worker missed its heartbeats; its `inFlight` items are being redelivered.
@@ -62,8 +63,8 @@ public enum ClusterEvent: Sendable, Equatable {
             [("reason", .string(reason)), ("summary", .sortedObject(summary))]
         case .nodeJoined(let id, let host, let capabilities):
             [("id", .string(id)), ("host", .string(host)), ("capabilities", .sortedObject(capabilities))]
-        case .nodeLeft(let id, let reason):
-            [("id", .string(id)), ("reason", .string(reason))]
+        case .nodeLeft(let id, let reason, let detail):
+            [("id", .string(id)), ("reason", .string(reason)), ("detail", .string(detail))]
         case .workerReady(let id, let node, let stage, let credit):
             [("id", .string(id)), ("node", .string(node)), ("stage", .string(stage)), ("credit", .int(credit))]
         case .workerExpired(let id, let inFlight):

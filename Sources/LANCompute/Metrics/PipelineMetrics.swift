@@ -91,6 +91,8 @@ public final class PipelineMetrics {
     func itemFailed(stageAt index: Int) { stages[index].failed += 1 }
     func itemRetried(stageAt index: Int) { stages[index].retried += 1 }
     func itemDeadLettered(stageAt index: Int) { stages[index].deadLettered += 1 }
+    /// Items the stage is done with: completed or dead-lettered.
+    func finishedCount(stageAt index: Int) -> Int { stages[index].completed + stages[index].deadLettered }
 
     // MARK: Reading
 

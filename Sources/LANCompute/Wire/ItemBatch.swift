@@ -53,6 +53,17 @@ public struct RequestBatch: Equatable, Sendable {
         return frames
     }
 
+    /// A whole REQUEST to `peer` carrying `items`, routing id first, built in one go (the item path).
+    /// Its `client` frame is the first item's token, or ``MDP/clientItemsAddress`` when the items
+    /// came from MDP clients and their outputs must come back in the REPLY.
+    public static func routedFrames(to peer: [UInt8], forClients: Bool, items: [Item]) -> [[UInt8]] {
+        let client = forClients || items.isEmpty
+            ? MDP.clientItemsAddress : ItemToken(id: items[0].header.id, attempt: items[0].header.attempt).bytes
+        return WorkerMessage.routedRequest(
+            to: peer, client: client, body: items.lazy.map(\.payload),
+            headerFrame: headerFrame(items.lazy.map(\.header), count: items.count))
+    }
+
     /// The item header frame for `count` items with these headers.
     public static func headerFrame(_ headers: some Sequence<ItemHeader>, count: Int) -> [UInt8] {
         var header: [UInt8] = [Self.version]

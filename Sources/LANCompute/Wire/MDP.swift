@@ -138,3 +138,57 @@ public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
 }
+
+extension WorkerMessage {
+    /// The command's name as RFC 7 spells it, for messages about a peer.
+    public var commandName: String {
+        switch self {
+        case .ready: MDP.Command.ready.description
+        case .request: MDP.Command.request.description
+        case .reply: MDP.Command.reply.description
+        case .heartbeat: MDP.Command.heartbeat.description
+        case .disconnect: MDP.Command.disconnect.description
+        }
+    }
+
+    /// Parses a message as the broker's ROUTER receives it: the routing id, then the worker frames.
+    /// Returns nil when frame 2 is not `MDPW01` (not a worker message at all).
+    public static func routed(_ frames: [[UInt8]]) throws(WireError) -> (peer: [UInt8], message: WorkerMessage)? {
+        guard frames.count >= 3, frames[2] == MDP.workerHeader else { return nil }
+        return (frames[0], try WorkerMessage(frames: frames[1...]))
+    }
+
+    /// The frames of a REQUEST to `peer`, routing id first, built in one go (this is the item path).
+    public static func routedRequest(to peer: [UInt8], client: [UInt8], body: some Collection<[UInt8]>, headerFrame: [UInt8]? = nil) -> [[UInt8]] {
+        var frames: [[UInt8]] = [peer, [], MDP.workerHeader, [MDP.Command.request.rawValue], client, []]
+        frames.reserveCapacity(7 + body.count)
+        if let headerFrame { frames.append(headerFrame) }
+        frames.append(contentsOf: body)
+        return frames
+    }
+}
+
+extension ClientMessage {
+    /// Parses a message as the broker's ROUTER receives it; nil when frame 2 is not `MDPC01`.
+    public static func routed(_ frames: [[UInt8]]) throws(WireError) -> (peer: [UInt8], message: ClientMessage)? {
+        guard frames.count >= 3, frames[2] == MDP.clientHeader else { return nil }
+        return (frames[0], try ClientMessage(frames: Array(frames[1...])))
+    }
+}
+
+/// A worker's REPLY body, decoded by the kind of worker that sent it.
+public enum WorkerReply: Equatable, Sendable {
+    /// A LANCompute worker: a reply batch (its `client` frame is empty or the request's).
+    case batch(ReplyBatch)
+    /// A plain MDP/0.1 worker: the echoed item token, and the item's outputs.
+    case single(ItemToken, outputs: [[UInt8]])
+
+    /// `batched`: the worker announced the LANCompute protocol on READY.
+    public init(client: [UInt8], body: [[UInt8]], batched: Bool) throws(WireError) {
+        if batched {
+            self = .batch(try ReplyBatch(frames: body))
+        } else {
+            self = .single(try ItemToken(bytes: client), outputs: body)
+        }
+    }
+}

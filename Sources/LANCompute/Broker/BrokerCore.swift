@@ -1,0 +1,858 @@
+// The broker's pure core: stage queues, the worker table, credit-based dispatch and each item's lifecycle, as inputs in and actions out.
+
+/// A ZeroMQ routing id, as the broker's ROUTER sees a peer.
+public typealias PeerID = [UInt8]
+
+/// An item as the broker tracks it between stages.
+///
+/// A class, not a struct: an item moves between queues, the in-flight table and retry lists
+/// many times, and a reference moves with one retain where a struct copied every field.
+/// Only the broker thread touches it.
+final class BrokerItem {
+    var id: UInt64
+    var stage: Int
+    var payload: [UInt8]
+    /// Attempts started so far at this stage.
+    var attempts: Int = 0
+    var priority: Int16 = 0
+    var enqueuedAt: ContinuousClock.Instant
+    /// When the source item this one derives from entered the pipeline (for end-to-end latency).
+    var bornAt: ContinuousClock.Instant
+    var deadline: ContinuousClock.Instant?
+    var key: [UInt8] = []
+    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
+    var client: ClientReturn?
+    var lastError = ""
+    var lastStderr = ""
+
+    init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
+        self.id = id
+        self.stage = stage
+        self.payload = payload
+        self.enqueuedAt = enqueuedAt
+        self.bornAt = bornAt
+    }
+}
+
+/// Where the outputs of an MDP client's request go back to.
+struct ClientReturn: Equatable {
+    var peer: PeerID
+    var service: String
+}
+
+/// Why a worker left the broker's table: an enumerated reason, with a sentence of detail beside it.
+public enum WorkerLeaveReason: String, Sendable, Equatable, CaseIterable {
+    /// The worker said goodbye (DISCONNECT).
+    case disconnect
+    /// The worker was silent for longer than heartbeat interval x liveness.
+    case expired
+    /// A send to the worker failed: its connection is gone.
+    case unreachable
+    /// The worker broke the protocol (a second READY).
+    case protocolError = "protocol-error"
+    /// The broker is shutting down.
+    case brokerStopping = "broker-stopping"
+}
+
+/// Why an item went back to a queue for another attempt.
+public enum RetryReason: String, Sendable, Equatable {
+    /// The attempt failed (the handler threw, the child crashed).
+    case failed
+    /// The attempt ran past the stage's timeout.
+    case timeout
+    /// The worker holding the item died or was expired.
+    case workerLost = "worker-lost"
+    /// The worker said goodbye before finishing the item; the attempt is not counted.
+    case workerLeft = "worker-left"
+    /// The aggregator never confirmed the item's outputs.
+    case ackTimeout = "ack-timeout"
+}
+
+/// Why an item was given up on.
+public enum DeadLetterReason: String, Sendable, Equatable {
+    /// Every allowed attempt failed.
+    case attemptsExhausted = "attempts-exhausted"
+    /// Its stage's deadline passed before a worker could take it.
+    case deadlinePassed = "deadline-passed"
+    /// The run stopped before the item was finished.
+    case runStopped = "run-stopped"
+    /// The run ended (the source failed) before the item was finished.
+    case runEnded = "run-ended"
+}
+
+/// One item of a REQUEST the core asks the shell to send.
+typealias DispatchedItem = RequestBatch.Item
+
+/// How a REQUEST to a worker is framed.
+enum RequestForm: Equatable {
+    /// A LANCompute worker: one batch, whose `client` frame is the first item's token, or
+    /// ``MDP/clientItemsAddress`` when the items came from MDP clients and must come back in the REPLY.
+    case batch(forClients: Bool)
+    /// A plain MDP/0.1 worker: one item, its token in the `client` frame.
+    case plain
+}
+
+/// An item given up on, with what the dead-letter file records of it.
+struct DeadLetter {
+    var id: UInt64
+    var stage: Int
+    var stageName: String
+    var payload: [UInt8]
+    var attempts: Int
+    var reason: DeadLetterReason
+    /// The sentence that explains `reason` for this item.
+    var detail: String
+    var lastError: String
+    var lastStderr: String
+}
+
+/// A worker as it registered, for the shell's log and events.
+struct JoinedWorker {
+    var peer: PeerID
+    var stageName: String
+    var node: String
+    var host: String
+    var credit: Int
+    var capabilities: Capabilities
+}
+
+/// What happened to the core, fed to it by the shell.
+enum BrokerInput {
+    /// A new item from the source, for every entry stage.
+    case accepted(id: UInt64, payload: [UInt8])
+    /// An MDP client's request for one stage; the outputs go back to `client`.
+    case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
+    /// A decoded worker-protocol message from `peer`.
+    case worker(peer: PeerID, message: WorkerMessage)
+    /// The aggregator has the outputs of these final-stage items in the sink.
+    case aggregatorAcknowledged(ids: [UInt64])
+    /// A send to `peer` failed: its connection is gone; `unsent` are the ids of the REQUEST that failed.
+    case sendFailed(peer: PeerID, unsent: [UInt64])
+    /// Time passed: heartbeats, expiries, timeouts, deadlines.
+    case tick
+    /// The run is over: every unfinished item is dead-lettered with `reason`, and every worker told to go.
+    case shutDown(reason: DeadLetterReason)
+}
+
+/// What the core asks the shell to do, and the facts metrics, events and the journal consume.
+enum BrokerAction {
+    /// Send these items to `peer` in one REQUEST.
+    case request(peer: PeerID, form: RequestForm, items: [DispatchedItem])
+    case heartbeat(peer: PeerID)
+    case disconnect(peer: PeerID)
+    /// Answer an MDP client: its outputs, or `["error", reason]`.
+    case clientReply(peer: PeerID, service: String, body: [[UInt8]])
+    /// Final outputs the worker returned in its REPLY: the aggregator must write them.
+    case forwardToAggregator([ItemOutcome])
+
+    /// An item entered `stage` for the first time.
+    case itemReceived(stage: Int)
+    /// An attempt at `stage` succeeded, `latency` after the item was queued there.
+    case attemptCompleted(stage: Int, latency: Duration)
+    case attemptFailed(stage: Int)
+    /// An item went back to its queue for attempt `attempt + 1`.
+    case itemRetried(stage: Int, id: UInt64, attempt: Int, reason: RetryReason)
+    case deadLettered(DeadLetter)
+    /// A final-stage item is in the sink, `latency` after its source item entered the pipeline.
+    case itemInSink(id: UInt64, latency: Duration)
+
+    case workerJoined(JoinedWorker)
+    case workerLeft(peer: PeerID, stageName: String, reason: WorkerLeaveReason, detail: String, requeued: Int)
+    case nodeJoined(node: String, host: String, capabilities: Capabilities)
+    case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
+    /// A peer broke the protocol; `code` is its LC3xxx code.
+    case protocolError(peer: PeerID, code: String, detail: String)
+    /// A worker the broker had already let go of answered late: ignored, and told to register again.
+    case lateMessage(peer: PeerID)
+    /// The core wants a `.tick` no later than this.
+    case scheduleTick(at: ContinuousClock.Instant)
+}
+
+/// The broker's state machine: no sockets and no clock of its own. The shell feeds it inputs
+/// with the time they happened and carries out the actions it returns.
+final class BrokerCore {
+    private struct StageState {
+        var spec: StageSpec
+        var downstream: [Int]
+        var queue = PriorityFIFO<BrokerItem>()
+        /// Live workers serving this stage, in the order they registered.
+        var workers: [PeerID] = []
+        var isFinal: Bool { downstream.isEmpty }
+        var isGrouped: Bool { spec.groupBy != nil }
+    }
+
+    private final class WorkerRecord {
+        let peer: PeerID
+        let stage: Int
+        let capabilities: Capabilities
+        let credit: Int
+        let batch: Int
+        /// Items the worker works on at once; the rest of its credit waits in its own queue.
+        let slots: Int
+        let speaksLANCompute: Bool
+        let node: String
+        let host: String
+        let hash: UInt64
+        let preference: Int
+        var inFlight: Set<UInt64> = []
+        /// In-flight ids in the order they were sent (entries no longer in flight are skipped lazily):
+        /// the worker takes its items in this order, which is how the core knows when one started.
+        var sendOrder = FIFOQueue<UInt64>()
+        var lastSeen: ContinuousClock.Instant
+        var lastSent: ContinuousClock.Instant
+        var completed = 0
+        /// Items pinned to this worker by group-by, waiting for its credit.
+        var pinned = FIFOQueue<BrokerItem>()
+
+        init(peer: PeerID, stage: Int, capabilities: Capabilities, preference: Int, now: ContinuousClock.Instant) {
+            self.peer = peer
+            self.stage = stage
+            self.capabilities = capabilities
+            self.credit = capabilities.credit
+            self.batch = capabilities.batch
+            self.slots = capabilities["slots"].flatMap(Int.init).map { max(1, $0) } ?? capabilities.credit
+            self.speaksLANCompute = capabilities.isLANCompute
+            self.node = capabilities["node"] ?? "mdp-\(hex(peer))"
+            self.host = capabilities["host"] ?? "unknown"
+            self.hash = ItemID.mix(fnv1a(peer))
+            self.preference = preference
+            self.lastSeen = now
+            self.lastSent = now
+        }
+
+        var freeCredit: Int { credit - inFlight.count }
+    }
+
+    /// A class for the same reason as `BrokerItem`: the in-flight table is on every item's path.
+    private final class InFlight {
+        let item: BrokerItem
+        let peer: PeerID
+        let sentAt: ContinuousClock.Instant
+        /// When the worker (by the core's reckoning of its slots) started the item; the stage timeout runs from here.
+        var startedAt: ContinuousClock.Instant?
+        /// The worker replied; for a final stage the item now waits for the aggregator's ack.
+        var repliedAt: ContinuousClock.Instant?
+        var replied: Bool { repliedAt != nil }
+
+        init(item: BrokerItem, peer: PeerID, sentAt: ContinuousClock.Instant) {
+            self.item = item
+            self.peer = peer
+            self.sentAt = sentAt
+        }
+    }
+
+    private var stages: [StageState]
+    private let stageIndex: [String: Int]
+    private var workers: [PeerID: WorkerRecord] = [:]
+    private var inFlight: [UInt64: InFlight] = [:]
+    private var nodes: [String: Set<PeerID>] = [:]
+    /// Workers let go of recently (expired, unreachable), so a late word from one is not a protocol error.
+    private var departed = FIFOQueue<PeerID>()
+    private var departedSet = Set<PeerID>()
+    private var actions: [BrokerAction] = []
+
+    /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
+    private(set) var pending = 0
+
+    let heartbeatInterval: Duration
+    let liveness: Int
+    /// How long a final-stage item may wait for the aggregator's ack before it is sent again.
+    let ackTimeout: Duration
+    /// How often the core wants a tick.
+    let tickInterval: Duration
+
+    init(topology: Topology, ackTimeout: Duration = .seconds(30)) {
+        var index: [String: Int] = [:]
+        for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
+        stageIndex = index
+        stages = topology.stages.map { spec in
+            StageState(spec: spec, downstream: topology.downstream(of: spec.name).compactMap { index[$0.name] })
+        }
+        heartbeatInterval = topology.broker.heartbeatInterval
+        liveness = max(1, topology.broker.heartbeatLiveness)
+        self.ackTimeout = ackTimeout
+        tickInterval = min(heartbeatInterval / 2, .milliseconds(250))
+    }
+
+    // MARK: The one entry point
+
+    /// Applies one input at `now` and returns what the shell must do, in order.
+    func handle(_ input: BrokerInput, at now: ContinuousClock.Instant) -> [BrokerAction] {
+        handle(batch: CollectionOfOne(input), at: now)
+    }
+
+    /// Applies inputs that arrived together (one drain of a socket), then dispatches once.
+    func handle(batch inputs: some Sequence<BrokerInput>, at now: ContinuousClock.Instant) -> [BrokerAction] {
+        var shutDown = false
+        for input in inputs {
+            apply(input, at: now)
+            if case .shutDown = input { shutDown = true }
+        }
+        if !shutDown { dispatch(now: now) }
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    private func apply(_ input: BrokerInput, at now: ContinuousClock.Instant) {
+        switch input {
+        case .accepted(let id, let payload):
+            accept(id: id, payload: payload, now: now)
+        case .clientRequest(let stage, let id, let payload, let client, let service):
+            let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
+            item.client = ClientReturn(peer: client, service: service)
+            enqueue(item, now: now)
+            pending += 1
+        case .worker(let peer, let message):
+            handle(message, from: peer, now: now)
+        case .aggregatorAcknowledged(let ids):
+            acknowledge(ids, now: now)
+        case .sendFailed(let peer, let unsent):
+            // The items of the REQUEST that failed never reached the worker: they go back untouched.
+            // Every other item it held counts an attempt, however it died, so an item that kills
+            // its worker ends in the dead letters after max-attempts.
+            if let worker = workers[peer] {
+                for id in unsent.reversed() {
+                    guard worker.inFlight.remove(id) != nil, let entry = inFlight.removeValue(forKey: id) else { continue }
+                    entry.item.attempts -= 1
+                    place(entry.item, atFront: true)
+                }
+            }
+            removeWorker(peer, reason: .unreachable, detail: "its connection is gone", now: now, countAttempt: true)
+        case .tick:
+            tick(now: now)
+            actions.append(.scheduleTick(at: now + tickInterval))
+        case .shutDown(let reason):
+            abandonAll(reason: reason)
+            for peer in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { actions.append(.disconnect(peer: peer)) }
+        }
+    }
+
+    // MARK: Read-only views for the shell (progress, metrics, MMI)
+
+    var stageNames: [String] { stages.map(\.spec.name) }
+    /// Stages that read the source.
+    var entryStages: [Int] { stages.indices.filter { stages[$0].spec.from.isEmpty } }
+    func stage(named name: String) -> Int? { stageIndex[name] }
+    func hasWorkers(stage: Int) -> Bool { !stages[stage].workers.isEmpty }
+    func isRegistered(_ peer: PeerID) -> Bool { workers[peer] != nil }
+    var inFlightIsEmpty: Bool { inFlight.isEmpty }
+    var queuedTotal: Int { stages.indices.reduce(0) { $0 + queuedCount(stage: $1) } }
+
+    func queuedCount(stage: Int) -> Int {
+        stages[stage].queue.count + stages[stage].workers.reduce(0) { $0 + (workers[$1]?.pinned.count ?? 0) }
+    }
+
+    func inFlightCount(stage: Int) -> Int {
+        stages[stage].workers.reduce(0) { $0 + (workers[$1]?.inFlight.count ?? 0) }
+    }
+
+    /// A node's view for metrics: workers, items in flight, completed, last heartbeat.
+    func nodeSummaries(now: ContinuousClock.Instant) -> [NodeSummary] {
+        nodes.keys.sorted().compactMap { node in
+            let records = nodes[node]!.compactMap { workers[$0] }
+            guard let first = records.first else { return nil }
+            let lastSeen = records.map(\.lastSeen).max()!
+            return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
+                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities)
+        }
+    }
+
+    // MARK: Items in
+
+    private func accept(id: UInt64, payload: [UInt8], now: ContinuousClock.Instant) {
+        let entries = entryStages
+        for stage in entries {
+            // With several entry stages each gets its own copy, with its own id.
+            let itemID = entries.count == 1 ? id : ItemID.derived(parent: id, stageIndex: stage, outputIndex: 0)
+            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now), now: now)
+            pending += 1
+        }
+    }
+
+    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
+        // Read single fields of the stage: a copy of the whole stage state would share its
+        // queue's storage and make the append below copy the queue.
+        item.enqueuedAt = now
+        if let deadline = stages[item.stage].spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
+        if item.attempts == 0 {
+            // Priority flows downstream: an item carries the highest priority of the stages it passed.
+            item.priority = max(item.priority, Int16(clamping: stages[item.stage].spec.priority))
+            actions.append(.itemReceived(stage: item.stage))
+            if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
+        }
+        place(item)
+    }
+
+    /// Puts an item in its stage queue, or (group-by) in the queue of the worker its key is pinned to.
+    private func place(_ item: BrokerItem, atFront: Bool = false) {
+        if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage) {
+            if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
+            return
+        }
+        if atFront {
+            stages[item.stage].queue.prepend(item, priority: item.priority)
+        } else {
+            stages[item.stage].queue.append(item, priority: item.priority)
+        }
+    }
+
+    /// Rendezvous hashing: the live worker with the highest score for the key; keys move only when workers come and go.
+    private func pinnedWorker(for key: [UInt8], stage: Int) -> WorkerRecord? {
+        let keyHash = fnv1a(key)
+        var best: WorkerRecord?
+        var bestScore: UInt64 = 0
+        for peer in stages[stage].workers {
+            guard let worker = workers[peer] else { continue }
+            let score = ItemID.mix(keyHash ^ worker.hash)
+            if best == nil || score > bestScore {
+                best = worker
+                bestScore = score
+            }
+        }
+        return best
+    }
+
+    /// Re-pins every queued item of a grouped stage after its worker set changed.
+    private func repin(stage: Int) {
+        guard stages[stage].isGrouped else { return }
+        var items = stages[stage].queue.drain()
+        for peer in stages[stage].workers {
+            if let worker = workers[peer] { items += worker.pinned.drain() }
+        }
+        for item in items { place(item) }
+    }
+
+    // MARK: Dispatch
+
+    /// Sends queued items to workers with free credit, preferred workers first.
+    private func dispatch(now: ContinuousClock.Instant) {
+        for stage in stages.indices where !stages[stage].workers.isEmpty {
+            if stages[stage].isGrouped {
+                for peer in stages[stage].workers {
+                    guard let worker = workers[peer] else { continue }
+                    while worker.freeCredit > 0, !worker.pinned.isEmpty {
+                        var batch: [BrokerItem] = []
+                        let room = min(worker.batch, worker.freeCredit)
+                        while batch.count < room, let item = worker.pinned.popFirst() {
+                            if let item = admit(item, now: now) { batch.append(item) }
+                        }
+                        if batch.isEmpty { break }
+                        send(batch, to: worker, now: now)
+                    }
+                }
+                continue
+            }
+            while !stages[stage].queue.isEmpty, let worker = bestWorker(stage: stage) {
+                var batch: [BrokerItem] = []
+                let room = min(worker.batch, worker.freeCredit)
+                while batch.count < room, let item = stages[stage].queue.popFirst() {
+                    if let item = admit(item, now: now) { batch.append(item) }
+                }
+                if batch.isEmpty { break }
+                send(batch, to: worker, now: now)
+            }
+        }
+    }
+
+    /// Dead-letters an item whose deadline passed; otherwise returns it.
+    private func admit(_ item: BrokerItem, now: ContinuousClock.Instant) -> BrokerItem? {
+        if let deadline = item.deadline, now >= deadline {
+            item.lastError = "deadline of \(seconds(stages[item.stage].spec.deadline!)) passed before the item could be processed"
+            deadLetter(item, reason: .deadlinePassed, detail: item.lastError)
+            return nil
+        }
+        return item
+    }
+
+    private func bestWorker(stage: Int) -> WorkerRecord? {
+        var best: WorkerRecord?
+        for peer in stages[stage].workers {
+            guard let worker = workers[peer], worker.freeCredit > 0 else { continue }
+            guard let current = best else {
+                best = worker
+                continue
+            }
+            if worker.preference > current.preference
+                || (worker.preference == current.preference && worker.freeCredit > current.freeCredit) {
+                best = worker
+            }
+        }
+        return best
+    }
+
+    private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
+        var running = startedCount(of: worker)
+        for item in batch {
+            item.attempts += 1
+            worker.inFlight.insert(item.id)
+            worker.sendOrder.append(item.id)
+            let entry = InFlight(item: item, peer: worker.peer, sentAt: now)
+            if running < worker.slots {
+                entry.startedAt = now
+                running += 1
+            }
+            inFlight[item.id] = entry
+        }
+        worker.lastSent = now
+        func dispatched(_ item: BrokerItem) -> DispatchedItem {
+            DispatchedItem(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
+                           item.payload)
+        }
+        guard worker.speaksLANCompute else {
+            for item in batch { actions.append(.request(peer: worker.peer, form: .plain, items: [dispatched(item)])) }
+            return
+        }
+        // A worker of a final stage PUSHes outputs to the aggregator; a client's items must come back
+        // in the REPLY instead, so they travel in a REQUEST of their own that says so.
+        if batch.contains(where: { $0.client != nil }) {
+            let own = batch.filter { $0.client == nil }
+            let clients = batch.filter { $0.client != nil }
+            if !own.isEmpty { actions.append(.request(peer: worker.peer, form: .batch(forClients: false), items: own.map(dispatched))) }
+            actions.append(.request(peer: worker.peer, form: .batch(forClients: true), items: clients.map(dispatched)))
+        } else {
+            actions.append(.request(peer: worker.peer, form: .batch(forClients: false), items: batch.map(dispatched)))
+        }
+    }
+
+    /// How many of a worker's in-flight items it is working on now (by its slots), marking newly started ones.
+    ///
+    /// The worker takes items in the order they were sent, `slots` at a time, so the first
+    /// `slots` unanswered items in send order are the ones running; the others wait in its queue
+    /// and their timeout has not started. Without `now`, nothing is marked: it only counts.
+    @discardableResult
+    private func startedCount(of worker: WorkerRecord, now: ContinuousClock.Instant? = nil) -> Int {
+        func isLive(_ id: UInt64) -> Bool { worker.inFlight.contains(id) }
+        while let first = worker.sendOrder.first, !isLive(first) { _ = worker.sendOrder.popFirst() }
+        var running = 0
+        var looked = 0
+        // Bounded: answered ids may sit between live ones until they reach the front.
+        for id in worker.sendOrder.elements where running < worker.slots && looked < worker.slots * 4 + 64 {
+            looked += 1
+            guard isLive(id), let entry = inFlight[id] else { continue }
+            if entry.startedAt == nil {
+                guard let now else { break }
+                entry.startedAt = now
+            }
+            running += 1
+        }
+        return running
+    }
+
+    // MARK: Worker messages
+
+    private func handle(_ message: WorkerMessage, from peer: PeerID, now: ContinuousClock.Instant) {
+        guard let worker = workers[peer] else {
+            switch message {
+            case .ready(let service, let capabilities):
+                forgetDeparture(peer)
+                register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), now: now)
+            case .disconnect:
+                break  // Nothing to do: the peer was not registered.
+            case .reply, .heartbeat, .request:
+                if departedSet.contains(peer) {
+                    // A worker the broker let go of (expired, unreachable) is still talking: its items were
+                    // already taken back. Not a protocol error; tell it to register again.
+                    actions.append(.lateMessage(peer: peer))
+                } else {
+                    actions.append(.protocolError(peer: peer, code: "LC3002", detail: "\(message.commandName) from a worker that never sent READY"))
+                }
+                actions.append(.disconnect(peer: peer))
+            }
+            return
+        }
+        worker.lastSeen = now
+        switch message {
+        case .ready:
+            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY from a worker that is already registered"))
+            removeWorker(peer, reason: .protocolError, detail: "sent a second READY", now: now, countAttempt: true)
+            actions.append(.disconnect(peer: peer))
+        case .heartbeat:
+            break
+        case .disconnect:
+            // A worker that says goodbye did not fail its items: they go back without using an attempt.
+            removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
+        case .request:
+            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "REQUEST sent by a worker"))
+        case .reply(let client, let body):
+            do {
+                switch try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute) {
+                case .batch(let reply):
+                    for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
+                case .single(let token, let outputs):
+                    complete(ItemOutcome(id: token.id, attempt: token.attempt, status: .completed(outputs: outputs)), from: worker, now: now)
+                }
+            } catch {
+                actions.append(.protocolError(peer: peer, code: "LC3001", detail: "bad REPLY: \(error)"))
+            }
+            startedCount(of: worker, now: now)
+        }
+    }
+
+    private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
+        guard !service.hasPrefix("mmi.") else {
+            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY for reserved service \(service)"))
+            actions.append(.disconnect(peer: peer))
+            return
+        }
+        guard let stage = stageIndex[service] else {
+            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "READY for unknown stage \"\(service)\""))
+            actions.append(.disconnect(peer: peer))
+            return
+        }
+        let spec = stages[stage].spec
+        if let unmet = spec.requires.unmetReason(capabilities) {
+            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "worker cannot serve stage \(service): \(unmet)"))
+            actions.append(.disconnect(peer: peer))
+            return
+        }
+        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, preference: spec.prefers.score(capabilities), now: now)
+        workers[peer] = worker
+        stages[stage].workers.append(peer)
+        if nodes[worker.node, default: []].isEmpty {
+            actions.append(.nodeJoined(node: worker.node, host: worker.host, capabilities: capabilities))
+        }
+        nodes[worker.node, default: []].insert(peer)
+        actions.append(.workerJoined(JoinedWorker(peer: peer, stageName: service, node: worker.node, host: worker.host,
+                                                  credit: worker.credit, capabilities: capabilities)))
+        repin(stage: stage)
+    }
+
+    private func removeWorker(_ peer: PeerID, reason: WorkerLeaveReason, detail: String, now: ContinuousClock.Instant, countAttempt: Bool) {
+        guard let worker = workers.removeValue(forKey: peer) else { return }
+        stages[worker.stage].workers.removeAll { $0 == peer }
+        if reason != .disconnect { rememberDeparture(peer) }
+        var requeued = 0
+        for id in worker.inFlight {
+            guard let entry = inFlight.removeValue(forKey: id) else { continue }
+            requeued += 1
+            if countAttempt {
+                fail(entry.item, retryReason: .workerLost,
+                     message: "worker \(hex(peer)) on \(worker.host) was lost (\(reason.rawValue): \(detail)) while processing the item",
+                     stderr: "", now: now)
+            } else {
+                entry.item.attempts -= 1
+                actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts, reason: .workerLeft))
+                place(entry.item, atFront: true)
+            }
+        }
+        // Final-stage items whose outputs may not have left the dead worker: send them again.
+        let unconfirmed = inFlight.filter { $0.value.peer == peer && $0.value.replied }
+        for (id, entry) in unconfirmed.sorted(by: { $0.key < $1.key }) {
+            inFlight[id] = nil
+            requeued += 1
+            retry(entry.item, reason: .workerLost)
+        }
+        for item in worker.pinned.drain() { place(item) }
+        repin(stage: worker.stage)
+        actions.append(.workerLeft(peer: peer, stageName: stages[worker.stage].spec.name, reason: reason, detail: detail, requeued: requeued))
+        nodes[worker.node]?.remove(peer)
+        if nodes[worker.node]?.isEmpty == true {
+            nodes[worker.node] = nil
+            actions.append(.nodeLeft(node: worker.node, reason: reason, detail: detail))
+        }
+    }
+
+    private func rememberDeparture(_ peer: PeerID) {
+        guard departedSet.insert(peer).inserted else { return }
+        departed.append(peer)
+        while departed.count > 4096, let oldest = departed.popFirst() { departedSet.remove(oldest) }
+    }
+
+    private func forgetDeparture(_ peer: PeerID) {
+        if departedSet.remove(peer) != nil { _ = departed.removeAll { $0 == peer } }
+    }
+
+    // MARK: Outcomes
+
+    private func complete(_ outcome: ItemOutcome, from worker: WorkerRecord, now: ContinuousClock.Instant) {
+        // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
+        // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
+        guard worker.inFlight.contains(outcome.id), let entry = inFlight[outcome.id], entry.peer == worker.peer,
+              entry.item.attempts == Int(outcome.attempt) else { return }
+        worker.inFlight.remove(outcome.id)
+        let stage = entry.item.stage
+        switch outcome.status {
+        case .failed(let message, let stderr):
+            inFlight[outcome.id] = nil
+            actions.append(.attemptFailed(stage: stage))
+            fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now)
+        case .completed(let outputs):
+            worker.completed += 1
+            actions.append(.attemptCompleted(stage: stage, latency: now - entry.item.enqueuedAt))
+            if let client = entry.item.client {
+                inFlight[outcome.id] = nil
+                actions.append(.clientReply(peer: client.peer, service: client.service, body: outputs.isEmpty ? [[]] : outputs))
+                finish()
+            } else if stages[stage].isFinal {
+                // Forward to the aggregator and wait for its ack before the item counts as done.
+                entry.repliedAt = now
+                actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
+            } else {
+                inFlight[outcome.id] = nil
+                forward(entry.item, outputs: outputs, now: now)
+            }
+        case .deliveredToAggregator:
+            worker.completed += 1
+            actions.append(.attemptCompleted(stage: stage, latency: now - entry.item.enqueuedAt))
+            entry.repliedAt = now
+        }
+    }
+
+    /// Sends each output of a completed item to every downstream stage, with derived stable ids.
+    private func forward(_ item: BrokerItem, outputs: [[UInt8]], now: ContinuousClock.Instant) {
+        for downstream in stages[item.stage].downstream {
+            for (index, output) in outputs.enumerated() {
+                let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
+                                       stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt)
+                child.priority = item.priority
+                enqueue(child, now: now)
+                pending += 1
+            }
+        }
+        finish()
+    }
+
+    private func acknowledge(_ ids: [UInt64], now: ContinuousClock.Instant) {
+        for id in ids {
+            guard let entry = inFlight[id] else { continue }  // a duplicate, already done
+            inFlight[id] = nil
+            actions.append(.itemInSink(id: id, latency: now - entry.item.bornAt))
+            if !entry.replied, let worker = workers[entry.peer] {
+                // The ack overtook the worker's REPLY: the item is done; free the credit now.
+                worker.inFlight.remove(id)
+                worker.completed += 1
+                actions.append(.attemptCompleted(stage: entry.item.stage, latency: now - entry.item.enqueuedAt))
+            }
+            finish()
+        }
+    }
+
+    private func fail(_ item: BrokerItem, retryReason: RetryReason, message: String, stderr: String, now: ContinuousClock.Instant) {
+        item.lastError = message
+        item.lastStderr = stderr
+        let maxAttempts = max(1, stages[item.stage].spec.maxAttempts)
+        if item.attempts >= maxAttempts {
+            deadLetter(item, reason: .attemptsExhausted, detail: "failed \(item.attempts) of \(maxAttempts) attempts; last error: \(message)")
+        } else {
+            retry(item, reason: retryReason)
+        }
+    }
+
+    private func retry(_ item: BrokerItem, reason: RetryReason) {
+        actions.append(.itemRetried(stage: item.stage, id: item.id, attempt: item.attempts, reason: reason))
+        place(item, atFront: true)
+    }
+
+    private func deadLetter(_ item: BrokerItem, reason: DeadLetterReason, detail: String) {
+        actions.append(.deadLettered(DeadLetter(
+            id: item.id, stage: item.stage, stageName: stages[item.stage].spec.name, payload: item.payload, attempts: item.attempts,
+            reason: reason, detail: detail, lastError: item.lastError, lastStderr: item.lastStderr)))
+        if let client = item.client {
+            actions.append(.clientReply(peer: client.peer, service: client.service, body: [Array("error".utf8), Array(detail.utf8)]))
+        }
+        finish()
+    }
+
+    private func finish() {
+        pending -= 1
+    }
+
+    // MARK: Time
+
+    /// Heartbeats, expiry of silent workers, attempt timeouts and ack timeouts.
+    private func tick(now: ContinuousClock.Instant) {
+        let expiry = heartbeatInterval * liveness
+        for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
+            if now - worker.lastSeen > expiry {
+                removeWorker(worker.peer, reason: .expired,
+                             detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
+                             now: now, countAttempt: true)
+            } else if now - worker.lastSent >= heartbeatInterval {
+                worker.lastSent = now
+                actions.append(.heartbeat(peer: worker.peer))
+            }
+        }
+        var expired: [(UInt64, InFlight, RetryReason)] = []
+        for (id, entry) in inFlight {
+            if let repliedAt = entry.repliedAt {
+                if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
+            } else if let timeout = stages[entry.item.stage].spec.timeout, let startedAt = entry.startedAt, now - startedAt > timeout {
+                expired.append((id, entry, .timeout))
+            }
+        }
+        for (id, entry, reason) in expired.sorted(by: { $0.0 < $1.0 }) {
+            inFlight[id] = nil
+            workers[entry.peer]?.inFlight.remove(id)
+            let stage = entry.item.stage
+            actions.append(.attemptFailed(stage: stage))
+            if reason == .ackTimeout {
+                // Counted as a failed attempt: a worker that cannot reach the aggregator would
+                // otherwise get the same item back forever.
+                fail(entry.item, retryReason: .ackTimeout,
+                     message: "the aggregator never confirmed the outputs within \(seconds(ackTimeout)) of worker \(hex(entry.peer))'s reply; can that worker reach the aggregator endpoint?",
+                     stderr: "", now: now)
+            } else {
+                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(stages[stage].spec.timeout!))", stderr: "", now: now)
+            }
+        }
+        for worker in workers.values where !worker.inFlight.isEmpty { startedCount(of: worker, now: now) }
+        // Queued items past their deadline go now, not only when a worker would have taken them.
+        for stage in stages.indices where stages[stage].spec.deadline != nil {
+            let late = stages[stage].queue.removeAll { item in item.deadline.map { now >= $0 } ?? false }
+            for item in late { _ = admit(item, now: now) }
+        }
+    }
+
+    /// Dead-letters every item not yet finished — queued, pinned or in flight — with `reason`.
+    private func abandonAll(reason: DeadLetterReason) {
+        var items: [BrokerItem] = []
+        for stage in stages.indices { items += stages[stage].queue.drain() }
+        for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
+            items += worker.pinned.drain()
+            worker.inFlight.removeAll()
+        }
+        items += inFlight.values.map(\.item).sorted { $0.id < $1.id }
+        inFlight.removeAll()
+        let detail = reason == .runStopped ? "the run was stopped before the item was finished" : "the run ended before the item was finished"
+        for item in items {
+            item.lastError = detail
+            deadLetter(item, reason: reason, detail: detail)
+        }
+    }
+}
+
+/// One node as metrics show it.
+struct NodeSummary {
+    var node: String
+    var host: String
+    var workers: Int
+    var inFlight: Int
+    var completed: Int
+    var heartbeatAge: Duration
+    var capabilities: Capabilities
+}
+
+/// A duration as people read it in a log line: `1.5s`, `500ms`.
+func seconds(_ duration: Duration) -> String {
+    let (whole, atto) = duration.components
+    let milliseconds = whole * 1000 + atto / 1_000_000_000_000_000
+    if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }
+    if milliseconds < 1000 { return "\(milliseconds)ms" }
+    return "\(Double(milliseconds) / 1000)s"
+}
+
+func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01B3
+    }
+    return hash
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { byte in
+        let digits = String(byte, radix: 16)
+        return digits.count == 1 ? "0" + digits : digits
+    }.joined()
+}

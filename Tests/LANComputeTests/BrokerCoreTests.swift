@@ -1,0 +1,359 @@
+// The broker core without sockets or clock: inputs in, asserted actions out (credit, lifecycle, redelivery, placement).
+
+import Testing
+@testable import LANCompute
+
+/// A core driven by hand: a manual clock, and every action it returned kept for assertions.
+final class CoreDriver {
+    let core: BrokerCore
+    var now = ContinuousClock.now
+    var actions: [BrokerAction] = []
+
+    init(_ stages: [StageSpec], heartbeat: Duration = .milliseconds(500), ackTimeout: Duration = .seconds(30)) {
+        var topology = Topology(name: "t", source: SourceSpec(kind: .stdin), stages: stages, sink: SinkSpec(kind: .stdout))
+        topology.broker.heartbeatInterval = heartbeat
+        core = BrokerCore(topology: topology, ackTimeout: ackTimeout)
+    }
+
+    /// Feeds one input and returns (and keeps) what the core did.
+    @discardableResult
+    func feed(_ input: BrokerInput) -> [BrokerAction] {
+        let returned = core.handle(input, at: now)
+        actions += returned
+        return returned
+    }
+
+    func advance(_ duration: Duration) { now += duration }
+
+    func ready(_ peer: PeerID, _ stage: String, _ capabilities: Capabilities?) {
+        feed(.worker(peer: peer, message: .ready(service: stage, capabilities: capabilities)))
+    }
+
+    func reply(_ peer: PeerID, _ outcomes: [ItemOutcome]) {
+        feed(.worker(peer: peer, message: .reply(client: [], body: ReplyBatch(outcomes: outcomes).frames)))
+    }
+
+    func completed(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1, outputs: [[UInt8]] = [[1]]) {
+        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: outputs))])
+    }
+
+    func delivered(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1) {
+        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .deliveredToAggregator(count: 1))])
+    }
+
+    func failed(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1, message: String = "boom") {
+        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .failed(message: message, stderr: ""))])
+    }
+
+    /// Drops the actions seen so far.
+    func clear() { actions.removeAll() }
+
+    /// Every REQUEST sent to `peer`, as (form, headers) in order.
+    func requests(to peer: PeerID) -> [(form: RequestForm, items: [DispatchedItem])] {
+        actions.compactMap { if case .request(peer, let form, let items) = $0 { (form, items) } else { nil } }
+    }
+
+    func sentIDs(to peer: PeerID) -> [UInt64] { requests(to: peer).flatMap { $0.items.map(\.header.id) } }
+
+    var deadLetters: [DeadLetter] { actions.compactMap { if case .deadLettered(let letter) = $0 { letter } else { nil } } }
+    var inSink: [UInt64] { actions.compactMap { if case .itemInSink(let id, _) = $0 { id } else { nil } } }
+    var retries: [(id: UInt64, reason: RetryReason)] {
+        actions.compactMap { if case .itemRetried(_, let id, _, let reason) = $0 { (id, reason) } else { nil } }
+    }
+    var protocolErrors: [String] { actions.compactMap { if case .protocolError(_, let code, _) = $0 { code } else { nil } } }
+    func disconnects(_ peer: PeerID) -> Int { actions.filter { if case .disconnect(peer) = $0 { true } else { false } }.count }
+    var forwarded: [ItemOutcome] { actions.flatMap { action -> [ItemOutcome] in if case .forwardToAggregator(let outcomes) = action { outcomes } else { [] } } }
+}
+
+func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "n1", labels: [String: String] = [:]) -> Capabilities {
+    var capabilities = Capabilities(["protocol": MDP.lanComputeProtocol, "credit": String(credit), "batch": String(batch), "node": node, "host": "h"])
+    if let slots { capabilities["slots"] = String(slots) }
+    for (key, value) in labels { capabilities["label.\(key)"] = value }
+    return capabilities
+}
+
+@Suite struct BrokerCoreTests {
+    @Test func dispatchNeverExceedsCredit() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 3, batch: 2))
+        for id in 0..<10 { driver.feed(.accepted(id: UInt64(id), payload: [UInt8(id)])) }
+        #expect(driver.requests(to: [1]).map(\.items.count) == [1, 1, 1])
+        driver.clear()
+        // Credit comes back with each answer, and never more than the batch size at once.
+        driver.reply([1], (0..<3).map { ItemOutcome(id: UInt64($0), attempt: 1, status: .deliveredToAggregator(count: 1)) })
+        #expect(driver.requests(to: [1]).map(\.items.count) == [2, 1])
+    }
+
+    @Test func completedItemsFlowDownstreamWithDerivedIDsAndFinishOnAck() {
+        let driver = CoreDriver([
+            StageSpec(name: "split", handler: .external),
+            StageSpec(name: "count", handler: .external, from: ["split"]),
+        ])
+        driver.ready([1], "split", lanCompute(credit: 10))
+        driver.ready([2], "count", lanCompute(credit: 10))
+        driver.feed(.accepted(id: 7, payload: Array("a b".utf8)))
+        #expect(driver.sentIDs(to: [1]) == [7])
+        driver.completed([1], 7, outputs: [[97], [98]])
+        let children = driver.sentIDs(to: [2])
+        #expect(children == [ItemID.derived(parent: 7, stageIndex: 1, outputIndex: 0), ItemID.derived(parent: 7, stageIndex: 1, outputIndex: 1)])
+        for child in children { driver.delivered([2], child) }
+        #expect(driver.inSink.isEmpty, "a final item is done only when the aggregator confirms it")
+        driver.feed(.aggregatorAcknowledged(ids: children))
+        driver.feed(.aggregatorAcknowledged(ids: children))
+        #expect(driver.inSink == children, "a duplicate ack changes nothing")
+        driver.feed(.shutDown(reason: .runEnded))
+        #expect(driver.deadLetters.isEmpty)
+    }
+
+    @Test func finalOutputsReturnedInTheReplyAreForwardedToTheAggregator() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 3, payload: [3]))
+        driver.completed([1], 3, outputs: [[9]])
+        #expect(driver.forwarded == [ItemOutcome(id: 3, attempt: 1, status: .completed(outputs: [[9]]))])
+    }
+
+    @Test func anExpiredWorkersItemsAreRedeliveredToTheSurvivorAndCountAnAttempt() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 3)], heartbeat: .milliseconds(100))
+        driver.ready([1], "a", lanCompute(credit: 2, node: "n1"))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.feed(.accepted(id: 2, payload: [2]))
+        #expect(driver.sentIDs(to: [1]) == [1, 2])
+        driver.ready([2], "a", lanCompute(credit: 2, node: "n2"))
+        for _ in 0..<4 {
+            driver.advance(.milliseconds(100))
+            driver.feed(.worker(peer: [2], message: .heartbeat))
+            driver.feed(.tick)
+        }
+        #expect(driver.sentIDs(to: [2]).sorted() == [1, 2])
+        #expect(driver.requests(to: [2]).flatMap(\.items).allSatisfy { $0.header.attempt == 2 })
+        #expect(driver.retries.map(\.reason) == [.workerLost, .workerLost])
+        #expect(driver.actions.contains { if case .workerLeft([1], _, .expired, _, 2) = $0 { true } else { false } })
+        #expect(driver.actions.contains { if case .nodeLeft("n1", .expired, _) = $0 { true } else { false } })
+    }
+
+    @Test func aGoodbyeHandsItemsBackWithoutUsingAnAttemptButCountsTheRetry() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 1)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 5, payload: [5]))
+        driver.feed(.worker(peer: [1], message: .disconnect))
+        #expect(driver.retries.map(\.reason) == [.workerLeft])
+        driver.ready([2], "a", lanCompute(credit: 1))
+        #expect(driver.requests(to: [2]).flatMap(\.items).map(\.header.attempt) == [1])
+        #expect(driver.deadLetters.isEmpty)
+    }
+
+    @Test func anItemThatKillsEveryWorkerIsDeadLetteredAfterMaxAttempts() {
+        // Each worker dies with the item: the broker learns it when a send to the worker fails.
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 3)])
+        for peer in UInt8(1)...UInt8(5) {
+            driver.ready([peer], "a", lanCompute(credit: 1, node: "n\(peer)"))
+            if peer == 1 { driver.feed(.accepted(id: 9, payload: [9])) }
+            if driver.deadLetters.isEmpty { driver.feed(.sendFailed(peer: [peer], unsent: [])) }
+        }
+        #expect(driver.deadLetters.map(\.id) == [9])
+        #expect(driver.deadLetters.first?.reason == .attemptsExhausted)
+        #expect(driver.deadLetters.first?.attempts == 3)
+    }
+
+    @Test func aRequestThatCouldNotBeSentDoesNotCostAnAttempt() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 1)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 4, payload: [4]))
+        driver.feed(.sendFailed(peer: [1], unsent: [4]))
+        driver.ready([2], "a", lanCompute(credit: 1))
+        #expect(driver.requests(to: [2]).flatMap(\.items).map(\.header.attempt) == [1])
+        #expect(driver.deadLetters.isEmpty)
+    }
+
+    @Test func failuresRetryThenDeadLetterWithTheLastError() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 2)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.failed([1], 1, attempt: 1, message: "first")
+        driver.failed([1], 1, attempt: 2, message: "second")
+        #expect(driver.retries.map(\.reason) == [.failed])
+        #expect(driver.deadLetters.count == 1)
+        #expect(driver.deadLetters.first?.lastError == "second")
+        #expect(driver.deadLetters.first?.detail.contains("failed 2 of 2 attempts") == true)
+    }
+
+    @Test func aLateReplyForAnItemTakenBackIsIgnored() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, timeout: .seconds(1), maxAttempts: 3)])
+        driver.ready([1], "a", lanCompute(credit: 1, node: "n1"))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.advance(.milliseconds(1100))
+        driver.feed(.worker(peer: [1], message: .heartbeat))
+        driver.feed(.tick)
+        #expect(driver.retries.map(\.reason) == [.timeout])
+        #expect(driver.requests(to: [1]).flatMap(\.items).map(\.header.attempt) == [1, 2])
+        driver.clear()
+        // The first attempt's answer arrives at last: ignored, the second attempt stays in flight.
+        driver.completed([1], 1, attempt: 1)
+        #expect(driver.forwarded.isEmpty)
+        driver.completed([1], 1, attempt: 2)
+        #expect(driver.forwarded.map(\.attempt) == [2])
+    }
+
+    @Test func theTimeoutRunsFromWhenTheWorkerStartsTheItem() {
+        // One slot and credit 4: the fourth item waits behind three others inside the worker.
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, timeout: .seconds(1), maxAttempts: 1)])
+        driver.ready([1], "a", lanCompute(credit: 4, batch: 4, slots: 1))
+        for id in 1...4 { driver.feed(.accepted(id: UInt64(id), payload: [UInt8(id)])) }
+        for id in 1...3 {
+            driver.advance(.milliseconds(700))
+            driver.feed(.worker(peer: [1], message: .heartbeat))
+            driver.feed(.tick)
+            driver.delivered([1], UInt64(id))
+        }
+        // Item 4 was sent 2.1 s ago but started 0 s ago: no timeout yet.
+        driver.advance(.milliseconds(700))
+        driver.feed(.worker(peer: [1], message: .heartbeat))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.isEmpty)
+        driver.advance(.milliseconds(400))
+        driver.feed(.worker(peer: [1], message: .heartbeat))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.map(\.id) == [4])
+    }
+
+    @Test func anAckOvertakingTheReplyCompletesTheItemAndFreesCredit() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.feed(.accepted(id: 2, payload: [2]))
+        #expect(driver.sentIDs(to: [1]) == [1])
+        driver.feed(.aggregatorAcknowledged(ids: [1]))
+        #expect(driver.inSink == [1])
+        #expect(driver.sentIDs(to: [1]) == [1, 2])
+    }
+
+    @Test func aPlainMDPWorkerGetsOneItemWithATokenAndIsNamedByItsRoutingID() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([0x0a, 0xb8], "a", nil)
+        #expect(driver.actions.contains { if case .nodeJoined("mdp-0ab8", "unknown", _) = $0 { true } else { false } })
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.feed(.accepted(id: 2, payload: [2]))
+        let sent = driver.requests(to: [0x0a, 0xb8])
+        #expect(sent.map(\.form) == [.plain])
+        let token = ItemToken(id: 1, attempt: 1).bytes
+        driver.feed(.worker(peer: [0x0a, 0xb8], message: .reply(client: token, body: [[7]])))
+        #expect(driver.forwarded == [ItemOutcome(id: 1, attempt: 1, status: .completed(outputs: [[7]]))])
+        driver.feed(.shutDown(reason: .runEnded))
+        #expect(driver.disconnects([0x0a, 0xb8]) == 1, "plain MDP workers are told to go at the end too")
+    }
+
+    @Test func protocolErrorsAnswerDisconnect() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.feed(.worker(peer: [9], message: .heartbeat))
+        driver.ready([8], "nope", lanCompute(credit: 1))
+        driver.ready([7], "mmi.x", lanCompute(credit: 1))
+        driver.ready([6], "a", lanCompute(credit: 1))
+        driver.ready([6], "a", lanCompute(credit: 1))
+        #expect(driver.protocolErrors == ["LC3002", "LC3003", "LC3002", "LC3002"])
+        #expect([driver.disconnects([9]), driver.disconnects([8]), driver.disconnects([7]), driver.disconnects([6])] == [1, 1, 1, 1])
+        #expect(driver.actions.contains { if case .workerLeft([6], _, .protocolError, _, _) = $0 { true } else { false } })
+    }
+
+    @Test func aWorkerLetGoOfThatSpeaksLateIsNoProtocolError() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)], heartbeat: .milliseconds(100))
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.advance(.seconds(1))
+        driver.feed(.tick)
+        driver.clear()
+        driver.delivered([1], 1)
+        #expect(driver.protocolErrors.isEmpty)
+        #expect(driver.actions.contains { if case .lateMessage([1]) = $0 { true } else { false } })
+        #expect(driver.disconnects([1]) == 1, "told to register again")
+    }
+
+    @Test func groupByPinsEachKeyToOneWorker() throws {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, groupBy: .field(0))])
+        driver.ready([1], "a", lanCompute(credit: 100, batch: 100, node: "n1"))
+        driver.ready([2], "a", lanCompute(credit: 100, batch: 100, node: "n2"))
+        for id in 0..<40 { driver.feed(.accepted(id: UInt64(id), payload: Array("k\(id % 5) x".utf8))) }
+        var keysByWorker: [PeerID: Set<[UInt8]>] = [:]
+        for peer: PeerID in [[1], [2]] {
+            for request in driver.requests(to: peer) { for item in request.items { keysByWorker[peer, default: []].insert(item.header.key) } }
+        }
+        #expect(keysByWorker[[1], default: []].isDisjoint(with: keysByWorker[[2], default: []]))
+        #expect(keysByWorker.values.reduce(0) { $0 + $1.count } == 5)
+    }
+
+    @Test func preferredWorkersGetItemsFirst() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, prefers: Requirements(labels: ["gpu": "yes"]))])
+        driver.ready([1], "a", lanCompute(credit: 10, node: "n1"))
+        driver.ready([2], "a", lanCompute(credit: 2, node: "n2", labels: ["gpu": "yes"]))
+        for id in 0..<3 { driver.feed(.accepted(id: UInt64(id), payload: [1])) }
+        #expect(driver.sentIDs(to: [2]) == [0, 1])
+        #expect(driver.sentIDs(to: [1]) == [2])
+    }
+
+    @Test func higherPriorityItemsGoFirstWhereBranchesMeet() {
+        let driver = CoreDriver([
+            StageSpec(name: "bulk", handler: .external),
+            StageSpec(name: "urgent", handler: .external, priority: 5),
+            StageSpec(name: "merge", handler: .external, from: ["bulk", "urgent"]),
+        ])
+        driver.ready([1], "bulk", lanCompute(credit: 1))
+        driver.ready([2], "urgent", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        let bulkID = driver.sentIDs(to: [1])[0]
+        let urgentID = driver.sentIDs(to: [2])[0]
+        driver.completed([1], bulkID)
+        driver.completed([2], urgentID)
+        driver.ready([3], "merge", lanCompute(credit: 2, batch: 2))
+        let merged = driver.requests(to: [3]).flatMap(\.items)
+        #expect(merged.map(\.header.priority) == [5, 0])
+    }
+
+    @Test func outputsTheAggregatorNeverConfirmsEndInADeadLetterNotALoop() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 2)], ackTimeout: .seconds(2))
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        for attempt in UInt16(1)...UInt16(2) {
+            driver.delivered([1], 1, attempt: attempt)
+            driver.advance(.milliseconds(2100))
+            driver.feed(.worker(peer: [1], message: .heartbeat))
+            driver.feed(.tick)
+        }
+        #expect(driver.retries.map(\.reason) == [.ackTimeout])
+        #expect(driver.deadLetters.map(\.id) == [1])
+    }
+
+    @Test func queuedItemsPastTheirDeadlineAreDeadLettered() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, deadline: .seconds(1))])
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.advance(.seconds(2))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.map(\.reason) == [.deadlinePassed])
+    }
+
+    @Test func aClientsRequestComesBackToTheClientNotTheSink() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 4, batch: 4))
+        driver.feed(.clientRequest(stage: 0, id: 1 << 63 | 1, payload: [1], client: [42], service: "a"))
+        #expect(driver.requests(to: [1]).map(\.form) == [.batch(forClients: true)])
+        driver.completed([1], 1 << 63 | 1, outputs: [[2]])
+        #expect(driver.actions.contains { if case .clientReply([42], "a", [[2]]) = $0 { true } else { false } })
+        #expect(driver.forwarded.isEmpty)
+    }
+
+    @Test func shutDownDeadLettersEveryUnfinishedItemAndDisconnectsEveryWorker() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        for id in 1...3 { driver.feed(.accepted(id: UInt64(id), payload: [1])) }
+        driver.feed(.shutDown(reason: .runStopped))
+        #expect(driver.deadLetters.map(\.id).sorted() == [1, 2, 3])
+        #expect(driver.deadLetters.allSatisfy { $0.reason == .runStopped })
+        #expect(driver.disconnects([1]) == 1)
+    }
+
+    @Test func theCoreAsksForItsNextTick() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)], heartbeat: .milliseconds(200))
+        let start = driver.now
+        let actions = driver.feed(.tick)
+        #expect(actions.contains { if case .scheduleTick(let at) = $0 { at == start + .milliseconds(100) } else { false } })
+    }
+}
