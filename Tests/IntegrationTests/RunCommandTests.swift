@@ -246,4 +246,33 @@ import Darwin
         #expect(result.output.contains("LC2010"), "\(result.output)")
         #expect(result.output.contains("no-such-file.txt"))
     }
+
+    /// `validate` and `run` check a pattern with one engine, so they give one verdict: a lookbehind
+    /// (which Swift `Regex` lacks) fails both with the same code, `a{,3}` passes both.
+    @Test(arguments: [
+        (#"{name: keep, builtin: grep, options: {pattern: '(?<=ab)c'}}"#, "{file: out.txt}", "LC1034"),
+        ("{name: same, builtin: identity}", "{file: out.txt, aggregate: count-by-key, key: {regex: '(?<=a)(b)', group: 1}}", "LC1055"),
+        (#"{name: keep, builtin: grep, options: {pattern: 'a{,3}b'}}"#, "{file: out.txt}", ""),
+    ])
+    func validateAndRunAgreeOnPatterns(stage: String, sink: String, code: String) throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        try "aab\nxyz\nab\n".write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
+        try "version: 1\nname: p\nsource: {file: in.txt}\nstages:\n  - \(stage)\nsink: \(sink)\n"
+            .write(toFile: harness.path("p.yaml"), atomically: true, encoding: .utf8)
+        let validate = try CommandRunner.run(["validate", harness.path("p.yaml")])
+        let run = try Self.run(["run", harness.path("p.yaml"), "--events", "none", "--workers", "1"], in: harness)
+        let output = harness.path("out.txt")
+        if code.isEmpty {
+            #expect(validate.status == 0, "\(validate.standardOutput)")
+            #expect(run.status == 0, "\(run.output)")
+            #expect(Set(Self.lines(output)) == ["aab", "ab"])
+        } else {
+            #expect(validate.status == 1)
+            #expect(validate.standardOutput.contains("error \(code)"), "\(validate.standardOutput)")
+            #expect(run.status == 1)
+            #expect(run.output.contains("error \(code)"), "\(run.output)")
+            #expect(!FileManager.default.fileExists(atPath: output))
+        }
+    }
 }

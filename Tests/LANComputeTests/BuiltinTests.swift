@@ -1,4 +1,4 @@
-// Checks every builtin operator of BuiltinCatalog and the validation of its options.
+// Checks every builtin operator of the operator registry and the validation of its options.
 
 import Foundation
 import Testing
@@ -32,7 +32,7 @@ import Testing
 
     @Test func everyCatalogueEntryCanBeMade() throws {
         let required = ["json-get": ["field": "a"], "grep": ["pattern": "a"], "sleep": ["duration": "1ms"]]
-        for name in BuiltinCatalog.names {
+        for name in OperatorRegistry.names {
             _ = try handler(name, required[name] ?? [:])
         }
     }
@@ -109,11 +109,29 @@ import Testing
     @Test func badOptionsAreRejectedWithClearMessages() {
         #expect(makeFailure("json-get")?.message.contains("needs option 'field'") == true)
         #expect(makeFailure("grep")?.message.contains("needs option 'pattern'") == true)
-        #expect(makeFailure("grep", ["pattern": "(unclosed"])?.message.contains("invalid pattern") == true)
-        #expect(makeFailure("grep", ["pattern": "a", "invert": "yes"])?.message.contains("\"true\" or \"false\"") == true)
+        #expect(makeFailure("grep", ["pattern": "(unclosed"])?.message.contains("option 'pattern': '(unclosed' is not a valid regular expression") == true)
+        #expect(makeFailure("grep", ["pattern": "a", "invert": "yes"])?.message.contains("option 'invert': 'yes' is not true or false") == true)
         #expect(makeFailure("sleep", ["duration": "soon"])?.message.contains("250ms") == true)
         #expect(makeFailure("sleep", ["duration": "10"]) != nil)
         #expect(makeFailure("upper", ["mode": "x"])?.message.contains("has no option 'mode'") == true)
         #expect(makeFailure("nope")?.message.contains("unknown builtin 'nope'") == true)
+    }
+
+    @Test func onlySleepIsBlockingAndNonBuiltinsCountAsBlocking() {
+        for spec in OperatorRegistry.all {
+            #expect(spec.cost == (spec.name == "sleep" ? .blocking : .fast), "\(spec.name)")
+            let stage = StageSpec(name: "s", handler: .builtin(name: spec.name, options: [:]))
+            #expect(StageHandlers.cost(of: stage) == spec.cost)
+        }
+        #expect(StageHandlers.cost(of: StageSpec(name: "s", handler: .external)) == .blocking)
+        #expect(StageHandlers.cost(of: .exec("s", ["cat"], mode: .stream)) == .blocking)
+    }
+
+    @Test func handlersSeeTheItemsMetadata() throws {
+        let item = StageItem(payload: "x".bytes, id: 7, attempt: 2, key: "k".bytes, priority: 3, deadline: 99)
+        let header = ItemHeader(id: 7, attempt: 2, priority: 3, deadline: 99, key: "k".bytes)
+        #expect(StageItem(RequestBatch.Item(header, "x".bytes)) == item)
+        #expect(StageItem(RequestBatch.Item(ItemHeader(id: 1, attempt: 1), [])).deadline == nil)
+        #expect(try handler("identity").process(item) == ["x".bytes])
     }
 }

@@ -6,7 +6,7 @@ import Testing
 
 @Suite struct SinkAggregatorTests {
     private func aggregate(_ sink: SinkSpec, _ outputs: [String]) -> SinkAggregator {
-        var aggregator = SinkAggregator(sink)
+        var aggregator = try! SinkAggregator(sink)
         for output in outputs { aggregator.add(output.bytes) }
         return aggregator
     }
@@ -15,8 +15,8 @@ import Testing
         (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
     }
 
-    @Test func streamingLines() {
-        #expect(SinkAggregator(SinkSpec(kind: .stdout)).isStreaming)
+    @Test func streamingLines() throws {
+        #expect(try SinkAggregator(SinkSpec(kind: .stdout)).isStreaming)
         #expect(SinkAggregator.line(for: "plain text".bytes, format: .lines) == "plain text")
         #expect(SinkAggregator.line(for: "plain text".bytes, format: .jsonl) == #""plain text""#)
         #expect(SinkAggregator.line(for: #"{"b": 1, "a": [1, 2.50]}"#.bytes, format: .jsonl) == #"{"b":1,"a":[1,2.50]}"#)

@@ -1,4 +1,4 @@
-// Shared by the stage tests: scratch directories holding small helper scripts.
+// Shared by the stage tests: scratch directories holding small helper scripts, and items from bare payloads.
 
 import Foundation
 @testable import LANCompute
@@ -67,5 +67,12 @@ final class Counter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return count
+    }
+}
+
+extension StageHandler {
+    /// Processes a bare payload, as an item that carries no metadata.
+    func process(_ payload: [UInt8]) throws(StageFailure) -> [[UInt8]] {
+        try process(StageItem(payload: payload))
     }
 }

@@ -7,7 +7,7 @@ import Testing
     @Test func suggestsCloseWords() {
         #expect(Suggestion.closest(to: "replica", among: Schema.stage) == "replicas")
         #expect(Suggestion.closest(to: "form", among: Schema.stage) == "from")
-        #expect(Suggestion.closest(to: "sha265", among: BuiltinCatalog.names) == "sha256")
+        #expect(Suggestion.closest(to: "sha265", among: OperatorRegistry.names) == "sha256")
         #expect(Suggestion.closest(to: "Name", among: Schema.root) == "name")
     }
 

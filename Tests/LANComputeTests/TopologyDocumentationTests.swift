@@ -55,7 +55,7 @@ import Testing
         for key in Set(keys) {
             #expect(reference.contains("`\(key)`"), "key \(key) is missing from Docs/topology.md")
         }
-        for name in BuiltinCatalog.names {
+        for name in OperatorRegistry.names {
             #expect(reference.contains("| `\(name)` |"), "builtin \(name) is missing from Docs/topology.md")
         }
     }
@@ -76,6 +76,6 @@ import Testing
         #expect(keys(definitions["broker"]) == Set(Schema.broker))
         let stageKeys = try #require((definitions["stage"] as? [String: Any])?["properties"] as? [String: Any])
         let builtins = try #require((stageKeys["builtin"] as? [String: Any])?["enum"] as? [String])
-        #expect(builtins == BuiltinCatalog.names)
+        #expect(builtins == OperatorRegistry.names)
     }
 }

@@ -88,11 +88,14 @@ struct Aggregator: Sendable {
         // Read back before the inproc bind, which would become the "last" endpoint.
         let bound = try pull.lastEndpoint
         if let inprocEndpoint { try pull.bind(inprocEndpoint) }
+        // Before the sink is opened and ready is sent, so a key that cannot be compiled fails the run
+        // instead of writing an empty aggregate.
+        var aggregate: SinkAggregator
+        do { aggregate = try SinkAggregator(sink) } catch { throw AggregatorFailure("LC1055: \(error.message)") }
         var writer = try SinkWriter(sink: sink, context: context)
         try control.send(multipart: [Array(("R" + bound).utf8)])
 
         var seen = Set<UInt64>()
-        var aggregate = SinkAggregator(sink)
         var outputs = 0
         var acks: [UInt64] = []
         let poller = Poller()

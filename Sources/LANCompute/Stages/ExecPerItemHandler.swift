@@ -33,7 +33,8 @@ final class ExecPerItemHandler: StageHandler {
         self.usesItemFile = command.arguments.contains { $0.contains("{}") }
     }
 
-    func process(_ item: [UInt8]) throws(StageFailure) -> [[UInt8]] {
+    func process(_ stageItem: StageItem) throws(StageFailure) -> [[UInt8]] {
+        let item = stageItem.payload
         let deadline = AttemptDeadline(timeout: timeout)
         var arguments = command.arguments
         var itemFile: String?

@@ -27,7 +27,8 @@ final class ExecStreamHandler: StageHandler {
 
     deinit { close() }
 
-    func process(_ item: [UInt8]) throws(StageFailure) -> [[UInt8]] {
+    func process(_ stageItem: StageItem) throws(StageFailure) -> [[UInt8]] {
+        let item = stageItem.payload
         if item.contains(UInt8(ascii: "\n")) {
             throw StageFailure(
                 "stage '\(stageName)': the item contains a newline, but exec stream mode is line-based "

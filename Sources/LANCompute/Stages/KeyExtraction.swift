@@ -15,14 +15,17 @@ public struct CompiledKeyExtractor {
         regex = compiledRegex
     }
 
-    /// Compiles `extractor`; throws if its regular expression does not compile.
+    /// Compiles `extractor`; throws if its regular expression does not compile or has no such group,
+    /// the same checks, by the same engine, as the topology loader's.
     public init(_ extractor: KeyExtractor) throws(StageFailure) {
         self.extractor = extractor
-        if case .regex(let pattern, _) = extractor {
+        if case .regex(let pattern, let group) = extractor {
             do {
-                regex = try Regex(pattern)
+                let compiled = try KeyPattern(pattern)
+                try compiled.check(group: group)
+                regex = compiled.regex
             } catch {
-                throw StageFailure("invalid key pattern '\(pattern)': \(error)")
+                throw StageFailure("invalid key pattern: \(error)")
             }
         } else {
             regex = nil
@@ -105,8 +108,66 @@ private enum CompiledRegexCache {
         }
         if let cached = entries.byPattern[pattern] { return cached }
         if entries.byPattern.count >= limit { entries.byPattern.removeAll() }
-        let compiled = try? Regex(pattern)
+        let compiled = (try? KeyPattern(pattern))?.regex
         entries.byPattern[pattern] = .some(compiled)
         return compiled
+    }
+}
+
+/// A key pattern compiled by Swift `Regex`, with its number of capture groups.
+///
+/// The topology loader and the run-time extractors both compile patterns here, so a pattern
+/// that validates is one that runs: there is no second regular expression engine.
+public struct KeyPattern {
+    public let regex: Regex<AnyRegexOutput>
+    /// Capture groups, numbered and named alike (group 0, the whole match, not counted).
+    public let captureGroups: Int
+
+    /// Why a key pattern cannot be used.
+    public enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
+        case invalid(pattern: String, reason: String)
+        case noSuchGroup(pattern: String, group: Int, groups: Int)
+
+        public var description: String {
+            switch self {
+            case .invalid(let pattern, let reason):
+                return "'\(pattern)' is not a valid regular expression: \(reason)"
+            case .noSuchGroup(let pattern, let group, let groups):
+                return "group \(group) does not exist: '\(pattern)' has \(groups) capture group\(groups == 1 ? "" : "s")"
+            }
+        }
+    }
+
+    public let pattern: String
+
+    public init(_ pattern: String) throws(Problem) {
+        do {
+            regex = try Regex(pattern)
+        } catch {
+            throw .invalid(pattern: pattern, reason: "\(error)")
+        }
+        self.pattern = pattern
+        captureGroups = Self.countGroups(pattern)
+    }
+
+    /// Throws unless `group` is 0 (the whole match) or one of the pattern's capture groups.
+    public func check(group: Int) throws(Problem) {
+        guard group >= 0, group <= captureGroups else {
+            throw .noSuchGroup(pattern: pattern, group: group, groups: captureGroups)
+        }
+    }
+
+    /// Swift `Regex` has no API for the number of groups, but every match lists all of them.
+    /// `(?:PATTERN\n)|` matches the empty string through its empty branch and has exactly
+    /// PATTERN's groups; the newline ends a `(?x)` comment that would hide `)|`, and `\E` closes
+    /// a `\Q` quote left open (a stray `\E` is an error, so it is the second try).
+    private static func countGroups(_ pattern: String) -> Int {
+        for wrapped in ["(?:\(pattern)\n)|", "(?:\(pattern)\\E\n)|"] {
+            if let counter = try? Regex(wrapped), let match = try? counter.firstMatch(in: "") {
+                return match.output.count - 1
+            }
+        }
+        // Not expected for a pattern that compiles alone; counting no groups then limits keys to group 0.
+        return 0
     }
 }

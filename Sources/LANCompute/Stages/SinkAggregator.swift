@@ -22,7 +22,7 @@
 /// Not `Sendable` (it holds a compiled key extractor): the sink owns it on its one thread.
 public struct SinkAggregator {
     public let sink: SinkSpec
-    private let keyExtractor: CompiledKeyExtractor?
+    private let keyExtractor: CompiledKeyExtractor
     private var lines: [String] = []
     private var counts: [String: Int] = [:]
     private var sums: [String: Double] = [:]
@@ -34,10 +34,15 @@ public struct SinkAggregator {
     /// Outputs added so far.
     public private(set) var added = 0
 
-    public init(_ sink: SinkSpec) {
+    /// Throws if the sink's key cannot be compiled: a sink that could find no key would
+    /// otherwise write an empty aggregate and report success.
+    public init(_ sink: SinkSpec) throws(StageFailure) {
         self.sink = sink
-        // An invalid key pattern finds no key in anything; the topology validator reports the pattern.
-        keyExtractor = try? CompiledKeyExtractor(sink.key ?? .item)
+        do {
+            keyExtractor = try CompiledKeyExtractor(sink.key ?? .item)
+        } catch {
+            throw StageFailure("sink key: \(error.message)")
+        }
     }
 
     /// True when each output becomes a line at once (`aggregate: none`): write
@@ -64,13 +69,13 @@ public struct SinkAggregator {
         case .collect:
             collected.append(String(decoding: output, as: UTF8.self))
         case .countByKey:
-            guard let key = keyExtractor?.key(of: output) else {
+            guard let key = keyExtractor.key(of: output) else {
                 unkeyed += 1
                 return
             }
             counts[String(decoding: key, as: UTF8.self), default: 0] += 1
         case .sumByKey:
-            guard let key = keyExtractor?.key(of: output) else {
+            guard let key = keyExtractor.key(of: output) else {
                 unkeyed += 1
                 return
             }

@@ -20,20 +20,61 @@ public struct StageFailure: Error, Sendable, Equatable, CustomStringConvertible 
     }
 }
 
+/// One item as a handler sees it: its payload and what the broker sent along with it.
+///
+/// The metadata is what the item header carries (see `ItemHeader`); a field is nil or empty
+/// where the path that delivered the item does not carry it.
+public struct StageItem: Sendable, Equatable {
+    public var payload: [UInt8]
+    /// The item's stable id, the same on every attempt.
+    public var id: UInt64?
+    /// 1 for the first attempt, 2 for the first retry, ...
+    public var attempt: Int?
+    /// The group-by key; empty when the stage has none.
+    public var key: [UInt8]
+    public var priority: Int
+    /// Milliseconds since the Unix epoch after which the item is dead-lettered; nil: none.
+    public var deadline: UInt64?
+    /// W3C trace context; empty when not traced.
+    public var traceparent: [UInt8]
+
+    public init(
+        payload: [UInt8], id: UInt64? = nil, attempt: Int? = nil, key: [UInt8] = [], priority: Int = 0,
+        deadline: UInt64? = nil, traceparent: [UInt8] = []
+    ) {
+        self.payload = payload
+        self.id = id
+        self.attempt = attempt
+        self.key = key
+        self.priority = priority
+        self.deadline = deadline
+        self.traceparent = traceparent
+    }
+
+    /// An item as a REQUEST delivered it, with every field of its header.
+    public init(_ item: RequestBatch.Item) {
+        self.init(
+            payload: item.payload, id: item.header.id, attempt: Int(item.header.attempt), key: item.header.key,
+            priority: Int(item.header.priority), deadline: item.header.deadline == 0 ? nil : item.header.deadline,
+            traceparent: item.header.traceparent)
+    }
+}
+
 /// What runs the items of one slot of a stage: one item in, zero or more items out.
 ///
 /// One handler exists per slot and is used by one thread at a time, so it may keep
 /// state (a child process, a compiled regular expression) without locks.
 public protocol StageHandler: AnyObject {
-    /// Processes one item's payload; returns its outputs (empty: filtered).
+    /// Processes one item; returns its outputs (empty: filtered).
     /// Throws for a failed attempt (the broker retries, then dead-letters).
-    func process(_ item: [UInt8]) throws(StageFailure) -> [[UInt8]]
+    func process(_ item: StageItem) throws(StageFailure) -> [[UInt8]]
     /// Releases children and resources; called once when the slot stops.
     func close()
 }
 
-/// A stage written in Swift and registered with a worker under the stage's name.
-/// Any error it throws fails the attempt; a `StageFailure` is passed on as it is.
+/// A stage written in Swift and registered with a worker under the stage's name: the item's
+/// payload in, its outputs out. Any error it throws fails the attempt; a `StageFailure` is
+/// passed on as it is.
 public typealias SwiftStageFunction = @Sendable ([UInt8]) throws -> [[UInt8]]
 
 /// Whether a worker can serve a stage, and if not, why.
@@ -51,7 +92,7 @@ public enum StageAvailability: Sendable, Equatable {
 public enum StageHandlers {
     /// Why this worker can or cannot serve `stage`.
     ///
-    /// - A builtin is available when its name is in `BuiltinCatalog` and its options are valid.
+    /// - A builtin is available when `OperatorRegistry` has it and its options are valid.
     /// - An exec stage is available when its command resolves: an absolute path, a path
     ///   relative to its working directory, or a name on `PATH`. On a remote worker this is
     ///   that machine's own filesystem and `PATH`: nothing is copied from the broker.
@@ -64,7 +105,8 @@ public enum StageHandlers {
         switch stage.handler {
         case .builtin(let name, let options):
             do {
-                _ = try Builtins.operation(named: name, options: options, stageName: stage.name)
+                _ = try OperatorRegistry.spec(named: name, stageName: stage.name)
+                    .makeHandler(options: options, stageName: stage.name)
                 return .available
             } catch {
                 return .unavailable(reason: error.message)
@@ -81,14 +123,21 @@ public enum StageHandlers {
         }
     }
 
+    /// How costly `stage`'s items are: a builtin's registered cost; exec and Swift stages may
+    /// take any time, so they count as blocking. An unknown builtin is never served, so blocking too.
+    public static func cost(of stage: StageSpec) -> OperatorCost {
+        guard case .builtin(let name, _) = stage.handler else { return .blocking }
+        return OperatorRegistry.spec(named: name)?.cost ?? .blocking
+    }
+
     /// Makes a handler for one slot of `stage`. Exec stream children start lazily, on the first item.
     public static func make(
         for stage: StageSpec, swiftFunctions: [String: SwiftStageFunction], workingDirectory: String
     ) throws(StageFailure) -> any StageHandler {
         switch stage.handler {
         case .builtin(let name, let options):
-            let operation = try Builtins.operation(named: name, options: options, stageName: stage.name)
-            return BuiltinHandler(operation: operation)
+            return try OperatorRegistry.spec(named: name, stageName: stage.name)
+                .makeHandler(options: options, stageName: stage.name)
         case .exec(let exec):
             let command = try ResolvedCommand.resolve(exec, stageName: stage.name, workerDirectory: workingDirectory)
                 .get()
@@ -122,9 +171,9 @@ final class SwiftFunctionHandler: StageHandler {
         self.function = function
     }
 
-    func process(_ item: [UInt8]) throws(StageFailure) -> [[UInt8]] {
+    func process(_ item: StageItem) throws(StageFailure) -> [[UInt8]] {
         do {
-            return try function(item)
+            return try function(item.payload)
         } catch let failure as StageFailure {
             throw failure
         } catch {

@@ -713,19 +713,21 @@ final class TopologyReader {
             return integer(value, path: "\(path).field", range: 0...Int.max).map { .field($0) }
         default:
             guard let pattern = string(value, path: "\(path).regex") else { return nil }
-            let expression: NSRegularExpression
+            // Compiled as the extractors compile it at run time (Swift Regex), so validate accepts what runs.
+            let compiled: KeyPattern
             do {
-                expression = try NSRegularExpression(pattern: pattern)
+                compiled = try KeyPattern(pattern)
             } catch {
-                report(.invalidRegex, at: value, "'\(pattern)' is not a valid regular expression")
+                report(.invalidRegex, at: value, error.description)
                 return nil
             }
-            let groups = expression.numberOfCaptureGroups
-            var group = groups > 0 ? 1 : 0
+            var group = compiled.captureGroups > 0 ? 1 : 0
             if let groupNode = fields["group"] {
                 guard let chosen = integer(groupNode, path: "\(path).group", range: 0...Int.max) else { return nil }
-                guard chosen <= groups else {
-                    report(.invalidRegex, at: groupNode, "group \(chosen) does not exist: '\(pattern)' has \(groups) capture group\(groups == 1 ? "" : "s")")
+                do {
+                    try compiled.check(group: chosen)
+                } catch {
+                    report(.invalidRegex, at: groupNode, error.description)
                     return nil
                 }
                 group = chosen
@@ -846,12 +848,13 @@ final class TopologyReader {
         }
     }
 
+    /// Checks a builtin stage through the operator registry: the option kinds and parsers the workers use.
     func readBuiltin(_ fields: Fields, path: String, what: String) -> HandlerSpec? {
         let nameNode = fields["builtin"]!
         guard let name = string(nameNode, path: "\(path).builtin") else { return nil }
-        guard let descriptor = BuiltinCatalog.descriptor(named: name) else {
-            let hint = Suggestion.closest(to: name, among: BuiltinCatalog.names).map { "; did you mean '\($0)'?" }
-                ?? "; the builtins are \(BuiltinCatalog.names.joined(separator: ", "))"
+        guard let spec = OperatorRegistry.spec(named: name) else {
+            let hint = Suggestion.closest(to: name, among: OperatorRegistry.names).map { "; did you mean '\($0)'?" }
+                ?? "; the builtins are \(OperatorRegistry.names.joined(separator: ", "))"
             report(.unknownBuiltin, at: nameNode, "unknown builtin '\(name)'\(hint)")
             return nil
         }
@@ -863,56 +866,48 @@ final class TopologyReader {
                 return nil
             }
             record(optionsNode, "\(path).options")
-            let known = descriptor.options.keys.sorted()
+            let known = spec.options.map(\.name).sorted()
             for (keyNode, valueNode) in mapping {
                 guard case let .scalar(keyScalar) = keyNode else {
                     report(.wrongType, at: keyNode, "option names must be words, found \(describe(keyNode))")
                     failed = true
                     continue
                 }
-                let option = keyScalar.string
-                guard descriptor.options[option] != nil else {
-                    let hint = Suggestion.closest(to: option, among: known).map { "; did you mean '\($0)'?" }
+                let optionName = keyScalar.string
+                guard let option = spec.option(named: optionName) else {
+                    let hint = Suggestion.closest(to: optionName, among: known).map { "; did you mean '\($0)'?" }
                         ?? (known.isEmpty ? "; it takes no options" : "; it takes \(known.joined(separator: ", "))")
-                    report(.unknownOption, at: keyNode, "builtin '\(name)' has no option '\(option)'\(hint)")
+                    report(.unknownOption, at: keyNode, "builtin '\(name)' has no option '\(optionName)'\(hint)")
                     failed = true
                     continue
                 }
-                guard let value = string(valueNode, path: "\(path).options.\(option)", allowEmpty: true) else {
+                guard let value = string(valueNode, path: "\(path).options.\(optionName)", allowEmpty: true) else {
                     failed = true
                     continue
                 }
-                if let problem = Self.builtinOptionProblem(builtin: name, option: option, value: value) {
-                    report(.invalidOption, at: valueNode, problem)
+                if case .failure(let problem) = option.kind.parse(value) {
+                    report(.invalidOption, at: valueNode, "builtin '\(name)' option '\(optionName)': \(problem.reason)")
                     failed = true
                     continue
                 }
-                options[option] = value
+                options[optionName] = value
             }
         }
-        for (option, required) in descriptor.options.sorted(by: { $0.key < $1.key }) where required && !failed {
-            if options[option] == nil {
-                report(.missingOption, at: nameNode, "builtin '\(name)' needs option '\(option)'; add 'options: {\(option): ...}'")
+        for option in spec.options.sorted(by: { $0.name < $1.name }) where option.isRequired && !failed {
+            if options[option.name] == nil {
+                report(.missingOption, at: nameNode, "builtin '\(name)' needs option '\(option.name)'; add 'options: {\(option.name): ...}'")
                 failed = true
             }
         }
-        return failed ? nil : .builtin(name: name, options: options)
-    }
-
-    /// Checks the option values the validator understands; the rest are the operator's business.
-    static func builtinOptionProblem(builtin: String, option: String, value: String) -> String? {
-        switch (builtin, option) {
-        case ("grep", "pattern"):
-            return (try? NSRegularExpression(pattern: value)) == nil ? "'\(value)' is not a valid regular expression" : nil
-        case ("grep", "invert"):
-            return ["true", "false"].contains(value.lowercased()) ? nil : "invert must be true or false, found '\(value)'"
-        case ("sleep", "duration"):
-            return DurationLiteral.parse(value) == nil ? "'\(value)' is not a duration; write e.g. 250ms or 2s" : nil
-        case ("json-get", "field"):
-            return value.isEmpty ? "field must name a JSON field" : nil
-        default:
+        guard !failed else { return nil }
+        // Each option passed on its own; the whole set must pass too, or validate and run would differ.
+        do {
+            _ = try spec.validate(options)
+        } catch {
+            report(.invalidOption, at: nameNode, "builtin '\(name)' \(error)")
             return nil
         }
+        return .builtin(name: name, options: options)
     }
 
     func readExec(_ node: Node, path: String, what: String) -> ExecSpec? {

@@ -241,8 +241,7 @@ final class WorkerSession {
                 continue
             }
             let slots = max(1, configuration.slots ?? spec.replicas)
-            let fast: Bool
-            if case .builtin(let name, _) = spec.handler { fast = name != "sleep" } else { fast = false }
+            let fast = StageHandlers.cost(of: spec) == .fast
             let credit = spec.credit ?? slots * (fast ? 128 : 4)
             let batch = max(1, min(credit, fast ? 64 : slots))
             let capabilities = NodeInfo.capabilities(node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch)
@@ -322,7 +321,7 @@ final class WorkerSession {
                         let status: ItemOutcome.Status
                         if let handler {
                             do {
-                                status = .completed(outputs: try handler.process(job.payload))
+                                status = .completed(outputs: try handler.process(StageItem(payload: job.payload, id: job.id, attempt: Int(job.attempt))))
                             } catch {
                                 let failure = (error as? StageFailure) ?? StageFailure("\(error)")
                                 status = .failed(message: failure.message, stderr: failure.stderr ?? "")
@@ -385,7 +384,7 @@ final class WorkerSession {
                             for item in batch.items {
                                 let status: ItemOutcome.Status
                                 do {
-                                    status = .completed(outputs: try handler.process(item.payload))
+                                    status = .completed(outputs: try handler.process(StageItem(item)))
                                 } catch {
                                     status = .failed(message: error.message, stderr: error.stderr ?? "")
                                 }

@@ -1,0 +1,9 @@
+// The `sha256` builtin: the hex digest of each item.
+
+extension OperatorSpec {
+    static let sha256 = OperatorSpec(
+        name: "sha256", summary: "the SHA-256 of the item, as 64 lowercase hex digits"
+    ) { _ in
+        { item in [Array(SHA256.hexDigest(item.payload).utf8)] }
+    }
+}
