@@ -34,15 +34,15 @@ final class CoreDriver {
     }
 
     func completed(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1, outputs: [[UInt8]] = [[1]]) {
-        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: outputs))])
+        reply(peer, [ItemOutcome(id: id, epoch: core.epoch, attempt: attempt, status: .completed(outputs: outputs))])
     }
 
     func delivered(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1) {
-        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .deliveredToAggregator(count: 1))])
+        reply(peer, [ItemOutcome(id: id, epoch: core.epoch, attempt: attempt, status: .deliveredToAggregator(count: 1))])
     }
 
     func failed(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1, message: String = "boom") {
-        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .failed(message: message, stderr: ""))])
+        reply(peer, [ItemOutcome(id: id, epoch: core.epoch, attempt: attempt, status: .failed(message: message, stderr: ""))])
     }
 
     /// Drops the actions seen so far.
@@ -80,7 +80,7 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(driver.requests(to: [1]).map(\.items.count) == [1, 1, 1])
         driver.clear()
         // Credit comes back with each answer, and never more than the batch size at once.
-        driver.reply([1], (0..<3).map { ItemOutcome(id: UInt64($0), attempt: 1, status: .deliveredToAggregator(count: 1)) })
+        driver.reply([1], (0..<3).map { ItemOutcome(id: UInt64($0), epoch: driver.core.epoch, attempt: 1, status: .deliveredToAggregator(count: 1)) })
         #expect(driver.requests(to: [1]).map(\.items.count) == [2, 1])
     }
 
@@ -110,7 +110,7 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.ready([1], "a", lanCompute(credit: 1))
         driver.feed(.accepted(id: 3, payload: [3]))
         driver.completed([1], 3, outputs: [[9]])
-        #expect(driver.forwarded == [ItemOutcome(id: 3, attempt: 1, status: .completed(outputs: [[9]]))])
+        #expect(driver.forwarded == [ItemOutcome(id: 3, epoch: driver.core.epoch, attempt: 1, status: .completed(outputs: [[9]]))])
     }
 
     @Test func anExpiredWorkersItemsAreRedeliveredToTheSurvivorAndCountAnAttempt() {
@@ -236,9 +236,9 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.feed(.accepted(id: 2, payload: [2]))
         let sent = driver.requests(to: [0x0a, 0xb8])
         #expect(sent.map(\.form) == [.plain])
-        let token = ItemToken(id: 1, attempt: 1).bytes
+        let token = ItemToken(id: 1, epoch: driver.core.epoch, attempt: 1).bytes
         driver.feed(.worker(peer: [0x0a, 0xb8], message: .reply(client: token, body: [[7]])))
-        #expect(driver.forwarded == [ItemOutcome(id: 1, attempt: 1, status: .completed(outputs: [[7]]))])
+        #expect(driver.forwarded == [ItemOutcome(id: 1, epoch: driver.core.epoch, attempt: 1, status: .completed(outputs: [[7]]))])
         driver.feed(.shutDown(reason: .runEnded))
         #expect(driver.disconnects([0x0a, 0xb8]) == 1, "plain MDP workers are told to go at the end too")
     }
@@ -348,6 +348,19 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(driver.deadLetters.map(\.id).sorted() == [1, 2, 3])
         #expect(driver.deadLetters.allSatisfy { $0.reason == .runStopped })
         #expect(driver.disconnects([1]) == 1)
+    }
+
+    @Test func outcomesOfAnotherRunAreRefused() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(driver.requests(to: [1]).flatMap(\.items).map(\.header.epoch) == [driver.core.epoch])
+        // The worker still holds item 1 of the run before a restart: same id, other epoch.
+        driver.reply([1], [ItemOutcome(id: 1, epoch: driver.core.epoch &+ 1, attempt: 1, status: .completed(outputs: [[6]]))])
+        #expect(driver.forwarded.isEmpty)
+        #expect(driver.actions.contains { if case .foreignOutcome([1], 1, _) = $0 { true } else { false } })
+        driver.completed([1], 1, outputs: [[7]])
+        #expect(driver.forwarded.map(\.status) == [.completed(outputs: [[7]])])
     }
 
     @Test func theCoreAsksForItsNextTick() {

@@ -50,6 +50,8 @@ struct Aggregator: Sendable {
     let context: Context
     let brokerEndpoint: String
     let logger: Logger
+    /// The run's epoch: outputs of another run (held by a worker across a broker restart) are refused.
+    let epoch: UInt32
 
     func start() -> Thread {
         let thread = Thread { self.run() }
@@ -98,6 +100,7 @@ struct Aggregator: Sendable {
         var seen = Set<UInt64>()
         var outputs = 0
         var acks: [UInt64] = []
+        var foreign = 0
         let poller = Poller()
         poller.add(pull)
         poller.add(control)
@@ -112,6 +115,13 @@ struct Aggregator: Sendable {
             }
             for outcome in batch.outcomes {
                 guard case .completed(let items) = outcome.status else { continue }
+                guard outcome.epoch == epoch else {
+                    foreign += 1
+                    if foreign <= 10 || foreign % 1000 == 0 {
+                        logger.warning("aggregator refused the output of item \(outcome.id) of another run (epoch \(outcome.epoch), this run is \(epoch)); \(foreign) so far")
+                    }
+                    continue
+                }
                 acks.append(outcome.id)
                 guard seen.insert(outcome.id).inserted else { continue }  // a redelivered item: already in the sink
                 for item in items {

@@ -212,6 +212,8 @@ final class BrokerLoop {
     var protocolErrors = 0
     /// Messages from workers the broker had already let go of (late replies after a redelivery).
     var lateMessages = 0
+    /// Outcomes for items of another run (a worker kept them across a broker restart): refused.
+    var foreignOutcomes = 0
     var deadLetteredTotal = 0
     var lifecycle = BrokerLifecycle.starting
     /// When the core wants its next tick.
@@ -233,7 +235,8 @@ final class BrokerLoop {
         self.configuration = broker.configuration
         self.logger = broker.logger
         self.context = context
-        self.core = BrokerCore(topology: configuration.topology, ackTimeout: configuration.ackTimeout)
+        // A new epoch for every run, so outputs a worker still holds from a run before a restart are refused.
+        self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout)
         do {
             router = try Socket(.router, context: context)
             try router.set(.routerMandatory, true)
@@ -340,7 +343,7 @@ final class BrokerLoop {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
             inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, context: context,
-            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger)
+            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger, epoch: core.epoch)
         readers.append(aggregator.start())
         do {
             try control.set(.receiveTimeout, .seconds(10))
@@ -551,7 +554,7 @@ final class BrokerLoop {
                 case .plain:
                     let item = items[0]
                     frames = WorkerMessage.routedRequest(
-                        to: peer, client: ItemToken(id: item.header.id, attempt: item.header.attempt).bytes, body: CollectionOfOne(item.payload))
+                        to: peer, client: ItemToken(id: item.header.id, epoch: item.header.epoch, attempt: item.header.attempt).bytes, body: CollectionOfOne(item.payload))
                 }
                 if !send(routed: frames, to: peer, itemIDs: items.map(\.header.id)) { failedSends[peer] = items.map(\.header.id) }
             case .heartbeat(let peer):
@@ -594,6 +597,11 @@ final class BrokerLoop {
                 countProtocolError(peer: peer, code: code, detail: detail)
             case .lateMessage:
                 lateMessages += 1
+            case .foreignOutcome(let peer, let id, let epoch):
+                foreignOutcomes += 1
+                if foreignOutcomes <= 10 || foreignOutcomes % 1000 == 0 {
+                    logger.warning("refused worker \(hex(peer))'s outcome for item \(id) of another run (epoch \(epoch)); \(foreignOutcomes) so far")
+                }
             case .scheduleTick(let at):
                 nextTick = at
             }

@@ -164,6 +164,8 @@ enum BrokerAction {
     case protocolError(peer: PeerID, code: String, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
+    /// A worker answered for an item of another run (a broker restarted under it): refused.
+    case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
     /// The core wants a `.tick` no later than this.
     case scheduleTick(at: ContinuousClock.Instant)
 }
@@ -260,8 +262,11 @@ final class BrokerCore {
     let ackTimeout: Duration
     /// How often the core wants a tick.
     let tickInterval: Duration
+    /// This run's epoch: it travels with every item, and outcomes of another epoch are refused.
+    let epoch: UInt32
 
-    init(topology: Topology, ackTimeout: Duration = .seconds(30)) {
+    init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30)) {
+        self.epoch = epoch
         var index: [String: Int] = [:]
         for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
         stageIndex = index
@@ -495,7 +500,7 @@ final class BrokerCore {
         }
         worker.lastSent = now
         func dispatched(_ item: BrokerItem) -> DispatchedItem {
-            DispatchedItem(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
+            DispatchedItem(ItemHeader(id: item.id, epoch: epoch, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
                            item.payload)
         }
         guard worker.speaksLANCompute else {
@@ -579,7 +584,8 @@ final class BrokerCore {
                 case .batch(let reply):
                     for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
                 case .single(let token, let outputs):
-                    complete(ItemOutcome(id: token.id, attempt: token.attempt, status: .completed(outputs: outputs)), from: worker, now: now)
+                    complete(ItemOutcome(id: token.id, epoch: token.epoch, attempt: token.attempt, status: .completed(outputs: outputs)),
+                             from: worker, now: now)
                 }
             } catch {
                 actions.append(.protocolError(peer: peer, code: "LC3001", detail: "bad REPLY: \(error)"))
@@ -665,6 +671,11 @@ final class BrokerCore {
     // MARK: Outcomes
 
     private func complete(_ outcome: ItemOutcome, from worker: WorkerRecord, now: ContinuousClock.Instant) {
+        guard outcome.epoch == epoch else {
+            // Held by the worker from a run before a restart: its id may name another item in this run.
+            actions.append(.foreignOutcome(peer: worker.peer, id: outcome.id, epoch: outcome.epoch))
+            return
+        }
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
         guard worker.inFlight.contains(outcome.id), let entry = inFlight[outcome.id], entry.peer == worker.peer,
@@ -686,7 +697,7 @@ final class BrokerCore {
             } else if stages[stage].isFinal {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
                 entry.repliedAt = now
-                actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
+                actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
                 inFlight[outcome.id] = nil
                 forward(entry.item, outputs: outputs, now: now)

@@ -101,6 +101,7 @@ public final class Worker: Sendable {
 struct SlotJob: Sendable {
     var stage: Int
     var id: UInt64
+    var epoch: UInt32
     var attempt: UInt16
     var payload: [UInt8]
 }
@@ -329,7 +330,7 @@ final class WorkerSession {
                         } else {
                             status = .failed(message: setupFailure?.message ?? "no handler", stderr: setupFailure?.stderr ?? "")
                         }
-                        outcomes.append(ItemOutcome(id: job.id, attempt: job.attempt, status: status))
+                        outcomes.append(ItemOutcome(id: job.id, epoch: job.epoch, attempt: job.attempt, status: status))
                     }
                     try push.send(multipart: [stageFrame] + ReplyBatch(outcomes: outcomes).frames)
                     outcomes.removeAll(keepingCapacity: true)
@@ -388,12 +389,12 @@ final class WorkerSession {
                                 } catch {
                                     status = .failed(message: error.message, stderr: error.stderr ?? "")
                                 }
-                                record(ItemOutcome(id: item.header.id, attempt: item.header.attempt, status: status), at: position)
+                                record(ItemOutcome(id: item.header.id, epoch: item.header.epoch, attempt: item.header.attempt, status: status), at: position)
                             }
                             continue
                         }
                         stages[position].queue.put(batch.items.map { item in
-                            SlotJob(stage: position, id: item.header.id, attempt: item.header.attempt, payload: item.payload)
+                            SlotJob(stage: position, id: item.header.id, epoch: item.header.epoch, attempt: item.header.attempt, payload: item.payload)
                         })
                     case .disconnect:
                         logger.notice("the broker disconnected this worker from stage \(stages[position].spec.name); re-registering")
@@ -434,7 +435,7 @@ final class WorkerSession {
         let fromClient = stages[position].clientItems.remove(outcome.id) != nil
         if stages[position].isFinal, !fromClient, case .completed(let outputs) = outcome.status {
             stages[position].aggregated.append(outcome)
-            stages[position].outcomes.append(ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .deliveredToAggregator(count: outputs.count)))
+            stages[position].outcomes.append(ItemOutcome(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt, status: .deliveredToAggregator(count: outputs.count)))
         } else {
             stages[position].outcomes.append(outcome)
         }
