@@ -91,7 +91,7 @@ struct Aggregator: Sendable {
         var writer = try SinkWriter(sink: sink, context: context)
         try control.send(multipart: [Array(("R" + bound).utf8)])
 
-        var seen = Set<UInt64>()
+        var seen = CompletionWindow()
         var aggregate = SinkAggregator(sink)
         var outputs = 0
         var acks: [UInt64] = []
