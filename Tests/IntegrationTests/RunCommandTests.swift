@@ -84,6 +84,84 @@ import Darwin
         #expect(lines.filter { $0.hasPrefix("LINE ") }.count == 500)
     }
 
+    /// 600 distinct lines: ordinary text, Latin-1 (not UTF-8), NUL bytes inside and alone, and empty.
+    static func awkwardLines() -> [[UInt8]] {
+        (0..<600).map { index in
+            let number = Array(String(index).utf8)
+            switch index % 6 {
+            case 0: return Array("plain line ".utf8) + number
+            case 1: return [0x63, 0x61, 0x66, 0xE9, 0x20, 0xB0] + number  // "café °" in Latin-1
+            case 2: return Array("nul".utf8) + [0x00] + number + [0x00, 0x00, 0x41]
+            case 3: return [0x00] + number
+            case 4: return [0xFF, 0xFE, 0x80] + number + [0xC0]  // stray bytes
+            default: return index == 5 ? [] : Array("é ✓ ".utf8) + number
+            }
+        }
+    }
+
+    /// Runs `identity` over `lines` with a sink in `format`; returns the sink file's bytes.
+    static func identityRun(_ lines: [[UInt8]], format: String, in harness: ProcessHarness) throws -> [UInt8] {
+        let input: [UInt8] = lines.flatMap { $0 + [0x0A] }
+        #expect(FileManager.default.createFile(atPath: harness.path("in.txt"), contents: Data(input)))
+        try """
+            version: 1
+            name: bytes
+            source:
+              file: in.txt
+            stages:
+              - name: same
+                builtin: identity
+            sink:
+              file: out.txt
+              format: \(format)
+            """.write(toFile: harness.path("bytes.yaml"), atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", harness.path("bytes.yaml"), "--events", "none", "--workers", "2"], in: harness)
+        #expect(result.status == 0, "\(result.output)")
+        return Array(try Data(contentsOf: URL(fileURLWithPath: harness.path("out.txt"))))
+    }
+
+    /// The sink's lines: what is between newline bytes (outputs may arrive in any order).
+    static func byteLines(_ bytes: [UInt8]) -> [[UInt8]] {
+        guard bytes.last == 0x0A else { return [bytes] }
+        return bytes.dropLast().split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+    }
+
+    /// The same lines, each as often, in any order (compared without printing 600 byte arrays).
+    static func sameLines(_ left: [[UInt8]], _ right: [[UInt8]]) -> Bool {
+        left.sorted { $0.lexicographicallyPrecedes($1) } == right.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    @Test func linesSinkWritesEveryOutputByteForByte() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let input = Self.awkwardLines()
+        let sink = try Self.identityRun(input, format: "lines", in: harness)
+        #expect(sink.count == input.reduce(0) { $0 + $1.count + 1 })
+        let written = Self.byteLines(sink)
+        #expect(written.count == input.count)
+        let missing = Set(input).subtracting(written)
+        #expect(missing.isEmpty, "\(missing.count) lines changed or lost, e.g. \(missing.prefix(3).map { $0 })")
+        #expect(Self.sameLines(written, input), "the sink differs from the input")
+    }
+
+    @Test func jsonlSinkCarriesBytesThatAreNotUTF8AsBase64() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let input = Self.awkwardLines()
+        let sink = try Self.identityRun(input, format: "jsonl", in: harness)
+        var decoded: [[UInt8]] = []
+        for line in Self.byteLines(sink) {
+            let value = try #require(try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]))
+            if let text = value as? String {
+                decoded.append(Array(text.utf8))
+            } else {
+                let object = try #require(value as? [String: String], "\(value)")
+                decoded.append(Array(try #require(object["output_base64"].flatMap { Data(base64Encoded: $0) })))
+            }
+        }
+        #expect(Self.sameLines(decoded, input), "\(Set(input).subtracting(decoded).count) outputs changed or lost")
+    }
+
     @Test func poisonItemsAreDeadLetteredWhileTheRestComplete() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }

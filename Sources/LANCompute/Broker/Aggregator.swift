@@ -97,7 +97,7 @@ struct Aggregator: Sendable {
         var writer = try SinkWriter(sink: sink, context: context)
         try control.send(multipart: [Array(("R" + bound).utf8)])
 
-        var seen = Set<UInt64>()
+        var seen = CompletionWindow()
         var outputs = 0
         var acks: [UInt64] = []
         var foreign = 0
@@ -224,12 +224,14 @@ struct SinkWriter {
         }
     }
 
-    mutating func write(line: String) throws {
+    /// Writes one line's bytes as they are, then a newline (file, stdout); one message per line (push).
+    /// Bytes, not a C string: `fputs` would stop at the first NUL and lose the rest and the newline.
+    mutating func write(line: [UInt8]) throws {
         if let file {
-            var text = line
-            text.append("\n")
-            let written = text.withCString { fputs($0, file) }
-            if written < 0 { throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))") }
+            let written = line.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            if written < line.count || fputc(0x0A, file) == EOF {
+                throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))")
+            }
         } else if let push {
             let sent = Result { () throws(ZMQError) in try push.send(line) }
             if case .failure(let error) = sent {
