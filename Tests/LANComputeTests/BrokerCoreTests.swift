@@ -370,3 +370,49 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(actions.contains { if case .scheduleTick(let at) = $0 { at == start + .milliseconds(100) } else { false } })
     }
 }
+
+@Suite struct BrokerCoreAdmissionTests {
+    func offer(_ driver: CoreDriver, _ id: UInt64, attempt: UInt16 = 1, epoch: UInt32? = nil) -> (admitted: [UInt64], refused: [UInt64]) {
+        let actions = driver.feed(.outputsOffered([OfferedOutput(id: id, epoch: epoch ?? driver.core.epoch, attempt: attempt)]))
+        for action in actions { if case .admission(let admitted, let refused) = action { return (admitted, refused) } }
+        return ([], [])
+    }
+
+    @Test func anOutputArrivingAfterItsItemWasDeadLetteredIsRefused() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, timeout: .seconds(1), maxAttempts: 1)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.advance(.milliseconds(1500))
+        driver.feed(.worker(peer: [1], message: .heartbeat))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.map(\.id) == [1])
+        // The worker finishes the item at last and PUSHes its outputs: they must not be written.
+        #expect(offer(driver, 1).refused == [1])
+    }
+
+    @Test func anAdmittedItemCannotTimeOutOrBeRetriedAndFinishesOnItsAck() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, timeout: .seconds(1), maxAttempts: 1)], heartbeat: .milliseconds(500))
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(offer(driver, 1).admitted == [1])
+        #expect(offer(driver, 1).refused == [1], "one attempt's outputs per item")
+        // The worker dies before its REPLY, and the timeout passes: the item stays, waiting for the ack.
+        driver.advance(.seconds(3))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.isEmpty)
+        #expect(driver.retries.isEmpty)
+        driver.feed(.aggregatorAcknowledged(ids: [1]))
+        #expect(driver.inSink == [1])
+        driver.feed(.shutDown(reason: .runEnded))
+        #expect(driver.deadLetters.isEmpty)
+    }
+
+    @Test func outputsOfAnotherRunOrUnknownItemsAreRefused() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(offer(driver, 1, epoch: driver.core.epoch &+ 1).refused == [1])
+        #expect(offer(driver, 99).refused == [99])
+        #expect(offer(driver, 1).admitted == [1])
+    }
+}

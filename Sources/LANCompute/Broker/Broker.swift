@@ -595,6 +595,8 @@ final class BrokerLoop {
                 telemetry.nodeLeft(node: node, reason: reason, detail: detail)
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
+            case .admission:
+                break
             case .lateMessage:
                 lateMessages += 1
             case .foreignOutcome(let peer, let id, let epoch):

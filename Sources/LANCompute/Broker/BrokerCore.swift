@@ -80,6 +80,13 @@ public enum DeadLetterReason: String, Sendable, Equatable {
     case runEnded = "run-ended"
 }
 
+/// Final outputs the aggregator holds and asks to write.
+struct OfferedOutput: Equatable {
+    var id: UInt64
+    var epoch: UInt32
+    var attempt: UInt16
+}
+
 /// One item of a REQUEST the core asks the shell to send.
 typealias DispatchedItem = RequestBatch.Item
 
@@ -124,6 +131,9 @@ enum BrokerInput {
     case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
     /// A decoded worker-protocol message from `peer`.
     case worker(peer: PeerID, message: WorkerMessage)
+    /// Workers PUSHed the outputs of these final-stage items to the aggregator, which asks
+    /// whether it may write them: only outputs of items still in flight in this run may be.
+    case outputsOffered([OfferedOutput])
     /// The aggregator has the outputs of these final-stage items in the sink.
     case aggregatorAcknowledged(ids: [UInt64])
     /// A send to `peer` failed: its connection is gone; `unsent` are the ids of the REQUEST that failed.
@@ -142,8 +152,11 @@ enum BrokerAction {
     case disconnect(peer: PeerID)
     /// Answer an MDP client: its outputs, or `["error", reason]`.
     case clientReply(peer: PeerID, service: String, body: [[UInt8]])
-    /// Final outputs the worker returned in its REPLY: the aggregator must write them.
+    /// Final outputs the worker returned in its REPLY: the aggregator must write them (they are admitted).
     case forwardToAggregator([ItemOutcome])
+    /// The answer to ``BrokerInput/outputsOffered(_:)``: the aggregator writes the admitted ones and
+    /// drops the others (their item was dead-lettered, finished already, or is of another run).
+    case admission(admitted: [UInt64], refused: [UInt64])
 
     /// An item entered `stage` for the first time.
     case itemReceived(stage: Int)
@@ -235,6 +248,9 @@ final class BrokerCore {
         /// The worker replied; for a final stage the item now waits for the aggregator's ack.
         var repliedAt: ContinuousClock.Instant?
         var replied: Bool { repliedAt != nil }
+        /// The aggregator was allowed to write the item's outputs: from here on it cannot be retried,
+        /// timed out or dead-lettered, only acknowledged.
+        var admitted = false
 
         init(item: BrokerItem, peer: PeerID, sentAt: ContinuousClock.Instant) {
             self.item = item
@@ -309,6 +325,8 @@ final class BrokerCore {
             pending += 1
         case .worker(let peer, let message):
             handle(message, from: peer, now: now)
+        case .outputsOffered(let offers):
+            admit(offers)
         case .aggregatorAcknowledged(let ids):
             acknowledge(ids, now: now)
         case .sendFailed(let peer, let unsent):
@@ -628,7 +646,9 @@ final class BrokerCore {
         stages[worker.stage].workers.removeAll { $0 == peer }
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
-        for id in worker.inFlight {
+        for id in worker.inFlight.sorted() {
+            // Outputs the aggregator is writing already: the item only waits for its ack.
+            if inFlight[id]?.admitted == true { continue }
             guard let entry = inFlight.removeValue(forKey: id) else { continue }
             requeued += 1
             if countAttempt {
@@ -642,7 +662,7 @@ final class BrokerCore {
             }
         }
         // Final-stage items whose outputs may not have left the dead worker: send them again.
-        let unconfirmed = inFlight.filter { $0.value.peer == peer && $0.value.replied }
+        let unconfirmed = inFlight.filter { $0.value.peer == peer && $0.value.replied && !$0.value.admitted }
         for (id, entry) in unconfirmed.sorted(by: { $0.key < $1.key }) {
             inFlight[id] = nil
             requeued += 1
@@ -697,6 +717,7 @@ final class BrokerCore {
             } else if stages[stage].isFinal {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
                 entry.repliedAt = now
+                entry.admitted = true
                 actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
                 inFlight[outcome.id] = nil
@@ -721,6 +742,25 @@ final class BrokerCore {
             }
         }
         finish()
+    }
+
+    /// Decides which offered outputs the aggregator may write: one attempt's outputs per item still
+    /// in flight in this run. Admitted items can no longer end in the dead letters, so an item is
+    /// never both there and in the sink.
+    private func admit(_ offers: [OfferedOutput]) {
+        var admitted: [UInt64] = []
+        var refused: [UInt64] = []
+        for offer in offers {
+            guard offer.epoch == epoch, let entry = inFlight[offer.id], !entry.admitted, entry.item.client == nil,
+                  stages[entry.item.stage].isFinal else {
+                refused.append(offer.id)
+                continue
+            }
+            // Any attempt's outputs will do (processing is at-least-once); the first offered wins.
+            entry.admitted = true
+            admitted.append(offer.id)
+        }
+        actions.append(.admission(admitted: admitted, refused: refused))
     }
 
     private func acknowledge(_ ids: [UInt64], now: ContinuousClock.Instant) {
@@ -784,7 +824,7 @@ final class BrokerCore {
             }
         }
         var expired: [(UInt64, InFlight, RetryReason)] = []
-        for (id, entry) in inFlight {
+        for (id, entry) in inFlight where !entry.admitted {
             if let repliedAt = entry.repliedAt {
                 if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
             } else if let timeout = stages[entry.item.stage].spec.timeout, let startedAt = entry.startedAt, now - startedAt > timeout {
