@@ -7,30 +7,80 @@ public typealias PeerID = [UInt8]
 ///
 /// A class, not a struct: an item moves between queues, the in-flight table and retry lists
 /// many times, and a reference moves with one retain where a struct copied every field.
-/// Only the broker thread touches it.
+/// Only the broker thread touches it. Queued items are the broker's memory, so the fields
+/// most items never use (deadline, key, client, last error) live in a side object made on
+/// first use: an item costs its payload plus some 80 bytes.
 final class BrokerItem {
     var id: UInt64
-    var stage: Int
     var payload: [UInt8]
-    /// Attempts started so far at this stage.
-    var attempts: Int = 0
-    var priority: Int16 = 0
     var enqueuedAt: ContinuousClock.Instant
     /// When the source item this one derives from entered the pipeline (for end-to-end latency).
     var bornAt: ContinuousClock.Instant
-    var deadline: ContinuousClock.Instant?
-    var key: [UInt8] = []
-    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
-    var client: ClientReturn?
-    var lastError = ""
-    var lastStderr = ""
+    private var rare: Rare?
+    private var stageIndex: Int32
+    private var attemptCount: Int16 = 0
+    var priority: Int16 = 0
+
+    var stage: Int {
+        get { Int(stageIndex) }
+        set { stageIndex = Int32(newValue) }
+    }
+
+    /// Attempts started so far at this stage.
+    var attempts: Int {
+        get { Int(attemptCount) }
+        set { attemptCount = Int16(clamping: newValue) }
+    }
+
+    /// The fields few items need.
+    private final class Rare {
+        var deadline: ContinuousClock.Instant?
+        var key: [UInt8] = []
+        var client: ClientReturn?
+        var lastError = ""
+        var lastStderr = ""
+    }
 
     init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
         self.id = id
-        self.stage = stage
+        self.stageIndex = Int32(stage)
         self.payload = payload
         self.enqueuedAt = enqueuedAt
         self.bornAt = bornAt
+    }
+
+    private var rareFields: Rare {
+        if let rare { return rare }
+        let made = Rare()
+        rare = made
+        return made
+    }
+
+    var deadline: ContinuousClock.Instant? {
+        get { rare?.deadline }
+        set { if newValue != nil || rare != nil { rareFields.deadline = newValue } }
+    }
+
+    /// The group-by key, empty when the stage has none.
+    var key: [UInt8] {
+        get { rare?.key ?? [] }
+        set { if !newValue.isEmpty || rare != nil { rareFields.key = newValue } }
+    }
+
+    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
+    var client: ClientReturn? {
+        get { rare?.client }
+        set { if newValue != nil || rare != nil { rareFields.client = newValue } }
+    }
+
+    var lastError: String {
+        get { rare?.lastError ?? "" }
+        set { rareFields.lastError = newValue }
+    }
+
+    var lastStderr: String {
+        get { rare?.lastStderr ?? "" }
+        set { rareFields.lastStderr = newValue }
     }
 }
 
