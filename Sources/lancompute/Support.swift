@@ -113,6 +113,36 @@ final class SignalTrap {
 }
 
 
+/// Set from a signal handler queue, read by a command's loop: `events` and `top` stop cleanly (exit 0)
+/// on SIGINT or SIGTERM, since being stopped is how they normally end.
+final class StopRequest: @unchecked Sendable {
+    // @unchecked Sendable: `requested` is only touched while `lock` is held; `sources` only by `watch`, before any signal.
+    private let lock = NSLock()
+    private var requested = false
+    private var sources: [DispatchSourceSignal] = []
+
+    var isRequested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return requested
+    }
+
+    /// Turns the signals into a stop request instead of killing the process, so the terminal is restored.
+    func watch(signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                lock.lock()
+                requested = true
+                lock.unlock()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
+
 func formatCount(_ value: Int) -> String {
     let digits = String(value)
     var result = ""
