@@ -122,13 +122,6 @@ public enum FeedMarker {
     public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
 }
 
-/// A broker failure that stops the run; `message` starts with its LC code.
-public struct BrokerError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
 public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
@@ -271,7 +264,7 @@ final class BrokerLoop {
             endpoints.events = try telemetry.start(configuration: configuration, context: context)
         } catch {
             if configuration.eventsRequired { throw error }
-            logger.warning("\(error.message); running without the events feed")
+            logger.warning("\(error); running without the events feed")
         }
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
         onReady(endpoints)
@@ -445,7 +438,7 @@ final class BrokerLoop {
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
         case "mmi.feed":
