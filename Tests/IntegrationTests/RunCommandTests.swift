@@ -346,7 +346,7 @@ import Darwin
         try "aab\nxyz\nab\n".write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
         try "version: 1\nname: p\nsource: {file: in.txt}\nstages:\n  - \(stage)\nsink: \(sink)\n"
             .write(toFile: harness.path("p.yaml"), atomically: true, encoding: .utf8)
-        let validate = try CommandRunner.run(["validate", harness.path("p.yaml")])
+        let validate = try ProcessHarness.run(["validate", harness.path("p.yaml")])
         let run = try Self.run(["run", harness.path("p.yaml"), "--events", "none", "--workers", "1"], in: harness)
         let output = harness.path("out.txt")
         if code.isEmpty {
