@@ -392,7 +392,7 @@ final class BrokerLoop {
             }
             count += 1
             guard frames.count >= 3 else {
-                countProtocolError(peer: frames.first ?? [], code: "LC3001", detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
+                countProtocolError(peer: frames.first ?? [], code: .malformedMessage, detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
                 continue
             }
             let peer = frames[0]
@@ -403,11 +403,11 @@ final class BrokerLoop {
                     flushGathered(now: now)
                     handleClient(message, from: peer, now: now)
                 } else {
-                    countProtocolError(peer: peer, code: "LC3001", detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
+                    countProtocolError(peer: peer, code: .malformedMessage, detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
                 }
             } catch {
                 let side = frames[2] == MDP.workerHeader ? "worker" : "client"
-                countProtocolError(peer: peer, code: "LC3001", detail: "malformed \(side) message: \(error)")
+                countProtocolError(peer: peer, code: .malformedMessage, detail: "malformed \(side) message: \(error)")
                 if side == "worker" && !core.isRegistered(peer) {
                     send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
                 }
@@ -450,7 +450,7 @@ final class BrokerLoop {
             reply([Array("501".utf8)])
         default:
             guard let stage = core.stage(named: message.service) else {
-                countProtocolError(peer: peer, code: "LC3004", detail: "request for unknown service \(message.service)")
+                countProtocolError(peer: peer, code: .unknownService, detail: "request for unknown service \(message.service)")
                 return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
             }
             guard message.body.count == 1 else {
@@ -519,9 +519,9 @@ final class BrokerLoop {
         }
     }
 
-    private func countProtocolError(peer: PeerID, code: String, detail: String) {
+    private func countProtocolError(peer: PeerID, code: ProtocolErrorCode, detail: String) {
         protocolErrors += 1
-        let reason = "\(code): \(detail)"
+        let reason = ProtocolError(code, detail).description
         if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
             logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
         }

@@ -224,7 +224,7 @@ enum BrokerAction {
     case nodeJoined(node: String, host: String, capabilities: Capabilities)
     case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
     /// A peer broke the protocol; `code` is its LC3xxx code.
-    case protocolError(peer: PeerID, code: String, detail: String)
+    case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
     /// A worker answered for an item of another run (a broker restarted under it): refused.
@@ -627,7 +627,7 @@ final class BrokerCore {
                     // already taken back. Not a protocol error; tell it to register again.
                     actions.append(.lateMessage(peer: peer))
                 } else {
-                    actions.append(.protocolError(peer: peer, code: "LC3002", detail: "\(message.commandName) from a worker that never sent READY"))
+                    actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "\(message.commandName) from a worker that never sent READY"))
                 }
                 actions.append(.disconnect(peer: peer))
             }
@@ -636,7 +636,7 @@ final class BrokerCore {
         worker.lastSeen = now
         switch message {
         case .ready:
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY from a worker that is already registered"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY from a worker that is already registered"))
             removeWorker(peer, reason: .protocolError, detail: "sent a second READY", now: now, countAttempt: true)
             actions.append(.disconnect(peer: peer))
         case .heartbeat:
@@ -645,7 +645,7 @@ final class BrokerCore {
             // A worker that says goodbye did not fail its items: they go back without using an attempt.
             removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
         case .request:
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "REQUEST sent by a worker"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "REQUEST sent by a worker"))
         case .reply(let client, let body):
             do {
                 switch try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute) {
@@ -656,7 +656,7 @@ final class BrokerCore {
                              from: worker, now: now)
                 }
             } catch {
-                actions.append(.protocolError(peer: peer, code: "LC3001", detail: "bad REPLY: \(error)"))
+                actions.append(.protocolError(peer: peer, code: .malformedMessage, detail: "bad REPLY: \(error)"))
             }
             startedCount(of: worker, now: now)
         }
@@ -664,18 +664,18 @@ final class BrokerCore {
 
     private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
         guard !service.hasPrefix("mmi.") else {
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY for reserved service \(service)"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY for reserved service \(service)"))
             actions.append(.disconnect(peer: peer))
             return
         }
         guard let stage = stageIndex[service] else {
-            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "READY for unknown stage \"\(service)\""))
+            actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "READY for unknown stage \"\(service)\""))
             actions.append(.disconnect(peer: peer))
             return
         }
         let spec = stages[stage].spec
         if let unmet = spec.requires.unmetReason(capabilities) {
-            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "worker cannot serve stage \(service): \(unmet)"))
+            actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "worker cannot serve stage \(service): \(unmet)"))
             actions.append(.disconnect(peer: peer))
             return
         }
