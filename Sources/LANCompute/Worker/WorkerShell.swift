@@ -142,6 +142,7 @@ final class WorkerShell {
                 let socket = try makeSocket(.topology)
                 topologySocket = socket
                 generation += 1
+                try socket.connect(configuration.brokerEndpoint)
                 try socket.send(multipart: ClientMessage(service: "mmi.topology", body: []).frames)
             } catch {
                 feed(.sessionFailed("cannot ask \(configuration.brokerEndpoint) for the topology: \(error)"))
