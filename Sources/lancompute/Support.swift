@@ -82,18 +82,24 @@ func checkExposure(_ endpoint: String, insecure: Bool, option: String) {
     }
 }
 
-/// Calls `action` on the first SIGINT or SIGTERM; a second one exits at once.
+/// Calls `action` on the first SIGINT or SIGTERM; a second one calls `again` if given (a third, or
+/// the second without `again`, exits at once).
 final class SignalTrap {
     private let sources: [DispatchSourceSignal]
 
-    init(_ action: @escaping @Sendable () -> Void) {
+    init(again: (@Sendable () -> Void)? = nil, _ action: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "lancompute.signals")
         let count = Counter()
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if count.increment() > 1 { exit(130) }
+                let number = count.increment()
+                if number == 2, let again {
+                    again()
+                    return
+                }
+                if number > 1 { exit(130) }
                 FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
                 action()
             }
