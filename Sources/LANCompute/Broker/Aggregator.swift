@@ -194,13 +194,8 @@ struct SinkWriter {
             file = fdopen(dup(1), "wb")
             closeFile = true
         case .push(let endpoint):
-            let socket = try Socket(.push, context: context)
-            // Bounded: a sink consumer that went away must not keep the broker from exiting.
-            try socket.set(.linger, .seconds(10))
-            // Queue only to a connected consumer (otherwise outputs would wait in a pipe to nobody),
-            // and fail the run if no consumer takes anything for a minute rather than hang it.
-            try socket.set(.immediate, true)
-            try socket.set(.sendTimeout, .seconds(60))
+            // The profile queues only to a connected consumer and fails after a minute without one.
+            let socket = try SocketFactory(context: context).socket(.sink)
             do {
                 try socket.connect(endpoint)
             } catch {

@@ -34,6 +34,9 @@ public struct BrokerConfiguration: Sendable {
     /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
     /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
     public var maxFrameSize: Int64 = 512 * 1024 * 1024
+    /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
+    /// fails with LC2005 (``SocketFactory``).
+    public var insecure = false
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -170,6 +173,7 @@ final class BrokerLoop: DispatchObserver {
     let configuration: BrokerConfiguration
     let logger: Logger
     let context: Context
+    let sockets: SocketFactory
     let dispatcher: Dispatcher
     let router: Socket
     let control: Socket
@@ -198,24 +202,21 @@ final class BrokerLoop: DispatchObserver {
         self.logger = broker.logger
         self.context = context
         self.dispatcher = Dispatcher(topology: configuration.topology, ackTimeout: configuration.ackTimeout)
+        sockets = SocketFactory(context: context, insecure: configuration.insecure)
         do {
-            router = try Socket(.router, context: context)
-            try router.set(.routerMandatory, true)
-            try router.set(.maxMessageSize, configuration.maxFrameSize)
-            try router.set(.sendHighWaterMark, 0)
-            try router.set(.receiveHighWaterMark, 0)
+            router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
             control = try Socket(.pair, context: context)
             try control.bind("inproc://lancompute-aggregator-\(instance)")
-            source = try Socket(.pull, context: context)
-            try source.set(.receiveHighWaterMark, 1000)
-            try source.set(.maxMessageSize, configuration.maxFrameSize)
+            source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
         } catch {
             throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
         }
         do {
-            try router.bind(configuration.dispatchEndpoint)
-        } catch {
+            try sockets.bind(router, as: .dispatch(maxMessageSize: configuration.maxFrameSize), to: configuration.dispatchEndpoint)
+        } catch .failed(let error) {
             throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+        } catch {
+            throw BrokerError(error.description)
         }
         // Read back before the inproc bind below, which would become the "last" endpoint.
         endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
@@ -336,10 +337,12 @@ final class BrokerLoop: DispatchObserver {
         let spec = configuration.topology.source
         if case .pull(let endpoint) = spec.kind {
             do {
-                try source.bind(endpoint)
-                endpoints.source = try source.lastEndpoint
-            } catch {
+                try sockets.bind(source, as: .source(maxMessageSize: configuration.maxFrameSize), to: endpoint)
+                endpoints.source = try? source.lastEndpoint
+            } catch .failed(let error) {
                 throw BrokerError("LC2003: cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
+            } catch {
+                throw BrokerError(error.description)
             }
             return
         }

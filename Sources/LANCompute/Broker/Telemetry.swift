@@ -28,13 +28,19 @@ final class Telemetry {
     func start(configuration: BrokerConfiguration, context: Context) throws(BrokerError) -> String? {
         var bound: String?
         if let endpoint = configuration.eventsEndpoint {
+            let sockets = SocketFactory(context: context, insecure: configuration.insecure)
             do {
-                let socket = try Socket(.xpub, context: context)
-                try socket.bind(endpoint)
+                let socket = try sockets.socket(.eventsPublisher)
+                try sockets.bind(socket, as: .eventsPublisher, to: endpoint)
                 bound = try socket.lastEndpoint
                 feed = try EventFeed(socket: socket, logger: logger)
-            } catch {
+            } catch let error as SocketBindError {
+                guard case .failed(let error) = error else { throw BrokerError(error.description) }
                 throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+            } catch let error as ZMQError {
+                throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+            } catch {
+                throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error); choose another with --events, or --events none")
             }
         }
         if let address = configuration.metricsHTTP {

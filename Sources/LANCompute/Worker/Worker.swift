@@ -205,7 +205,7 @@ final class WorkerSession {
 
     /// Asks the broker for the topology (MMI service `mmi.topology`); nil if it does not answer.
     private func fetchTopology() throws -> Topology? {
-        let socket = try Socket(.dealer, context: context)
+        let socket = try SocketFactory(context: context).socket(.client)
         defer { socket.close() }
         try socket.connect(configuration.brokerEndpoint)
         try socket.send(multipart: ClientMessage(service: "mmi.topology", body: []).frames)
@@ -228,7 +228,7 @@ final class WorkerSession {
         heartbeatInterval = topology.broker.heartbeatInterval
         liveness = max(1, topology.broker.heartbeatLiveness)
         let finals = Set(topology.terminalStages.map(\.name))
-        let results = try Socket(.pull, context: context)
+        let results = try SocketFactory(context: context).socket(.slotResults)
         try results.bind(resultsEndpoint)
         self.results = results
 
@@ -250,9 +250,7 @@ final class WorkerSession {
                 logger.info("not serving stage \(spec.name): \(unmet)")
                 continue
             }
-            let dealer = try Socket(.dealer, context: context)
-            try dealer.set(.receiveHighWaterMark, 0)
-            try dealer.set(.sendHighWaterMark, 0)
+            let dealer = try SocketFactory(context: context).socket(.workerStage)
             try dealer.connect(configuration.brokerEndpoint)
             try dealer.send(multipart: WorkerMessage.ready(service: spec.name, capabilities: capabilities).frames)
             let queue = JobQueue()
@@ -276,8 +274,7 @@ final class WorkerSession {
             logger.info("serving stage \(spec.name) with \(slots) slot(s), credit \(credit)")
         }
         if needsAggregator {
-            let push = try Socket(.push, context: context)
-            try push.set(.sendHighWaterMark, 100_000)
+            let push = try SocketFactory(context: context).socket(.workerOutputs)
             try push.connect(configuration.aggregatorEndpoint ?? Self.reachable(topology.broker.aggregator, via: configuration.brokerEndpoint))
             aggregator = push
         }
@@ -301,8 +298,7 @@ final class WorkerSession {
         let logger = self.logger
         let thread = Thread {
             do {
-                let push = try Socket(.push, context: context)
-                try push.set(.sendHighWaterMark, 0)
+                let push = try SocketFactory(context: context).socket(.slotOutputs)
                 try push.connect(endpoint)
                 var handler: (any StageHandler)?
                 var setupFailure: StageFailure?
