@@ -1,4 +1,4 @@
-// The aggregator: PULLs final outputs fanned in from workers, drops duplicates by item id, writes the sink, acks.
+// The aggregator actor: PULLs final outputs fanned in from workers, drops duplicates by item id, writes the sink, acks.
 
 import Foundation
 import Logging
@@ -10,103 +10,127 @@ import Glibc
 import Darwin
 #endif
 
-/// Messages between the broker thread and the aggregator thread (over an inproc PAIR), kind byte first.
-/// To the broker: `R` + endpoint text (bound, ready); `X` + text (failed); `A` + ids (8 bytes each) now in
-/// the sink; `D` + outputs (8) + items (8): finished. To the aggregator: `O` then a reply batch
-/// (outputs forwarded by the broker); `F`: write the final aggregate and finish.
-enum AggregatorMessage {
-    static func ids(_ ids: [UInt64]) -> [UInt8] {
-        var bytes: [UInt8] = [UInt8(ascii: "A")]
-        bytes.reserveCapacity(1 + ids.count * 8)
-        for id in ids { bytes.appendBigEndian(id) }
-        return bytes
+/// What the broker thread tells the aggregator actor.
+enum AggregatorCommand: ActorMessage {
+    /// Outputs of final-stage items that reached the broker in a REPLY instead of the PULL (client items).
+    case outputs(ReplyBatch)
+    /// Write the final aggregate, report the last acks and the totals, and end.
+    case finish
+
+    private enum Kind: UInt8 {
+        case outputs = 1
+        case finish = 2
     }
 
-    static func decodeIDs(_ frame: [UInt8]) -> [UInt64] {
-        var ids: [UInt64] = []
-        ids.reserveCapacity(frame.count / 8)
-        var index = 1
-        while index + 8 <= frame.count {
-            ids.append(frame[index..<index + 8].reduce(0) { $0 << 8 | UInt64($1) })
-            index += 8
+    var frames: [[UInt8]] {
+        switch self {
+        case .outputs(let batch): [[Kind.outputs.rawValue]] + batch.frames
+        case .finish: [[Kind.finish.rawValue]]
         }
-        return ids
+    }
+
+    init(frames: [[UInt8]]) throws {
+        var reader = ByteReader(frames.first ?? [])
+        switch Kind(rawValue: try reader.readUInt8("aggregator command kind")) {
+        case .outputs: self = .outputs(try ReplyBatch(frames: Array(frames.dropFirst())))
+        case .finish: self = .finish
+        case nil: throw WireError("unknown aggregator command")
+        }
     }
 }
 
-/// What the aggregator did, reported when it finishes.
-struct AggregatorTotals: Sendable {
-    var outputs: Int
-    var items: Int
+/// What the aggregator actor tells the broker thread.
+enum AggregatorEvent: ActorMessage, Equatable {
+    /// The ready report: the endpoint the PULL actually bound (port resolved).
+    case bound(String)
+    /// These items' outputs are in the sink (flushed): the broker may forget them.
+    case acknowledged([UInt64])
+    /// The sink is complete: outputs written, distinct items seen.
+    case finished(outputs: UInt64, items: UInt64)
+
+    private enum Kind: UInt8 {
+        case bound = 1
+        case acknowledged = 2
+        case finished = 3
+    }
+
+    var frames: [[UInt8]] {
+        switch self {
+        case .bound(let endpoint):
+            return [[Kind.bound.rawValue], Array(endpoint.utf8)]
+        case .acknowledged(let ids):
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(ids.count * 8)
+            for id in ids { bytes.appendBigEndian(id) }
+            return [[Kind.acknowledged.rawValue], bytes]
+        case .finished(let outputs, let items):
+            var bytes: [UInt8] = []
+            bytes.appendBigEndian(outputs)
+            bytes.appendBigEndian(items)
+            return [[Kind.finished.rawValue], bytes]
+        }
+    }
+
+    init(frames: [[UInt8]]) throws {
+        guard frames.count == 2 else { throw WireError("an aggregator event has 2 frames, not \(frames.count)") }
+        var kind = ByteReader(frames[0])
+        var body = ByteReader(frames[1])
+        switch Kind(rawValue: try kind.readUInt8("aggregator event kind")) {
+        case .bound:
+            self = .bound(String(decoding: frames[1], as: UTF8.self))
+        case .acknowledged:
+            guard frames[1].count % 8 == 0 else { throw WireError("acknowledged ids of \(frames[1].count) bytes, not a multiple of 8") }
+            var ids: [UInt64] = []
+            ids.reserveCapacity(frames[1].count / 8)
+            while !body.isAtEnd { ids.append(try body.readUInt64("acknowledged id")) }
+            self = .acknowledged(ids)
+        case .finished:
+            self = .finished(outputs: try body.readUInt64("outputs written"), items: try body.readUInt64("items seen"))
+        case nil:
+            throw WireError("unknown aggregator event")
+        }
+    }
 }
 
-/// The aggregator's thread: owns the PULL socket workers PUSH final outputs to, and the sink.
+/// The aggregator actor: owns the PULL socket workers PUSH final outputs to, and the sink.
 struct Aggregator: Sendable {
     let sink: SinkSpec
     let bindEndpoint: String
     let maxFrameSize: Int64
     /// A second endpoint for workers in the same process, when set.
     let inprocEndpoint: String?
-    let context: Context
-    let brokerEndpoint: String
+    let sockets: SocketFactory
     let logger: Logger
 
-    func start() -> Thread {
-        let thread = Thread { self.run() }
-        thread.name = "lancompute-aggregator"
-        thread.start()
-        return thread
+    /// Starts the actor; returns once the PULL is bound and the sink open (the bound endpoint is
+    /// the `readyReport`), or throws the ``AggregatorFailure`` that stopped it.
+    func start() throws -> ActorThread<AggregatorCommand, AggregatorEvent> {
+        try ActorThread(name: "lancompute-aggregator", context: sockets.context) { pipe in try self.run(pipe) }
     }
 
-    private func run() {
-        let control: Socket
+    private func run(_ pipe: ActorPipe<AggregatorCommand, AggregatorEvent>) throws {
+        let profile = SocketProfile.aggregator(maxMessageSize: maxFrameSize)
+        let pull = try sockets.socket(profile)
         do {
-            control = try Socket(.pair, context: context)
-            try control.connect(brokerEndpoint)
-        } catch {
-            logger.error("aggregator cannot reach the broker thread: \(error)")
-            return
-        }
-        do {
-            try serve(control)
-        } catch let error as AggregatorFailure {
-            try? control.send(multipart: [Array(("X" + error.message).utf8)])
-        } catch {
-            try? control.send(multipart: [Array("X\(error)".utf8)])
-        }
-    }
-
-    private func serve(_ control: Socket) throws {
-        let pull = try Socket(.pull, context: context)
-        try pull.set(.receiveHighWaterMark, 10_000)
-        try pull.set(.maxMessageSize, maxFrameSize)
-        do {
-            try pull.bind(bindEndpoint)
-        } catch {
+            try sockets.bind(pull, as: profile, to: bindEndpoint)
+        } catch .failed(let error) {
             throw AggregatorFailure("LC2002: cannot bind the aggregator endpoint \(bindEndpoint): \(error.code.message) (\(error.code.cName)); choose another with --aggregator")
+        } catch {
+            throw AggregatorFailure(error.description)
         }
         // Read back before the inproc bind, which would become the "last" endpoint.
         let bound = try pull.lastEndpoint
         if let inprocEndpoint { try pull.bind(inprocEndpoint) }
-        var writer = try SinkWriter(sink: sink, context: context)
-        try control.send(multipart: [Array(("R" + bound).utf8)])
+        var writer = try SinkWriter(sink: sink, sockets: sockets)
+        try pipe.signalReady(.bound(bound))
 
         var seen = Set<UInt64>()
         var aggregate = SinkAggregator(sink)
         var outputs = 0
         var acks: [UInt64] = []
-        let poller = Poller()
-        poller.add(pull)
-        poller.add(control)
+        var finished = false
 
-        func take(_ body: [[UInt8]]) throws {
-            let batch: ReplyBatch
-            do {
-                batch = try ReplyBatch(frames: body)
-            } catch {
-                logger.warning("aggregator dropped a malformed message: \(error)")
-                return
-            }
+        func take(_ batch: ReplyBatch) throws {
             for outcome in batch.outcomes {
                 guard case .completed(let items) = outcome.status else { continue }
                 acks.append(outcome.id)
@@ -121,48 +145,56 @@ struct Aggregator: Sendable {
                 }
             }
         }
+        func takeFrames(_ body: [[UInt8]]) throws {
+            let batch: ReplyBatch
+            do {
+                batch = try ReplyBatch(frames: body)
+            } catch {
+                logger.warning("aggregator dropped a malformed message: \(error)")
+                return
+            }
+            try take(batch)
+        }
+        func sendAcks() throws {
+            guard !acks.isEmpty else { return }
+            // Acks promise the outputs are in the sink: flush first.
+            try writer.flush()
+            try pipe.send(.acknowledged(acks))
+            acks.removeAll(keepingCapacity: true)
+        }
 
-        while true {
-            _ = try poller.poll(timeout: .milliseconds(500))
+        let loop = PollLoop()
+        loop.register(pull) { _ in
             var drained = 0
             while drained < 1000, let message = try pull.tryReceiveMultipart() {
                 drained += 1
-                try take(message)
-            }
-            while let message = try control.tryReceiveMultipart() {
-                guard let kind = message.first?.first else { continue }
-                switch kind {
-                case UInt8(ascii: "O"):
-                    try take(Array(message.dropFirst()))
-                case UInt8(ascii: "F"):
-                    // Everything acknowledged is already here; late duplicates may still sit in the PULL queue.
-                    while let late = try pull.tryReceiveMultipart() { try take(late) }
-                    if !acks.isEmpty {
-                        // The broker still counts these as unconfirmed: tell it before finishing.
-                        try writer.flush()
-                        try control.send(multipart: [AggregatorMessage.ids(acks)])
-                        acks.removeAll()
-                    }
-                    if !aggregate.isStreaming {
-                        for line in aggregate.finalLines() { try writer.write(line: line) }
-                    }
-                    try writer.finish()
-                    var done: [UInt8] = [UInt8(ascii: "D")]
-                    done.appendBigEndian(UInt64(outputs))
-                    done.appendBigEndian(UInt64(seen.count))
-                    try control.send(multipart: [done])
-                    return
-                default:
-                    logger.warning("aggregator: unknown control message")
-                }
-            }
-            if !acks.isEmpty {
-                // Acks promise the outputs are in the sink: flush first.
-                try writer.flush()
-                try control.send(multipart: [AggregatorMessage.ids(acks)])
-                acks.removeAll(keepingCapacity: true)
+                try takeFrames(message)
             }
         }
+        pipe.attach(to: loop) { command in
+            switch command {
+            case .outputs(let batch):
+                try take(batch)
+            case .finish:
+                // Everything acknowledged is already here; late duplicates may still sit in the PULL queue.
+                while let late = try pull.tryReceiveMultipart() { try takeFrames(late) }
+                // The broker still counts these as unconfirmed: tell it before finishing.
+                try sendAcks()
+                if !aggregate.isStreaming {
+                    for line in aggregate.finalLines() { try writer.write(line: line) }
+                }
+                try writer.finish()
+                finished = true
+                try pipe.send(.finished(outputs: UInt64(outputs), items: UInt64(seen.count)))
+                loop.stop()
+            }
+        }
+        while !loop.isStopped {
+            try loop.runOnce(maxWait: .milliseconds(500))
+            if !loop.isStopped { try sendAcks() }
+        }
+        // Stopped before finishing (the broker failed): keep what was written.
+        if !finished { try? writer.finish() }
     }
 }
 
@@ -178,7 +210,7 @@ struct SinkWriter {
     private var push: Socket?
     private var pushEndpoint = ""
 
-    init(sink: SinkSpec, context: Context) throws {
+    init(sink: SinkSpec, sockets: SocketFactory) throws {
         switch sink.kind {
         case .file(let path):
             let directory = (path as NSString).deletingLastPathComponent
@@ -195,7 +227,7 @@ struct SinkWriter {
             closeFile = true
         case .push(let endpoint):
             // The profile queues only to a connected consumer and fails after a minute without one.
-            let socket = try SocketFactory(context: context).socket(.sink)
+            let socket = try sockets.socket(.sink)
             do {
                 try socket.connect(endpoint)
             } catch {

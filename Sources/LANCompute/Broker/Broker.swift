@@ -176,11 +176,14 @@ final class BrokerLoop: DispatchObserver {
     let sockets: SocketFactory
     let dispatcher: Dispatcher
     let router: Socket
-    let control: Socket
     let source: Socket
     let instance = UUID().uuidString
     var endpoints: BrokerEndpoints
-    var readers: [Thread] = []
+    /// Started by `run`; joined by `finish`, or when the loop is released after a failure.
+    var aggregator: ActorThread<AggregatorCommand, AggregatorEvent>?
+    var sourceReader: ActorThread<Never, Never>?
+    /// The aggregator's end of the pipe, polled with the other sockets.
+    var control: Socket { aggregator!.socket }
 
     var read = 0
     var sourceTotal: Int?
@@ -205,8 +208,6 @@ final class BrokerLoop: DispatchObserver {
         sockets = SocketFactory(context: context, insecure: configuration.insecure)
         do {
             router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
-            control = try Socket(.pair, context: context)
-            try control.bind("inproc://lancompute-aggregator-\(instance)")
             source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
         } catch {
             throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
@@ -313,24 +314,22 @@ final class BrokerLoop: DispatchObserver {
     private func startAggregator() throws(BrokerError) {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
-            inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, context: context,
-            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger)
-        readers.append(aggregator.start())
+            inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, sockets: sockets, logger: logger)
         do {
-            try control.set(.receiveTimeout, .seconds(10))
-            let reply = try control.receiveMultipart()
-            try control.set(.receiveTimeout, nil)
-            let text = String(decoding: reply.first?.dropFirst() ?? [], as: UTF8.self)
-            switch reply.first?.first {
-            case UInt8(ascii: "R"): endpoints.aggregator = text
-            case UInt8(ascii: "X"): throw BrokerError(text)
-            default: throw BrokerError("LC2002: the aggregator sent an unexpected first message")
-            }
-        } catch let error as BrokerError {
-            throw error
+            let actor = try aggregator.start()
+            self.aggregator = actor
+            if case .bound(let endpoint) = actor.readyReport { endpoints.aggregator = endpoint }
+        } catch let error as AggregatorFailure {
+            throw BrokerError(error.message)
         } catch {
             throw BrokerError("LC2002: the aggregator did not start: \(error)")
         }
+    }
+
+    /// The aggregator's failure as the run's error: its own LC message when it has one.
+    private func aggregatorError(_ error: any Error) -> BrokerError {
+        if let failure = error as? AggregatorFailure { return BrokerError(failure.message) }
+        return BrokerError("LC2004: the aggregator failed: \(error)")
     }
 
     private func startSource() throws(BrokerError) {
@@ -348,7 +347,11 @@ final class BrokerLoop: DispatchObserver {
         }
         let inproc = "inproc://lancompute-source-\(instance)"
         do { try source.bind(inproc) } catch { throw BrokerError("LC2000: cannot bind \(inproc): \(error)") }
-        readers.append(SourceReader(spec: spec, context: context, endpoint: inproc, logger: logger).start())
+        do {
+            sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, logger: logger).start()
+        } catch {
+            throw BrokerError("LC2000: cannot start the source reader: \(error)")
+        }
     }
 
     private func removeStaleDeadLetterFile() {
@@ -442,17 +445,13 @@ final class BrokerLoop: DispatchObserver {
     }
 
     private func drainControl(now: ContinuousClock.Instant) throws(BrokerError) {
-        while let message = try? control.tryReceiveMultipart() {
-            guard let first = message.first, let kind = first.first else { continue }
-            switch kind {
-            case UInt8(ascii: "A"):
-                let ids = AggregatorMessage.decodeIDs(first)
-                dispatcher.acknowledge(ids, now: now)
-            case UInt8(ascii: "X"):
-                throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self))
-            default:
-                break
+        guard let aggregator else { return }
+        do {
+            while let event = try aggregator.tryReceive() {
+                if case .acknowledged(let ids) = event { dispatcher.acknowledge(ids, now: now) }
             }
+        } catch {
+            throw aggregatorError(error)
         }
     }
 
@@ -474,25 +473,25 @@ final class BrokerLoop: DispatchObserver {
                 }
                 continue
             }
-            guard let header = message.first, let kind = header.first else { continue }
-            switch kind {
-            case UInt8(ascii: "B"):
-                let first = SourceMessage.value(of: header)
-                for (offset, payload) in message.dropFirst().enumerated() {
+            guard let decoded = try? SourceMessage(frames: message) else {
+                logger.warning("dropped a malformed message from the source reader")
+                continue
+            }
+            switch decoded {
+            case .batch(let first, let payloads):
+                for (offset, payload) in payloads.enumerated() {
                     dispatcher.accept(id: ItemID.source(position: first + UInt64(offset)), payload: payload, now: now)
                 }
-                read += message.count - 1
-            case UInt8(ascii: "T"):
-                sourceTotal = Int(SourceMessage.value(of: header))
-            case UInt8(ascii: "E"):
+                read += payloads.count
+            case .total(let total):
+                sourceTotal = Int(total)
+            case .end:
                 sourceEnded = true
                 return
-            case UInt8(ascii: "X"):
-                sourceFailure = String(decoding: header.dropFirst(), as: UTF8.self)
-                logger.error("\(sourceFailure!)")
+            case .failed(let message):
+                sourceFailure = message
+                logger.error("\(message)")
                 return
-            default:
-                break
             }
         }
     }
@@ -511,7 +510,7 @@ final class BrokerLoop: DispatchObserver {
         if !dispatcher.aggregatorOutbox.isEmpty {
             let batch = ReplyBatch(outcomes: dispatcher.aggregatorOutbox)
             dispatcher.aggregatorOutbox.removeAll(keepingCapacity: true)
-            try? control.send(multipart: [[UInt8(ascii: "O")]] + batch.frames)
+            try? aggregator?.send(.outputs(batch))
         }
         var rounds = 0
         while !dispatcher.effects.isEmpty && rounds < 100 {
@@ -593,27 +592,33 @@ final class BrokerLoop: DispatchObserver {
         let interrupted = broker.isStopRequested
         // Tell the aggregator to write the final aggregate and wait for it to confirm.
         var outputs = 0
-        do {
-            try control.send(multipart: [[UInt8(ascii: "F")]])
-            try control.set(.receiveTimeout, .seconds(30))
-            while true {
-                let message = try control.receiveMultipart()
-                guard let first = message.first, let kind = first.first else { continue }
-                if kind == UInt8(ascii: "A") {
-                    dispatcher.acknowledge(AggregatorMessage.decodeIDs(first), now: .now)
-                    continue
+        if let aggregator {
+            do {
+                try aggregator.send(.finish)
+                let deadline = ContinuousClock.now + .seconds(30)
+                waiting: while true {
+                    let left = ContinuousClock.now.duration(to: deadline)
+                    guard left > .zero, let event = try aggregator.receive(timeout: left) else {
+                        throw BrokerError("LC2004: the aggregator did not confirm the sink was written within 30 s")
+                    }
+                    switch event {
+                    case .acknowledged(let ids): dispatcher.acknowledge(ids, now: .now)
+                    case .finished(let written, _):
+                        outputs = Int(written)
+                        break waiting
+                    case .bound: continue
+                    }
                 }
-                if kind == UInt8(ascii: "D") {
-                    outputs = Int(first[1...8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
-                    break
-                }
-                if kind == UInt8(ascii: "X") { throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self)) }
+            } catch let error as BrokerError {
+                throw error
+            } catch let error as AggregatorFailure {
+                throw BrokerError(error.message)
+            } catch {
+                throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
             }
-        } catch let error as BrokerError {
-            throw error
-        } catch {
-            throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+            aggregator.join()
         }
+        sourceReader?.stop()
         // An interrupted run still accounts for every item it accepted: what did not reach the
         // sink is written to the dead-letter file, so it can be fed again.
         if dispatcher.pending > 0 {

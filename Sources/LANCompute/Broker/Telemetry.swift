@@ -44,13 +44,17 @@ final class Telemetry {
             }
         }
         if let address = configuration.metricsHTTP {
-            guard let (host, port) = MetricsHTTPServer.parse(address: address) else {
-                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address)")
-            }
+            let endpoint: Endpoint
             do {
-                let server = try MetricsHTTPServer(host: host, port: port, logger: logger)
+                endpoint = try Endpoint(hostAndPort: address)
+            } catch {
+                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address): \(error.problem)")
+            }
+            let host = endpoint.host == "*" ? "" : endpoint.host ?? ""
+            do {
+                let server = try MetricsHTTPServer(host: host, port: endpoint.port ?? 0, logger: logger, context: context)
                 httpServer = server
-                metricsHTTPEndpoint = "\(host):\(server.boundPort)"
+                metricsHTTPEndpoint = "\(host.contains(":") ? "[\(host)]" : host):\(server.boundPort)"
             } catch {
                 throw BrokerError("LC2007: cannot serve metrics on \(address): \(error)")
             }
