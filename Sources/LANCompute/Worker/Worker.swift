@@ -205,23 +205,23 @@ final class WorkerSession {
 
     /// Asks the broker for the topology (MMI service `mmi.topology`); nil if it does not answer.
     private func fetchTopology() throws -> Topology? {
-        let socket = try SocketFactory(context: context).socket(.client)
-        defer { socket.close() }
-        try socket.connect(configuration.brokerEndpoint)
-        try socket.send(multipart: ClientMessage(service: "mmi.topology", body: []).frames)
-        let deadline = ContinuousClock.now + .seconds(2)
-        while ContinuousClock.now < deadline && !worker.isStopRequested {
-            guard try socket.poll(.in, timeout: .milliseconds(100)).contains(.in) else { continue }
-            let frames = try socket.receiveMultipart()
-            guard let reply = try? ClientMessage(frames: frames), reply.service == "mmi.topology",
-                  reply.body.count == 2, reply.body[0] == Array("200".utf8) else {
-                logger.warning("the broker at \(configuration.brokerEndpoint) answered mmi.topology with something unexpected")
-                return nil
-            }
-            return try JSONDecoder().decode(Topology.self, from: Data(reply.body[1]))
+        let client = try MDPClient(endpoint: configuration.brokerEndpoint, context: context)
+        defer { client.close() }
+        let reply: [[UInt8]]?
+        do {
+            reply = try client.request("mmi.topology", body: [], timeout: .seconds(2), shouldStop: { worker.isStopRequested })
+        } catch is MDPClientError {
+            reply = []
         }
-        logger.info("no answer from the broker at \(configuration.brokerEndpoint); retrying")
-        return nil
+        guard let reply else {
+            logger.info("no answer from the broker at \(configuration.brokerEndpoint); retrying")
+            return nil
+        }
+        guard reply.count == 2, reply[0] == Array("200".utf8) else {
+            logger.warning("the broker at \(configuration.brokerEndpoint) answered mmi.topology with something unexpected")
+            return nil
+        }
+        return try JSONDecoder().decode(Topology.self, from: Data(reply[1]))
     }
 
     private func register(_ topology: Topology) throws {
@@ -282,12 +282,9 @@ final class WorkerSession {
 
     /// An endpoint the broker advertised as bound on all interfaces, made reachable with the broker's host.
     static func reachable(_ endpoint: String, via broker: String) -> String {
-        guard endpoint.hasPrefix("tcp://"), let colon = endpoint.lastIndex(of: ":") else { return endpoint }
-        let host = endpoint[endpoint.index(endpoint.startIndex, offsetBy: 6)..<colon]
-        guard host == "0.0.0.0" || host == "*" || host == "[::]" else { return endpoint }
-        guard broker.hasPrefix("tcp://"), let brokerColon = broker.lastIndex(of: ":") else { return endpoint }
-        let brokerHost = broker[broker.index(broker.startIndex, offsetBy: 6)..<brokerColon]
-        return "tcp://\(brokerHost)\(endpoint[colon...])"
+        guard let advertised = try? Endpoint(parsing: endpoint, use: .bind),
+              let brokerHost = (try? Endpoint(parsing: broker))?.host else { return endpoint }
+        return advertised.reachable(via: brokerHost).description
     }
 
     private func startSlot(spec: StageSpec, stage: Int, slot: Int, queue: JobQueue, takeLimit: Int) -> Thread {
