@@ -399,7 +399,7 @@ final class WorkerSession {
                     case .disconnect:
                         logger.notice("the broker disconnected this worker from stage \(stages[position].spec.name); re-registering")
                         return .served
-                    case .heartbeat, .ready, .reply:
+                    case .heartbeat, .refresh, .ready, .reply:
                         break
                     }
                 }
