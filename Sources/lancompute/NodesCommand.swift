@@ -29,11 +29,11 @@ struct NodesCommand: ParsableCommand {
         do {
             body = try MMIClient.request(endpoint: endpoint, service: "mmi.nodes", timeout: .milliseconds(Int(timeout * 1000)))
         } catch {
-            fail("error \(error.message)")
+            fail(error)
         }
         guard body.count == 2, body[0] == Array("200".utf8), let report = try? NodesReport(json: Data(body[1])) else {
             let status = body.first.map { String(decoding: $0, as: UTF8.self) } ?? "nothing"
-            fail("error LC2041: the broker at \(endpoint) answered mmi.nodes with \(status); is it a LANCompute broker of this version?")
+            fail(RuntimeError(.nodesUnexpectedAnswer, "the broker at \(endpoint) answered mmi.nodes with \(status); is it a LANCompute broker of this version?"))
         }
         if json {
             FileHandle.standardOutput.write(try report.jsonData(pretty: true) + Data("\n".utf8))

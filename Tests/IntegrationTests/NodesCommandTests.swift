@@ -65,7 +65,7 @@ import Darwin
         let broker = try harness.lancompute("broker", [
             "broker", harness.path("cluster.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"), "--events", "none",
         ])
-        #expect(broker.waitForError(containing: "broker ready", timeout: .seconds(20)), "\(harness.transcripts)")
+        #expect(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
 
         let gpuBin = try Self.fakeNvidiaSMI(in: harness, name: "gpu-bin", script: "echo '0, NVIDIA Fake A40, 46068, 1024, 3'")
         // The other worker's nvidia-smi fails as it does on a machine whose driver is not loaded.

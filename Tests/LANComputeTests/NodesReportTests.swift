@@ -65,7 +65,7 @@ import Testing
     @Test func aRefreshFromAnUnregisteredPeerIsRefused() {
         let driver = CoreDriver([StageSpec(name: "first", handler: .external)])
         driver.feed(.worker(peer: [9], message: .refresh(capabilities: Capabilities(["load.1": "1"]))))
-        #expect(driver.protocolErrors == ["LC3002"])
+        #expect(driver.protocolErrors == [.outOfOrder])
         #expect(driver.disconnects([9]) == 1)
     }
 

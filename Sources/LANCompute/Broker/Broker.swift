@@ -122,13 +122,6 @@ public enum FeedMarker {
     public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
 }
 
-/// A broker failure that stops the run; `message` starts with its LC code.
-public struct BrokerError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
 public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
@@ -271,7 +264,7 @@ final class BrokerLoop {
             endpoints.events = try telemetry.start(configuration: configuration, context: context)
         } catch {
             if configuration.eventsRequired { throw error }
-            logger.warning("\(error.message); running without the events feed")
+            logger.warning("\(error); running without the events feed")
         }
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
         onReady(endpoints)
@@ -399,7 +392,7 @@ final class BrokerLoop {
             }
             count += 1
             guard frames.count >= 3 else {
-                countProtocolError(peer: frames.first ?? [], code: "LC3001", detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
+                countProtocolError(peer: frames.first ?? [], code: .malformedMessage, detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
                 continue
             }
             let peer = frames[0]
@@ -410,11 +403,11 @@ final class BrokerLoop {
                     flushGathered(now: now)
                     handleClient(message, from: peer, now: now)
                 } else {
-                    countProtocolError(peer: peer, code: "LC3001", detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
+                    countProtocolError(peer: peer, code: .malformedMessage, detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
                 }
             } catch {
                 let side = frames[2] == MDP.workerHeader ? "worker" : "client"
-                countProtocolError(peer: peer, code: "LC3001", detail: "malformed \(side) message: \(error)")
+                countProtocolError(peer: peer, code: .malformedMessage, detail: "malformed \(side) message: \(error)")
                 if side == "worker" && !core.isRegistered(peer) {
                     send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
                 }
@@ -445,7 +438,7 @@ final class BrokerLoop {
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
         case "mmi.feed":
@@ -462,7 +455,7 @@ final class BrokerLoop {
             reply([Array("501".utf8)])
         default:
             guard let stage = core.stage(named: message.service) else {
-                countProtocolError(peer: peer, code: "LC3004", detail: "request for unknown service \(message.service)")
+                countProtocolError(peer: peer, code: .unknownService, detail: "request for unknown service \(message.service)")
                 return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
             }
             guard message.body.count == 1 else {
@@ -531,9 +524,9 @@ final class BrokerLoop {
         }
     }
 
-    private func countProtocolError(peer: PeerID, code: String, detail: String) {
+    private func countProtocolError(peer: PeerID, code: ProtocolErrorCode, detail: String) {
         protocolErrors += 1
-        let reason = "\(code): \(detail)"
+        let reason = ProtocolError(code, detail).description
         if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
             logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
         }

@@ -34,22 +34,22 @@ final class Telemetry {
                 bound = try socket.lastEndpoint
                 feed = try EventFeed(socket: socket, logger: logger)
             } catch {
-                throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+                throw BrokerError(.eventsBind, "cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
             }
         }
         if let address = configuration.metricsHTTP {
             guard let (host, port) = MetricsHTTPServer.parse(address: address) else {
-                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address)")
+                throw BrokerError(.metricsHTTP, "--metrics-http takes HOST:PORT, got \(address)")
             }
             do {
                 let server = try MetricsHTTPServer(host: host, port: port, logger: logger)
                 httpServer = server
                 metricsHTTPEndpoint = "\(host):\(server.boundPort)"
             } catch {
-                throw BrokerError("LC2007: cannot serve metrics on \(address): \(error)")
+                throw BrokerError(.metricsHTTP, "cannot serve metrics on \(address): \(error)")
             }
         }
-        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer, interval: configuration.metricsInterval)
+        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer)
         return bound
     }
 

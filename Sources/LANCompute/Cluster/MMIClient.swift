@@ -2,20 +2,14 @@
 
 import ZeroMQ
 
-/// Why an MMI request got no usable answer; `message` starts with its LC code.
-public struct MMIError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 public enum MMIClient {
     /// Sends one MDPC01 request for `service` to the broker at `endpoint` and returns the reply's
-    /// body, or throws when nothing answers within `timeout`. Replies for another service (a late
-    /// answer to someone else's request cannot reach this DEALER, but a broker could misbehave) are skipped.
+    /// body; throws a `RuntimeError` with `code` when nothing answers within `timeout` or the
+    /// request cannot be sent. Replies for another service are skipped.
     public static func request(
-        endpoint: String, service: String, body: [[UInt8]] = [], timeout: Duration, context: Context = .shared
-    ) throws(MMIError) -> [[UInt8]] {
+        endpoint: String, service: String, body: [[UInt8]] = [], timeout: Duration,
+        code: RuntimeErrorCode = .nodesNoAnswer, context: Context = .shared
+    ) throws(RuntimeError) -> [[UInt8]] {
         do {
             let socket = try Socket(.dealer, context: context)
             defer { socket.close() }
@@ -30,8 +24,8 @@ public enum MMIClient {
                 return reply.body
             }
         } catch {
-            throw MMIError("LC2040: cannot ask the broker at \(endpoint) for \(service): \(error)")
+            throw RuntimeError(code, "cannot ask the broker at \(endpoint) for \(service): \(error)")
         }
-        throw MMIError("LC2040: the broker at \(endpoint) did not answer \(service) within \(timeout); is a broker running there?")
+        throw RuntimeError(code, "the broker at \(endpoint) did not answer \(service) within \(timeout); is a broker running there?")
     }
 }

@@ -44,13 +44,13 @@ public enum NodeInfo {
     public static let capabilityValueLimit = 256
 
     /// The capabilities of a worker on this machine; `labels` may override `gpu` (label gpu=...).
+    /// The same for every call but the session's values: the facts were read once, at the first call.
     public static func capabilities(
         node: String, labels: [String: String], credit: Int, batch: Int,
         logger: Logger = Logger(label: "lancompute.worker")
     ) -> Capabilities {
         var fingerprint = fingerprint
         fingerprint.labels = labels
-        if let disk = Fingerprint.freeDisk(at: FileManager.default.currentDirectoryPath) { fingerprint.disk = disk }
         var values = fingerprint.capabilityValues
         values["protocol"] = MDP.lanComputeProtocol
         values["node"] = node
