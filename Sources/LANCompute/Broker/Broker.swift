@@ -453,6 +453,11 @@ final class BrokerLoop {
             let id = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
             guard let count = finishedFeeds[id] else { return reply([Array("404".utf8)]) }
             reply([Array("200".utf8), Array(String(count).utf8)])
+        case "mmi.nodes":
+            // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
+            let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now))
+            guard let json = try? report.jsonData() else { return reply([Array("500".utf8)]) }
+            reply([Array("200".utf8), Array(json)])
         case let service where service.hasPrefix("mmi."):
             reply([Array("501".utf8)])
         default:

@@ -26,6 +26,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case feedConnect = 2022
     case feedStalled = 2023
     case feedUnconfirmed = 2024
+    case nodesNoAnswer = 2040
+    case nodesUnexpectedAnswer = 2041
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -56,6 +58,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .feedConnect: "feed cannot connect"
         case .feedStalled: "the broker took no more lines"
         case .feedUnconfirmed: "the broker did not confirm the feed"
+        case .nodesNoAnswer: "the broker did not answer mmi.nodes"
+        case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -86,6 +90,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .feedStalled: "Start the broker with a `pull` source at that endpoint."
         case .feedUnconfirmed:
             "Give the dispatch endpoint of the broker whose `pull` source you feed; rerun the feed (items have stable ids only within a run)."
+        case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
+        case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }

@@ -372,7 +372,7 @@ struct WorkerSessionCore {
                     actions.append(.notice(.brokerDisconnected(stage: session.stages[position].plan.spec.name)))
                     reconnect = true
                 }
-            case .heartbeat, .ready, .reply:
+            case .heartbeat, .refresh, .ready, .reply:
                 break
             }
         case .malformedBrokerMessage(let position) where session.stages.indices.contains(position):
