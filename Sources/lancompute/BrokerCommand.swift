@@ -28,10 +28,13 @@ struct BrokerCommand: ParsableCommand {
         var topology = loadTopologyForRun(file, input: options.input, output: options.output)
         topology.broker = broker.applied(to: topology.broker)
         let settings = topology.broker
-        let broker = Broker(configuration: options.configuration(
+        var configuration = options.configuration(
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
-            insecure: broker.insecure))
+            insecure: broker.insecure)
+        configuration.security = broker.security
+        let broker = Broker(configuration: configuration)
         let trap = SignalTrap { broker.stop() }
+        let reload = ReloadTrap { broker.reloadKeys() }
         let summary: RunSummary
         do {
             summary = try broker.run(onReady: { endpoints in
@@ -45,6 +48,7 @@ struct BrokerCommand: ParsableCommand {
             fail(error)
         }
         _ = trap
+        _ = reload
         try options.finish(with: summary, sink: topology.sink)
     }
 }

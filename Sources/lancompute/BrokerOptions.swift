@@ -25,8 +25,11 @@ struct BrokerOptions: ParsableArguments {
     @Option(help: "Items one stage may queue before the source pauses (overrides broker.queue-limit).")
     var queueLimit: Int?
 
-    @Flag(help: "Allow binding to non-loopback addresses without encryption.")
+    @Flag(help: "Allow binding to non-loopback addresses without keys (no encryption, no authentication).")
     var insecure = false
+
+    @Option(help: "Key directory: DIR/secret.key is the broker's key, DIR/authorized_keys the keys it lets in (see Docs/security.md).")
+    var keys: String?
 
     func validate() throws {
         for (name, endpoint) in [("--bind", bind), ("--events", events == "none" ? nil : events), ("--aggregator", aggregator)] {

@@ -32,6 +32,8 @@ struct EventsCommand: ParsableCommand {
     @Option(help: "Fail when no message arrives for SECONDS.")
     var timeout: Double?
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "ENDPOINT")
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
@@ -41,7 +43,7 @@ struct EventsCommand: ParsableCommand {
     func run() throws {
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
-        let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic)
+        let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic, curve: keys.curve)
         let standardOutput = FileHandle.standardOutput
         let standardError = FileHandle.standardError
         let clock = ContinuousClock()

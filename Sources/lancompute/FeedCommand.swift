@@ -34,6 +34,8 @@ struct FeedCommand: ParsableCommand {
     @Option(help: "Seconds to wait for the broker to take the lines (and to confirm them).")
     var timeout: Double = 30
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "ENDPOINT")
         if let broker { try checkEndpoint(broker, option: "--broker") }
@@ -45,12 +47,17 @@ struct FeedCommand: ParsableCommand {
             fail("error LC2021: cannot open \(file ?? "standard input"): \(String(cString: strerror(errno)))")
         }
         defer { fclose(input) }
-        let push = try SocketFactory().socket(.feeder)
+        let curve = keys.curve
+        let push = try SocketFactory(curve: curve).socket(.feeder)
+        // A refused key must end the feed with a reason, not a send that blocks until --timeout.
+        let handshakes = ConnectionGuard(endpoint: endpoint, publicKey: curve?.client?.keyPair.publicKeyZ85)
+        try handshakes.watch(push)
         do {
             try push.connect(endpoint)
         } catch {
             fail("error LC2022: cannot connect to \(endpoint): \(error.code.message)")
         }
+        if let failure = handshakes.awaitHandshake(timeout: .milliseconds(Int(timeout * 1000))) { fail(failure) }
         try push.set(.sendTimeout, .milliseconds(Int(timeout * 1000)))
         var line: UnsafeMutablePointer<CChar>?
         var capacity = 0
@@ -94,7 +101,7 @@ struct FeedCommand: ParsableCommand {
     private func confirm(id: String, broker: String) throws -> Int {
         let client: MDPClient
         do {
-            client = try MDPClient(endpoint: broker)
+            client = try MDPClient(endpoint: broker, curve: keys.curve)
         } catch {
             fail("error LC2022: cannot connect to \(broker): \(error.code.message)")
         }

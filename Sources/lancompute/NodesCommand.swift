@@ -19,6 +19,8 @@ struct NodesCommand: ParsableCommand {
     @Option(help: "Fail when the broker does not answer within SECONDS.")
     var timeout: Double = 5
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "EP")
         guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
@@ -27,7 +29,7 @@ struct NodesCommand: ParsableCommand {
     func run() throws {
         let body: [[UInt8]]
         do {
-            let client = try MDPClient(endpoint: endpoint)
+            let client = try MDPClient(endpoint: endpoint, curve: keys.curve)
             defer { client.close() }
             guard let reply = try client.request("mmi.nodes", body: [], timeout: .milliseconds(Int(timeout * 1000))) else {
                 fail(RuntimeError(.nodesNoAnswer, "the broker at \(endpoint) did not answer mmi.nodes within \(timeout) s; is a broker running there?"))

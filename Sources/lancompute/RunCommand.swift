@@ -49,9 +49,10 @@ struct RunCommand: ParsableCommand {
         topology.broker = broker.applied(to: topology.broker)
         let directory = URL(fileURLWithPath: file).deletingLastPathComponent().standardizedFileURL.path
         checkStagesCanRunHere(topology, directory: directory)
-        let configuration = options.configuration(
+        var configuration = options.configuration(
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
             events: topology.broker.events, eventsRequired: false, insecure: broker.insecure)
+        configuration.security = broker.security
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(

@@ -28,6 +28,8 @@ struct TopCommand: ParsableCommand {
     @Option(help: "With --once: fail when no snapshot arrives within SECONDS.")
     var timeout: Double = 5
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "ENDPOINT")
     }
@@ -37,7 +39,7 @@ struct TopCommand: ParsableCommand {
         stop.watch(signals: [SIGINT, SIGTERM])
         let interactive = isatty(STDOUT_FILENO) != 0 && !once
         let output = FileHandle.standardOutput
-        let subscriber = try FeedSubscriber(endpoint: endpoint)
+        let subscriber = try FeedSubscriber(endpoint: endpoint, curve: keys.curve)
         var view = TopView()
 
         if interactive { output.write(Data("\u{1B}[?25l\u{1B}[2J".utf8)) }  // hide the cursor, clear the screen

@@ -90,11 +90,15 @@ enum AggregatorEvent: ActorMessage, Equatable {
             return [[Kind.acknowledged.rawValue], idFrame(ids)]
         case .offered(let offers):
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(offers.count * 14)
+            bytes.reserveCapacity(offers.count * 15)
             for offer in offers {
                 bytes.appendBigEndian(offer.id)
                 bytes.appendBigEndian(offer.epoch)
                 bytes.appendBigEndian(offer.attempt)
+                // The sender's key: 0 or 40 bytes of Z85, so one length byte.
+                let sender = Array(offer.sender.utf8.prefix(255))
+                bytes.append(UInt8(sender.count))
+                bytes += sender
             }
             return [[Kind.offered.rawValue], bytes]
         case .finished(let outputs, let items):
@@ -115,11 +119,13 @@ enum AggregatorEvent: ActorMessage, Equatable {
         case .acknowledged:
             self = .acknowledged(try ids(in: frames[1], "acknowledged id"))
         case .offered:
-            guard frames[1].count % 14 == 0 else { throw WireError("offers of \(frames[1].count) bytes, not a multiple of 14") }
             var offers: [OfferedOutput] = []
             while !body.isAtEnd {
-                offers.append(OfferedOutput(id: try body.readUInt64("offered id"), epoch: try body.readUInt32("offered epoch"),
-                                            attempt: try body.readUInt16("offered attempt")))
+                var offer = OfferedOutput(id: try body.readUInt64("offered id"), epoch: try body.readUInt32("offered epoch"),
+                                          attempt: try body.readUInt16("offered attempt"))
+                let length = Int(try body.readUInt8("offer sender length"))
+                offer.sender = String(decoding: try body.readBytes(length, "offer sender"), as: UTF8.self)
+                offers.append(offer)
             }
             self = .offered(offers)
         case .finished:
@@ -193,7 +199,7 @@ struct Aggregator: Sendable {
             }
         }
         /// Outputs from workers: held, and offered to the broker.
-        func offer(_ batch: ReplyBatch) {
+        func offer(_ batch: ReplyBatch, sender: String) {
             for outcome in batch.outcomes {
                 guard case .completed(let lines) = outcome.status else { continue }
                 guard outcome.epoch == epoch else {
@@ -206,12 +212,12 @@ struct Aggregator: Sendable {
                 // A second copy while the first waits for its admission: the broker admits one.
                 guard awaiting[outcome.id] == nil else { continue }
                 awaiting[outcome.id] = lines
-                offers.append(OfferedOutput(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt))
+                offers.append(OfferedOutput(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt, sender: sender))
             }
         }
-        func offerFrames(_ body: [[UInt8]]) {
+        func offerFrames(_ body: [[UInt8]], sender: String) {
             do {
-                offer(try ReplyBatch(frames: body))
+                offer(try ReplyBatch(frames: body), sender: sender)
             } catch {
                 logger.warning("aggregator dropped a malformed message: \(error)")
             }
@@ -232,9 +238,10 @@ struct Aggregator: Sendable {
         let loop = PollLoop()
         loop.register(pull) { _ in
             var drained = 0
-            while drained < 1000, let message = try pull.tryReceiveMultipart() {
+            // Each message with the key its connection authenticated with, for the broker's admission.
+            while drained < 1000, let (message, sender) = try pull.tryReceiveMultipart(property: Message.userIDProperty) {
                 drained += 1
-                offerFrames(message)
+                offerFrames(message, sender: sender ?? "")
             }
             try sendOffers()
         }

@@ -37,6 +37,9 @@ public struct BrokerConfiguration: Sendable {
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
+    /// The broker's keys: with them every socket that binds serves CURVE, and only the keys of
+    /// authorized_keys get in, each where its role may go (Docs/security.md). Nil: no keys.
+    public var security: BrokerSecurity?
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -130,6 +133,7 @@ public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let reloadRequested = Atomic<Bool>(false)
 
     let sharedContext: Context?
 
@@ -164,6 +168,15 @@ public final class Broker: Sendable {
     }
 
     var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
+
+    /// Asks the broker to read authorized_keys again (thread-safe; the CLI calls it on SIGHUP). The
+    /// broker also notices a changed file by itself within a second.
+    public func reloadKeys() {
+        reloadRequested.store(true, ordering: .relaxed)
+    }
+
+    /// Whether a reload was asked for since the last call.
+    func takeReloadRequest() -> Bool { reloadRequested.exchange(false, ordering: .relaxed) }
 }
 
 /// Where a broker is in its life; a case holds what belongs to that phase.
@@ -229,18 +242,41 @@ final class BrokerLoop {
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
     let telemetry: Telemetry
+    /// The ZAP handler, when the broker has keys; started before any CURVE server socket.
+    var zap: ActorThread<ZAPCommand, ZAPEvent>?
+    /// The keys in force (nil: no keys); replaced on reload.
+    var authorizedKeys: AuthorizedKeys?
+    var keyWatcher: FileChangeWatcher?
+    /// The ROUTER's handshake failures (plaintext peers, wrong server keys) when the broker has keys.
+    var routerMonitor: SocketMonitor?
+    /// Peers refused: by the ZAP handler, by a failed handshake, or by a message their role may not send.
+    var unauthorized = 0
 
     init(broker: Broker, context: Context) throws(BrokerError) {
         self.broker = broker
         self.configuration = broker.configuration
         self.logger = broker.logger
         self.context = context
+        if let security = configuration.security {
+            // Before the first CURVE server socket exists: no handshake may happen without the handler.
+            do {
+                zap = try ZAPHandler(context: context, keys: security.authorizedKeys, logger: broker.logger).start()
+            } catch {
+                throw BrokerError("LC2000: cannot start the ZAP handler on \(ZAPHandler.endpoint): \(error); is another broker running in this process?")
+            }
+            authorizedKeys = security.authorizedKeys
+            keyWatcher = FileChangeWatcher(path: security.authorizedKeysPath)
+        }
         // A new epoch for every run, so outputs a worker still holds from a run before a restart are refused.
         self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout)
-        sockets = SocketFactory(context: context, insecure: configuration.insecure)
+        sockets = SocketFactory(context: context, insecure: configuration.insecure,
+                                curve: configuration.security.map { CurveSetup(server: $0.keyPair) })
         do {
             router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
             source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
+            if configuration.security != nil {
+                routerMonitor = try router.monitor(events: [.handshakeFailedProtocol, .handshakeFailedNoDetail])
+            }
         } catch {
             throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
         }
@@ -259,6 +295,12 @@ final class BrokerLoop {
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
     }
 
+    deinit {
+        routerMonitor?.stop()
+        // Last: the server sockets it answers for are closed with the loop.
+        zap?.stop()
+    }
+
     func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
         try startAggregator()
         try startSource()
@@ -272,6 +314,11 @@ final class BrokerLoop {
         onReady(endpoints)
         logger.info("broker for pipeline \(configuration.topology.name) listening on \(endpoints.dispatch)")
         telemetry.brokerStarted(endpoints: endpoints)
+        let exposed = exposedEndpoints
+        if !exposed.isEmpty {
+            logger.warning("--insecure: \(exposed.joined(separator: ", ")) reachable from the network without encryption or authentication; anyone there can register as a worker, read every item and inject results")
+            telemetry.insecure(endpoints: exposed)
+        }
         removeStaleDeadLetterFile()
 
         let poller = Poller()
@@ -279,6 +326,10 @@ final class BrokerLoop {
         let controlIndex = poller.add(control)
         let sourceIndex = poller.add(source)
         let feedIndex = telemetry.feedSocket.map { poller.add($0) }
+        let zapIndex = zap.map { poller.add($0.socket) }
+        let monitorIndex = routerMonitor.map { poller.add($0.socket) }
+        var lastKeyCheck = ContinuousClock.now
+        var lastInsecureEvent = ContinuousClock.now
 
         var lastProgress = ContinuousClock.now
         var lastMetrics = ContinuousClock.now
@@ -311,6 +362,16 @@ final class BrokerLoop {
             if poller.isReadable(sourceIndex) { drainSource(now: afterPoll, limit: queueLimit) }
             if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
+            if let zapIndex, poller.isReadable(zapIndex) { drainZAP() }
+            if let monitorIndex, poller.isReadable(monitorIndex) { drainRouterMonitor() }
+            if keyWatcher != nil && (broker.takeReloadRequest() || afterPoll - lastKeyCheck >= .seconds(1)) {
+                lastKeyCheck = afterPoll
+                checkAuthorizedKeys(now: afterPoll)
+            }
+            if afterPoll - lastInsecureEvent >= .seconds(60) {
+                lastInsecureEvent = afterPoll
+                if !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
+            }
 
             if afterPoll - lastMetrics >= configuration.metricsInterval {
                 lastMetrics = afterPoll
@@ -390,9 +451,11 @@ final class BrokerLoop {
         defer { flushGathered(now: now) }
         while count < 10_000 {
             let frames: [[UInt8]]
+            let userID: String?
             do {
-                guard let message = try router.tryReceiveMultipart() else { return }
-                frames = message
+                guard let message = try router.tryReceiveMultipart(property: Message.userIDProperty) else { return }
+                frames = message.frames
+                userID = message.property
             } catch {
                 logger.error("dispatch socket receive failed: \(error)")
                 return
@@ -405,9 +468,20 @@ final class BrokerLoop {
             let peer = frames[0]
             do {
                 if let (peer, message) = try WorkerMessage.routed(frames) {
-                    gathered.append(.worker(peer: peer, message: message))
+                    if let refusal = DispatchAccess.workerProtocol.refusal(userID: userID, keys: authorizedKeys) {
+                        refuse(socket: "dispatch", peer: peer, reason: "\(message.commandName) refused: \(refusal)")
+                        if !core.isRegistered(peer) { send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: []) }
+                        continue
+                    }
+                    gathered.append(.worker(peer: peer, message: message, key: userID ?? ""))
                 } else if let (peer, message) = try ClientMessage.routed(frames) {
                     flushGathered(now: now)
+                    if let refusal = DispatchAccess.of(service: message.service).refusal(userID: userID, keys: authorizedKeys) {
+                        refuse(socket: "dispatch", peer: peer, reason: "request for \(message.service) refused: \(refusal)")
+                        send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2052: \(refusal)".utf8)]).frames,
+                             to: peer, itemIDs: [])
+                        continue
+                    }
                     handleClient(message, from: peer, now: now)
                 } else {
                     countProtocolError(peer: peer, code: .malformedMessage, detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
@@ -440,7 +514,8 @@ final class BrokerLoop {
             guard let stage = core.stage(named: name) else { return reply([Array("404".utf8)]) }
             reply([Array((core.hasWorkers(stage: stage) ? "200" : "404").utf8)])
         case "mmi.topology":
-            var topology = configuration.topology
+            // Names only: an environment value (a token, a password) never leaves the broker's machine.
+            var topology = configuration.topology.withoutEnvironmentValues()
             topology.broker.aggregator = endpoints.aggregator
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
@@ -493,8 +568,14 @@ final class BrokerLoop {
         let external: Bool
         if case .pull = configuration.topology.source.kind { external = true } else { external = false }
         defer { flushGathered(now: now) }
-        while core.queuedTotal + gathered.count < limit, let message = try? source.tryReceiveMultipart() {
+        while core.queuedTotal + gathered.count < limit,
+              let (message, userID) = try? source.tryReceiveMultipart(property: Message.userIDProperty) {
             if external {
+                // A producer whose key was revoked keeps its connection until it reconnects: drop what it sends.
+                if let refusal = DispatchAccess.stageRequest.refusal(userID: userID, keys: authorizedKeys) {
+                    refuse(socket: "source", peer: [], reason: "items refused: \(refusal)")
+                    continue
+                }
                 // A feeder's end marker: every line it sent before has been accepted.
                 if message.count == 2 && message[0] == FeedMarker.end {
                     let text = String(decoding: message[1], as: UTF8.self).split(separator: " ")
@@ -528,6 +609,79 @@ final class BrokerLoop {
                 logger.error("\(message)")
                 return
             }
+        }
+    }
+
+    // MARK: Security
+
+    /// The endpoints bound beyond loopback without keys (`--insecure`): warned about, and published every minute.
+    private var exposedEndpoints: [String] {
+        guard configuration.security == nil else { return [] }
+        let bound = [endpoints.dispatch, endpoints.aggregator, endpoints.events, endpoints.source].compactMap { $0 }
+        var exposed = bound.filter { (try? Endpoint(parsing: $0, use: .bind))?.isLoopback == false }
+        if let http = endpoints.metricsHTTP, let endpoint = try? Endpoint(hostAndPort: http), !endpoint.isLoopback {
+            exposed.append("http://\(http)")
+        }
+        return exposed
+    }
+
+    /// Counts, logs (the first ten, then every hundredth) and publishes a refused peer or message.
+    private func refuse(socket: String, peer: PeerID, reason: String) {
+        unauthorized += 1
+        if unauthorized <= 10 || unauthorized % 100 == 0 {
+            logger.warning("refused \(peer.isEmpty ? "a peer" : "peer \(hex(peer))") on the \(socket) socket: \(reason) (\(unauthorized) refused so far)")
+        }
+        telemetry.unauthorized(socket: socket, address: peer.isEmpty ? "" : hex(peer), reason: reason)
+    }
+
+    private func drainZAP() {
+        guard let zap else { return }
+        do {
+            while let event = try zap.tryReceive() {
+                switch event {
+                case .refused(let domain, let address, let reason):
+                    refuse(socket: domain.replacingOccurrences(of: "lancompute.", with: ""), peer: [], reason: "\(address): \(reason)")
+                }
+            }
+        } catch {
+            logger.error("the ZAP handler failed: \(error); every new connection is refused from now on")
+            self.zap = nil
+        }
+    }
+
+    /// Handshakes that failed before ZAP was asked: plaintext peers, peers with another server key.
+    private func drainRouterMonitor() {
+        guard let routerMonitor else { return }
+        while let event = try? routerMonitor.tryReceive() {
+            let reason = event.event == .handshakeFailedProtocol
+                ? "handshake failed (a peer without CURVE, or with another broker key; ZMTP protocol error \(event.value))"
+                : "handshake failed (\(event.errorCode.map { $0.cName } ?? String(event.value)))"
+            refuse(socket: "dispatch", peer: [], reason: reason)
+        }
+    }
+
+    /// Reloads authorized_keys when it changed (or SIGHUP asked): the ZAP handler gets the new keys
+    /// for new connections, and workers under keys that lost the worker role are let go now.
+    private func checkAuthorizedKeys(now: ContinuousClock.Instant) {
+        guard let security = configuration.security, var watcher = keyWatcher, let current = authorizedKeys else { return }
+        let changed = watcher.changed()
+        keyWatcher = watcher
+        guard changed else { return }
+        let fresh: AuthorizedKeys
+        do {
+            fresh = try AuthorizedKeys.load(path: security.authorizedKeysPath)
+        } catch {
+            // Half a file is never applied: the keys in force stay until the file parses.
+            logger.error("\(error); keeping the \(current.entries.count) keys in force")
+            return
+        }
+        authorizedKeys = fresh
+        try? zap?.send(.keys(fresh))
+        let revoked = current.revoked(in: fresh)
+        logger.notice("reloaded \(security.authorizedKeysPath): \(fresh.entries.count) keys\(revoked.isEmpty ? "" : ", \(revoked.count) revoked")")
+        if !revoked.isEmpty {
+            telemetry.keysRevoked(revoked.sorted())
+            perform(core.handle(.keysRevoked(revoked), at: now))
         }
     }
 
@@ -604,6 +758,8 @@ final class BrokerLoop {
                 try? aggregator?.send(.admission(admitted: admitted, refused: refused))
             case .lateMessage:
                 lateMessages += 1
+            case .impostorOutcome(let id, let sender):
+                refuse(socket: "aggregator", peer: [], reason: "outputs for item \(id) from key \(sender.isEmpty ? "(none)" : sender), which the item was not sent to")
             case .foreignOutcome(let peer, let id, let epoch):
                 foreignOutcomes += 1
                 if foreignOutcomes <= 10 || foreignOutcomes % 1000 == 0 {

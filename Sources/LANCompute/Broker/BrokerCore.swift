@@ -102,6 +102,8 @@ public enum WorkerLeaveReason: String, Sendable, Equatable, CaseIterable {
     case protocolError = "protocol-error"
     /// The broker is shutting down.
     case brokerStopping = "broker-stopping"
+    /// The worker's key was removed from authorized_keys (or lost the worker role).
+    case revoked
 }
 
 /// Why an item went back to a queue for another attempt.
@@ -135,6 +137,8 @@ struct OfferedOutput: Equatable {
     var id: UInt64
     var epoch: UInt32
     var attempt: UInt16
+    /// The key of the connection that PUSHed them (ZAP's User-Id); empty without CURVE.
+    var sender: String = ""
 }
 
 /// One item of a REQUEST the core asks the shell to send.
@@ -179,8 +183,11 @@ enum BrokerInput {
     case accepted(id: UInt64, payload: [UInt8])
     /// An MDP client's request for one stage; the outputs go back to `client`.
     case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
-    /// A decoded worker-protocol message from `peer`.
-    case worker(peer: PeerID, message: WorkerMessage)
+    /// A decoded worker-protocol message from `peer`, whose connection authenticated with `key`
+    /// (ZAP's User-Id; empty without CURVE). A worker's key is the one its READY came with.
+    case worker(peer: PeerID, message: WorkerMessage, key: String = "")
+    /// These keys lost the worker role (authorized_keys changed): their workers are let go.
+    case keysRevoked(Set<String>)
     /// Workers PUSHed the outputs of these final-stage items to the aggregator, which asks
     /// whether it may write them: only outputs of items still in flight in this run may be.
     case outputsOffered([OfferedOutput])
@@ -227,6 +234,9 @@ enum BrokerAction {
     case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
+    /// Outputs offered for an item in flight to another key than the one that PUSHed them: refused,
+    /// and the shell counts an unauthorized attempt.
+    case impostorOutcome(id: UInt64, sender: String)
     /// A worker answered for an item of another run (a broker restarted under it): refused.
     case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
     /// The core wants a `.tick` no later than this.
@@ -260,6 +270,8 @@ final class BrokerCore {
         let host: String
         let hash: UInt64
         let preference: Int
+        /// The key its connection authenticated with (ZAP's User-Id); empty without CURVE.
+        let key: String
         var inFlight: Set<UInt64> = []
         /// In-flight ids in the order they were sent (entries no longer in flight are skipped lazily):
         /// the worker takes its items in this order, which is how the core knows when one started.
@@ -270,8 +282,9 @@ final class BrokerCore {
         /// Items pinned to this worker by group-by, waiting for its credit.
         var pinned = FIFOQueue<BrokerItem>()
 
-        init(peer: PeerID, stage: Int, capabilities: Capabilities, preference: Int, now: ContinuousClock.Instant) {
+        init(peer: PeerID, stage: Int, capabilities: Capabilities, preference: Int, key: String, now: ContinuousClock.Instant) {
             self.peer = peer
+            self.key = key
             self.stage = stage
             self.capabilities = capabilities
             self.credit = capabilities.credit
@@ -293,6 +306,8 @@ final class BrokerCore {
     private final class InFlight {
         let item: BrokerItem
         let peer: PeerID
+        /// The key of the worker it was sent to: only that key's outputs may be written for it.
+        let key: String
         let sentAt: ContinuousClock.Instant
         /// When the worker (by the core's reckoning of its slots) started the item; the stage timeout runs from here.
         var startedAt: ContinuousClock.Instant?
@@ -303,9 +318,10 @@ final class BrokerCore {
         /// timed out or dead-lettered, only acknowledged.
         var admitted = false
 
-        init(item: BrokerItem, peer: PeerID, sentAt: ContinuousClock.Instant) {
+        init(item: BrokerItem, peer: PeerID, key: String, sentAt: ContinuousClock.Instant) {
             self.item = item
             self.peer = peer
+            self.key = key
             self.sentAt = sentAt
         }
     }
@@ -374,8 +390,14 @@ final class BrokerCore {
             item.client = ClientReturn(peer: client, service: service)
             enqueue(item, now: now)
             pending += 1
-        case .worker(let peer, let message):
-            handle(message, from: peer, now: now)
+        case .worker(let peer, let message, let key):
+            handle(message, from: peer, key: key, now: now)
+        case .keysRevoked(let keys):
+            let revoked = workers.values.filter { keys.contains($0.key) }.map(\.peer).sorted { $0.lexicographicallyPrecedes($1) }
+            for peer in revoked {
+                removeWorker(peer, reason: .revoked, detail: "its key is no longer authorized", now: now, countAttempt: false)
+                actions.append(.disconnect(peer: peer))
+            }
         case .outputsOffered(let offers):
             admit(offers)
         case .aggregatorAcknowledged(let ids):
@@ -561,7 +583,7 @@ final class BrokerCore {
             item.attempts += 1
             worker.inFlight.insert(item.id)
             worker.sendOrder.append(item.id)
-            let entry = InFlight(item: item, peer: worker.peer, sentAt: now)
+            let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: now)
             if running < worker.slots {
                 entry.startedAt = now
                 running += 1
@@ -615,12 +637,12 @@ final class BrokerCore {
 
     // MARK: Worker messages
 
-    private func handle(_ message: WorkerMessage, from peer: PeerID, now: ContinuousClock.Instant) {
+    private func handle(_ message: WorkerMessage, from peer: PeerID, key: String, now: ContinuousClock.Instant) {
         guard let worker = workers[peer] else {
             switch message {
             case .ready(let service, let capabilities):
                 forgetDeparture(peer)
-                register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), now: now)
+                register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), key: key, now: now)
             case .disconnect:
                 break  // Nothing to do: the peer was not registered.
             case .reply, .heartbeat, .refresh, .request:
@@ -669,7 +691,7 @@ final class BrokerCore {
         }
     }
 
-    private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
+    private func register(peer: PeerID, service: String, capabilities: Capabilities, key: String, now: ContinuousClock.Instant) {
         guard !service.hasPrefix("mmi.") else {
             actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY for reserved service \(service)"))
             actions.append(.disconnect(peer: peer))
@@ -686,7 +708,7 @@ final class BrokerCore {
             actions.append(.disconnect(peer: peer))
             return
         }
-        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, preference: spec.prefers.score(capabilities), now: now)
+        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, preference: spec.prefers.score(capabilities), key: key, now: now)
         workers[peer] = worker
         stages[stage].workers.append(peer)
         if nodes[worker.node, default: []].isEmpty {
@@ -811,6 +833,13 @@ final class BrokerCore {
             guard offer.epoch == epoch, let entry = inFlight[offer.id], !entry.admitted, entry.item.client == nil,
                   stages[entry.item.stage].isFinal else {
                 refused.append(offer.id)
+                continue
+            }
+            // Only the key the item was sent to may deliver its outputs: another authorized worker
+            // (or anyone who can reach the aggregator) cannot put results into the sink for it.
+            guard offer.sender == entry.key else {
+                refused.append(offer.id)
+                actions.append(.impostorOutcome(id: offer.id, sender: offer.sender))
                 continue
             }
             // Any attempt's outputs will do (processing is at-least-once); the first offered wins.

@@ -28,7 +28,8 @@ final class Telemetry {
     func start(configuration: BrokerConfiguration, context: Context) throws(BrokerError) -> String? {
         var bound: String?
         if let endpoint = configuration.eventsEndpoint {
-            let sockets = SocketFactory(context: context, insecure: configuration.insecure)
+            let sockets = SocketFactory(context: context, insecure: configuration.insecure,
+                                        curve: configuration.security.map { CurveSetup(server: $0.keyPair) })
             do {
                 let socket = try sockets.socket(.eventsPublisher)
                 try sockets.bind(socket, as: .eventsPublisher, to: endpoint)
@@ -49,6 +50,11 @@ final class Telemetry {
                 endpoint = try Endpoint(hostAndPort: address)
             } catch {
                 throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address): \(error.problem)")
+            }
+            // HTTP has no CURVE: beyond loopback it needs the broker to have keys (the page shows counts
+            // and node names, never items, keys or commands) or --insecure.
+            if !endpoint.isLoopback && !configuration.insecure && configuration.security == nil {
+                throw BrokerError(.unencryptedExposure, "--metrics-http \(address) is reachable from the network and the broker has no keys; pass --keys DIR, bind 127.0.0.1, or pass --insecure on a network you trust")
             }
             let host = endpoint.host == "*" ? "" : endpoint.host ?? ""
             do {
@@ -114,6 +120,25 @@ final class Telemetry {
     private var knownNodes = Set<String>()
     private var droppedReported = 0
 
+    func unauthorized(socket: String, address: String, reason: String) {
+        metrics.unauthorizedAttempt(socket: socket)
+        unauthorizedSeen += 1
+        // An attacker retrying in a loop must not become a flood of events.
+        if unauthorizedSeen <= 100 || unauthorizedSeen % 1000 == 0 {
+            feed?.publish(.authRefused(socket: socket, peer: address, reason: reason, total: unauthorizedSeen))
+        }
+    }
+
+    private var unauthorizedSeen = 0
+
+    func keysRevoked(_ keys: [String]) {
+        feed?.publish(.keysRevoked(keys: keys))
+    }
+
+    func insecure(endpoints: [String]) {
+        feed?.publish(.brokerInsecure(endpoints: endpoints))
+    }
+
     func backpressure(stage: String, queued: Int, limit: Int, active: Bool) {
         feed?.publish(.stageBackpressure(stage: stage, queued: queued, limit: limit, active: active))
     }
@@ -151,7 +176,7 @@ final class Telemetry {
         switch reason {
         case .expired, .unreachable:
             feed?.publish(.workerExpired(id: peer, inFlight: requeued))
-        case .disconnect, .protocolError, .brokerStopping:
+        case .disconnect, .protocolError, .brokerStopping, .revoked:
             break
         }
     }

@@ -28,6 +28,12 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case feedUnconfirmed = 2024
     case nodesNoAnswer = 2040
     case nodesUnexpectedAnswer = 2041
+    case keyFile = 2050
+    case authorizedKeysInvalid = 2051
+    case peerRefused = 2052
+    case brokerNotAuthenticated = 2053
+    case keyNotFound = 2054
+    case unsecuredConnection = 2055
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -60,6 +66,12 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .feedUnconfirmed: "the broker did not confirm the feed"
         case .nodesNoAnswer: "the broker did not answer mmi.nodes"
         case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
+        case .keyFile: "a key file cannot be written or read"
+        case .authorizedKeysInvalid: "a line of authorized_keys is malformed"
+        case .peerRefused: "the broker refused this key"
+        case .brokerNotAuthenticated: "the broker could not be authenticated"
+        case .keyNotFound: "no authorized key has that name"
+        case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -72,7 +84,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .aggregatorStart: "Choose another with `--aggregator`."
         case .sourceBind: "Change the endpoint in the topology."
         case .sinkUnconfirmed: "Check the sink's disk and permissions; the dead-letter file and the log say what was done."
-        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` (`BrokerConfiguration.insecure`) on a network you trust."
+        case .unencryptedExposure: "Pass `--keys DIR` (make keys with `lancompute keygen`), bind to `127.0.0.1`, or pass `--insecure` on a network you trust."
         case .eventsBind: "Choose another with `--events`, or `--events none`. (`run` only warns and goes on without a feed.)"
         case .metricsHTTP: "Write `127.0.0.1:9100`; pick a free port."
         case .stageCannotRunHere:
@@ -92,6 +104,12 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
             "Give the dispatch endpoint of the broker whose `pull` source you feed; rerun the feed (items have stable ids only within a run)."
         case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
         case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
+        case .keyFile: "Run `lancompute keygen` (`--force` to replace a key); `chmod 600` the secret key."
+        case .authorizedKeysInvalid: "Fix the line: `KEY [NAME] [ROLE]`, a 40-character Z85 key, a unique name, one of worker, producer, observer."
+        case .peerRefused: "Add the command's public key to the broker's authorized_keys with the role it needs (`lancompute keys add`)."
+        case .brokerNotAuthenticated: "Give the broker's `public.key` with `--broker-key`; check the broker runs with `--keys`."
+        case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
+        case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
