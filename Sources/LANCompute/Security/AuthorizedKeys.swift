@@ -33,7 +33,7 @@ public struct AuthorizedKey: Sendable, Equatable {
 }
 
 /// `authorized_keys`: one key per line, `KEY [NAME] [ROLE]`; a word starting with `#` starts a comment
-/// (the first word only when it is not a key: `#` is one of Z85's characters); blank lines are skipped.
+/// (`#` is one of Z85's characters, but never the first of a key's); blank lines are skipped.
 ///
 /// ROLE is `worker` (the default), `producer` or `observer`; NAME is any other word (no spaces),
 /// unique in the file. A line that breaks these rules fails the whole file (LC2051), naming the
@@ -70,8 +70,8 @@ public struct AuthorizedKeys: Sendable, Equatable {
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let number = index + 1
             func fail(_ problem: String) -> AuthorizedKeysError { AuthorizedKeysError(file: file, line: number, problem: problem) }
-            // `#` is a Z85 character, so it starts a comment only at the start of a word, and a
-            // first word that is a valid key is a key even if it starts with `#`.
+            // `#` is a Z85 character, so it starts a comment only at the start of a word (a key
+            // never starts with it: the first character of 32 bytes of Z85 is at most the 83rd).
             var words = raw.split(whereSeparator: \.isWhitespace).map(String.init)
             guard let key = words.first else { continue }
             let isKey = KeyFile.decodePublic(key) != nil
