@@ -2,6 +2,9 @@
 
 import Foundation
 import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking  // http:// URLs for String(contentsOf:)
+#endif
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +28,7 @@ import Darwin
                 # the test's keys
                 \(try publicKey("worker1")) worker1 worker
                 \(try publicKey("watcher")) watcher observer   # reads events only
-                \(try publicKey("producer")) producer producer
+                \(try publicKey("producer")) intake producer
                 """.write(toFile: harness.path("broker/authorized_keys"), atomically: true, encoding: .utf8)
             try """
                 version: 1
@@ -51,7 +54,8 @@ import Darwin
                 "broker", harness.path("guarded.yaml"), "--keys", harness.path("broker"), "--bind", harness.ipc("dispatch"),
                 "--aggregator", harness.ipc("aggregator"), "--events", harness.ipc("events"), "--json",
             ] + extra)
-            try #require(broker.wait(until: { broker.standardError.contains("broker ready") }, timeout: .seconds(20)), "\(harness.transcripts)")
+            try #require(broker.wait(until: { broker.standardError.contains("broker ready") || !broker.isRunning }, timeout: .seconds(20))
+                         && broker.isRunning, "\(harness.transcripts)")
             return broker
         }
 
@@ -118,8 +122,14 @@ import Darwin
         #expect(feed.wait(timeout: .seconds(30)) == 0, "\(cluster.harness.transcripts)")
         #expect(events.wait(until: { events.events("event.auth.refused").count >= 2 }, timeout: .seconds(10)), "\(cluster.harness.transcripts)")
         let port = try #require(broker.standardError.firstMatch(of: /metrics http:\/\/127\.0\.0\.1:(\d+)\//).map { String($0.1) })
-        let metrics = try String(contentsOf: URL(string: "http://127.0.0.1:\(port)/metrics")!, encoding: .utf8)
-        #expect(metrics.contains(#"lancompute_unauthorized_total{pipeline="guarded",socket="dispatch"}"#), "\(metrics)")
+        // The exposition is refreshed with each metrics snapshot (every second).
+        var metrics = ""
+        let counter = #"lancompute_unauthorized_total{pipeline="guarded",socket="dispatch"}"#
+        for _ in 0..<50 where !metrics.contains(counter) {
+            Thread.sleep(forTimeInterval: 0.2)
+            metrics = (try? String(contentsOf: URL(string: "http://127.0.0.1:\(port)/metrics")!, encoding: .utf8)) ?? ""
+        }
+        #expect(metrics.contains(counter), "\(metrics)")
         let summary = try cluster.stop(broker)
         #expect(summary["itemsOut"] as? Int == 0)
         #expect(cluster.sink.isEmpty)
@@ -191,12 +201,12 @@ import Darwin
         let local = ["--aggregator", harness.ipc("aggregator"), "--events", "none"]
         for command in ["broker", "run"] {
             let dispatch = try ProcessHarness.run([command, harness.path("exposed.yaml"), "--bind", "tcp://0.0.0.0:*"] + local, timeout: .seconds(30))
-            #expect(dispatch.status != 0 && dispatch.standardError.contains("LC2005"), "\(command): \(dispatch.standardError)")
+            #expect(dispatch.status == 1 && dispatch.standardError.contains("LC2005"), "\(command): \(dispatch.standardError)")
             #expect(dispatch.standardError.contains("--keys DIR") && dispatch.standardError.contains("--insecure"), "\(dispatch.standardError)")
             #expect(dispatch.standardError.split(separator: "\n").count == 1, "\(dispatch.standardError)")
             let http = try ProcessHarness.run([command, harness.path("exposed.yaml"), "--bind", harness.ipc("dispatch-\(command)"),
                                                "--metrics-http", "0.0.0.0:0"] + local, timeout: .seconds(30))
-            #expect(http.status != 0 && http.standardError.contains("LC2005") && http.standardError.contains("--metrics-http"), "\(command): \(http.standardError)")
+            #expect(http.status == 1 && http.standardError.contains("LC2005") && http.standardError.contains("--metrics-http"), "\(command): \(http.standardError)")
         }
     }
 

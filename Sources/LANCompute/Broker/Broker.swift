@@ -307,7 +307,8 @@ final class BrokerLoop {
         do {
             endpoints.events = try telemetry.start(configuration: configuration, context: context)
         } catch {
-            if configuration.eventsRequired { throw error }
+            // An exposure refusal is never a mere warning: `run` must not serve HTTP where it was refused.
+            if configuration.eventsRequired || error.code == .unencryptedExposure { throw error }
             logger.warning("\(error); running without the events feed")
         }
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
