@@ -108,7 +108,7 @@ struct FeedCommand: ParsableCommand {
             }
             sent += 1
         }
-        // Lingering gives the queue its chance to leave; it proves nothing (Docs/protocol.md, 15).
+        // Lingering gives the queue its chance to leave; it proves nothing (Docs/protocol.md, 16).
         try push.set(.linger, .milliseconds(Int(timeout * 1000)))
         push.close()
         FileHandle.standardError.write(Data("fed \(formatCount(sent)) lines to \(endpoint) at most once (not acknowledged: lines queued when the connection reset are lost)\n".utf8))
