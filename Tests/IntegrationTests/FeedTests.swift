@@ -112,7 +112,7 @@ func difference(_ sink: [Data], _ expected: [Data]) -> String? {
         let lines = feedLines(30_000, trial: 1)
         try write(lines, to: harness.path("in.txt"))
         let socketPath = String(pipeline.dispatch.dropFirst("ipc://".count))
-        let proxyScript = CommandRunner.packageRoot.appendingPathComponent("Tests/IntegrationTests/Support/reset_proxy.py").path
+        let proxyScript = CommandRunner.packageRoot.appendingPathComponent("Scripts/chaos/tcp_reset_proxy.py").path
         let proxy = try harness.python("proxy", [proxyScript, socketPath, "200000"])
         let deadline = ContinuousClock.now + .seconds(10)
         while !proxy.standardOutput.contains("listening") && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A TCP proxy for tests that resets the connection once, mid-stream.
+"""A TCP proxy that resets the connection once, mid-stream.
 
 It listens on 127.0.0.1 (a free port, printed on standard output as "listening PORT"), forwards
 every connection to TARGET (a Unix socket path, as behind an ipc:// endpoint, or HOST:PORT), and
@@ -7,7 +7,7 @@ once RESET_AFTER bytes have gone from clients to the target it closes that conne
 RST on both sides (SO_LINGER 0) and prints "reset". Later connections are forwarded untouched.
 It runs until killed.
 
-    python3 reset_proxy.py TARGET RESET_AFTER
+    python3 Scripts/chaos/tcp_reset_proxy.py TARGET RESET_AFTER
 """
 
 import socket
