@@ -47,7 +47,7 @@ struct BrokerCommand: ParsableCommand {
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {
-            fail("error \(error.message)")
+            fail(error)
         }
         _ = trap
         try options.finish(with: summary, sink: topology.sink)

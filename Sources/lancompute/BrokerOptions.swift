@@ -117,7 +117,7 @@ struct PipelineRunOptions: ParsableArguments {
     func finish(with summary: RunSummary, sink: SinkSpec) throws {
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(summary), as: UTF8.self))
         } else {
             FileHandle.standardError.write(Data((RunReport.summary(summary, sink: sink) + "\n").utf8))

@@ -59,7 +59,7 @@ struct RunCommand: ParsableCommand {
                 workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
                 workerTemplate: WorkerConfiguration(brokerEndpoint: "", slots: slots, workingDirectory: directory))
         } catch {
-            fail("error \(error.message)")
+            fail(error)
         }
         let trap = SignalTrap { cluster.stop() }
         let showProgress = !quiet && !options.json && isatty(2) != 0
@@ -76,7 +76,7 @@ struct RunCommand: ParsableCommand {
             summary = try cluster.run(onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
-            fail("error \(error.message)")
+            fail(error)
         }
         _ = trap
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
@@ -94,7 +94,7 @@ struct RunCommand: ParsableCommand {
                 continue
             }
             if case .unavailable(let reason) = StageHandlers.availability(of: stage, swiftFunctions: [:], workingDirectory: directory) {
-                fail("error LC2008: stage \(stage.name) cannot run on this machine: \(reason)")
+                fail(RuntimeError(.stageCannotRunHere, "stage \(stage.name) cannot run on this machine: \(reason)"))
             }
             if let unmet = stage.requires.unmetReason(capabilities) {
                 FileHandle.standardError.write(Data("lancompute: stage \(stage.name) \(unmet) and this machine does not qualify: the run waits for a worker that does\n".utf8))

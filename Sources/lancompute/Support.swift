@@ -42,6 +42,11 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
     exit(code)
 }
 
+/// Prints `lancompute: error LCnnnn: message` to standard error and exits 1.
+func fail(_ error: RuntimeError) -> Never {
+    fail("error \(error)")
+}
+
 /// Loads a topology to run it: every problem printed as FILE:LINE:COLUMN (exit 1), paths resolved
 /// against the file's directory (exec commands excepted: each worker resolves them on its own machine).
 func loadTopologyForRun(_ path: String, input: String?, output: String?) -> Topology {
@@ -73,22 +78,28 @@ func checkExposure(_ endpoint: String, insecure: Bool, option: String) {
     let host = rest.lastIndex(of: ":").map { String(rest[..<$0]) } ?? String(rest)
     let loopback = host == "localhost" || host.hasPrefix("127.") || host == "[::1]" || host == "::1"
     if !loopback {
-        fail("error LC2005: \(option) \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure on a network you trust")
+        fail(RuntimeError(.unencryptedExposure, "\(option) \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure on a network you trust"))
     }
 }
 
-/// Calls `action` on the first SIGINT or SIGTERM; a second one exits at once.
+/// Calls `action` on the first SIGINT or SIGTERM; a second one calls `again` if given (a third, or
+/// the second without `again`, exits at once).
 final class SignalTrap {
     private let sources: [DispatchSourceSignal]
 
-    init(_ action: @escaping @Sendable () -> Void) {
+    init(again: (@Sendable () -> Void)? = nil, _ action: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "lancompute.signals")
         let count = Counter()
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if count.increment() > 1 { exit(130) }
+                let number = count.increment()
+                if number == 2, let again {
+                    again()
+                    return
+                }
+                if number > 1 { exit(130) }
                 FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
                 action()
             }
@@ -107,6 +118,36 @@ final class SignalTrap {
     }
 }
 
+
+/// Set from a signal handler queue, read by a command's loop: `events` and `top` stop cleanly (exit 0)
+/// on SIGINT or SIGTERM, since being stopped is how they normally end.
+final class StopRequest: @unchecked Sendable {
+    // @unchecked Sendable: `requested` is only touched while `lock` is held; `sources` only by `watch`, before any signal.
+    private let lock = NSLock()
+    private var requested = false
+    private var sources: [DispatchSourceSignal] = []
+
+    var isRequested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return requested
+    }
+
+    /// Turns the signals into a stop request instead of killing the process, so the terminal is restored.
+    func watch(signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                lock.lock()
+                requested = true
+                lock.unlock()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
 
 func formatCount(_ value: Int) -> String {
     let digits = String(value)

@@ -37,7 +37,7 @@ struct FedPipeline {
             "broker", harness.path("fed.yaml"), "--bind", harness.ipc("dispatch"), "--aggregator", harness.ipc("aggregator"),
             "--events", harness.ipc("events"), "--json",
         ] + brokerArguments)
-        guard broker.waitForError(containing: "broker ready", timeout: .seconds(20)) else {
+        guard try harness.waitUntilServing(harness.ipc("dispatch")) else {
             throw HarnessError("the broker did not start\n\(harness.transcripts)")
         }
         try harness.lancompute("worker", ["worker", "--broker", harness.ipc("dispatch")])
@@ -66,9 +66,13 @@ struct FedPipeline {
     }
 }
 
-/// Numbered lines. (The lines sink writes text, so bytes that are not UTF-8 are checked through the dead letters.)
-func feedLines(_ count: Int, trial: Int) -> [Data] {
-    (1...count).map { Data("trial \(trial) line \($0)".utf8) }
+/// Numbered lines; with `binary`, every hundredth also holds NUL, a CR and bytes that are not UTF-8.
+func feedLines(_ count: Int, trial: Int, binary: Bool = false) -> [Data] {
+    (1...count).map { index in
+        var line = Data("trial \(trial) line \(index)".utf8)
+        if binary && index % 100 == 0 { line += Data([0x00, 0xFF, 0x0D, 0xFE, 0x41, 0x00]) }
+        return line
+    }
 }
 
 func write(_ lines: [Data], to path: String) throws {
@@ -94,7 +98,7 @@ func difference(_ sink: [Data], _ expected: [Data]) -> String? {
             let harness = try ProcessHarness()
             defer { harness.shutDown() }
             let pipeline = try FedPipeline(harness)
-            let lines = feedLines(20_000, trial: trial)
+            let lines = feedLines(20_000, trial: trial, binary: trial == 1)
             try write(lines, to: harness.path("in.txt"))
             let feed = try harness.lancompute("feed", ["feed", pipeline.dispatch, harness.path("in.txt")])
             #expect(feed.wait(timeout: .seconds(90)) == 0, "trial \(trial)\n\(harness.transcripts)")
@@ -112,7 +116,7 @@ func difference(_ sink: [Data], _ expected: [Data]) -> String? {
         let lines = feedLines(30_000, trial: 1)
         try write(lines, to: harness.path("in.txt"))
         let socketPath = String(pipeline.dispatch.dropFirst("ipc://".count))
-        let proxyScript = CommandRunner.packageRoot.appendingPathComponent("Scripts/chaos/tcp_reset_proxy.py").path
+        let proxyScript = ProcessHarness.packageRoot.appendingPathComponent("Scripts/chaos/tcp_reset_proxy.py").path
         let proxy = try harness.python("proxy", [proxyScript, socketPath, "200000"])
         let deadline = ContinuousClock.now + .seconds(10)
         while !proxy.standardOutput.contains("listening") && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -178,7 +182,7 @@ func difference(_ sink: [Data], _ expected: [Data]) -> String? {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
         let pipeline = try FedPipeline(harness)
-        let lines = feedLines(10_000, trial: 1)
+        let lines = feedLines(10_000, trial: 1, binary: true)
         try write(lines, to: harness.path("in.txt"))
         let producer = try harness.python("producer", ["Topologies/workers/feed_producer.py", "--broker", pipeline.dispatch, harness.path("in.txt")])
         #expect(producer.wait(timeout: .seconds(90)) == 0, "\(harness.transcripts)")

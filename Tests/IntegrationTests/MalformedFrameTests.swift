@@ -30,7 +30,7 @@ import ZeroMQ
             "broker", harness.path("garbage.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"),
             "--events", "none", "--json",
         ])
-        #expect(broker.waitForError(containing: "broker ready", timeout: .seconds(20)), "\(harness.transcripts)")
+        try #require(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
 
         let context = try Context()
         defer { context.shutdown() }
@@ -94,8 +94,8 @@ import ZeroMQ
         #expect(batch.items.allSatisfy { $0.header.attempt == 1 })
         // A reply header of an unknown version, then one announcing outputs that are not there.
         try rogue.send(multipart: WorkerMessage.reply(client: [], body: [[9, 0, 0, 0, 1]]).frames)
-        var short: [UInt8] = [1, 0, 0, 0, 1]
-        short += ItemToken(id: batch.items[0].header.id, attempt: 1).bytes
+        var short: [UInt8] = [ReplyBatch.version, 0, 0, 0, 1]
+        short += ItemToken(id: batch.items[0].header.id, epoch: batch.items[0].header.epoch, attempt: 1).bytes
         short += [0, 0, 0, 0, 5]
         try rogue.send(multipart: WorkerMessage.reply(client: [], body: [short]).frames)
         // An item header where a REPLY header belongs.
@@ -110,7 +110,7 @@ import ZeroMQ
         try plain.send(multipart: WorkerMessage.ready(service: "upper", capabilities: nil).frames)
         let plainRequest = try #require(receiveRequest(plain, timeout: .seconds(10)))
         guard case .request(let address, let plainBody) = plainRequest else { return }
-        #expect(address.count == 10)
+        #expect(address.count == 14)
         #expect(plainBody.count == 1)
         try plain.send(multipart: WorkerMessage.reply(client: [1, 2, 3], body: plainBody).frames)
         expectedErrors += 1

@@ -32,7 +32,7 @@ import Darwin
         let directory = URL(fileURLWithPath: harness.path(""))
         let output = directory.appendingPathComponent("counts.jsonl").path
         let topology = Self.root.appendingPathComponent("Topologies/wordcount.yaml").path
-        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2"], in: harness)
+        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2", "--json"], in: harness)
         #expect(result.status == 0, "\(result.output)")
 
         // The reference: maximal runs of Unicode letters or digits, lowercased.
@@ -48,7 +48,11 @@ import Darwin
             counted[word] = record["count"] as? Int
         }
         #expect(counted == expected)
-        #expect(result.output.contains("items out"))
+        // The summary agrees: nothing dead-lettered or left unfinished.
+        let summary = try Summary(json: result.output)
+        #expect(summary.itemsIn > 0 && summary.itemsOut > 0)
+        #expect(summary.deadLettered == 0)
+        #expect(summary.unfinished == 0)
     }
 
     @Test func threeStageDAGFeedsEachBranchACopy() throws {
@@ -82,6 +86,84 @@ import Darwin
         // sha256("line 7")
         #expect(lines.contains { $0.count == 64 && $0.allSatisfy(\.isHexDigit) })
         #expect(lines.filter { $0.hasPrefix("LINE ") }.count == 500)
+    }
+
+    /// 600 distinct lines: ordinary text, Latin-1 (not UTF-8), NUL bytes inside and alone, and empty.
+    static func awkwardLines() -> [[UInt8]] {
+        (0..<600).map { index in
+            let number = Array(String(index).utf8)
+            switch index % 6 {
+            case 0: return Array("plain line ".utf8) + number
+            case 1: return [0x63, 0x61, 0x66, 0xE9, 0x20, 0xB0] + number  // "café °" in Latin-1
+            case 2: return Array("nul".utf8) + [0x00] + number + [0x00, 0x00, 0x41]
+            case 3: return [0x00] + number
+            case 4: return [0xFF, 0xFE, 0x80] + number + [0xC0]  // stray bytes
+            default: return index == 5 ? [] : Array("é ✓ ".utf8) + number
+            }
+        }
+    }
+
+    /// Runs `identity` over `lines` with a sink in `format`; returns the sink file's bytes.
+    static func identityRun(_ lines: [[UInt8]], format: String, in harness: ProcessHarness) throws -> [UInt8] {
+        let input: [UInt8] = lines.flatMap { $0 + [0x0A] }
+        #expect(FileManager.default.createFile(atPath: harness.path("in.txt"), contents: Data(input)))
+        try """
+            version: 1
+            name: bytes
+            source:
+              file: in.txt
+            stages:
+              - name: same
+                builtin: identity
+            sink:
+              file: out.txt
+              format: \(format)
+            """.write(toFile: harness.path("bytes.yaml"), atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", harness.path("bytes.yaml"), "--events", "none", "--workers", "2"], in: harness)
+        #expect(result.status == 0, "\(result.output)")
+        return Array(try Data(contentsOf: URL(fileURLWithPath: harness.path("out.txt"))))
+    }
+
+    /// The sink's lines: what is between newline bytes (outputs may arrive in any order).
+    static func byteLines(_ bytes: [UInt8]) -> [[UInt8]] {
+        guard bytes.last == 0x0A else { return [bytes] }
+        return bytes.dropLast().split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+    }
+
+    /// The same lines, each as often, in any order (compared without printing 600 byte arrays).
+    static func sameLines(_ left: [[UInt8]], _ right: [[UInt8]]) -> Bool {
+        left.sorted { $0.lexicographicallyPrecedes($1) } == right.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    @Test func linesSinkWritesEveryOutputByteForByte() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let input = Self.awkwardLines()
+        let sink = try Self.identityRun(input, format: "lines", in: harness)
+        #expect(sink.count == input.reduce(0) { $0 + $1.count + 1 })
+        let written = Self.byteLines(sink)
+        #expect(written.count == input.count)
+        let missing = Set(input).subtracting(written)
+        #expect(missing.isEmpty, "\(missing.count) lines changed or lost, e.g. \(missing.prefix(3).map { $0 })")
+        #expect(Self.sameLines(written, input), "the sink differs from the input")
+    }
+
+    @Test func jsonlSinkCarriesBytesThatAreNotUTF8AsBase64() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let input = Self.awkwardLines()
+        let sink = try Self.identityRun(input, format: "jsonl", in: harness)
+        var decoded: [[UInt8]] = []
+        for line in Self.byteLines(sink) {
+            let value = try #require(try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]))
+            if let text = value as? String {
+                decoded.append(Array(text.utf8))
+            } else {
+                let object = try #require(value as? [String: String], "\(value)")
+                decoded.append(Array(try #require(object["output_base64"].flatMap { Data(base64Encoded: $0) })))
+            }
+        }
+        #expect(Self.sameLines(decoded, input), "\(Set(input).subtracting(decoded).count) outputs changed or lost")
     }
 
     @Test func poisonItemsAreDeadLetteredWhileTheRestComplete() throws {
@@ -151,6 +233,8 @@ import Darwin
         #expect(run.wait(timeout: .seconds(30)) == 1, "\(harness.transcripts)")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
         #expect(summary["interrupted"] as? Bool == true)
+        #expect((summary["deadLetterPath"] as? String)?.hasSuffix("/out.dead-letter.jsonl") == true)
+        #expect(!run.standardOutput.contains(#"\/"#), "the summary escapes slashes: \(run.standardOutput)")
         let read = try #require(summary["itemsIn"] as? Int)
         let sink = RunCommandTests.lines(harness.path("out.txt"))
         let deadLetters = try Self.jsonLines(harness.path("out.dead-letter.jsonl")).compactMap { $0["item"] as? String }
@@ -172,11 +256,13 @@ import Darwin
         ["top", "tcp://*:5556"],
     ])
     func badEndpointsAreOneLineUsageErrors(arguments: [String]) throws {
-        let result = try CommandRunner.run(arguments)
+        let result = try ProcessHarness.run(arguments)
+        // A usage error (exit 64) names the bad value on the first line, before the usage text.
         #expect(result.status == 64, "\(result.standardError)")
-        #expect(result.standardError.hasPrefix("Error: "), "\(result.standardError)")
-        #expect(result.standardError.contains("endpoint") || result.standardError.contains("port")
-                    || result.standardError.contains("transport") || result.standardError.contains("only a bind"))
+        let first = result.standardError.split(separator: "\n").first.map(String.init) ?? ""
+        // The bad value is the last endpoint-like argument.
+        let value = arguments.last { $0.contains("garbage") || $0.contains("://") || $0 == "nowhere" } ?? ""
+        #expect(first.hasPrefix("Error: ") && first.contains(value), "\(result.standardError)")
     }
 
     @Test func invalidTopologyFailsWithLocatedErrors() throws {
@@ -260,7 +346,7 @@ import Darwin
         try "aab\nxyz\nab\n".write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
         try "version: 1\nname: p\nsource: {file: in.txt}\nstages:\n  - \(stage)\nsink: \(sink)\n"
             .write(toFile: harness.path("p.yaml"), atomically: true, encoding: .utf8)
-        let validate = try CommandRunner.run(["validate", harness.path("p.yaml")])
+        let validate = try ProcessHarness.run(["validate", harness.path("p.yaml")])
         let run = try Self.run(["run", harness.path("p.yaml"), "--events", "none", "--workers", "1"], in: harness)
         let output = harness.path("out.txt")
         if code.isEmpty {

@@ -34,15 +34,15 @@ final class CoreDriver {
     }
 
     func completed(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1, outputs: [[UInt8]] = [[1]]) {
-        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: outputs))])
+        reply(peer, [ItemOutcome(id: id, epoch: core.epoch, attempt: attempt, status: .completed(outputs: outputs))])
     }
 
     func delivered(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1) {
-        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .deliveredToAggregator(count: 1))])
+        reply(peer, [ItemOutcome(id: id, epoch: core.epoch, attempt: attempt, status: .deliveredToAggregator(count: 1))])
     }
 
     func failed(_ peer: PeerID, _ id: UInt64, attempt: UInt16 = 1, message: String = "boom") {
-        reply(peer, [ItemOutcome(id: id, attempt: attempt, status: .failed(message: message, stderr: ""))])
+        reply(peer, [ItemOutcome(id: id, epoch: core.epoch, attempt: attempt, status: .failed(message: message, stderr: ""))])
     }
 
     /// Drops the actions seen so far.
@@ -60,7 +60,7 @@ final class CoreDriver {
     var retries: [(id: UInt64, reason: RetryReason)] {
         actions.compactMap { if case .itemRetried(_, let id, _, let reason) = $0 { (id, reason) } else { nil } }
     }
-    var protocolErrors: [String] { actions.compactMap { if case .protocolError(_, let code, _) = $0 { code } else { nil } } }
+    var protocolErrors: [ProtocolErrorCode] { actions.compactMap { if case .protocolError(_, let code, _) = $0 { code } else { nil } } }
     func disconnects(_ peer: PeerID) -> Int { actions.filter { if case .disconnect(peer) = $0 { true } else { false } }.count }
     var forwarded: [ItemOutcome] { actions.flatMap { action -> [ItemOutcome] in if case .forwardToAggregator(let outcomes) = action { outcomes } else { [] } } }
 }
@@ -80,7 +80,7 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(driver.requests(to: [1]).map(\.items.count) == [1, 1, 1])
         driver.clear()
         // Credit comes back with each answer, and never more than the batch size at once.
-        driver.reply([1], (0..<3).map { ItemOutcome(id: UInt64($0), attempt: 1, status: .deliveredToAggregator(count: 1)) })
+        driver.reply([1], (0..<3).map { ItemOutcome(id: UInt64($0), epoch: driver.core.epoch, attempt: 1, status: .deliveredToAggregator(count: 1)) })
         #expect(driver.requests(to: [1]).map(\.items.count) == [2, 1])
     }
 
@@ -110,7 +110,7 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.ready([1], "a", lanCompute(credit: 1))
         driver.feed(.accepted(id: 3, payload: [3]))
         driver.completed([1], 3, outputs: [[9]])
-        #expect(driver.forwarded == [ItemOutcome(id: 3, attempt: 1, status: .completed(outputs: [[9]]))])
+        #expect(driver.forwarded == [ItemOutcome(id: 3, epoch: driver.core.epoch, attempt: 1, status: .completed(outputs: [[9]]))])
     }
 
     @Test func anExpiredWorkersItemsAreRedeliveredToTheSurvivorAndCountAnAttempt() {
@@ -236,9 +236,9 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.feed(.accepted(id: 2, payload: [2]))
         let sent = driver.requests(to: [0x0a, 0xb8])
         #expect(sent.map(\.form) == [.plain])
-        let token = ItemToken(id: 1, attempt: 1).bytes
+        let token = ItemToken(id: 1, epoch: driver.core.epoch, attempt: 1).bytes
         driver.feed(.worker(peer: [0x0a, 0xb8], message: .reply(client: token, body: [[7]])))
-        #expect(driver.forwarded == [ItemOutcome(id: 1, attempt: 1, status: .completed(outputs: [[7]]))])
+        #expect(driver.forwarded == [ItemOutcome(id: 1, epoch: driver.core.epoch, attempt: 1, status: .completed(outputs: [[7]]))])
         driver.feed(.shutDown(reason: .runEnded))
         #expect(driver.disconnects([0x0a, 0xb8]) == 1, "plain MDP workers are told to go at the end too")
     }
@@ -250,7 +250,7 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.ready([7], "mmi.x", lanCompute(credit: 1))
         driver.ready([6], "a", lanCompute(credit: 1))
         driver.ready([6], "a", lanCompute(credit: 1))
-        #expect(driver.protocolErrors == ["LC3002", "LC3003", "LC3002", "LC3002"])
+        #expect(driver.protocolErrors == [.outOfOrder, .unknownStage, .outOfOrder, .outOfOrder])
         #expect([driver.disconnects([9]), driver.disconnects([8]), driver.disconnects([7]), driver.disconnects([6])] == [1, 1, 1, 1])
         #expect(driver.actions.contains { if case .workerLeft([6], _, .protocolError, _, _) = $0 { true } else { false } })
     }
@@ -350,10 +350,69 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(driver.disconnects([1]) == 1)
     }
 
+    @Test func outcomesOfAnotherRunAreRefused() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(driver.requests(to: [1]).flatMap(\.items).map(\.header.epoch) == [driver.core.epoch])
+        // The worker still holds item 1 of the run before a restart: same id, other epoch.
+        driver.reply([1], [ItemOutcome(id: 1, epoch: driver.core.epoch &+ 1, attempt: 1, status: .completed(outputs: [[6]]))])
+        #expect(driver.forwarded.isEmpty)
+        #expect(driver.actions.contains { if case .foreignOutcome([1], 1, _) = $0 { true } else { false } })
+        driver.completed([1], 1, outputs: [[7]])
+        #expect(driver.forwarded.map(\.status) == [.completed(outputs: [[7]])])
+    }
+
     @Test func theCoreAsksForItsNextTick() {
         let driver = CoreDriver([StageSpec(name: "a", handler: .external)], heartbeat: .milliseconds(200))
         let start = driver.now
         let actions = driver.feed(.tick)
         #expect(actions.contains { if case .scheduleTick(let at) = $0 { at == start + .milliseconds(100) } else { false } })
+    }
+}
+
+@Suite struct BrokerCoreAdmissionTests {
+    func offer(_ driver: CoreDriver, _ id: UInt64, attempt: UInt16 = 1, epoch: UInt32? = nil) -> (admitted: [UInt64], refused: [UInt64]) {
+        let actions = driver.feed(.outputsOffered([OfferedOutput(id: id, epoch: epoch ?? driver.core.epoch, attempt: attempt)]))
+        for action in actions { if case .admission(let admitted, let refused) = action { return (admitted, refused) } }
+        return ([], [])
+    }
+
+    @Test func anOutputArrivingAfterItsItemWasDeadLetteredIsRefused() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, timeout: .seconds(1), maxAttempts: 1)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.advance(.milliseconds(1500))
+        driver.feed(.worker(peer: [1], message: .heartbeat))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.map(\.id) == [1])
+        // The worker finishes the item at last and PUSHes its outputs: they must not be written.
+        #expect(offer(driver, 1).refused == [1])
+    }
+
+    @Test func anAdmittedItemCannotTimeOutOrBeRetriedAndFinishesOnItsAck() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, timeout: .seconds(1), maxAttempts: 1)], heartbeat: .milliseconds(500))
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(offer(driver, 1).admitted == [1])
+        #expect(offer(driver, 1).refused == [1], "one attempt's outputs per item")
+        // The worker dies before its REPLY, and the timeout passes: the item stays, waiting for the ack.
+        driver.advance(.seconds(3))
+        driver.feed(.tick)
+        #expect(driver.deadLetters.isEmpty)
+        #expect(driver.retries.isEmpty)
+        driver.feed(.aggregatorAcknowledged(ids: [1]))
+        #expect(driver.inSink == [1])
+        driver.feed(.shutDown(reason: .runEnded))
+        #expect(driver.deadLetters.isEmpty)
+    }
+
+    @Test func outputsOfAnotherRunOrUnknownItemsAreRefused() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(offer(driver, 1, epoch: driver.core.epoch &+ 1).refused == [1])
+        #expect(offer(driver, 99).refused == [99])
+        #expect(offer(driver, 1).admitted == [1])
     }
 }

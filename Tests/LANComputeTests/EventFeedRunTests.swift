@@ -82,6 +82,48 @@ import Darwin
         #expect(counts["items_in"] == 400)
         #expect(counts["items_out"] == summary.itemsOut)
     }
+
+    @Test func retriesAndDeadLettersArePublishedWithTheirReasons() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lancompute-feed-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let events = "tcp://127.0.0.1:\(Self.freePort())"
+        let subscriber = try FeedSubscriber(endpoint: events)
+        defer { subscriber.close() }
+        var topology = Topology(
+            name: "failing", source: SourceSpec(kind: .generate(count: 5, size: 8)),
+            stages: [
+                // A slow first stage: the subscriber's subscription is in place before the first failure.
+                StageSpec(name: "nap", handler: .builtin(name: "sleep", options: ["duration": "300ms"])),
+                StageSpec(name: "nope", handler: .builtin(name: "fail", options: [:]), from: ["nap"], maxAttempts: 2),
+            ],
+            sink: SinkSpec(kind: .file(path: directory.appendingPathComponent("out.txt").path)))
+        topology.broker.bind = "tcp://127.0.0.1:*"
+        topology.broker.aggregator = "tcp://127.0.0.1:*"
+        let configuration = BrokerConfiguration(
+            topology: topology, eventsEndpoint: events, deadLetterPath: directory.appendingPathComponent("dead.jsonl").path,
+            metricsInterval: .milliseconds(100))
+        let cluster = try LocalCluster(configuration: configuration, workers: 1, logger: .quiet)
+        let result = ResultBox()
+        let thread = Thread { result.set(Result { try cluster.run() }) }
+        thread.start()
+        var retried: [[String: Any]] = []
+        var deadLettered = 0
+        var finished = false
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !finished && ContinuousClock.now < deadline {
+            guard let message = try subscriber.next(timeout: .milliseconds(200)) else { continue }
+            let object = try JSONSerialization.jsonObject(with: Data(message.json.utf8)) as? [String: Any]
+            if message.topic == "event.item.retried", let object { retried.append(object) }
+            if message.topic == "event.item.dead-lettered" { deadLettered += 1 }
+            if message.topic == "event.broker.stopping" { finished = true }
+        }
+        let summary = try #require(result.wait(timeout: .seconds(60))).get()
+        #expect(summary.deadLettered == 5)
+        #expect(retried.count == 5, "one retry per item before its second and last attempt")
+        #expect(retried.allSatisfy { $0["reason"] as? String == "failed" && $0["attempt"] as? Int == 2 })
+        #expect(deadLettered == 5)
+    }
 }
 
 /// Hands a run's result from its thread to the test.

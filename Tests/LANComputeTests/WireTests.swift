@@ -58,7 +58,7 @@ import Testing
     @Test func replyBatchRoundTripsEveryOutcome() throws {
         let reply = ReplyBatch(outcomes: [
             ItemOutcome(id: 1, attempt: 1, status: .completed(outputs: [[1], [], [2, 3]])),
-            ItemOutcome(id: 2, attempt: 2, status: .deliveredToAggregator(count: 4)),
+            ItemOutcome(id: 2, epoch: 77, attempt: 2, status: .deliveredToAggregator(count: 4)),
             ItemOutcome(id: 3, attempt: 1, status: .failed(message: "bad", stderr: "trace")),
             ItemOutcome(id: 4, attempt: 1, status: .completed(outputs: [])),
         ])
@@ -78,9 +78,9 @@ import Testing
         #expect(seen.count == 200 * 3 * 20)
     }
 
-    @Test func itemTokenIsTenBytes() throws {
-        let token = ItemToken(id: 0x0102_0304_0506_0708, attempt: 3)
-        #expect(token.bytes == [1, 2, 3, 4, 5, 6, 7, 8, 0, 3])
+    @Test func itemTokenIsFourteenBytes() throws {
+        let token = ItemToken(id: 0x0102_0304_0506_0708, epoch: 0x0A0B_0C0D, attempt: 3)
+        #expect(token.bytes == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 0, 3])
         #expect(try ItemToken(bytes: token.bytes) == token)
         #expect(throws: WireError.self) { try ItemToken(bytes: [1, 2]) }
     }

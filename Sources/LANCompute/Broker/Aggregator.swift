@@ -50,6 +50,8 @@ struct Aggregator: Sendable {
     let context: Context
     let brokerEndpoint: String
     let logger: Logger
+    /// The run's epoch: outputs of another run (held by a worker across a broker restart) are refused.
+    let epoch: UInt32
 
     func start() -> Thread {
         let thread = Thread { self.run() }
@@ -95,9 +97,10 @@ struct Aggregator: Sendable {
         var writer = try SinkWriter(sink: sink, context: context)
         try control.send(multipart: [Array(("R" + bound).utf8)])
 
-        var seen = Set<UInt64>()
+        var seen = CompletionWindow()
         var outputs = 0
         var acks: [UInt64] = []
+        var foreign = 0
         let poller = Poller()
         poller.add(pull)
         poller.add(control)
@@ -112,6 +115,13 @@ struct Aggregator: Sendable {
             }
             for outcome in batch.outcomes {
                 guard case .completed(let items) = outcome.status else { continue }
+                guard outcome.epoch == epoch else {
+                    foreign += 1
+                    if foreign <= 10 || foreign % 1000 == 0 {
+                        logger.warning("aggregator refused the output of item \(outcome.id) of another run (epoch \(outcome.epoch), this run is \(epoch)); \(foreign) so far")
+                    }
+                    continue
+                }
                 acks.append(outcome.id)
                 guard seen.insert(outcome.id).inserted else { continue }  // a redelivered item: already in the sink
                 for item in items {
@@ -214,12 +224,14 @@ struct SinkWriter {
         }
     }
 
-    mutating func write(line: String) throws {
+    /// Writes one line's bytes as they are, then a newline (file, stdout); one message per line (push).
+    /// Bytes, not a C string: `fputs` would stop at the first NUL and lose the rest and the newline.
+    mutating func write(line: [UInt8]) throws {
         if let file {
-            var text = line
-            text.append("\n")
-            let written = text.withCString { fputs($0, file) }
-            if written < 0 { throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))") }
+            let written = line.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            if written < line.count || fputc(0x0A, file) == EOF {
+                throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))")
+            }
         } else if let push {
             let sent = Result { () throws(ZMQError) in try push.send(line) }
             if case .failure(let error) = sent {

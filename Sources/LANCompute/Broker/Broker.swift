@@ -119,13 +119,6 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var exitCode: Int32 { !inputLeft && deadLettered == 0 && unfinished == 0 ? 0 : 1 }
 }
 
-/// A broker failure that stops the run; `message` starts with its LC code.
-public struct BrokerError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
 public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
@@ -209,6 +202,8 @@ final class BrokerLoop {
     var protocolErrors = 0
     /// Messages from workers the broker had already let go of (late replies after a redelivery).
     var lateMessages = 0
+    /// Outcomes for items of another run (a worker kept them across a broker restart): refused.
+    var foreignOutcomes = 0
     var deadLetteredTotal = 0
     var lifecycle = BrokerLifecycle.starting
     /// When the core wants its next tick.
@@ -230,7 +225,8 @@ final class BrokerLoop {
         self.configuration = broker.configuration
         self.logger = broker.logger
         self.context = context
-        self.core = BrokerCore(topology: configuration.topology, ackTimeout: configuration.ackTimeout)
+        // A new epoch for every run, so outputs a worker still holds from a run before a restart are refused.
+        self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout)
         do {
             router = try Socket(.router, context: context)
             try router.set(.routerMandatory, true)
@@ -265,7 +261,7 @@ final class BrokerLoop {
             endpoints.events = try telemetry.start(configuration: configuration, context: context)
         } catch {
             if configuration.eventsRequired { throw error }
-            logger.warning("\(error.message); running without the events feed")
+            logger.warning("\(error); running without the events feed")
         }
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
         onReady(endpoints)
@@ -337,7 +333,7 @@ final class BrokerLoop {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
             inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, context: context,
-            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger)
+            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger, epoch: core.epoch)
         readers.append(aggregator.start())
         do {
             try control.set(.receiveTimeout, .seconds(10))
@@ -393,7 +389,7 @@ final class BrokerLoop {
             }
             count += 1
             guard frames.count >= 3 else {
-                countProtocolError(peer: frames.first ?? [], code: "LC3001", detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
+                countProtocolError(peer: frames.first ?? [], code: .malformedMessage, detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
                 continue
             }
             let peer = frames[0]
@@ -404,11 +400,11 @@ final class BrokerLoop {
                     flushGathered(now: now)
                     handleClient(message, from: peer, now: now)
                 } else {
-                    countProtocolError(peer: peer, code: "LC3001", detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
+                    countProtocolError(peer: peer, code: .malformedMessage, detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
                 }
             } catch {
                 let side = frames[2] == MDP.workerHeader ? "worker" : "client"
-                countProtocolError(peer: peer, code: "LC3001", detail: "malformed \(side) message: \(error)")
+                countProtocolError(peer: peer, code: .malformedMessage, detail: "malformed \(side) message: \(error)")
                 if side == "worker" && !core.isRegistered(peer) {
                     send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
                 }
@@ -439,19 +435,19 @@ final class BrokerLoop {
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
         case Intake.service:
             let step = intake(message.body)
-            if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.detail) }
+            if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
             if !step.inputs.isEmpty { perform(core.handle(batch: step.inputs, at: now)) }
             reply(step.reply)
         case let service where service.hasPrefix("mmi."):
             reply([Array("501".utf8)])
         default:
             guard let stage = core.stage(named: message.service) else {
-                countProtocolError(peer: peer, code: "LC3004", detail: "request for unknown service \(message.service)")
+                countProtocolError(peer: peer, code: .unknownService, detail: "request for unknown service \(message.service)")
                 return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
             }
             guard message.body.count == 1 else {
@@ -514,9 +510,9 @@ final class BrokerLoop {
         }
     }
 
-    private func countProtocolError(peer: PeerID, code: String, detail: String) {
+    private func countProtocolError(peer: PeerID, code: ProtocolErrorCode, detail: String) {
         protocolErrors += 1
-        let reason = "\(code): \(detail)"
+        let reason = ProtocolError(code, detail).description
         if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
             logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
         }
@@ -542,7 +538,7 @@ final class BrokerLoop {
                 case .plain:
                     let item = items[0]
                     frames = WorkerMessage.routedRequest(
-                        to: peer, client: ItemToken(id: item.header.id, attempt: item.header.attempt).bytes, body: CollectionOfOne(item.payload))
+                        to: peer, client: ItemToken(id: item.header.id, epoch: item.header.epoch, attempt: item.header.attempt).bytes, body: CollectionOfOne(item.payload))
                 }
                 if !send(routed: frames, to: peer, itemIDs: items.map(\.header.id)) { failedSends[peer] = items.map(\.header.id) }
             case .heartbeat(let peer):
@@ -583,8 +579,15 @@ final class BrokerLoop {
                 telemetry.nodeLeft(node: node, reason: reason, detail: detail)
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
+            case .admission:
+                break
             case .lateMessage:
                 lateMessages += 1
+            case .foreignOutcome(let peer, let id, let epoch):
+                foreignOutcomes += 1
+                if foreignOutcomes <= 10 || foreignOutcomes % 1000 == 0 {
+                    logger.warning("refused worker \(hex(peer))'s outcome for item \(id) of another run (epoch \(epoch)); \(foreignOutcomes) so far")
+                }
             case .scheduleTick(let at):
                 nextTick = at
             }

@@ -7,30 +7,80 @@ public typealias PeerID = [UInt8]
 ///
 /// A class, not a struct: an item moves between queues, the in-flight table and retry lists
 /// many times, and a reference moves with one retain where a struct copied every field.
-/// Only the broker thread touches it.
+/// Only the broker thread touches it. Queued items are the broker's memory, so the fields
+/// most items never use (deadline, key, client, last error) live in a side object made on
+/// first use: an item costs its payload plus some 80 bytes.
 final class BrokerItem {
     var id: UInt64
-    var stage: Int
     var payload: [UInt8]
-    /// Attempts started so far at this stage.
-    var attempts: Int = 0
-    var priority: Int16 = 0
     var enqueuedAt: ContinuousClock.Instant
     /// When the source item this one derives from entered the pipeline (for end-to-end latency).
     var bornAt: ContinuousClock.Instant
-    var deadline: ContinuousClock.Instant?
-    var key: [UInt8] = []
-    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
-    var client: ClientReturn?
-    var lastError = ""
-    var lastStderr = ""
+    private var rare: Rare?
+    private var stageIndex: Int32
+    private var attemptCount: Int16 = 0
+    var priority: Int16 = 0
+
+    var stage: Int {
+        get { Int(stageIndex) }
+        set { stageIndex = Int32(newValue) }
+    }
+
+    /// Attempts started so far at this stage.
+    var attempts: Int {
+        get { Int(attemptCount) }
+        set { attemptCount = Int16(clamping: newValue) }
+    }
+
+    /// The fields few items need.
+    private final class Rare {
+        var deadline: ContinuousClock.Instant?
+        var key: [UInt8] = []
+        var client: ClientReturn?
+        var lastError = ""
+        var lastStderr = ""
+    }
 
     init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
         self.id = id
-        self.stage = stage
+        self.stageIndex = Int32(stage)
         self.payload = payload
         self.enqueuedAt = enqueuedAt
         self.bornAt = bornAt
+    }
+
+    private var rareFields: Rare {
+        if let rare { return rare }
+        let made = Rare()
+        rare = made
+        return made
+    }
+
+    var deadline: ContinuousClock.Instant? {
+        get { rare?.deadline }
+        set { if newValue != nil || rare != nil { rareFields.deadline = newValue } }
+    }
+
+    /// The group-by key, empty when the stage has none.
+    var key: [UInt8] {
+        get { rare?.key ?? [] }
+        set { if !newValue.isEmpty || rare != nil { rareFields.key = newValue } }
+    }
+
+    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
+    var client: ClientReturn? {
+        get { rare?.client }
+        set { if newValue != nil || rare != nil { rareFields.client = newValue } }
+    }
+
+    var lastError: String {
+        get { rare?.lastError ?? "" }
+        set { rareFields.lastError = newValue }
+    }
+
+    var lastStderr: String {
+        get { rare?.lastStderr ?? "" }
+        set { rareFields.lastStderr = newValue }
     }
 }
 
@@ -82,6 +132,13 @@ public enum DeadLetterReason: String, Sendable, Equatable {
     case tooLarge = "too-large"
 }
 
+/// Final outputs the aggregator holds and asks to write.
+struct OfferedOutput: Equatable {
+    var id: UInt64
+    var epoch: UInt32
+    var attempt: UInt16
+}
+
 /// One item of a REQUEST the core asks the shell to send.
 typealias DispatchedItem = RequestBatch.Item
 
@@ -129,6 +186,9 @@ enum BrokerInput {
     case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
     /// A decoded worker-protocol message from `peer`.
     case worker(peer: PeerID, message: WorkerMessage)
+    /// Workers PUSHed the outputs of these final-stage items to the aggregator, which asks
+    /// whether it may write them: only outputs of items still in flight in this run may be.
+    case outputsOffered([OfferedOutput])
     /// The aggregator has the outputs of these final-stage items in the sink.
     case aggregatorAcknowledged(ids: [UInt64])
     /// A send to `peer` failed: its connection is gone; `unsent` are the ids of the REQUEST that failed.
@@ -147,8 +207,11 @@ enum BrokerAction {
     case disconnect(peer: PeerID)
     /// Answer an MDP client: its outputs, or `["error", reason]`.
     case clientReply(peer: PeerID, service: String, body: [[UInt8]])
-    /// Final outputs the worker returned in its REPLY: the aggregator must write them.
+    /// Final outputs the worker returned in its REPLY: the aggregator must write them (they are admitted).
     case forwardToAggregator([ItemOutcome])
+    /// The answer to ``BrokerInput/outputsOffered(_:)``: the aggregator writes the admitted ones and
+    /// drops the others (their item was dead-lettered, finished already, or is of another run).
+    case admission(admitted: [UInt64], refused: [UInt64])
 
     /// An item entered `stage` for the first time.
     case itemReceived(stage: Int)
@@ -166,9 +229,11 @@ enum BrokerAction {
     case nodeJoined(node: String, host: String, capabilities: Capabilities)
     case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
     /// A peer broke the protocol; `code` is its LC3xxx code.
-    case protocolError(peer: PeerID, code: String, detail: String)
+    case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
+    /// A worker answered for an item of another run (a broker restarted under it): refused.
+    case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
     /// The core wants a `.tick` no later than this.
     case scheduleTick(at: ContinuousClock.Instant)
 }
@@ -238,6 +303,9 @@ final class BrokerCore {
         /// The worker replied; for a final stage the item now waits for the aggregator's ack.
         var repliedAt: ContinuousClock.Instant?
         var replied: Bool { repliedAt != nil }
+        /// The aggregator was allowed to write the item's outputs: from here on it cannot be retried,
+        /// timed out or dead-lettered, only acknowledged.
+        var admitted = false
 
         init(item: BrokerItem, peer: PeerID, sentAt: ContinuousClock.Instant) {
             self.item = item
@@ -265,8 +333,11 @@ final class BrokerCore {
     let ackTimeout: Duration
     /// How often the core wants a tick.
     let tickInterval: Duration
+    /// This run's epoch: it travels with every item, and outcomes of another epoch are refused.
+    let epoch: UInt32
 
-    init(topology: Topology, ackTimeout: Duration = .seconds(30)) {
+    init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30)) {
+        self.epoch = epoch
         var index: [String: Int] = [:]
         for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
         stageIndex = index
@@ -314,6 +385,8 @@ final class BrokerCore {
             pending += 1
         case .worker(let peer, let message):
             handle(message, from: peer, now: now)
+        case .outputsOffered(let offers):
+            admit(offers)
         case .aggregatorAcknowledged(let ids):
             acknowledge(ids, now: now)
         case .sendFailed(let peer, let unsent):
@@ -505,7 +578,7 @@ final class BrokerCore {
         }
         worker.lastSent = now
         func dispatched(_ item: BrokerItem) -> DispatchedItem {
-            DispatchedItem(ItemHeader(id: item.id, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
+            DispatchedItem(ItemHeader(id: item.id, epoch: epoch, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
                            item.payload)
         }
         guard worker.speaksLANCompute else {
@@ -564,7 +637,7 @@ final class BrokerCore {
                     // already taken back. Not a protocol error; tell it to register again.
                     actions.append(.lateMessage(peer: peer))
                 } else {
-                    actions.append(.protocolError(peer: peer, code: "LC3002", detail: "\(message.commandName) from a worker that never sent READY"))
+                    actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "\(message.commandName) from a worker that never sent READY"))
                 }
                 actions.append(.disconnect(peer: peer))
             }
@@ -573,7 +646,7 @@ final class BrokerCore {
         worker.lastSeen = now
         switch message {
         case .ready:
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY from a worker that is already registered"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY from a worker that is already registered"))
             removeWorker(peer, reason: .protocolError, detail: "sent a second READY", now: now, countAttempt: true)
             actions.append(.disconnect(peer: peer))
         case .heartbeat:
@@ -582,17 +655,18 @@ final class BrokerCore {
             // A worker that says goodbye did not fail its items: they go back without using an attempt.
             removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
         case .request:
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "REQUEST sent by a worker"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "REQUEST sent by a worker"))
         case .reply(let client, let body):
             do {
                 switch try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute) {
                 case .batch(let reply):
                     for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
                 case .single(let token, let outputs):
-                    complete(ItemOutcome(id: token.id, attempt: token.attempt, status: .completed(outputs: outputs)), from: worker, now: now)
+                    complete(ItemOutcome(id: token.id, epoch: token.epoch, attempt: token.attempt, status: .completed(outputs: outputs)),
+                             from: worker, now: now)
                 }
             } catch {
-                actions.append(.protocolError(peer: peer, code: "LC3001", detail: "bad REPLY: \(error)"))
+                actions.append(.protocolError(peer: peer, code: .malformedMessage, detail: "bad REPLY: \(error)"))
             }
             startedCount(of: worker, now: now)
         }
@@ -600,18 +674,18 @@ final class BrokerCore {
 
     private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
         guard !service.hasPrefix("mmi.") else {
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY for reserved service \(service)"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY for reserved service \(service)"))
             actions.append(.disconnect(peer: peer))
             return
         }
         guard let stage = stageIndex[service] else {
-            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "READY for unknown stage \"\(service)\""))
+            actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "READY for unknown stage \"\(service)\""))
             actions.append(.disconnect(peer: peer))
             return
         }
         let spec = stages[stage].spec
         if let unmet = spec.requires.unmetReason(capabilities) {
-            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "worker cannot serve stage \(service): \(unmet)"))
+            actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "worker cannot serve stage \(service): \(unmet)"))
             actions.append(.disconnect(peer: peer))
             return
         }
@@ -632,7 +706,9 @@ final class BrokerCore {
         stages[worker.stage].workers.removeAll { $0 == peer }
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
-        for id in worker.inFlight {
+        for id in worker.inFlight.sorted() {
+            // Outputs the aggregator is writing already: the item only waits for its ack.
+            if inFlight[id]?.admitted == true { continue }
             guard let entry = inFlight.removeValue(forKey: id) else { continue }
             requeued += 1
             if countAttempt {
@@ -646,7 +722,7 @@ final class BrokerCore {
             }
         }
         // Final-stage items whose outputs may not have left the dead worker: send them again.
-        let unconfirmed = inFlight.filter { $0.value.peer == peer && $0.value.replied }
+        let unconfirmed = inFlight.filter { $0.value.peer == peer && $0.value.replied && !$0.value.admitted }
         for (id, entry) in unconfirmed.sorted(by: { $0.key < $1.key }) {
             inFlight[id] = nil
             requeued += 1
@@ -675,6 +751,11 @@ final class BrokerCore {
     // MARK: Outcomes
 
     private func complete(_ outcome: ItemOutcome, from worker: WorkerRecord, now: ContinuousClock.Instant) {
+        guard outcome.epoch == epoch else {
+            // Held by the worker from a run before a restart: its id may name another item in this run.
+            actions.append(.foreignOutcome(peer: worker.peer, id: outcome.id, epoch: outcome.epoch))
+            return
+        }
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
         guard worker.inFlight.contains(outcome.id), let entry = inFlight[outcome.id], entry.peer == worker.peer,
@@ -696,7 +777,8 @@ final class BrokerCore {
             } else if stages[stage].isFinal {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
                 entry.repliedAt = now
-                actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
+                entry.admitted = true
+                actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
                 inFlight[outcome.id] = nil
                 forward(entry.item, outputs: outputs, now: now)
@@ -720,6 +802,25 @@ final class BrokerCore {
             }
         }
         finish()
+    }
+
+    /// Decides which offered outputs the aggregator may write: one attempt's outputs per item still
+    /// in flight in this run. Admitted items can no longer end in the dead letters, so an item is
+    /// never both there and in the sink.
+    private func admit(_ offers: [OfferedOutput]) {
+        var admitted: [UInt64] = []
+        var refused: [UInt64] = []
+        for offer in offers {
+            guard offer.epoch == epoch, let entry = inFlight[offer.id], !entry.admitted, entry.item.client == nil,
+                  stages[entry.item.stage].isFinal else {
+                refused.append(offer.id)
+                continue
+            }
+            // Any attempt's outputs will do (processing is at-least-once); the first offered wins.
+            entry.admitted = true
+            admitted.append(offer.id)
+        }
+        actions.append(.admission(admitted: admitted, refused: refused))
     }
 
     private func acknowledge(_ ids: [UInt64], now: ContinuousClock.Instant) {
@@ -783,7 +884,7 @@ final class BrokerCore {
             }
         }
         var expired: [(UInt64, InFlight, RetryReason)] = []
-        for (id, entry) in inFlight {
+        for (id, entry) in inFlight where !entry.admitted {
             if let repliedAt = entry.repliedAt {
                 if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
             } else if let timeout = stages[entry.item.stage].spec.timeout, let startedAt = entry.startedAt, now - startedAt > timeout {

@@ -7,6 +7,8 @@ struct FIFOQueue<Element> {
 
     var count: Int { storage.count - head }
     var isEmpty: Bool { head >= storage.count }
+    /// Element slots allocated (taken ones before the head included), to measure what a queue holds.
+    var allocatedSlots: Int { storage.capacity }
 
     mutating func append(_ element: Element) { storage.append(element) }
 
@@ -62,6 +64,8 @@ struct PriorityFIFO<Element> {
     private(set) var count = 0
 
     var isEmpty: Bool { count == 0 }
+    /// Element slots allocated across the priorities, to measure what a queue holds.
+    var allocatedSlots: Int { buckets.reduce(0) { $0 + $1.queue.allocatedSlots } }
 
     mutating func append(_ element: Element, priority: Int16) {
         count += 1

@@ -5,7 +5,7 @@
 struct IntakeStep {
     var inputs: [BrokerInput] = []
     var reply: [[UInt8]]
-    var protocolError: (code: String, detail: String)?
+    var protocolError: ProtocolError?
 }
 
 extension BrokerLoop {
@@ -20,7 +20,7 @@ extension BrokerLoop {
             batch = try IntakeBatch(body: body)
         } catch {
             let refusal = IntakeError(.malformed, reason: "malformed intake batch: \(error)", producer: nil, sequence: nil)
-            return IntakeStep(reply: refusal.body, protocolError: (IntakeRefusal.malformed.code, "malformed intake batch: \(error)"))
+            return IntakeStep(reply: refusal.body, protocolError: ProtocolError(.malformedIntake, "malformed intake batch: \(error)"))
         }
         func refuse(_ refusal: IntakeRefusal, _ reason: String) -> IntakeStep {
             IntakeStep(reply: IntakeError(refusal, reason: reason, producer: batch.producer, sequence: batch.sequence).body)

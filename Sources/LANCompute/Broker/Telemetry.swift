@@ -34,22 +34,22 @@ final class Telemetry {
                 bound = try socket.lastEndpoint
                 feed = try EventFeed(socket: socket, logger: logger)
             } catch {
-                throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+                throw BrokerError(.eventsBind, "cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
             }
         }
         if let address = configuration.metricsHTTP {
             guard let (host, port) = MetricsHTTPServer.parse(address: address) else {
-                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address)")
+                throw BrokerError(.metricsHTTP, "--metrics-http takes HOST:PORT, got \(address)")
             }
             do {
                 let server = try MetricsHTTPServer(host: host, port: port, logger: logger)
                 httpServer = server
                 metricsHTTPEndpoint = "\(host):\(server.boundPort)"
             } catch {
-                throw BrokerError("LC2007: cannot serve metrics on \(address): \(error)")
+                throw BrokerError(.metricsHTTP, "cannot serve metrics on \(address): \(error)")
             }
         }
-        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer, interval: configuration.metricsInterval)
+        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer)
         return bound
     }
 
@@ -92,10 +92,17 @@ final class Telemetry {
         }
         for id in knownNodes.subtracting(live) { metrics.removeNode(id: id) }
         knownNodes = live
+        // Messages libzmq refused on the feed since the last interval: say so on the feed itself.
+        if let feed, feed.droppedMessages > droppedReported {
+            let dropped = feed.droppedMessages - droppedReported
+            droppedReported = feed.droppedMessages
+            feed.publish(.messagesDropped(socket: "events", dropped: dropped))
+        }
         reporter?.publishNow()
     }
 
     private var knownNodes = Set<String>()
+    private var droppedReported = 0
 
     func backpressure(stage: String, queued: Int, limit: Int, active: Bool) {
         feed?.publish(.stageBackpressure(stage: stage, queued: queued, limit: limit, active: active))
@@ -119,7 +126,8 @@ final class Telemetry {
         // One event per retry would let a crash loop flood the feed: the first ones, then one in a thousand.
         retriesPublished += 1
         if retriesPublished <= 100 || retriesPublished % 1000 == 0 {
-            feed?.publish(.itemRetried(stage: topology.stages[stage].name, itemID: String(itemID), attempt: attempt, reason: reason.rawValue))
+            // `attempt` in the event is the attempt about to start.
+            feed?.publish(.itemRetried(stage: topology.stages[stage].name, itemID: String(itemID), attempt: attempt + 1, reason: reason.rawValue))
         }
     }
 

@@ -154,18 +154,26 @@ public struct IntakeAck: Equatable, Sendable {
 }
 
 /// Why the broker refused a batch: a stable code, and whether the same batch may succeed later.
-public enum IntakeRefusal: String, Sendable, CaseIterable {
+public enum IntakeRefusal: Sendable, CaseIterable {
     /// The body did not parse (LC3007). Never retried.
-    case malformed = "LC3007"
+    case malformed
     /// The pipeline has no intake: its source is not `pull` (LC2030). Never retried.
-    case noIntake = "LC2030"
+    case noIntake
     /// The pipeline is stopping and takes nothing new (LC2031). Never retried.
-    case draining = "LC2031"
+    case draining
     /// The broker's queues are full, or the batch is too far ahead of the producer's last
     /// acknowledged one (LC2032): back off and send the same batch again.
-    case busy = "LC2032"
+    case busy
 
-    public var code: String { rawValue }
+    /// `LCnnnn`, from the one catalogue of codes.
+    public var code: String {
+        switch self {
+        case .malformed: ProtocolErrorCode.malformedIntake.code
+        case .noIntake: RuntimeErrorCode.intakeNotOffered.code
+        case .draining: RuntimeErrorCode.intakeDraining.code
+        case .busy: RuntimeErrorCode.intakeBusy.code
+        }
+    }
     public var isRetryable: Bool { self == .busy }
 }
 

@@ -4,6 +4,8 @@
 public struct ItemHeader: Equatable, Sendable {
     /// Stable id: the same input always gets the same id, so duplicates can be recognised.
     public var id: UInt64
+    /// The run the item belongs to: a broker refuses outcomes of another run, so a restart never mixes runs.
+    public var epoch: UInt32
     /// 1 for the first attempt, 2 for the first retry, ...
     public var attempt: UInt16
     public var priority: Int16
@@ -14,8 +16,12 @@ public struct ItemHeader: Equatable, Sendable {
     /// W3C trace context, empty when not traced.
     public var traceparent: [UInt8]
 
-    public init(id: UInt64, attempt: UInt16, priority: Int16 = 0, deadline: UInt64 = 0, key: [UInt8] = [], traceparent: [UInt8] = []) {
+    public init(
+        id: UInt64, epoch: UInt32 = 0, attempt: UInt16, priority: Int16 = 0, deadline: UInt64 = 0, key: [UInt8] = [],
+        traceparent: [UInt8] = []
+    ) {
         self.id = id
+        self.epoch = epoch
         self.attempt = attempt
         self.priority = priority
         self.deadline = deadline
@@ -26,10 +32,10 @@ public struct ItemHeader: Equatable, Sendable {
 
 /// The body of a REQUEST to a LANCompute worker: one header frame for N items, then N payload frames.
 ///
-/// Header frame: version (1 byte, 1), count (4), then per item: id (8), attempt (2),
+/// Header frame: version (1 byte, 2), count (4), then per item: id (8), epoch (4), attempt (2),
 /// priority (2, signed), deadline (8), key length (2), key, traceparent length (1), traceparent.
 public struct RequestBatch: Equatable, Sendable {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
 
     /// One item of a batch: its header and its payload frame.
     public struct Item: Equatable, Sendable {
@@ -58,7 +64,8 @@ public struct RequestBatch: Equatable, Sendable {
     /// came from MDP clients and their outputs must come back in the REPLY.
     public static func routedFrames(to peer: [UInt8], forClients: Bool, items: [Item]) -> [[UInt8]] {
         let client = forClients || items.isEmpty
-            ? MDP.clientItemsAddress : ItemToken(id: items[0].header.id, attempt: items[0].header.attempt).bytes
+            ? MDP.clientItemsAddress
+            : ItemToken(id: items[0].header.id, epoch: items[0].header.epoch, attempt: items[0].header.attempt).bytes
         return WorkerMessage.routedRequest(
             to: peer, client: client, body: items.lazy.map(\.payload),
             headerFrame: headerFrame(items.lazy.map(\.header), count: items.count))
@@ -67,10 +74,11 @@ public struct RequestBatch: Equatable, Sendable {
     /// The item header frame for `count` items with these headers.
     public static func headerFrame(_ headers: some Sequence<ItemHeader>, count: Int) -> [UInt8] {
         var header: [UInt8] = [Self.version]
-        header.reserveCapacity(5 + count * 24)
+        header.reserveCapacity(5 + count * 28)
         header.appendBigEndian(UInt32(count))
         for item in headers {
             header.appendBigEndian(item.id)
+            header.appendBigEndian(item.epoch)
             header.appendBigEndian(item.attempt)
             header.appendBigEndian(item.priority)
             header.appendBigEndian(item.deadline)
@@ -95,12 +103,13 @@ public struct RequestBatch: Equatable, Sendable {
         items.reserveCapacity(count)
         for index in 0..<count {
             let id = try reader.readUInt64("item id")
+            let epoch = try reader.readUInt32("epoch")
             let attempt = try reader.readUInt16("attempt")
             let priority = Int16(bitPattern: try reader.readUInt16("priority"))
             let deadline = try reader.readUInt64("deadline")
             let key = try reader.readBytes(Int(try reader.readUInt16("key length")), "key")
             let trace = try reader.readBytes(Int(try reader.readUInt8("traceparent length")), "traceparent")
-            items.append(Item(ItemHeader(id: id, attempt: attempt, priority: priority, deadline: deadline, key: key, traceparent: trace), body[index + 1]))
+            items.append(Item(ItemHeader(id: id, epoch: epoch, attempt: attempt, priority: priority, deadline: deadline, key: key, traceparent: trace), body[index + 1]))
         }
         guard reader.isAtEnd else { throw WireError("item header has \(reader.remaining) trailing bytes") }
         self.items = items
@@ -119,11 +128,14 @@ public struct ItemOutcome: Equatable, Sendable {
     }
 
     public var id: UInt64
+    /// The run of the item, echoed from its ``ItemHeader``.
+    public var epoch: UInt32
     public var attempt: UInt16
     public var status: Status
 
-    public init(id: UInt64, attempt: UInt16, status: Status) {
+    public init(id: UInt64, epoch: UInt32 = 0, attempt: UInt16, status: Status) {
         self.id = id
+        self.epoch = epoch
         self.attempt = attempt
         self.status = status
     }
@@ -132,22 +144,23 @@ public struct ItemOutcome: Equatable, Sendable {
 /// The body of a REPLY from a LANCompute worker, and of a message to the aggregator:
 /// one header frame, then each item's frames in order (its outputs, or two error frames).
 ///
-/// Header frame: version (1 byte, 1), count (4), then per item: id (8), attempt (2),
+/// Header frame: version (1 byte, 2), count (4), then per item: id (8), epoch (4), attempt (2),
 /// status (1: 0 completed, 1 delivered to the aggregator, 2 failed), number (4: outputs
 /// that follow; outputs delivered for status 1; 2 error frames for status 2).
 public struct ReplyBatch: Equatable, Sendable {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public var outcomes: [ItemOutcome]
 
     public init(outcomes: [ItemOutcome]) { self.outcomes = outcomes }
 
     public var frames: [[UInt8]] {
         var header: [UInt8] = [Self.version]
-        header.reserveCapacity(5 + outcomes.count * 15)
+        header.reserveCapacity(5 + outcomes.count * 19)
         header.appendBigEndian(UInt32(outcomes.count))
         var rest: [[UInt8]] = []
         for outcome in outcomes {
             header.appendBigEndian(outcome.id)
+            header.appendBigEndian(outcome.epoch)
             header.appendBigEndian(outcome.attempt)
             switch outcome.status {
             case .completed(let outputs):
@@ -185,21 +198,22 @@ public struct ReplyBatch: Equatable, Sendable {
         outcomes.reserveCapacity(min(count, 100_000))
         for _ in 0..<count {
             let id = try reader.readUInt64("item id")
+            let epoch = try reader.readUInt32("epoch")
             let attempt = try reader.readUInt16("attempt")
             let status = try reader.readUInt8("status")
             let number = Int(try reader.readUInt32("frame count"))
             switch status {
             case 0:
                 guard next + number <= body.count else { throw WireError("reply announces more output frames than it has") }
-                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .completed(outputs: Array(body[(base + next)..<(base + next + number)]))))
+                outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .completed(outputs: Array(body[(base + next)..<(base + next + number)]))))
                 next += number
             case 1:
-                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .deliveredToAggregator(count: number)))
+                outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .deliveredToAggregator(count: number)))
             case 2:
                 guard number == 2, next + 2 <= body.count else { throw WireError("a failed outcome needs 2 error frames") }
                 let message = String(decoding: body[base + next], as: UTF8.self)
                 let stderr = String(decoding: body[base + next + 1], as: UTF8.self)
-                outcomes.append(ItemOutcome(id: id, attempt: attempt, status: .failed(message: message, stderr: stderr)))
+                outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .failed(message: message, stderr: stderr)))
                 next += 2
             default:
                 throw WireError("unknown outcome status \(status)")
@@ -211,28 +225,33 @@ public struct ReplyBatch: Equatable, Sendable {
     }
 }
 
-/// The `client` frame the broker puts on a REQUEST to a plain MDP worker: item id (8) and attempt (2).
-/// The worker echoes it in its REPLY, which is how the reply is matched to the item.
+/// The `client` frame the broker puts on a REQUEST to a plain MDP worker: item id (8), epoch (4)
+/// and attempt (2). The worker echoes it in its REPLY, which is how the reply is matched to the item.
 public struct ItemToken: Equatable, Sendable {
     public var id: UInt64
+    public var epoch: UInt32
     public var attempt: UInt16
 
-    public init(id: UInt64, attempt: UInt16) {
+    public init(id: UInt64, epoch: UInt32 = 0, attempt: UInt16) {
         self.id = id
+        self.epoch = epoch
         self.attempt = attempt
     }
 
     public var bytes: [UInt8] {
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(14)
         bytes.appendBigEndian(id)
+        bytes.appendBigEndian(epoch)
         bytes.appendBigEndian(attempt)
         return bytes
     }
 
     public init(bytes: [UInt8]) throws(WireError) {
-        guard bytes.count == 10 else { throw WireError("client frame is not an item token (10 bytes), got \(bytes.count)") }
+        guard bytes.count == 14 else { throw WireError("client frame is not an item token (14 bytes), got \(bytes.count)") }
         var reader = ByteReader(bytes)
         id = try reader.readUInt64("item id")
+        epoch = try reader.readUInt32("epoch")
         attempt = try reader.readUInt16("attempt")
     }
 }
