@@ -83,7 +83,7 @@ struct FeedCommand: ParsableCommand {
     private func pushAtMostOnce(_ lines: LineReader) throws {
         // A context of its own: dropping it at the end waits (up to the linger) for the queue to leave.
         let context = try Context()
-        let push = try Socket(.push, context: context)
+        let push = try SocketFactory(context: context).socket(.feeder)
         let monitor = try push.monitor(events: HandshakeWatch.events)
         do { try push.connect(endpoint) } catch { fail("error LC2022: cannot connect to \(endpoint): \(error.code.message)") }
         var watch = HandshakeWatch()
@@ -207,7 +207,7 @@ final class AcknowledgedFeed {
     }
 
     private static func connect(_ endpoint: String) throws -> (Socket, SocketMonitor) {
-        let socket = try Socket(.dealer)
+        let socket = try SocketFactory().socket(.client)
         let monitor = try socket.monitor(events: HandshakeWatch.events)
         do { try socket.connect(endpoint) } catch { fail("error LC2022: cannot connect to \(endpoint): \(error.code.message)") }
         return (socket, monitor)

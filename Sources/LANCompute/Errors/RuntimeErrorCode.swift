@@ -34,6 +34,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case intakeNotOffered = 2030
     case intakeDraining = 2031
     case intakeBusy = 2032
+    case nodesNoAnswer = 2040
+    case nodesUnexpectedAnswer = 2041
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -71,6 +73,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeNotOffered: "the pipeline takes no intake"
         case .intakeDraining: "the pipeline is stopping"
         case .intakeBusy: "busy, retry later"
+        case .nodesNoAnswer: "the broker did not answer mmi.nodes"
+        case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -83,7 +87,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .aggregatorStart: "Choose another with `--aggregator`."
         case .sourceBind: "Change the endpoint in the topology."
         case .sinkUnconfirmed: "Check the sink's disk and permissions; the dead-letter file and the log say what was done."
-        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` on a network you trust."
+        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` (`BrokerConfiguration.insecure`) on a network you trust."
         case .eventsBind: "Choose another with `--events`, or `--events none`. (`run` only warns and goes on without a feed.)"
         case .metricsHTTP: "Write `127.0.0.1:9100`; pick a free port."
         case .stageCannotRunHere:
@@ -109,6 +113,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeNotOffered: "Give the topology `source: {pull: ENDPOINT}`."
         case .intakeDraining: "Feed the next run; lines acknowledged before are in the pipeline."
         case .intakeBusy: "Nothing: backpressure. Raise `broker.queue-limit` for more buffering."
+        case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
+        case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }

@@ -200,7 +200,7 @@ final class SlotPools {
             do {
                 // This thread's own socket: a wake-up only, so a full pipe (the I/O thread has plenty
                 // of wake-ups waiting) may drop one; the result itself is in the mailbox.
-                let push = try Socket(.push, context: context)
+                let push = try SocketFactory(context: context).socket(.slotWakeUp)
                 defer { push.close() }
                 try push.connect(wakeEndpoint)
                 while let jobs = queue.take(limit: plan.takeLimit) {

@@ -331,12 +331,9 @@ struct WorkerSessionCore {
 
     /// An endpoint the broker advertised as bound on all interfaces, made reachable with the broker's host.
     static func reachable(_ endpoint: String, via broker: String) -> String {
-        guard endpoint.hasPrefix("tcp://"), let colon = endpoint.lastIndex(of: ":") else { return endpoint }
-        let host = endpoint[endpoint.index(endpoint.startIndex, offsetBy: 6)..<colon]
-        guard host == "0.0.0.0" || host == "*" || host == "[::]" else { return endpoint }
-        guard broker.hasPrefix("tcp://"), let brokerColon = broker.lastIndex(of: ":") else { return endpoint }
-        let brokerHost = broker[broker.index(broker.startIndex, offsetBy: 6)..<brokerColon]
-        return "tcp://\(brokerHost)\(endpoint[colon...])"
+        guard let advertised = try? Endpoint(parsing: endpoint, use: .bind),
+              let brokerHost = (try? Endpoint(parsing: broker))?.host else { return endpoint }
+        return advertised.reachable(via: brokerHost).description
     }
 
     // MARK: Serving and draining
@@ -375,7 +372,7 @@ struct WorkerSessionCore {
                     actions.append(.notice(.brokerDisconnected(stage: session.stages[position].plan.spec.name)))
                     reconnect = true
                 }
-            case .heartbeat, .ready, .reply:
+            case .heartbeat, .refresh, .ready, .reply:
                 break
             }
         case .malformedBrokerMessage(let position) where session.stages.indices.contains(position):

@@ -239,24 +239,15 @@ final class WorkerShell {
 
     private enum Role { case topology, stage, aggregator, slotWake }
 
-    /// Every socket of this thread is made here, with its role's options: the one place to change
-    /// when sockets come from the engine's socket factory.
+    /// Every socket of this thread is made here, from the socket factory's profile for its role.
     private func makeSocket(_ role: Role) throws(ZMQError) -> Socket {
+        let sockets = SocketFactory(context: context)
         switch role {
-        case .topology:
-            return try Socket(.dealer, context: context)
-        case .stage:
-            let socket = try Socket(.dealer, context: context)
-            // Credit bounds what the broker sends; the worker must never drop a REQUEST or block on a REPLY.
-            try socket.set(.receiveHighWaterMark, 0)
-            try socket.set(.sendHighWaterMark, 0)
-            return socket
-        case .aggregator:
-            let socket = try Socket(.push, context: context)
-            try socket.set(.sendHighWaterMark, 100_000)
-            return socket
-        case .slotWake:
-            return try Socket(.pull, context: context)
+        case .topology: return try sockets.socket(.client)
+        // Credit bounds what the broker sends; the worker must never drop a REQUEST or block on a REPLY.
+        case .stage: return try sockets.socket(.workerStage)
+        case .aggregator: return try sockets.socket(.workerOutputs)
+        case .slotWake: return try sockets.socket(.slotResults)
         }
     }
 
