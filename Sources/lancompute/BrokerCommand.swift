@@ -36,7 +36,7 @@ struct BrokerCommand: ParsableCommand {
         if settings.events != "none" { checkExposure(settings.events, insecure: insecure, option: "--events") }
         let broker = Broker(configuration: options.configuration(
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true))
-        let trap = SignalTrap { broker.stop() }
+        let trap = SignalTrap(stop: { broker.stop() }, stopDraining: { broker.stopDraining() })
         let summary: RunSummary
         do {
             summary = try broker.run(onReady: { endpoints in

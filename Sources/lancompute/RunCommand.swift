@@ -61,7 +61,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             fail("error \(error.message)")
         }
-        let trap = SignalTrap { cluster.stop() }
+        let trap = SignalTrap(stop: { cluster.stop() }, stopDraining: { cluster.stopDraining() })
         let showProgress = !quiet && !options.json && isatty(2) != 0
         let name = topology.name
         var onProgress: (@Sendable (RunProgress) -> Void)?

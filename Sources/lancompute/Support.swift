@@ -77,20 +77,35 @@ func checkExposure(_ endpoint: String, insecure: Bool, option: String) {
     }
 }
 
-/// Calls `action` on the first SIGINT or SIGTERM; a second one exits at once.
+/// What SIGINT and SIGTERM do to a running pipeline. The first stops intake and lets work in
+/// flight drain; the second ends the drain at once, yet the run still writes its sink, its dead
+/// letters and its summary, so that nothing accepted goes unaccounted for; the third exits at once.
+/// Without `stopDraining` (a worker, which has no dead letters to write) the second exits at once.
 final class SignalTrap {
     private let sources: [DispatchSourceSignal]
 
-    init(_ action: @escaping @Sendable () -> Void) {
+    convenience init(_ stop: @escaping @Sendable () -> Void) {
+        self.init(stop: stop, stopDraining: nil)
+    }
+
+    init(stop: @escaping @Sendable () -> Void, stopDraining: (@Sendable () -> Void)?) {
         let queue = DispatchQueue(label: "lancompute.signals")
         let count = Counter()
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if count.increment() > 1 { exit(130) }
-                FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
-                action()
+                switch (count.increment(), stopDraining) {
+                case (1, _):
+                    let again = stopDraining == nil ? "again to quit at once" : "again to stop draining"
+                    FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (\(again))\n".utf8))
+                    stop()
+                case (2, let stopDraining?):
+                    FileHandle.standardError.write(Data("\nlancompute: stopping now: unfinished items go to the dead letters (again to quit at once, without them)\n".utf8))
+                    stopDraining()
+                default:
+                    exit(130)
+                }
             }
             source.resume()
             return source
