@@ -13,7 +13,7 @@ struct LANComputeCommand: ParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, BrokerCommand.self, WorkerCommand.self, FeedCommand.self, EventsCommand.self, TopCommand.self,
-            ValidateCommand.self, GraphCommand.self, DoctorCommand.self,
+            ValidateCommand.self, GraphCommand.self, DoctorCommand.self, NodeCommand.self, NodesCommand.self,
         ]
     )
 

@@ -51,7 +51,7 @@ struct RunCommand: ParsableCommand {
         checkStagesCanRunHere(topology, directory: directory)
         let configuration = options.configuration(
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
-            events: topology.broker.events, eventsRequired: false)
+            events: topology.broker.events, eventsRequired: false, insecure: broker.insecure)
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(

@@ -31,8 +31,10 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Throws a one-line usage error naming `option` when `endpoint` is not one LANCompute can use.
 func checkEndpoint(_ endpoint: String, option: String, use: Endpoint.Use = .connect) throws {
-    if let problem = Endpoint.problem(with: endpoint, use: use) {
-        throw ValidationError("\(option): \(problem)")
+    do {
+        _ = try Endpoint(parsing: endpoint, use: use)
+    } catch {
+        throw ValidationError("\(option): \(error.problem)")
     }
 }
 
@@ -71,29 +73,24 @@ func loadTopologyForRun(_ path: String, input: String?, output: String?) -> Topo
     return topology
 }
 
-/// Refuses a bind on a non-loopback address unless the user said `--insecure`.
-func checkExposure(_ endpoint: String, insecure: Bool, option: String) {
-    guard endpoint.hasPrefix("tcp://"), !insecure else { return }
-    let rest = endpoint.dropFirst("tcp://".count)
-    let host = rest.lastIndex(of: ":").map { String(rest[..<$0]) } ?? String(rest)
-    let loopback = host == "localhost" || host.hasPrefix("127.") || host == "[::1]" || host == "::1"
-    if !loopback {
-        fail(RuntimeError(.unencryptedExposure, "\(option) \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure on a network you trust"))
-    }
-}
-
-/// Calls `action` on the first SIGINT or SIGTERM; a second one exits at once.
+/// Calls `action` on the first SIGINT or SIGTERM; a second one calls `again` if given (a third, or
+/// the second without `again`, exits at once).
 final class SignalTrap {
     private let sources: [DispatchSourceSignal]
 
-    init(_ action: @escaping @Sendable () -> Void) {
+    init(again: (@Sendable () -> Void)? = nil, _ action: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "lancompute.signals")
         let count = Counter()
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if count.increment() > 1 { exit(130) }
+                let number = count.increment()
+                if number == 2, let again {
+                    again()
+                    return
+                }
+                if number > 1 { exit(130) }
                 FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
                 action()
             }

@@ -91,13 +91,14 @@ final class ProcessHarness {
     func path(_ name: String) -> String { "\(directory)/\(name)" }
     func ipc(_ name: String) -> String { "ipc://\(directory)/\(name)" }
 
-    /// Starts `executable ARGUMENTS` in the package root.
+    /// Starts `executable ARGUMENTS` in the package root; `environment` adds to (or replaces) this process's variables.
     @discardableResult
-    func start(_ name: String, _ executable: String, _ arguments: [String]) throws -> ChildProcess {
+    func start(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = Self.packageRoot
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let outputPath = path("\(name).out")
         let errorPath = path("\(name).err")
         for file in [outputPath, errorPath] where !FileManager.default.createFile(atPath: file, contents: nil) {
@@ -121,8 +122,8 @@ final class ProcessHarness {
 
     /// Starts the built `lancompute` binary.
     @discardableResult
-    func lancompute(_ name: String, _ arguments: [String]) throws -> ChildProcess {
-        try start(name, CLI.path, arguments)
+    func lancompute(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        try start(name, CLI.path, arguments, environment: environment)
     }
 
     /// Starts a Python 3 program.

@@ -249,7 +249,8 @@ final class BrokerCore {
     private final class WorkerRecord {
         let peer: PeerID
         let stage: Int
-        let capabilities: Capabilities
+        /// As announced on READY, with the dynamic values of the latest capabilities refresh.
+        var capabilities: Capabilities
         let credit: Int
         let batch: Int
         /// Items the worker works on at once; the rest of its credit waits in its own queue.
@@ -426,7 +427,8 @@ final class BrokerCore {
             guard let first = records.first else { return nil }
             let lastSeen = records.map(\.lastSeen).max()!
             return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
-                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities)
+                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
+                               stages: Set(records.map { stages[$0.stage].spec.name }).sorted())
         }
     }
 
@@ -621,7 +623,7 @@ final class BrokerCore {
                 register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), now: now)
             case .disconnect:
                 break  // Nothing to do: the peer was not registered.
-            case .reply, .heartbeat, .request:
+            case .reply, .heartbeat, .refresh, .request:
                 if departedSet.contains(peer) {
                     // A worker the broker let go of (expired, unreachable) is still talking: its items were
                     // already taken back. Not a protocol error; tell it to register again.
@@ -641,6 +643,11 @@ final class BrokerCore {
             actions.append(.disconnect(peer: peer))
         case .heartbeat:
             break
+        case .refresh(let fresh):
+            // Facts about the node, whichever of its DEALERs carried them; only the dynamic ones.
+            for name in fresh.values.keys where Fingerprint.isDynamicCapability(name) {
+                for other in nodes[worker.node] ?? [] { workers[other]?.capabilities[name] = fresh[name] }
+            }
         case .disconnect:
             // A worker that says goodbye did not fail its items: they go back without using an attempt.
             removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
@@ -931,6 +938,8 @@ struct NodeSummary {
     var completed: Int
     var heartbeatAge: Duration
     var capabilities: Capabilities
+    /// The stages the node's workers serve.
+    var stages: [String] = []
 }
 
 /// A duration as people read it in a log line: `1.5s`, `500ms`.

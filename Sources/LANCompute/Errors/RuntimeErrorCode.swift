@@ -26,6 +26,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case feedConnect = 2022
     case feedStalled = 2023
     case feedUnconfirmed = 2024
+    case nodesNoAnswer = 2040
+    case nodesUnexpectedAnswer = 2041
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -56,6 +58,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .feedConnect: "feed cannot connect"
         case .feedStalled: "the broker took no more lines"
         case .feedUnconfirmed: "the broker did not confirm the feed"
+        case .nodesNoAnswer: "the broker did not answer mmi.nodes"
+        case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -68,7 +72,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .aggregatorStart: "Choose another with `--aggregator`."
         case .sourceBind: "Change the endpoint in the topology."
         case .sinkUnconfirmed: "Check the sink's disk and permissions; the dead-letter file and the log say what was done."
-        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` on a network you trust."
+        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` (`BrokerConfiguration.insecure`) on a network you trust."
         case .eventsBind: "Choose another with `--events`, or `--events none`. (`run` only warns and goes on without a feed.)"
         case .metricsHTTP: "Write `127.0.0.1:9100`; pick a free port."
         case .stageCannotRunHere:
@@ -86,6 +90,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .feedStalled: "Start the broker with a `pull` source at that endpoint."
         case .feedUnconfirmed:
             "Give the dispatch endpoint of the broker whose `pull` source you feed; rerun the feed (items have stable ids only within a run)."
+        case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
+        case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
