@@ -52,6 +52,9 @@ chaos_begin() {
 }
 
 chaos_interrupted() {
+    # A signal to the whole process group (Ctrl-C) also reaches command substitutions: only the
+    # scenario's own shell reports and cleans up.
+    [ "$BASHPID" = "$$" ] || exit "$1"
     if [ -e "$CHAOS_TIMED_OUT" ]; then
         echo "chaos $CHAOS_NAME: FAIL (hard timeout of $(cat "$CHAOS_TIMED_OUT")s reached while $CHAOS_STEP; work kept in $WORK)"
         CHAOS_KEEP=1
@@ -66,6 +69,7 @@ chaos_interrupted() {
 # network namespaces and, unless the run failed, its work directory.
 chaos_cleanup() {
     local status=$?
+    [ "$BASHPID" = "$$" ] || exit "$status"
     trap - EXIT INT TERM
     set +e
     [ -n "${WORK:-}" ] || exit "$status"

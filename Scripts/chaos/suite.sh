@@ -17,7 +17,7 @@ chaos_suite() {
             77) skipped=$((skipped + 1)) ;;
             *) failed=$((failed + 1)); output="$output (exit $status)" ;;
         esac
-        lines+=("$(printf '%s\n' "$output" | grep '^chaos ' | tail -1)")
+        lines+=("$(printf '%s\n' "$output" | grep -E '^chaos [^ ]+: (in=|SKIPPED|FAIL)' | tail -1)")
     done
     echo "--- chaos summary"
     printf '%s\n' "${lines[@]}"
