@@ -39,6 +39,7 @@ final class BrokerItem {
         var client: ClientReturn?
         var lastError = ""
         var lastStderr = ""
+        var suspect = false
     }
 
     init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
@@ -71,6 +72,12 @@ final class BrokerItem {
     var client: ClientReturn? {
         get { rare?.client }
         set { if newValue != nil || rare != nil { rareFields.client = newValue } }
+    }
+
+    /// It was running on a worker that died: it may be what kills workers.
+    var suspect: Bool {
+        get { rare?.suspect ?? false }
+        set { if newValue || rare != nil { rareFields.suspect = newValue } }
     }
 
     var lastError: String {
@@ -404,7 +411,11 @@ final class BrokerCore {
             removeWorker(peer, reason: .unreachable, detail: "its connection is gone", now: now, countAttempt: true)
         case .tick:
             tick(now: now)
-            actions.append(.scheduleTick(at: now + tickInterval))
+            // Wake exactly when the next worker would expire, so a dead one is noticed at
+            // heartbeat-interval x liveness, not up to a tick later.
+            let expiry = heartbeatInterval * liveness
+            let nextExpiry = workers.values.lazy.map { $0.lastSeen + expiry + .milliseconds(1) }.min()
+            actions.append(.scheduleTick(at: min(now + tickInterval, max(now, nextExpiry ?? now + tickInterval))))
         case .shutDown(let reason):
             abandonAll(reason: reason)
             for peer in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { actions.append(.disconnect(peer: peer)) }
@@ -531,7 +542,15 @@ final class BrokerCore {
                 var batch: [BrokerItem] = []
                 let room = min(worker.batch, worker.freeCredit)
                 while batch.count < room, let item = stages[stage].queue.popFirst() {
+                    // A suspect (it was running on a worker that died) goes only to an idle worker, alone,
+                    // so two suspects never share a worker and an item that kills workers cannot take
+                    // innocent items down with it more than once.
+                    if item.suspect && !(batch.isEmpty && worker.inFlight.isEmpty) {
+                        stages[stage].queue.prepend(item, priority: item.priority)
+                        break
+                    }
                     if let item = admit(item, now: now) { batch.append(item) }
+                    if item.suspect { break }
                 }
                 if batch.isEmpty { break }
                 send(batch, to: worker, now: now)
@@ -713,18 +732,23 @@ final class BrokerCore {
         stages[worker.stage].workers.removeAll { $0 == peer }
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
-        for id in worker.inFlight.sorted() {
+        // Highest id first: each goes back to the front, so they end up in their original order.
+        for id in worker.inFlight.sorted(by: >) {
             // Outputs the aggregator is writing already: the item only waits for its ack.
             if inFlight[id]?.admitted == true { continue }
             guard let entry = inFlight.removeValue(forKey: id) else { continue }
             requeued += 1
-            if countAttempt {
+            // Only the items the worker had started may have killed it: they pay an attempt and are
+            // suspects from now on; those still waiting inside it go back as they were.
+            if countAttempt && entry.startedAt != nil {
+                entry.item.suspect = true
                 fail(entry.item, retryReason: .workerLost,
                      message: "worker \(hex(peer)) on \(worker.host) was lost (\(reason.rawValue): \(detail)) while processing the item",
                      stderr: "", now: now)
             } else {
                 entry.item.attempts -= 1
-                actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts, reason: .workerLeft))
+                actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts,
+                                            reason: countAttempt ? .workerLost : .workerLeft))
                 place(entry.item, atFront: true)
             }
         }
@@ -881,7 +905,7 @@ final class BrokerCore {
     private func tick(now: ContinuousClock.Instant) {
         let expiry = heartbeatInterval * liveness
         for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
-            if now - worker.lastSeen > expiry {
+            if now - worker.lastSeen >= expiry {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
