@@ -42,6 +42,12 @@ struct FeedCommand: ParsableCommand {
     @Option(help: "Batches sent ahead of their acknowledgement.")
     var window: Int = 16
 
+    @Option(help: ArgumentHelp(
+        "A name for this producer, so that a feed started again on the same input is recognised.",
+        discussion: "Batches are numbered the same way each time (same input, same --batch), so the broker acknowledges those it accepted before instead of accepting them twice. Without it each feed is a new producer.",
+        valueName: "NAME"))
+    var producerID: String?
+
     @Option(help: "Seconds to wait for a batch's acknowledgement before sending it again.")
     var resendAfter: Double = 2
 
@@ -176,7 +182,7 @@ final class AcknowledgedFeed {
     private let connectTimeout: Duration
     private let timeout: Duration
     private let lines: LineReader
-    private let producer = IntakeProducerID.random()
+    private let producer: IntakeProducerID
     private let showProgress = isatty(2) == 1
 
     private var socket: Socket
@@ -203,6 +209,7 @@ final class AcknowledgedFeed {
         connectTimeout = .milliseconds(Int(command.connectTimeout * 1000))
         timeout = .milliseconds(Int(command.timeout * 1000))
         self.lines = lines
+        producer = command.producerID.map(IntakeProducerID.init(named:)) ?? .random()
         (socket, monitor) = try Self.connect(command.endpoint)
     }
 

@@ -31,6 +31,21 @@ public struct IntakeProducerID: Hashable, Sendable, CustomStringConvertible {
         return IntakeProducerID(bytes: (0..<byteCount).map { _ in UInt8.random(in: 0...255, using: &generator) })!
     }
 
+    /// The id of the producer called `name`: the same name gives the same id on every machine,
+    /// so a restarted producer is recognised (not a secret, and not meant to resist collisions by design).
+    public init(named name: String) {
+        let text = Array(name.utf8)
+        var bytes: [UInt8] = []
+        for seed: UInt8 in [0x4C, 0x43] {
+            var word = fnv1a([seed] + text)
+            for _ in 0..<8 {
+                bytes.append(UInt8(truncatingIfNeeded: word >> 56))
+                word <<= 8
+            }
+        }
+        self.bytes = bytes
+    }
+
     public var description: String { hex(bytes) }
 }
 
