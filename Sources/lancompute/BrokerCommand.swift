@@ -25,6 +25,7 @@ struct BrokerCommand: ParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: AnnounceOptions
 
     func run() throws {
         logging.bootstrap(default: .info)
@@ -38,8 +39,12 @@ struct BrokerCommand: ParsableCommand {
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true))
         let trap = SignalTrap { broker.stop() }
         let summary: RunSummary
+        let announcer = AnnouncerSlot()
+        let discovery = self.discovery
+        defer { announcer.stop() }
         do {
             summary = try broker.run(onReady: { endpoints in
+                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }

@@ -13,7 +13,9 @@ struct EventsCommand: ParsableCommand {
             Messages lost on the way (seen as a jump in a topic's "seq") are reported on standard error.
             """)
 
-    @Argument(help: "The broker's events (PUB) endpoint.")
+    @OptionGroup var discovery: DiscoverOptions
+
+    @Argument(help: "The broker's events (PUB) endpoint (ignored with --discover).")
     var endpoint: String = "tcp://127.0.0.1:5556"
 
     @Option(help: "Only topics starting with PREFIX, e.g. metrics, event., event.node.")
@@ -32,6 +34,7 @@ struct EventsCommand: ParsableCommand {
     }
 
     func run() throws {
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events") : self.endpoint
         let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic)
         let standardOutput = FileHandle.standardOutput
         let standardError = FileHandle.standardError

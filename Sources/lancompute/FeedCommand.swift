@@ -22,8 +22,8 @@ struct FeedCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The broker's source endpoint, e.g. tcp://head:5560.")
-    var endpoint: String
+    @Argument(help: "The broker's source endpoint, e.g. tcp://head:5560 (omitted with --discover).")
+    var endpoint: String?
 
     @Argument(help: "A file of lines (default: standard input).")
     var file: String?
@@ -34,13 +34,17 @@ struct FeedCommand: ParsableCommand {
     @Option(help: "Seconds to wait for the broker to take the lines (and to confirm them).")
     var timeout: Double = 30
 
+    @OptionGroup var discovery: DiscoverOptions
+
     func validate() throws {
-        try checkEndpoint(endpoint, option: "ENDPOINT")
+        if !discovery.discover { try checkEndpoint(endpoint ?? "", option: "ENDPOINT") }
         if let broker { try checkEndpoint(broker, option: "--broker") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
     }
 
     func run() throws {
+        let (endpoint, broker, file) = discovery.discover
+            ? discovery.feedEndpoints(positional: self.endpoint, file: self.file) : (self.endpoint ?? "", self.broker, self.file)
         guard let input = file.map({ fopen($0, "rb") }) ?? fdopen(0, "rb") else {
             fail("error LC2021: cannot open \(file ?? "standard input"): \(String(cString: strerror(errno)))")
         }
