@@ -4,13 +4,14 @@ import Foundation
 import Logging
 
 /// Broadcasts a broker's ``BeaconDatagram`` every `interval` on every broadcast-capable IPv4
-/// interface (or only `interface`), plus to any explicit `targets`; says "leaving" on stop.
+/// interface (or only `interface`) unless `broadcast` is false, plus to any explicit `targets`
+/// (unicast addresses, host byte order); says "leaving" on stop.
 /// Interfaces are read again at every beat, so an address that changes is followed.
 public final class BeaconSender: Sendable {
     private let thread: DiscoveryThread
 
     public init(announcement: BrokerAnnouncement, port: UInt16 = BeaconDatagram.defaultPort, interval: Duration = .seconds(1),
-                interface: String? = nil, targets: [UInt32] = [], logger: Logger) throws(DiscoverySocketError) {
+                interface: String? = nil, broadcast: Bool = true, targets: [UInt32] = [], logger: Logger) throws(DiscoverySocketError) {
         let socket = try UDPSocket(broadcast: true, bindPort: nil)
         let box = SocketHandOver(socket)
         thread = DiscoveryThread(name: "lancompute-beacon") { thread in
@@ -19,7 +20,7 @@ public final class BeaconSender: Sendable {
             var reported: Set<String> = []
             func sendAll(_ bytes: [UInt8]) {
                 var destinations = targets
-                for candidate in IPv4Interface.all() where !candidate.isLoopback && (interface == nil || candidate.name == interface) {
+                for candidate in IPv4Interface.all() where broadcast && !candidate.isLoopback && (interface == nil || candidate.name == interface) {
                     if let broadcast = candidate.broadcast { destinations.append(broadcast) }
                 }
                 if destinations.isEmpty, reported.insert("none").inserted {
