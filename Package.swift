@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "LANCompute",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],  // Synchronization (Atomic, Mutex) needs macOS 15
     products: [
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "LANCompute", targets: ["LANCompute"]),

@@ -19,9 +19,6 @@ struct BrokerCommand: ParsableCommand {
     @Argument(help: "The topology file.")
     var file: String
 
-    @Flag(help: "Allow binding to non-loopback addresses without encryption.")
-    var insecure = false
-
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
@@ -32,11 +29,9 @@ struct BrokerCommand: ParsableCommand {
         var topology = loadTopologyForRun(file, input: options.input, output: options.output)
         topology.broker = broker.applied(to: topology.broker)
         let settings = topology.broker
-        checkExposure(settings.bind, insecure: insecure, option: "--bind")
-        checkExposure(settings.aggregator, insecure: insecure, option: "--aggregator")
-        if settings.events != "none" { checkExposure(settings.events, insecure: insecure, option: "--events") }
         let broker = Broker(configuration: options.configuration(
-            for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true))
+            for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
+            insecure: broker.insecure))
         let trap = SignalTrap { broker.stop() }
         let summary: RunSummary
         let announcer = AnnouncerSlot()
@@ -52,7 +47,7 @@ struct BrokerCommand: ParsableCommand {
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {
-            fail("error \(error.message)")
+            fail(error)
         }
         _ = trap
         try options.finish(with: summary, sink: topology.sink)

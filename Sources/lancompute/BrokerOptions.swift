@@ -25,11 +25,12 @@ struct BrokerOptions: ParsableArguments {
     @Option(help: "Items one stage may queue before the source pauses (overrides broker.queue-limit).")
     var queueLimit: Int?
 
+    @Flag(help: "Allow binding to non-loopback addresses without encryption.")
+    var insecure = false
+
     func validate() throws {
         for (name, endpoint) in [("--bind", bind), ("--events", events == "none" ? nil : events), ("--aggregator", aggregator)] {
-            if let endpoint, let problem = Endpoint.problem(with: endpoint, use: .bind) {
-                throw ValidationError("\(name): \(problem)")
-            }
+            if let endpoint { try checkEndpoint(endpoint, option: name, use: .bind) }
         }
         if let heartbeatInterval {
             guard let interval = DurationLiteral.parse(heartbeatInterval), interval > .zero else {
@@ -95,7 +96,7 @@ struct PipelineRunOptions: ParsableArguments {
 
     /// The broker's configuration for `topology` with these options and the endpoints chosen by the command.
     func configuration(
-        for topology: Topology, dispatch: String, aggregator: String, events: String, eventsRequired: Bool
+        for topology: Topology, dispatch: String, aggregator: String, events: String, eventsRequired: Bool, insecure: Bool
     ) -> BrokerConfiguration {
         var configuration = BrokerConfiguration(
             topology: topology, dispatchEndpoint: dispatch, aggregatorEndpoint: aggregator,
@@ -103,6 +104,8 @@ struct PipelineRunOptions: ParsableArguments {
             deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(metricsInterval * 1000)),
             metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
         configuration.maxFrameSize = Int64(ByteSize.parse(maxFrameSize) ?? 512 * 1024 * 1024)
+        // The engine refuses an unencrypted bind the network can reach (LC2005) unless this is set.
+        configuration.insecure = insecure
         return configuration
     }
 
@@ -110,7 +113,7 @@ struct PipelineRunOptions: ParsableArguments {
     func finish(with summary: RunSummary, sink: SinkSpec) throws {
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(summary), as: UTF8.self))
         } else {
             FileHandle.standardError.write(Data((RunReport.summary(summary, sink: sink) + "\n").utf8))

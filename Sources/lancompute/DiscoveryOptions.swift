@@ -44,7 +44,7 @@ struct DiscoverOptions: ParsableArguments {
         do {
             return try BrokerFinder(options: options, logger: logger)
         } catch {
-            fail("error LC2051: cannot look for brokers: \(error)")
+            fail(RuntimeError(.discoveryUnavailable, "cannot look for brokers: \(error)"))
         }
     }
 
@@ -54,8 +54,8 @@ struct DiscoverOptions: ParsableArguments {
         defer { finder.stop() }
         guard let broker = finder.find(within: .milliseconds(Int(discoverTimeout * 1000))) else {
             let seen = finder.known.count
-            fail("error LC2050: no broker of cluster \(cluster) answered within \(discoverTimeout) s"
-                 + (seen > 0 ? " (\(seen) announced but did not answer)" : " (none announced\(interface.map { " on \($0)" } ?? ""))"))
+            fail(RuntimeError(.discoveryNoBroker, "no broker of cluster \(cluster) answered within \(discoverTimeout) s"
+                 + (seen > 0 ? " (\(seen) announced but did not answer)" : " (none announced\(interface.map { " on \($0)" } ?? ""))")))
         }
         FileHandle.standardError.write(Data("lancompute \(command): discovered broker \(broker.dispatchEndpoint) (cluster \(cluster), via \(broker.mechanism.rawValue))\n".utf8))
         return broker
@@ -154,7 +154,7 @@ extension DiscoverOptions {
     func eventsEndpoint(command: String) -> String {
         let broker = find(command: command)
         guard let events = broker.eventsEndpoint else {
-            fail("error LC2050: the broker at \(broker.dispatchEndpoint) announces no events feed (it runs with --events none)")
+            fail(RuntimeError(.discoveryNoBroker, "the broker at \(broker.dispatchEndpoint) announces no events feed (it runs with --events none)"))
         }
         return events
     }
@@ -164,7 +164,7 @@ extension DiscoverOptions {
     func feedEndpoints(positional: String?, file: String?) -> (source: String, broker: String?, file: String?) {
         let broker = find(command: "feed")
         guard let source = broker.sourceEndpoint else {
-            fail("error LC2050: the broker at \(broker.dispatchEndpoint) announces no pull source to feed")
+            fail(RuntimeError(.discoveryNoBroker, "the broker at \(broker.dispatchEndpoint) announces no pull source to feed"))
         }
         return (source, broker.dispatchEndpoint, file ?? positional)
     }

@@ -4,13 +4,20 @@ import ArgumentParser
 import Foundation
 import LANCompute
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
         abstract: "Print the broker's metrics and events feed, one JSON object per line.",
         discussion: """
             Each line is the message's JSON object with its topic added as "topic". \
-            Messages lost on the way (seen as a jump in a topic's "seq") are reported on standard error.
+            Messages lost on the way (seen as a jump in a topic's "seq") are reported on standard error. \
+            SIGINT or SIGTERM stops it cleanly, with exit status 0.
             """)
 
     @OptionGroup var discovery: DiscoverOptions
@@ -35,19 +42,25 @@ struct EventsCommand: ParsableCommand {
 
     func run() throws {
         let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events") : self.endpoint
+        let stop = StopRequest()
+        stop.watch(signals: [SIGINT, SIGTERM])
         let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic)
         let standardOutput = FileHandle.standardOutput
         let standardError = FileHandle.standardError
-        let wait: Duration = timeout.map { .milliseconds(Int($0 * 1000)) } ?? .seconds(3600)
+        let clock = ContinuousClock()
+        let silence: Duration? = timeout.map { .milliseconds(Int($0 * 1000)) }
+        var lastMessage = clock.now
         var printed = 0
-        while count.map({ printed < $0 }) ?? true {
-            guard let message = try subscriber.next(timeout: wait) else {
-                if let timeout {
+        // Short waits, so a stop request is seen within 200 ms however quiet the feed is.
+        while !stop.isRequested && count.map({ printed < $0 }) ?? true {
+            guard let message = try subscriber.next(timeout: .milliseconds(200)) else {
+                if let silence, let timeout, clock.now - lastMessage >= silence {
                     standardError.write(Data("lancompute events: no message from \(endpoint) within \(timeout) s\n".utf8))
                     throw ExitCode(3)
                 }
                 continue
             }
+            lastMessage = clock.now
             if message.gap > 0 {
                 standardError.write(Data(
                     "lancompute events: \(message.gap) message(s) missed on \(message.topic) before seq \(message.seq)\n".utf8))

@@ -49,7 +49,7 @@ struct FeedCommand: ParsableCommand {
             fail("error LC2021: cannot open \(file ?? "standard input"): \(String(cString: strerror(errno)))")
         }
         defer { fclose(input) }
-        let push = try Socket(.push)
+        let push = try SocketFactory().socket(.feeder)
         do {
             try push.connect(endpoint)
         } catch {
@@ -96,19 +96,18 @@ struct FeedCommand: ParsableCommand {
 
     /// Asks the broker (MMI service `mmi.feed`) until it has seen this feed's end marker.
     private func confirm(id: String, broker: String) throws -> Int {
-        let client = try Socket(.dealer)
+        let client: MDPClient
         do {
-            try client.connect(broker)
+            client = try MDPClient(endpoint: broker)
         } catch {
             fail("error LC2022: cannot connect to \(broker): \(error.code.message)")
         }
         let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
         while ContinuousClock.now < deadline {
-            try client.send(multipart: ClientMessage(service: "mmi.feed", body: [Array(id.utf8)]).frames)
-            if try client.poll(.in, timeout: .milliseconds(500)).contains(.in),
-               let reply = try? ClientMessage(frames: try client.receiveMultipart()),
-               reply.body.first == Array("200".utf8), reply.body.count == 2,
-               let count = Int(String(decoding: reply.body[1], as: UTF8.self)) {
+            // 404 until the broker has read the end marker; 200 and the count after.
+            if let reply = try? client.request("mmi.feed", body: [Array(id.utf8)], timeout: .milliseconds(500)),
+               reply.count == 2, reply[0] == Array("200".utf8),
+               let count = Int(String(decoding: reply[1], as: UTF8.self)) {
                 return count
             }
             Thread.sleep(forTimeInterval: 0.1)

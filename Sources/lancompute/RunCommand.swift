@@ -52,7 +52,7 @@ struct RunCommand: ParsableCommand {
         checkStagesCanRunHere(topology, directory: directory)
         let configuration = options.configuration(
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
-            events: topology.broker.events, eventsRequired: false)
+            events: topology.broker.events, eventsRequired: false, insecure: broker.insecure)
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(
@@ -60,7 +60,7 @@ struct RunCommand: ParsableCommand {
                 workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
                 workerTemplate: WorkerConfiguration(brokerEndpoint: "", slots: slots, workingDirectory: directory))
         } catch {
-            fail("error \(error.message)")
+            fail(error)
         }
         let trap = SignalTrap { cluster.stop() }
         let showProgress = !quiet && !options.json && isatty(2) != 0
@@ -82,7 +82,7 @@ struct RunCommand: ParsableCommand {
             }, onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
-            fail("error \(error.message)")
+            fail(error)
         }
         _ = trap
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
@@ -100,7 +100,7 @@ struct RunCommand: ParsableCommand {
                 continue
             }
             if case .unavailable(let reason) = StageHandlers.availability(of: stage, swiftFunctions: [:], workingDirectory: directory) {
-                fail("error LC2008: stage \(stage.name) cannot run on this machine: \(reason)")
+                fail(RuntimeError(.stageCannotRunHere, "stage \(stage.name) cannot run on this machine: \(reason)"))
             }
             if let unmet = stage.requires.unmetReason(capabilities) {
                 FileHandle.standardError.write(Data("lancompute: stage \(stage.name) \(unmet) and this machine does not qualify: the run waits for a worker that does\n".utf8))

@@ -31,8 +31,10 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Throws a one-line usage error naming `option` when `endpoint` is not one LANCompute can use.
 func checkEndpoint(_ endpoint: String, option: String, use: Endpoint.Use = .connect) throws {
-    if let problem = Endpoint.problem(with: endpoint, use: use) {
-        throw ValidationError("\(option): \(problem)")
+    do {
+        _ = try Endpoint(parsing: endpoint, use: use)
+    } catch {
+        throw ValidationError("\(option): \(error.problem)")
     }
 }
 
@@ -40,6 +42,11 @@ func checkEndpoint(_ endpoint: String, option: String, use: Endpoint.Use = .conn
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("lancompute: \(message)\n".utf8))
     exit(code)
+}
+
+/// Prints `lancompute: error LCnnnn: message` to standard error and exits 1.
+func fail(_ error: RuntimeError) -> Never {
+    fail("error \(error)")
 }
 
 /// Loads a topology to run it: every problem printed as FILE:LINE:COLUMN (exit 1), paths resolved
@@ -66,29 +73,24 @@ func loadTopologyForRun(_ path: String, input: String?, output: String?) -> Topo
     return topology
 }
 
-/// Refuses a bind on a non-loopback address unless the user said `--insecure`.
-func checkExposure(_ endpoint: String, insecure: Bool, option: String) {
-    guard endpoint.hasPrefix("tcp://"), !insecure else { return }
-    let rest = endpoint.dropFirst("tcp://".count)
-    let host = rest.lastIndex(of: ":").map { String(rest[..<$0]) } ?? String(rest)
-    let loopback = host == "localhost" || host.hasPrefix("127.") || host == "[::1]" || host == "::1"
-    if !loopback {
-        fail("error LC2005: \(option) \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure on a network you trust")
-    }
-}
-
-/// Calls `action` on the first SIGINT or SIGTERM; a second one exits at once.
+/// Calls `action` on the first SIGINT or SIGTERM; a second one calls `again` if given (a third, or
+/// the second without `again`, exits at once).
 final class SignalTrap {
     private let sources: [DispatchSourceSignal]
 
-    init(_ action: @escaping @Sendable () -> Void) {
+    init(again: (@Sendable () -> Void)? = nil, _ action: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "lancompute.signals")
         let count = Counter()
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if count.increment() > 1 { exit(130) }
+                let number = count.increment()
+                if number == 2, let again {
+                    again()
+                    return
+                }
+                if number > 1 { exit(130) }
                 FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
                 action()
             }
@@ -107,6 +109,36 @@ final class SignalTrap {
     }
 }
 
+
+/// Set from a signal handler queue, read by a command's loop: `events` and `top` stop cleanly (exit 0)
+/// on SIGINT or SIGTERM, since being stopped is how they normally end.
+final class StopRequest: @unchecked Sendable {
+    // @unchecked Sendable: `requested` is only touched while `lock` is held; `sources` only by `watch`, before any signal.
+    private let lock = NSLock()
+    private var requested = false
+    private var sources: [DispatchSourceSignal] = []
+
+    var isRequested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return requested
+    }
+
+    /// Turns the signals into a stop request instead of killing the process, so the terminal is restored.
+    func watch(signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                lock.lock()
+                requested = true
+                lock.unlock()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
 
 func formatCount(_ value: Int) -> String {
     let digits = String(value)

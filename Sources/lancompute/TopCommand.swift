@@ -60,7 +60,9 @@ struct TopCommand: ParsableCommand {
             let isSnapshot = view.record(message)
             if once {
                 guard isSnapshot else { continue }
-                output.write(Data(view.render().map { $0 + "\n" }.joined().utf8))
+                // The table is for a person at a terminal; a pipe or a file gets the key=value lines scripts parse.
+                let lines = isatty(STDOUT_FILENO) != 0 ? view.render() : view.plainLines()
+                output.write(Data(lines.map { $0 + "\n" }.joined().utf8))
                 return
             }
             if interactive {
@@ -73,35 +75,6 @@ struct TopCommand: ParsableCommand {
                         "lancompute top: \(message.gap) message(s) missed on \(message.topic)\n".utf8))
                 }
             }
-        }
-    }
-}
-
-/// Set from a signal handler queue, read by the command's loop.
-private final class StopRequest: @unchecked Sendable {
-    // @unchecked Sendable: `requested` is only touched while `lock` is held; `sources` only by `watch`, before any signal.
-    private let lock = NSLock()
-    private var requested = false
-    private var sources: [DispatchSourceSignal] = []
-
-    var isRequested: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return requested
-    }
-
-    /// Turns the signals into a stop request instead of killing the process, so the terminal is restored.
-    func watch(signals: [Int32]) {
-        for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [self] in
-                lock.lock()
-                requested = true
-                lock.unlock()
-            }
-            source.resume()
-            sources.append(source)
         }
     }
 }

@@ -12,7 +12,9 @@ struct WorkerCommand: ParsableCommand {
         discussion: """
             The worker asks the broker for the topology, then registers for every stage it can serve: \
             builtins always, exec stages when the command resolves on this machine (relative to --workdir), \
-            and only stages whose 'requires' this machine meets.
+            and only stages whose 'requires' this machine meets. On SIGINT or SIGTERM it takes no new items, \
+            finishes and answers the items it holds for up to --grace seconds, hands the rest back and \
+            disconnects; a second signal hands everything back at once.
             """
     )
 
@@ -31,12 +33,16 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Directory exec commands resolve against (default: the current directory).")
     var workdir: String?
 
+    @Option(help: "Seconds a stopped worker lets the items it holds finish before handing the rest back.")
+    var grace: Double = 10
+
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var discovery: DiscoverOptions
 
     func validate() throws {
         try checkEndpoint(broker, option: "--broker")
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
+        if grace < 0 { throw ValidationError("--grace must not be negative") }
         for label in labels where !label.contains("=") || label.hasPrefix("=") {
             throw ValidationError("--label takes K=V, got '\(label)'")
         }
@@ -53,10 +59,10 @@ struct WorkerCommand: ParsableCommand {
         let configuration = WorkerConfiguration(
             brokerEndpoint: broker, slots: slots, labels: labelValues,
             stages: stages.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) },
-            workingDirectory: directory)
+            workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000)))
         if discovery.discover { return discovery.serve(configuration) }
         let worker = Worker(configuration: configuration)
-        let trap = SignalTrap { worker.stop() }
+        let trap = SignalTrap(again: { worker.stopAtOnce() }) { worker.stop() }
         do {
             try worker.run()
         } catch {

@@ -7,6 +7,26 @@ import Testing
     @Test func binaryIsBuilt() throws {
         #expect(FileManager.default.fileExists(atPath: CLI.path), "build lancompute before the tests: \(CLI.path)")
     }
+
+    @Test func anUnknownSubcommandIsNamedWithTheRealOnes() throws {
+        let result = try ProcessHarness.run(["rnu", "Topologies/wordcount.yaml"])
+        #expect(result.status == 64, "\(result.standardError)")
+        let lines = result.standardError.split(separator: "\n")
+        #expect(lines.count == 1, "one line, not the whole usage: \(result.standardError)")
+        let line = String(lines.first ?? "")
+        #expect(line.contains("'rnu'"))
+        #expect(line.contains("did you mean 'run'?"))
+        for subcommand in ["run", "broker", "worker", "feed", "events", "top", "validate", "graph", "doctor"] {
+            #expect(line.contains(subcommand), "\(subcommand) is not listed: \(line)")
+        }
+    }
+
+    @Test func aWordFarFromEverySubcommandGetsNoGuess() throws {
+        let result = try ProcessHarness.run(["frobnicate"])
+        #expect(result.status == 64)
+        #expect(result.standardError.contains("'frobnicate'"))
+        #expect(!result.standardError.contains("did you mean"))
+    }
 }
 
 /// Where the built `lancompute` binary is: next to the test bundle.

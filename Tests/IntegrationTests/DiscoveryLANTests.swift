@@ -58,7 +58,7 @@ struct DiscoveryLANTests {
         }
 
         let first = try broker(1, host: 1, port: 5555)
-        #expect(first.waitForError(containing: "broker announced", timeout: .seconds(20)), "\(harness.transcripts)")
+        #expect(first.waitForErrorContaining("broker announced", timeout: .seconds(20)), "\(harness.transcripts)")
         #expect(first.standardError.contains("via \(mechanism)"), "\(harness.transcripts)")
         let worker = try harness.start("worker", LANHosts.ip, lan.command(on: 2, [
             CLI.path, "worker", "--discover"] + forced))
@@ -68,7 +68,7 @@ struct DiscoveryLANTests {
                 "\(harness.transcripts)")
 
         let second = try broker(2, host: secondHost, port: 6555)
-        #expect(second.waitForError(containing: "broker announced", timeout: .seconds(20)), "\(harness.transcripts)")
+        #expect(second.waitForErrorContaining("broker announced", timeout: .seconds(20)), "\(harness.transcripts)")
         #expect(second.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
         #expect(RunCommandTests.lines(harness.path("out2.txt")).count == count, "\(harness.transcripts)")
         #expect(worker.standardError.contains("discovered broker tcp://\(lan.address(secondHost)):6555"), "\(harness.transcripts)")
@@ -96,7 +96,7 @@ struct DiscoveryLANTests {
             CLI.path, "broker", harness.path("other.yaml"), "--bind", "tcp://0.0.0.0:5555", "--aggregator", "tcp://0.0.0.0:5557",
             "--events", "tcp://0.0.0.0:5556", "--insecure", "--cluster", "blue",
         ]))
-        #expect(broker.waitForError(containing: "broker announced: cluster blue via beacon", timeout: .seconds(20)), "\(harness.transcripts)")
+        #expect(broker.waitForErrorContaining("broker announced: cluster blue via beacon", timeout: .seconds(20)), "\(harness.transcripts)")
         let wrong = try harness.start("events-default", LANHosts.ip, lan.command(on: 2, [
             CLI.path, "events", "--discover", "--discover-timeout", "3", "--count", "1"]))
         #expect(wrong.wait(timeout: .seconds(20)) == 1, "\(harness.transcripts)")

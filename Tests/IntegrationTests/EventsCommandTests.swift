@@ -1,5 +1,4 @@
 // Runs `lancompute events` against a live feed, as a user would.
-// Skipped while the built binary does not offer the command yet.
 
 import Foundation
 import LANCompute
@@ -12,50 +11,61 @@ import Glibc
 import Darwin
 #endif
 
-@Suite(.serialized, .timeLimit(.minutes(1)), .enabled(if: FeedCommand.eventsAvailable, "the binary has no events command yet"))
+@Suite(.serialized, .timeLimit(.minutes(1)))
 struct EventsCommandTests {
     @Test func eventsPrintsOneJSONLinePerMessageWithItsTopic() throws {
-        let (feed, endpoint) = try FeedCommand.makeFeed()
-        let command = try FeedCommand(["events", endpoint, "--count", "3", "--timeout", "10"])
-        defer { command.terminate() }
-        try #require(try feed.awaitSubscription(), "the command never subscribed: \(command.errorOutput)")
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let (feed, endpoint) = try TestFeed.makeFeed()
+        let command = try harness.lancompute("events", ["events", endpoint, "--count", "3", "--timeout", "10"])
+        try #require(try feed.awaitSubscription(), "the command never subscribed: \(command.transcript)")
 
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"])
         metrics.itemReceived(stage: "a")
         feed.publish(.brokerStarted(pipeline: "p", endpoints: ["events": endpoint]))
         feed.publish(metrics.snapshot())
         feed.publish(.nodeLeft(id: "n1", reason: "expired"))
-        #expect(command.waitForExit(timeout: .seconds(10)))
-        #expect(command.exitStatus == 0, "\(command.errorOutput)")
+        #expect(command.wait(timeout: .seconds(10)) == 0, "\(command.transcript)")
 
-        let lines = command.output.split(separator: "\n")
+        let lines = command.standardOutput.split(separator: "\n")
         #expect(lines.count == 3)
-        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let objects = command.jsonLines
         #expect(objects.map { $0["topic"] as? String } == ["event.broker.started", "metrics", "event.node.left"])
         #expect(objects.allSatisfy { $0["topic"] as? String == $0["type"] as? String })
         #expect(lines[1].hasPrefix(#"{"topic":"metrics","type":"metrics","seq":1,"#))
     }
 
-    @Test func eventsFiltersByTopicAndReportsGaps() throws {
+    @Test func eventsFiltersByTopic() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
         let publisher = try Socket(.xpub)
         try publisher.bind("tcp://127.0.0.1:*")
-        let command = try FeedCommand(["events", try publisher.lastEndpoint, "--topic", "event.", "--count", "2", "--timeout", "10"])
-        defer { command.terminate() }
-        try #require(try publisher.poll(.in, timeout: .seconds(20)).contains(.in), "no subscription: \(command.errorOutput)")
+        let command = try harness.lancompute("events", ["events", try publisher.lastEndpoint, "--topic", "event.", "--count", "2", "--timeout", "10"])
+        try #require(try publisher.poll(.in, timeout: .seconds(20)).contains(.in), "no subscription: \(command.transcript)")
         for (topic, seq) in [("metrics", 1), ("event.node.left", 1), ("event.node.left", 4)] {
             try publisher.send(multipart: [Array(topic.utf8), Array(#"{"type":"\#(topic)","seq":\#(seq)}"#.utf8)])
         }
-        #expect(command.waitForExit(timeout: .seconds(10)))
-        #expect(command.output.split(separator: "\n").count == 2)
-        #expect(!command.output.contains(#""topic":"metrics""#))
-        #expect(command.errorOutput.contains("2 message(s) missed on event.node.left before seq 4"))
+        #expect(command.wait(timeout: .seconds(10)) == 0, "\(command.transcript)")
+        #expect(command.jsonLines.map { $0["seq"] as? Int } == [1, 4])
+        #expect(command.jsonLines.allSatisfy { $0["topic"] as? String == "event.node.left" })
     }
 
     @Test func eventsGivesUpAfterItsTimeout() throws {
-        let (_, endpoint) = try FeedCommand.makeFeed()
-        let command = try FeedCommand(["events", endpoint, "--timeout", "0.3"])
-        defer { command.terminate() }
-        #expect(command.waitForExit(timeout: .seconds(10)))
-        #expect(command.exitStatus == 3)
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let (_, endpoint) = try TestFeed.makeFeed()
+        let command = try harness.lancompute("events", ["events", endpoint, "--timeout", "0.3"])
+        #expect(command.wait(timeout: .seconds(10)) == 3, "\(command.transcript)")
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT])
+    func eventsStopsCleanlyOnASignal(signal: Int32) throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let (feed, endpoint) = try TestFeed.makeFeed()
+        let command = try harness.lancompute("events", ["events", endpoint])
+        try #require(try feed.awaitSubscription(), "the command never subscribed: \(command.transcript)")
+        command.signal(signal)
+        #expect(command.wait(timeout: .seconds(5)) == 0, "a stopped events command exits 0: \(command.transcript)")
     }
 }

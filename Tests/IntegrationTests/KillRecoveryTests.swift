@@ -48,9 +48,10 @@ import Darwin
             """.write(to: directory.appendingPathComponent("topology.yaml"), atomically: true, encoding: .utf8)
 
         let dispatch = harness.ipc("dispatch")
+        let events = try harness.watchEvents(harness.ipc("events"))
         let broker = try harness.lancompute("broker", [
             "broker", harness.path("topology.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"),
-            "--events", "none", "--json",
+            "--events", harness.ipc("events"), "--json",
         ])
         try harness.lancompute("worker-1", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
         let victim = try harness.lancompute("worker-2", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
@@ -76,6 +77,7 @@ import Darwin
         let json = try #require(summary.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
         #expect(json["itemsOut"] as? Int == count)
         #expect(json["deadLettered"] as? Int == 0)
-        #expect(broker.standardError.contains("sent again"), "the broker never noticed the dead worker; log:\n\(harness.transcripts)")
+        #expect(events.wait(until: { !events.events("event.worker.expired").isEmpty }, timeout: .seconds(5)),
+                "the feed shows no expired worker: the broker never noticed the dead one:\n\(harness.transcripts)")
     }
 }

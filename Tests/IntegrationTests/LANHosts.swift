@@ -143,7 +143,7 @@ final class LANHosts {
         let avahi = try harness.start("avahi-h\(host)", Self.ip, command(on: host, [
             "/bin/sh", "-c", "trap 'kill $child; wait $child' TERM; \"$@\" & child=$!; wait $child", "avahi",
             Self.avahiDaemon, "--no-drop-root", "--no-chroot", "--no-rlimits", "--debug", "-f", "\(root)/avahi.conf"]))
-        guard avahi.waitForError(containing: "Server startup complete", timeout: .seconds(15)) else {
+        guard avahi.waitForErrorContaining("Server startup complete", timeout: .seconds(15)) else {
             throw HarnessError("avahi-daemon on h\(host) did not start:\n\(avahi.transcript)")
         }
     }
@@ -178,5 +178,12 @@ final class LANHosts {
             throw HarnessError("ip \(arguments.joined(separator: " ")) failed: \(String(decoding: message, as: UTF8.self))")
         }
         return String(decoding: text, as: UTF8.self)
+    }
+}
+
+extension ChildProcess {
+    /// Waits until standard error contains `text` (a readiness line), or `timeout` passes.
+    func waitForErrorContaining(_ text: String, timeout: Duration) -> Bool {
+        wait(until: { standardError.contains(text) }, timeout: timeout)
     }
 }

@@ -37,6 +37,8 @@ import Darwin
                 parsed = json.loads(topology[4])
                 result["stages"] = [stage["name"] for stage in parsed["stages"]]
                 result["bind"] = parsed["broker"]["bind"]
+                result["heartbeat"] = parsed["broker"]["heartbeatInterval"]
+                result["escaped-slash"] = "\\/" in topology[4]
         else:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -77,7 +79,7 @@ import Darwin
             "broker", harness.path("mmi.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"),
             "--events", "none", "--json",
         ])
-        #expect(broker.waitForError(containing: "broker ready", timeout: .seconds(20)), "\(harness.transcripts)")
+        try #require(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
 
         let before = try harness.python("client-before", [harness.path("client.py"), dispatch, "before-workers"])
         #expect(before.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
@@ -88,6 +90,9 @@ import Darwin
         #expect(first["topology-head"] as? [String] == ["", "MDPC01", "mmi.topology", "200"])
         #expect(first["stages"] as? [String] == ["upper", "tail"])
         #expect(first["bind"] as? String == dispatch)
+        // Durations travel as seconds, and endpoints without escaped slashes, for workers in any language.
+        #expect(first["heartbeat"] as? Double == 0.5, "\(before.standardOutput)")
+        #expect(first["escaped-slash"] as? Bool == false, "\(before.standardOutput)")
 
         try harness.lancompute("worker", ["worker", "--broker", dispatch])
         let after = try harness.python("client-after", [harness.path("client.py"), dispatch, "with-workers"])

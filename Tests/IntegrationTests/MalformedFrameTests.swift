@@ -30,7 +30,7 @@ import ZeroMQ
             "broker", harness.path("garbage.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"),
             "--events", "none", "--json",
         ])
-        #expect(broker.waitForError(containing: "broker ready", timeout: .seconds(20)), "\(harness.transcripts)")
+        try #require(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
 
         let context = try Context()
         defer { context.shutdown() }

@@ -32,7 +32,7 @@ import Darwin
         let directory = URL(fileURLWithPath: harness.path(""))
         let output = directory.appendingPathComponent("counts.jsonl").path
         let topology = Self.root.appendingPathComponent("Topologies/wordcount.yaml").path
-        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2"], in: harness)
+        let result = try Self.run(["run", topology, "--output", output, "--events", "none", "--workers", "2", "--json"], in: harness)
         #expect(result.status == 0, "\(result.output)")
 
         // The reference: maximal runs of Unicode letters or digits, lowercased.
@@ -48,7 +48,11 @@ import Darwin
             counted[word] = record["count"] as? Int
         }
         #expect(counted == expected)
-        #expect(result.output.contains("items out"))
+        // The summary agrees: nothing dead-lettered or left unfinished.
+        let summary = try Summary(json: result.output)
+        #expect(summary.itemsIn > 0 && summary.itemsOut > 0)
+        #expect(summary.deadLettered == 0)
+        #expect(summary.unfinished == 0)
     }
 
     @Test func threeStageDAGFeedsEachBranchACopy() throws {
@@ -229,6 +233,8 @@ import Darwin
         #expect(run.wait(timeout: .seconds(30)) == 1, "\(harness.transcripts)")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
         #expect(summary["interrupted"] as? Bool == true)
+        #expect((summary["deadLetterPath"] as? String)?.hasSuffix("/out.dead-letter.jsonl") == true)
+        #expect(!run.standardOutput.contains(#"\/"#), "the summary escapes slashes: \(run.standardOutput)")
         let read = try #require(summary["itemsIn"] as? Int)
         let sink = RunCommandTests.lines(harness.path("out.txt"))
         let deadLetters = try Self.jsonLines(harness.path("out.dead-letter.jsonl")).compactMap { $0["item"] as? String }
@@ -250,11 +256,13 @@ import Darwin
         ["top", "tcp://*:5556"],
     ])
     func badEndpointsAreOneLineUsageErrors(arguments: [String]) throws {
-        let result = try CommandRunner.run(arguments)
+        let result = try ProcessHarness.run(arguments)
+        // A usage error (exit 64) names the bad value on the first line, before the usage text.
         #expect(result.status == 64, "\(result.standardError)")
-        #expect(result.standardError.hasPrefix("Error: "), "\(result.standardError)")
-        #expect(result.standardError.contains("endpoint") || result.standardError.contains("port")
-                    || result.standardError.contains("transport") || result.standardError.contains("only a bind"))
+        let first = result.standardError.split(separator: "\n").first.map(String.init) ?? ""
+        // The bad value is the last endpoint-like argument.
+        let value = arguments.last { $0.contains("garbage") || $0.contains("://") || $0 == "nowhere" } ?? ""
+        #expect(first.hasPrefix("Error: ") && first.contains(value), "\(result.standardError)")
     }
 
     @Test func invalidTopologyFailsWithLocatedErrors() throws {
@@ -338,7 +346,7 @@ import Darwin
         try "aab\nxyz\nab\n".write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
         try "version: 1\nname: p\nsource: {file: in.txt}\nstages:\n  - \(stage)\nsink: \(sink)\n"
             .write(toFile: harness.path("p.yaml"), atomically: true, encoding: .utf8)
-        let validate = try CommandRunner.run(["validate", harness.path("p.yaml")])
+        let validate = try ProcessHarness.run(["validate", harness.path("p.yaml")])
         let run = try Self.run(["run", harness.path("p.yaml"), "--events", "none", "--workers", "1"], in: harness)
         let output = harness.path("out.txt")
         if code.isEmpty {

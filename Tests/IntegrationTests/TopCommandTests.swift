@@ -1,5 +1,4 @@
 // Runs `lancompute top` against a live feed, as a user would.
-// Skipped while the built binary does not offer the command yet.
 
 import Foundation
 import LANCompute
@@ -12,49 +11,47 @@ import Glibc
 import Darwin
 #endif
 
-@Suite(.serialized, .timeLimit(.minutes(1)), .enabled(if: FeedCommand.topAvailable, "the binary has no top command yet"))
+@Suite(.serialized, .timeLimit(.minutes(1)))
 struct TopCommandTests {
-    @Test func topOncePrintsTheCachedSnapshot() throws {
-        let (feed, endpoint) = try FeedCommand.makeFeed()
+    @Test func topOnceIntoAPipePrintsTheCachedSnapshotAsPlainLines() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let (feed, endpoint) = try TestFeed.makeFeed()
         let metrics = PipelineMetrics(pipeline: "wordcount", stageNames: ["split", "count"])
         metrics.itemReceived(stage: "split")
         metrics.itemCompleted(stage: "split", latency: .milliseconds(4))
         metrics.updateNode(NodeMetrics(id: "mini-1", host: "mac-mini.local", workers: 4))
         feed.publish(metrics.snapshot())  // before anyone listens: only the cache can deliver it
 
-        let command = try FeedCommand(["top", endpoint, "--once", "--timeout", "10"])
-        defer { command.terminate() }
+        let command = try harness.lancompute("top", ["top", endpoint, "--once", "--timeout", "10"])
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(20)
         while command.isRunning && clock.now < deadline {
             try feed.serviceSubscriptions(for: .milliseconds(20))
         }
-        #expect(command.exitStatus == 0, "\(command.errorOutput)")
-        let output = command.output
-        #expect(output.contains("pipeline wordcount"))
-        #expect(output.contains("STAGE"))
-        #expect(output.split(separator: "\n").contains { $0.hasPrefix("split") && $0.contains(" 1 ") })
-        #expect(output.contains("mini-1"))
-        #expect(!output.contains("\u{1B}["))
+        #expect(command.wait(timeout: .seconds(1)) == 0, "\(command.transcript)")
+        // Standard output is a file here, not a terminal: key=value lines, no table, no escape codes.
+        let lines = command.standardOutput.split(separator: "\n").map { $0.split(separator: " ").dropFirst() }
+        #expect(lines.contains { $0.contains("stage=split") && $0.contains("completed=1") }, "\(command.transcript)")
+        #expect(lines.contains { $0.contains("stage=count") && $0.contains("completed=0") })
+        #expect(lines.contains { $0.contains("node=mini-1") && $0.contains("workers=4") })
+        #expect(!command.standardOutput.contains("STAGE"))
+        #expect(!command.standardOutput.contains("\u{1B}["))
     }
 
     @Test func topStreamsPlainLinesWhenNotOnATerminalAndStopsOnInterrupt() throws {
-        let (feed, endpoint) = try FeedCommand.makeFeed()
-        let command = try FeedCommand(["top", endpoint])
-        defer { command.terminate() }
-        try #require(try feed.awaitSubscription(), "the command never subscribed: \(command.errorOutput)")
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let (feed, endpoint) = try TestFeed.makeFeed()
+        let command = try harness.lancompute("top", ["top", endpoint])
+        try #require(try feed.awaitSubscription(), "the command never subscribed: \(command.transcript)")
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"])
         feed.publish(metrics.snapshot())
         feed.publish(.nodeJoined(id: "n1", host: "alpha", capabilities: [:]))
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(10)
-        while command.output.split(separator: "\n").count < 2 && clock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        kill(command.process.processIdentifier, SIGINT)
-        #expect(command.waitForExit(timeout: .seconds(5)))
-        #expect(command.exitStatus == 0)
-        let lines = command.output.split(separator: "\n")
+        _ = command.wait(until: { command.standardOutput.split(separator: "\n").count >= 2 }, timeout: .seconds(10))
+        command.signal(SIGINT)
+        #expect(command.wait(timeout: .seconds(5)) == 0, "\(command.transcript)")
+        let lines = command.standardOutput.split(separator: "\n")
         #expect(lines.first?.contains(" stage=a rate=") == true)
         #expect(lines.contains { $0.contains("event.node.joined") && $0.contains("id=n1") })
     }

@@ -60,7 +60,7 @@ final class CoreDriver {
     var retries: [(id: UInt64, reason: RetryReason)] {
         actions.compactMap { if case .itemRetried(_, let id, _, let reason) = $0 { (id, reason) } else { nil } }
     }
-    var protocolErrors: [String] { actions.compactMap { if case .protocolError(_, let code, _) = $0 { code } else { nil } } }
+    var protocolErrors: [ProtocolErrorCode] { actions.compactMap { if case .protocolError(_, let code, _) = $0 { code } else { nil } } }
     func disconnects(_ peer: PeerID) -> Int { actions.filter { if case .disconnect(peer) = $0 { true } else { false } }.count }
     var forwarded: [ItemOutcome] { actions.flatMap { action -> [ItemOutcome] in if case .forwardToAggregator(let outcomes) = action { outcomes } else { [] } } }
 }
@@ -250,7 +250,7 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.ready([7], "mmi.x", lanCompute(credit: 1))
         driver.ready([6], "a", lanCompute(credit: 1))
         driver.ready([6], "a", lanCompute(credit: 1))
-        #expect(driver.protocolErrors == ["LC3002", "LC3003", "LC3002", "LC3002"])
+        #expect(driver.protocolErrors == [.outOfOrder, .unknownStage, .outOfOrder, .outOfOrder])
         #expect([driver.disconnects([9]), driver.disconnects([8]), driver.disconnects([7]), driver.disconnects([6])] == [1, 1, 1, 1])
         #expect(driver.actions.contains { if case .workerLeft([6], _, .protocolError, _, _) = $0 { true } else { false } })
     }

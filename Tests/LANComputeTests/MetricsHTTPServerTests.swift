@@ -147,12 +147,31 @@ import Darwin
         }
     }
 
-    @Test func addressesParse() {
-        #expect(MetricsHTTPServer.parse(address: "127.0.0.1:9464")! == ("127.0.0.1", 9464))
-        #expect(MetricsHTTPServer.parse(address: "[::1]:9464")! == ("::1", 9464))
-        #expect(MetricsHTTPServer.parse(address: ":0")! == ("", 0))
-        #expect(MetricsHTTPServer.parse(address: "localhost") == nil)
-        #expect(MetricsHTTPServer.parse(address: "host:99999") == nil)
+    @Test func addressesParseAsEndpoints() throws {
+        #expect(try Endpoint(hostAndPort: "127.0.0.1:9464").address == .tcp(host: "127.0.0.1", port: 9464))
+        #expect(try Endpoint(hostAndPort: "[::1]:9464").address == .tcp(host: "::1", port: 9464))
+        #expect(try Endpoint(hostAndPort: ":0").address == .tcp(host: "*", port: nil))
+        #expect(throws: EndpointError.self) { try Endpoint(hostAndPort: "localhost") }
+        #expect(throws: EndpointError.self) { try Endpoint(hostAndPort: "host:99999") }
+    }
+
+    @Test func stopJoinsTheServerThreadEvenWithAClientConnected() throws {
+        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        // A client that connects and says nothing is cut off after clientTimeout; stop waits for that.
+        let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(server.boundPort).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let started = ContinuousClock.now
+        server.stop()
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(throws: (any Error).self) { try Self.get("/healthz", port: server.boundPort) }
     }
 }
 

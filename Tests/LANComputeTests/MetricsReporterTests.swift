@@ -1,25 +1,18 @@
-// Checks MetricsReporter's pacing with explicit instants, and that it feeds the PUB and HTTP sides.
+// Checks that MetricsReporter publishes one snapshot per call, to the PUB and HTTP sides.
 
 import Foundation
 import Testing
 @testable import LANCompute
 
 @Suite(.timeLimit(.minutes(1))) struct MetricsReporterTests {
-    @Test func snapshotsFollowTheInterval() {
-        let start = ContinuousClock.now
-        let reporter = MetricsReporter(
-            metrics: PipelineMetrics(pipeline: "p", stageNames: []), feed: nil, interval: .seconds(1), start: start)
-        #expect(reporter.timeUntilDue(at: start) == .seconds(1))
-        #expect(!reporter.tick(at: start + .milliseconds(999)))
-        #expect(reporter.tick(at: start + .seconds(1)))
-        #expect(!reporter.tick(at: start + .milliseconds(1500)))
-        #expect(reporter.timeUntilDue(at: start + .milliseconds(1500)) == .milliseconds(500))
-        // A loop that stalled for several intervals publishes once, not once per missed interval.
-        #expect(reporter.tick(at: start + .seconds(5)))
-        #expect(!reporter.tick(at: start + .milliseconds(5500)))
-        #expect(reporter.tick(at: start + .seconds(6)))
-        #expect(reporter.snapshotsPublished == 3)
-        #expect(reporter.timeUntilDue(at: start + .seconds(60)) == .zero)
+    @Test func everyPublishIsOneSnapshotWithTheNextSequenceNumber() throws {
+        let (feed, _) = try FeedHarness.makeFeed()
+        let reporter = MetricsReporter(metrics: PipelineMetrics(pipeline: "p", stageNames: []), feed: feed)
+        #expect(reporter.snapshotsPublished == 0, "creating a reporter publishes nothing: the broker's loop decides when")
+        reporter.publishNow()
+        reporter.publishNow()
+        #expect(reporter.snapshotsPublished == 2)
+        #expect(feed.lastSnapshot?.seq == 2)
     }
 
     @Test func publishingReachesTheFeedAndTheHTTPServer() throws {

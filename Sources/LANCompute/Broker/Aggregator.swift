@@ -1,4 +1,4 @@
-// The aggregator: PULLs final outputs fanned in from workers, drops duplicates by item id, writes the sink, acks.
+// The aggregator actor: PULLs final outputs fanned in from workers, writes those the broker admits to the sink, acks.
 
 import Foundation
 import Logging
@@ -10,82 +10,153 @@ import Glibc
 import Darwin
 #endif
 
-/// Messages between the broker thread and the aggregator thread (over an inproc PAIR), kind byte first.
-/// To the broker: `R` + endpoint text (bound, ready); `X` + text (failed); `A` + ids (8 bytes each) now in
-/// the sink; `D` + outputs (8) + items (8): finished. To the aggregator: `O` then a reply batch
-/// (outputs forwarded by the broker); `F`: write the final aggregate and finish.
-enum AggregatorMessage {
-    static func ids(_ ids: [UInt64]) -> [UInt8] {
-        var bytes: [UInt8] = [UInt8(ascii: "A")]
-        bytes.reserveCapacity(1 + ids.count * 8)
-        for id in ids { bytes.appendBigEndian(id) }
-        return bytes
+/// What the broker thread tells the aggregator actor.
+enum AggregatorCommand: ActorMessage, Equatable {
+    /// Outputs of final-stage items that reached the broker in a REPLY instead of the PULL (plain MDP
+    /// workers); the broker admitted them already.
+    case outputs(ReplyBatch)
+    /// The answer to ``AggregatorEvent/offered(_:)``: write the admitted items' outputs, drop the refused.
+    case admission(admitted: [UInt64], refused: [UInt64])
+    /// Write the final aggregate, report the last acks and the totals, and end.
+    case finish
+
+    private enum Kind: UInt8 {
+        case outputs = 1
+        case finish = 2
+        case admission = 3
     }
 
-    static func decodeIDs(_ frame: [UInt8]) -> [UInt64] {
-        var ids: [UInt64] = []
-        ids.reserveCapacity(frame.count / 8)
-        var index = 1
-        while index + 8 <= frame.count {
-            ids.append(frame[index..<index + 8].reduce(0) { $0 << 8 | UInt64($1) })
-            index += 8
+    var frames: [[UInt8]] {
+        switch self {
+        case .outputs(let batch): [[Kind.outputs.rawValue]] + batch.frames
+        case .admission(let admitted, let refused): [[Kind.admission.rawValue], idFrame(admitted), idFrame(refused)]
+        case .finish: [[Kind.finish.rawValue]]
         }
-        return ids
+    }
+
+    init(frames: [[UInt8]]) throws {
+        var reader = ByteReader(frames.first ?? [])
+        switch Kind(rawValue: try reader.readUInt8("aggregator command kind")) {
+        case .outputs: self = .outputs(try ReplyBatch(frames: Array(frames.dropFirst())))
+        case .admission:
+            guard frames.count == 3 else { throw WireError("an admission has 3 frames, not \(frames.count)") }
+            self = .admission(admitted: try ids(in: frames[1], "admitted id"), refused: try ids(in: frames[2], "refused id"))
+        case .finish: self = .finish
+        case nil: throw WireError("unknown aggregator command")
+        }
     }
 }
 
-/// What the aggregator did, reported when it finishes.
-struct AggregatorTotals: Sendable {
-    var outputs: Int
-    var items: Int
+/// Item ids as one frame of 8 bytes each, big-endian.
+private func idFrame(_ ids: [UInt64]) -> [UInt8] {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(ids.count * 8)
+    for id in ids { bytes.appendBigEndian(id) }
+    return bytes
 }
 
-/// The aggregator's thread: owns the PULL socket workers PUSH final outputs to, and the sink.
+private func ids(in frame: [UInt8], _ what: String) throws(WireError) -> [UInt64] {
+    guard frame.count % 8 == 0 else { throw WireError("\(what)s of \(frame.count) bytes, not a multiple of 8") }
+    var reader = ByteReader(frame)
+    var ids: [UInt64] = []
+    ids.reserveCapacity(frame.count / 8)
+    while !reader.isAtEnd { ids.append(try reader.readUInt64(what)) }
+    return ids
+}
+
+/// What the aggregator actor tells the broker thread.
+enum AggregatorEvent: ActorMessage, Equatable {
+    /// The ready report: the endpoint the PULL actually bound (port resolved).
+    case bound(String)
+    /// These items' outputs are in the sink (flushed): the broker may forget them.
+    case acknowledged([UInt64])
+    /// Workers PUSHed outputs for these items: may they be written? (The broker answers with an admission.)
+    case offered([OfferedOutput])
+    /// The sink is complete: outputs written, distinct items seen.
+    case finished(outputs: UInt64, items: UInt64)
+
+    private enum Kind: UInt8 {
+        case bound = 1
+        case acknowledged = 2
+        case finished = 3
+        case offered = 4
+    }
+
+    var frames: [[UInt8]] {
+        switch self {
+        case .bound(let endpoint):
+            return [[Kind.bound.rawValue], Array(endpoint.utf8)]
+        case .acknowledged(let ids):
+            return [[Kind.acknowledged.rawValue], idFrame(ids)]
+        case .offered(let offers):
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(offers.count * 14)
+            for offer in offers {
+                bytes.appendBigEndian(offer.id)
+                bytes.appendBigEndian(offer.epoch)
+                bytes.appendBigEndian(offer.attempt)
+            }
+            return [[Kind.offered.rawValue], bytes]
+        case .finished(let outputs, let items):
+            var bytes: [UInt8] = []
+            bytes.appendBigEndian(outputs)
+            bytes.appendBigEndian(items)
+            return [[Kind.finished.rawValue], bytes]
+        }
+    }
+
+    init(frames: [[UInt8]]) throws {
+        guard frames.count == 2 else { throw WireError("an aggregator event has 2 frames, not \(frames.count)") }
+        var kind = ByteReader(frames[0])
+        var body = ByteReader(frames[1])
+        switch Kind(rawValue: try kind.readUInt8("aggregator event kind")) {
+        case .bound:
+            self = .bound(String(decoding: frames[1], as: UTF8.self))
+        case .acknowledged:
+            self = .acknowledged(try ids(in: frames[1], "acknowledged id"))
+        case .offered:
+            guard frames[1].count % 14 == 0 else { throw WireError("offers of \(frames[1].count) bytes, not a multiple of 14") }
+            var offers: [OfferedOutput] = []
+            while !body.isAtEnd {
+                offers.append(OfferedOutput(id: try body.readUInt64("offered id"), epoch: try body.readUInt32("offered epoch"),
+                                            attempt: try body.readUInt16("offered attempt")))
+            }
+            self = .offered(offers)
+        case .finished:
+            self = .finished(outputs: try body.readUInt64("outputs written"), items: try body.readUInt64("items seen"))
+        case nil:
+            throw WireError("unknown aggregator event")
+        }
+    }
+}
+
+/// The aggregator actor: owns the PULL socket workers PUSH final outputs to, and the sink.
 struct Aggregator: Sendable {
     let sink: SinkSpec
     let bindEndpoint: String
     let maxFrameSize: Int64
     /// A second endpoint for workers in the same process, when set.
     let inprocEndpoint: String?
-    let context: Context
-    let brokerEndpoint: String
+    let sockets: SocketFactory
     let logger: Logger
     /// The run's epoch: outputs of another run (held by a worker across a broker restart) are refused.
     let epoch: UInt32
 
-    func start() -> Thread {
-        let thread = Thread { self.run() }
-        thread.name = "lancompute-aggregator"
-        thread.start()
-        return thread
+    /// Starts the actor; returns once the PULL is bound and the sink open (the bound endpoint is
+    /// the `readyReport`), or throws the ``AggregatorFailure`` that stopped it.
+    func start() throws -> ActorThread<AggregatorCommand, AggregatorEvent> {
+        try ActorThread(name: "lancompute-aggregator", context: sockets.context) { pipe in try self.run(pipe) }
     }
 
-    private func run() {
-        let control: Socket
+    private func run(_ pipe: ActorPipe<AggregatorCommand, AggregatorEvent>) throws {
+        let profile = SocketProfile.aggregator(maxMessageSize: maxFrameSize)
+        let pull = try sockets.socket(profile)
         do {
-            control = try Socket(.pair, context: context)
-            try control.connect(brokerEndpoint)
-        } catch {
-            logger.error("aggregator cannot reach the broker thread: \(error)")
-            return
-        }
-        do {
-            try serve(control)
-        } catch let error as AggregatorFailure {
-            try? control.send(multipart: [Array(("X" + error.message).utf8)])
-        } catch {
-            try? control.send(multipart: [Array("X\(error)".utf8)])
-        }
-    }
-
-    private func serve(_ control: Socket) throws {
-        let pull = try Socket(.pull, context: context)
-        try pull.set(.receiveHighWaterMark, 10_000)
-        try pull.set(.maxMessageSize, maxFrameSize)
-        do {
-            try pull.bind(bindEndpoint)
-        } catch {
+            try sockets.bind(pull, as: profile, to: bindEndpoint)
+        } catch .failed(let error) {
             throw AggregatorFailure("LC2002: cannot bind the aggregator endpoint \(bindEndpoint): \(error.code.message) (\(error.code.cName)); choose another with --aggregator")
+        } catch {
+            throw AggregatorFailure(error.description)
         }
         // Read back before the inproc bind, which would become the "last" endpoint.
         let bound = try pull.lastEndpoint
@@ -94,27 +165,37 @@ struct Aggregator: Sendable {
         // instead of writing an empty aggregate.
         var aggregate: SinkAggregator
         do { aggregate = try SinkAggregator(sink) } catch { throw AggregatorFailure("LC1055: \(error.message)") }
-        var writer = try SinkWriter(sink: sink, context: context)
-        try control.send(multipart: [Array(("R" + bound).utf8)])
+        var writer = try SinkWriter(sink: sink, sockets: sockets)
+        try pipe.signalReady(.bound(bound))
 
-        var seen = CompletionWindow()
         var outputs = 0
+        var items = 0
         var acks: [UInt64] = []
         var foreign = 0
-        let poller = Poller()
-        poller.add(pull)
-        poller.add(control)
+        var refused = 0
+        var finished = false
+        // Outputs PUSHed by workers wait here until the broker admits them: only an item still in
+        // flight in this run may be written, one attempt's outputs each. So an output that arrives
+        // after its item was dead-lettered, or a second copy of one already written, never is.
+        var awaiting: [UInt64: [[UInt8]]] = [:]
+        var offers: [OfferedOutput] = []
 
-        func take(_ body: [[UInt8]]) throws {
-            let batch: ReplyBatch
-            do {
-                batch = try ReplyBatch(frames: body)
-            } catch {
-                logger.warning("aggregator dropped a malformed message: \(error)")
-                return
+        func write(_ id: UInt64, _ lines: [[UInt8]]) throws {
+            acks.append(id)
+            items += 1
+            for item in lines {
+                outputs += 1
+                if aggregate.isStreaming {
+                    try writer.write(line: SinkAggregator.line(for: item, format: sink.format))
+                } else {
+                    aggregate.add(item)
+                }
             }
+        }
+        /// Outputs from workers: held, and offered to the broker.
+        func offer(_ batch: ReplyBatch) {
             for outcome in batch.outcomes {
-                guard case .completed(let items) = outcome.status else { continue }
+                guard case .completed(let lines) = outcome.status else { continue }
                 guard outcome.epoch == epoch else {
                     foreign += 1
                     if foreign <= 10 || foreign % 1000 == 0 {
@@ -122,60 +203,78 @@ struct Aggregator: Sendable {
                     }
                     continue
                 }
-                acks.append(outcome.id)
-                guard seen.insert(outcome.id).inserted else { continue }  // a redelivered item: already in the sink
-                for item in items {
-                    outputs += 1
-                    if aggregate.isStreaming {
-                        try writer.write(line: SinkAggregator.line(for: item, format: sink.format))
-                    } else {
-                        aggregate.add(item)
-                    }
-                }
+                // A second copy while the first waits for its admission: the broker admits one.
+                guard awaiting[outcome.id] == nil else { continue }
+                awaiting[outcome.id] = lines
+                offers.append(OfferedOutput(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt))
             }
         }
+        func offerFrames(_ body: [[UInt8]]) {
+            do {
+                offer(try ReplyBatch(frames: body))
+            } catch {
+                logger.warning("aggregator dropped a malformed message: \(error)")
+            }
+        }
+        func sendOffers() throws {
+            guard !offers.isEmpty else { return }
+            try pipe.send(.offered(offers))
+            offers.removeAll(keepingCapacity: true)
+        }
+        func sendAcks() throws {
+            guard !acks.isEmpty else { return }
+            // Acks promise the outputs are in the sink: flush first.
+            try writer.flush()
+            try pipe.send(.acknowledged(acks))
+            acks.removeAll(keepingCapacity: true)
+        }
 
-        while true {
-            _ = try poller.poll(timeout: .milliseconds(500))
+        let loop = PollLoop()
+        loop.register(pull) { _ in
             var drained = 0
             while drained < 1000, let message = try pull.tryReceiveMultipart() {
                 drained += 1
-                try take(message)
+                offerFrames(message)
             }
-            while let message = try control.tryReceiveMultipart() {
-                guard let kind = message.first?.first else { continue }
-                switch kind {
-                case UInt8(ascii: "O"):
-                    try take(Array(message.dropFirst()))
-                case UInt8(ascii: "F"):
-                    // Everything acknowledged is already here; late duplicates may still sit in the PULL queue.
-                    while let late = try pull.tryReceiveMultipart() { try take(late) }
-                    if !acks.isEmpty {
-                        // The broker still counts these as unconfirmed: tell it before finishing.
-                        try writer.flush()
-                        try control.send(multipart: [AggregatorMessage.ids(acks)])
-                        acks.removeAll()
-                    }
-                    if !aggregate.isStreaming {
-                        for line in aggregate.finalLines() { try writer.write(line: line) }
-                    }
-                    try writer.finish()
-                    var done: [UInt8] = [UInt8(ascii: "D")]
-                    done.appendBigEndian(UInt64(outputs))
-                    done.appendBigEndian(UInt64(seen.count))
-                    try control.send(multipart: [done])
-                    return
-                default:
-                    logger.warning("aggregator: unknown control message")
+            try sendOffers()
+        }
+        pipe.attach(to: loop) { command in
+            switch command {
+            case .outputs(let batch):
+                for outcome in batch.outcomes {
+                    if case .completed(let lines) = outcome.status { try write(outcome.id, lines) }
                 }
-            }
-            if !acks.isEmpty {
-                // Acks promise the outputs are in the sink: flush first.
-                try writer.flush()
-                try control.send(multipart: [AggregatorMessage.ids(acks)])
-                acks.removeAll(keepingCapacity: true)
+            case .admission(let admitted, let dropped):
+                for id in admitted {
+                    guard let lines = awaiting.removeValue(forKey: id) else { continue }
+                    try write(id, lines)
+                }
+                for id in dropped where awaiting.removeValue(forKey: id) != nil {
+                    refused += 1
+                    if refused <= 10 || refused % 1000 == 0 {
+                        logger.info("aggregator dropped the outputs of item \(id): it was finished or dead-lettered already (\(refused) so far)")
+                    }
+                }
+            case .finish:
+                // Every item is acknowledged or given up on by now: what still waits, or still sits in
+                // the PULL queue, is a late copy, and is not written.
+                // The broker still counts these as unconfirmed: tell it before finishing.
+                try sendAcks()
+                if !aggregate.isStreaming {
+                    for line in aggregate.finalLines() { try writer.write(line: line) }
+                }
+                try writer.finish()
+                finished = true
+                try pipe.send(.finished(outputs: UInt64(outputs), items: UInt64(items)))
+                loop.stop()
             }
         }
+        while !loop.isStopped {
+            try loop.runOnce(maxWait: .milliseconds(500))
+            if !loop.isStopped { try sendAcks() }
+        }
+        // Stopped before finishing (the broker failed): keep what was written.
+        if !finished { try? writer.finish() }
     }
 }
 
@@ -191,7 +290,7 @@ struct SinkWriter {
     private var push: Socket?
     private var pushEndpoint = ""
 
-    init(sink: SinkSpec, context: Context) throws {
+    init(sink: SinkSpec, sockets: SocketFactory) throws {
         switch sink.kind {
         case .file(let path):
             let directory = (path as NSString).deletingLastPathComponent
@@ -207,13 +306,8 @@ struct SinkWriter {
             file = fdopen(dup(1), "wb")
             closeFile = true
         case .push(let endpoint):
-            let socket = try Socket(.push, context: context)
-            // Bounded: a sink consumer that went away must not keep the broker from exiting.
-            try socket.set(.linger, .seconds(10))
-            // Queue only to a connected consumer (otherwise outputs would wait in a pipe to nobody),
-            // and fail the run if no consumer takes anything for a minute rather than hang it.
-            try socket.set(.immediate, true)
-            try socket.set(.sendTimeout, .seconds(60))
+            // The profile queues only to a connected consumer and fails after a minute without one.
+            let socket = try sockets.socket(.sink)
             do {
                 try socket.connect(endpoint)
             } catch {

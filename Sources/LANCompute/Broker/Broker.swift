@@ -34,6 +34,9 @@ public struct BrokerConfiguration: Sendable {
     /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
     /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
     public var maxFrameSize: Int64 = 512 * 1024 * 1024
+    /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
+    /// fails with LC2005 (``SocketFactory``).
+    public var insecure = false
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -122,13 +125,6 @@ public enum FeedMarker {
     public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
 }
 
-/// A broker failure that stops the run; `message` starts with its LC code.
-public struct BrokerError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
 public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
@@ -197,12 +193,16 @@ final class BrokerLoop {
     let logger: Logger
     let context: Context
     let core: BrokerCore
+    let sockets: SocketFactory
     let router: Socket
-    let control: Socket
     let source: Socket
     let instance = UUID().uuidString
     var endpoints: BrokerEndpoints
-    var readers: [Thread] = []
+    /// Started by `run`; joined by `finish`, or when the loop is released after a failure.
+    var aggregator: ActorThread<AggregatorCommand, AggregatorEvent>?
+    var sourceReader: ActorThread<Never, Never>?
+    /// The aggregator's end of the pipe, polled with the other sockets.
+    var control: Socket { aggregator!.socket }
 
     var read = 0
     var sourceTotal: Int?
@@ -237,24 +237,19 @@ final class BrokerLoop {
         self.context = context
         // A new epoch for every run, so outputs a worker still holds from a run before a restart are refused.
         self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout)
+        sockets = SocketFactory(context: context, insecure: configuration.insecure)
         do {
-            router = try Socket(.router, context: context)
-            try router.set(.routerMandatory, true)
-            try router.set(.maxMessageSize, configuration.maxFrameSize)
-            try router.set(.sendHighWaterMark, 0)
-            try router.set(.receiveHighWaterMark, 0)
-            control = try Socket(.pair, context: context)
-            try control.bind("inproc://lancompute-aggregator-\(instance)")
-            source = try Socket(.pull, context: context)
-            try source.set(.receiveHighWaterMark, 1000)
-            try source.set(.maxMessageSize, configuration.maxFrameSize)
+            router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
+            source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
         } catch {
             throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
         }
         do {
-            try router.bind(configuration.dispatchEndpoint)
-        } catch {
+            try sockets.bind(router, as: .dispatch(maxMessageSize: configuration.maxFrameSize), to: configuration.dispatchEndpoint)
+        } catch .failed(let error) {
             throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+        } catch {
+            throw BrokerError(error.description)
         }
         // Read back before the inproc bind below, which would become the "last" endpoint.
         endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
@@ -271,7 +266,7 @@ final class BrokerLoop {
             endpoints.events = try telemetry.start(configuration: configuration, context: context)
         } catch {
             if configuration.eventsRequired { throw error }
-            logger.warning("\(error.message); running without the events feed")
+            logger.warning("\(error); running without the events feed")
         }
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
         onReady(endpoints)
@@ -342,40 +337,45 @@ final class BrokerLoop {
     private func startAggregator() throws(BrokerError) {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
-            inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, context: context,
-            brokerEndpoint: "inproc://lancompute-aggregator-\(instance)", logger: logger, epoch: core.epoch)
-        readers.append(aggregator.start())
+            inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, sockets: sockets, logger: logger,
+            epoch: core.epoch)
         do {
-            try control.set(.receiveTimeout, .seconds(10))
-            let reply = try control.receiveMultipart()
-            try control.set(.receiveTimeout, nil)
-            let text = String(decoding: reply.first?.dropFirst() ?? [], as: UTF8.self)
-            switch reply.first?.first {
-            case UInt8(ascii: "R"): endpoints.aggregator = text
-            case UInt8(ascii: "X"): throw BrokerError(text)
-            default: throw BrokerError("LC2002: the aggregator sent an unexpected first message")
-            }
-        } catch let error as BrokerError {
-            throw error
+            let actor = try aggregator.start()
+            self.aggregator = actor
+            if case .bound(let endpoint) = actor.readyReport { endpoints.aggregator = endpoint }
+        } catch let error as AggregatorFailure {
+            throw BrokerError(error.message)
         } catch {
             throw BrokerError("LC2002: the aggregator did not start: \(error)")
         }
+    }
+
+    /// The aggregator's failure as the run's error: its own LC message when it has one.
+    private func aggregatorError(_ error: any Error) -> BrokerError {
+        if let failure = error as? AggregatorFailure { return BrokerError(failure.message) }
+        return BrokerError("LC2004: the aggregator failed: \(error)")
     }
 
     private func startSource() throws(BrokerError) {
         let spec = configuration.topology.source
         if case .pull(let endpoint) = spec.kind {
             do {
-                try source.bind(endpoint)
-                endpoints.source = try source.lastEndpoint
-            } catch {
+                try sockets.bind(source, as: .source(maxMessageSize: configuration.maxFrameSize), to: endpoint)
+                endpoints.source = try? source.lastEndpoint
+            } catch .failed(let error) {
                 throw BrokerError("LC2003: cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
+            } catch {
+                throw BrokerError(error.description)
             }
             return
         }
         let inproc = "inproc://lancompute-source-\(instance)"
         do { try source.bind(inproc) } catch { throw BrokerError("LC2000: cannot bind \(inproc): \(error)") }
-        readers.append(SourceReader(spec: spec, context: context, endpoint: inproc, logger: logger).start())
+        do {
+            sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, logger: logger).start()
+        } catch {
+            throw BrokerError("LC2000: cannot start the source reader: \(error)")
+        }
     }
 
     private func removeStaleDeadLetterFile() {
@@ -399,7 +399,7 @@ final class BrokerLoop {
             }
             count += 1
             guard frames.count >= 3 else {
-                countProtocolError(peer: frames.first ?? [], code: "LC3001", detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
+                countProtocolError(peer: frames.first ?? [], code: .malformedMessage, detail: "message too short for MDP/0.1 (\(frames.count) frames with the routing id)")
                 continue
             }
             let peer = frames[0]
@@ -410,11 +410,11 @@ final class BrokerLoop {
                     flushGathered(now: now)
                     handleClient(message, from: peer, now: now)
                 } else {
-                    countProtocolError(peer: peer, code: "LC3001", detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
+                    countProtocolError(peer: peer, code: .malformedMessage, detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
                 }
             } catch {
                 let side = frames[2] == MDP.workerHeader ? "worker" : "client"
-                countProtocolError(peer: peer, code: "LC3001", detail: "malformed \(side) message: \(error)")
+                countProtocolError(peer: peer, code: .malformedMessage, detail: "malformed \(side) message: \(error)")
                 if side == "worker" && !core.isRegistered(peer) {
                     send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
                 }
@@ -445,7 +445,7 @@ final class BrokerLoop {
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
         case "mmi.feed":
@@ -453,11 +453,16 @@ final class BrokerLoop {
             let id = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
             guard let count = finishedFeeds[id] else { return reply([Array("404".utf8)]) }
             reply([Array("200".utf8), Array(String(count).utf8)])
+        case "mmi.nodes":
+            // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
+            let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now))
+            guard let json = try? report.jsonData() else { return reply([Array("500".utf8)]) }
+            reply([Array("200".utf8), Array(json)])
         case let service where service.hasPrefix("mmi."):
             reply([Array("501".utf8)])
         default:
             guard let stage = core.stage(named: message.service) else {
-                countProtocolError(peer: peer, code: "LC3004", detail: "request for unknown service \(message.service)")
+                countProtocolError(peer: peer, code: .unknownService, detail: "request for unknown service \(message.service)")
                 return reply([Array("error".utf8), Array("LC3004: unknown service \(message.service)".utf8)])
             }
             guard message.body.count == 1 else {
@@ -470,17 +475,17 @@ final class BrokerLoop {
     }
 
     private func drainControl(now: ContinuousClock.Instant) throws(BrokerError) {
-        while let message = try? control.tryReceiveMultipart() {
-            guard let first = message.first, let kind = first.first else { continue }
-            switch kind {
-            case UInt8(ascii: "A"):
-                let ids = AggregatorMessage.decodeIDs(first)
-                perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
-            case UInt8(ascii: "X"):
-                throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self))
-            default:
-                break
+        guard let aggregator else { return }
+        do {
+            while let event = try aggregator.tryReceive() {
+                switch event {
+                case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
+                case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: now))
+                case .bound, .finished: break
+                }
             }
+        } catch {
+            throw aggregatorError(error)
         }
     }
 
@@ -503,32 +508,32 @@ final class BrokerLoop {
                 }
                 continue
             }
-            guard let header = message.first, let kind = header.first else { continue }
-            switch kind {
-            case UInt8(ascii: "B"):
-                let first = SourceMessage.value(of: header)
-                for (offset, payload) in message.dropFirst().enumerated() {
+            guard let decoded = try? SourceMessage(frames: message) else {
+                logger.warning("dropped a malformed message from the source reader")
+                continue
+            }
+            switch decoded {
+            case .batch(let first, let payloads):
+                for (offset, payload) in payloads.enumerated() {
                     gathered.append(.accepted(id: ItemID.source(position: first + UInt64(offset)), payload: payload))
                 }
-                read += message.count - 1
-            case UInt8(ascii: "T"):
-                sourceTotal = Int(SourceMessage.value(of: header))
-            case UInt8(ascii: "E"):
+                read += payloads.count
+            case .total(let total):
+                sourceTotal = Int(total)
+            case .end:
                 sourceEnded = true
                 return
-            case UInt8(ascii: "X"):
-                sourceFailure = String(decoding: header.dropFirst(), as: UTF8.self)
-                logger.error("\(sourceFailure!)")
+            case .failed(let message):
+                sourceFailure = message
+                logger.error("\(message)")
                 return
-            default:
-                break
             }
         }
     }
 
-    private func countProtocolError(peer: PeerID, code: String, detail: String) {
+    private func countProtocolError(peer: PeerID, code: ProtocolErrorCode, detail: String) {
         protocolErrors += 1
-        let reason = "\(code): \(detail)"
+        let reason = ProtocolError(code, detail).description
         if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
             logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
         }
@@ -595,8 +600,8 @@ final class BrokerLoop {
                 telemetry.nodeLeft(node: node, reason: reason, detail: detail)
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
-            case .admission:
-                break
+            case .admission(let admitted, let refused):
+                try? aggregator?.send(.admission(admitted: admitted, refused: refused))
             case .lateMessage:
                 lateMessages += 1
             case .foreignOutcome(let peer, let id, let epoch):
@@ -611,7 +616,7 @@ final class BrokerLoop {
         if !aggregatorOutbox.isEmpty {
             let batch = ReplyBatch(outcomes: aggregatorOutbox)
             aggregatorOutbox.removeAll(keepingCapacity: true)
-            try? control.send(multipart: [[UInt8(ascii: "O")]] + batch.frames)
+            try? aggregator?.send(.outputs(batch))
         }
         // A peer whose send failed is gone: the core takes its items back (and may send them elsewhere).
         for (peer, unsent) in failedSends.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
@@ -674,27 +679,34 @@ final class BrokerLoop {
         let interrupted = broker.isStopRequested
         // Tell the aggregator to write the final aggregate and wait for it to confirm.
         var outputs = 0
-        do {
-            try control.send(multipart: [[UInt8(ascii: "F")]])
-            try control.set(.receiveTimeout, .seconds(30))
-            while true {
-                let message = try control.receiveMultipart()
-                guard let first = message.first, let kind = first.first else { continue }
-                if kind == UInt8(ascii: "A") {
-                    perform(core.handle(.aggregatorAcknowledged(ids: AggregatorMessage.decodeIDs(first)), at: .now))
-                    continue
+        if let aggregator {
+            do {
+                try aggregator.send(.finish)
+                let deadline = ContinuousClock.now + .seconds(30)
+                waiting: while true {
+                    let left = ContinuousClock.now.duration(to: deadline)
+                    guard left > .zero, let event = try aggregator.receive(timeout: left) else {
+                        throw BrokerError("LC2004: the aggregator did not confirm the sink was written within 30 s")
+                    }
+                    switch event {
+                    case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
+                    case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: .now))
+                    case .finished(let written, _):
+                        outputs = Int(written)
+                        break waiting
+                    case .bound: continue
+                    }
                 }
-                if kind == UInt8(ascii: "D") {
-                    outputs = Int(first[1...8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
-                    break
-                }
-                if kind == UInt8(ascii: "X") { throw BrokerError(String(decoding: first.dropFirst(), as: UTF8.self)) }
+            } catch let error as BrokerError {
+                throw error
+            } catch let error as AggregatorFailure {
+                throw BrokerError(error.message)
+            } catch {
+                throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
             }
-        } catch let error as BrokerError {
-            throw error
-        } catch {
-            throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+            aggregator.join()
         }
+        sourceReader?.stop()
         // An interrupted run still accounts for every item it accepted: what did not reach the
         // sink is written to the dead-letter file, so it can be fed again.
         // Then every worker is told to go, plain MDP workers included: the router lingers a moment

@@ -7,30 +7,80 @@ public typealias PeerID = [UInt8]
 ///
 /// A class, not a struct: an item moves between queues, the in-flight table and retry lists
 /// many times, and a reference moves with one retain where a struct copied every field.
-/// Only the broker thread touches it.
+/// Only the broker thread touches it. Queued items are the broker's memory, so the fields
+/// most items never use (deadline, key, client, last error) live in a side object made on
+/// first use: an item costs its payload plus some 80 bytes.
 final class BrokerItem {
     var id: UInt64
-    var stage: Int
     var payload: [UInt8]
-    /// Attempts started so far at this stage.
-    var attempts: Int = 0
-    var priority: Int16 = 0
     var enqueuedAt: ContinuousClock.Instant
     /// When the source item this one derives from entered the pipeline (for end-to-end latency).
     var bornAt: ContinuousClock.Instant
-    var deadline: ContinuousClock.Instant?
-    var key: [UInt8] = []
-    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
-    var client: ClientReturn?
-    var lastError = ""
-    var lastStderr = ""
+    private var rare: Rare?
+    private var stageIndex: Int32
+    private var attemptCount: Int16 = 0
+    var priority: Int16 = 0
+
+    var stage: Int {
+        get { Int(stageIndex) }
+        set { stageIndex = Int32(newValue) }
+    }
+
+    /// Attempts started so far at this stage.
+    var attempts: Int {
+        get { Int(attemptCount) }
+        set { attemptCount = Int16(clamping: newValue) }
+    }
+
+    /// The fields few items need.
+    private final class Rare {
+        var deadline: ContinuousClock.Instant?
+        var key: [UInt8] = []
+        var client: ClientReturn?
+        var lastError = ""
+        var lastStderr = ""
+    }
 
     init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
         self.id = id
-        self.stage = stage
+        self.stageIndex = Int32(stage)
         self.payload = payload
         self.enqueuedAt = enqueuedAt
         self.bornAt = bornAt
+    }
+
+    private var rareFields: Rare {
+        if let rare { return rare }
+        let made = Rare()
+        rare = made
+        return made
+    }
+
+    var deadline: ContinuousClock.Instant? {
+        get { rare?.deadline }
+        set { if newValue != nil || rare != nil { rareFields.deadline = newValue } }
+    }
+
+    /// The group-by key, empty when the stage has none.
+    var key: [UInt8] {
+        get { rare?.key ?? [] }
+        set { if !newValue.isEmpty || rare != nil { rareFields.key = newValue } }
+    }
+
+    /// Set for items submitted by an MDP client: the outputs go back to it instead of downstream.
+    var client: ClientReturn? {
+        get { rare?.client }
+        set { if newValue != nil || rare != nil { rareFields.client = newValue } }
+    }
+
+    var lastError: String {
+        get { rare?.lastError ?? "" }
+        set { rareFields.lastError = newValue }
+    }
+
+    var lastStderr: String {
+        get { rare?.lastStderr ?? "" }
+        set { rareFields.lastStderr = newValue }
     }
 }
 
@@ -174,7 +224,7 @@ enum BrokerAction {
     case nodeJoined(node: String, host: String, capabilities: Capabilities)
     case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
     /// A peer broke the protocol; `code` is its LC3xxx code.
-    case protocolError(peer: PeerID, code: String, detail: String)
+    case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
     /// A worker answered for an item of another run (a broker restarted under it): refused.
@@ -199,7 +249,8 @@ final class BrokerCore {
     private final class WorkerRecord {
         let peer: PeerID
         let stage: Int
-        let capabilities: Capabilities
+        /// As announced on READY, with the dynamic values of the latest capabilities refresh.
+        var capabilities: Capabilities
         let credit: Int
         let batch: Int
         /// Items the worker works on at once; the rest of its credit waits in its own queue.
@@ -376,7 +427,8 @@ final class BrokerCore {
             guard let first = records.first else { return nil }
             let lastSeen = records.map(\.lastSeen).max()!
             return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
-                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities)
+                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
+                               stages: Set(records.map { stages[$0.stage].spec.name }).sorted())
         }
     }
 
@@ -571,13 +623,13 @@ final class BrokerCore {
                 register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), now: now)
             case .disconnect:
                 break  // Nothing to do: the peer was not registered.
-            case .reply, .heartbeat, .request:
+            case .reply, .heartbeat, .refresh, .request:
                 if departedSet.contains(peer) {
                     // A worker the broker let go of (expired, unreachable) is still talking: its items were
                     // already taken back. Not a protocol error; tell it to register again.
                     actions.append(.lateMessage(peer: peer))
                 } else {
-                    actions.append(.protocolError(peer: peer, code: "LC3002", detail: "\(message.commandName) from a worker that never sent READY"))
+                    actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "\(message.commandName) from a worker that never sent READY"))
                 }
                 actions.append(.disconnect(peer: peer))
             }
@@ -586,16 +638,21 @@ final class BrokerCore {
         worker.lastSeen = now
         switch message {
         case .ready:
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY from a worker that is already registered"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY from a worker that is already registered"))
             removeWorker(peer, reason: .protocolError, detail: "sent a second READY", now: now, countAttempt: true)
             actions.append(.disconnect(peer: peer))
         case .heartbeat:
             break
+        case .refresh(let fresh):
+            // Facts about the node, whichever of its DEALERs carried them; only the dynamic ones.
+            for name in fresh.values.keys where Fingerprint.isDynamicCapability(name) {
+                for other in nodes[worker.node] ?? [] { workers[other]?.capabilities[name] = fresh[name] }
+            }
         case .disconnect:
             // A worker that says goodbye did not fail its items: they go back without using an attempt.
             removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
         case .request:
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "REQUEST sent by a worker"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "REQUEST sent by a worker"))
         case .reply(let client, let body):
             do {
                 switch try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute) {
@@ -606,7 +663,7 @@ final class BrokerCore {
                              from: worker, now: now)
                 }
             } catch {
-                actions.append(.protocolError(peer: peer, code: "LC3001", detail: "bad REPLY: \(error)"))
+                actions.append(.protocolError(peer: peer, code: .malformedMessage, detail: "bad REPLY: \(error)"))
             }
             startedCount(of: worker, now: now)
         }
@@ -614,18 +671,18 @@ final class BrokerCore {
 
     private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
         guard !service.hasPrefix("mmi.") else {
-            actions.append(.protocolError(peer: peer, code: "LC3002", detail: "READY for reserved service \(service)"))
+            actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY for reserved service \(service)"))
             actions.append(.disconnect(peer: peer))
             return
         }
         guard let stage = stageIndex[service] else {
-            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "READY for unknown stage \"\(service)\""))
+            actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "READY for unknown stage \"\(service)\""))
             actions.append(.disconnect(peer: peer))
             return
         }
         let spec = stages[stage].spec
         if let unmet = spec.requires.unmetReason(capabilities) {
-            actions.append(.protocolError(peer: peer, code: "LC3003", detail: "worker cannot serve stage \(service): \(unmet)"))
+            actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "worker cannot serve stage \(service): \(unmet)"))
             actions.append(.disconnect(peer: peer))
             return
         }
@@ -881,6 +938,8 @@ struct NodeSummary {
     var completed: Int
     var heartbeatAge: Duration
     var capabilities: Capabilities
+    /// The stages the node's workers serve.
+    var stages: [String] = []
 }
 
 /// A duration as people read it in a log line: `1.5s`, `500ms`.

@@ -1,4 +1,4 @@
-// Reads a file, stdin or generated source on its own thread and hands items to the broker over inproc.
+// The source reader actor: reads a file, stdin or generated source and hands items to the broker over inproc.
 
 import Foundation
 import Logging
@@ -10,63 +10,100 @@ import Glibc
 import Darwin
 #endif
 
-/// Messages from a source reader to the broker, one kind byte first:
-/// `T` + total (8 bytes): how many items the source holds, when known up front;
-/// `B` + first id (8 bytes), then one payload frame per item, ids consecutive;
-/// `E` + count (8 bytes): the source is exhausted; `X` + text: the source failed.
-enum SourceMessage {
+/// What a source reader sends the broker, over a PUSH to the broker's inproc PULL (so that the
+/// PULL's HWM paces the reading).
+enum SourceMessage: Equatable {
+    /// How many items the source holds, when known up front.
+    case total(UInt64)
+    /// Items with consecutive ids from `firstID`, one payload each.
+    case batch(firstID: UInt64, payloads: [[UInt8]])
+    /// The source is exhausted after `count` items.
+    case end(count: UInt64)
+    /// The source failed; the text starts with its LC code.
+    case failed(String)
+
     static let batchSize = 256
 
-    static func header(_ kind: Character, _ value: UInt64) -> [UInt8] {
-        var bytes = [UInt8(ascii: kind.unicodeScalars.first!)]
-        bytes.appendBigEndian(value)
-        return bytes
+    private enum Kind: UInt8 {
+        case total = 1
+        case batch = 2
+        case end = 3
+        case failed = 4
     }
 
-    static func value(of frame: [UInt8]) -> UInt64 {
-        guard frame.count >= 9 else { return 0 }
-        return frame[1...8].reduce(0) { $0 << 8 | UInt64($1) }
-    }
-}
-
-/// Runs one finite source to its end, pushing batches to `endpoint` (the broker's inproc PULL).
-struct SourceReader: Sendable {
-    let spec: SourceSpec
-    let context: Context
-    let endpoint: String
-    let logger: Logger
-
-    func start() -> Thread {
-        let thread = Thread { self.run() }
-        thread.name = "lancompute-source"
-        thread.start()
-        return thread
-    }
-
-    private func run() {
-        do {
-            let socket = try Socket(.push, context: context)
-            // A small queue: when the pipeline is full the broker stops reading and this thread waits here.
-            try socket.set(.sendHighWaterMark, 16)
-            try socket.connect(endpoint)
-            do {
-                try read(into: socket)
-            } catch let error as SourceError {
-                try? socket.send(multipart: [Array(("X" + error.message).utf8)])
-            }
-        } catch {
-            // The broker is shutting down (context terminated): nothing left to do.
-            logger.debug("source reader stopped: \(error)")
+    var frames: [[UInt8]] {
+        func header(_ kind: Kind, _ value: UInt64) -> [UInt8] {
+            var bytes = [kind.rawValue]
+            bytes.appendBigEndian(value)
+            return bytes
+        }
+        switch self {
+        case .total(let total): return [header(.total, total)]
+        case .batch(let firstID, let payloads): return [header(.batch, firstID)] + payloads
+        case .end(let count): return [header(.end, count)]
+        case .failed(let message): return [[Kind.failed.rawValue] + Array(message.utf8)]
         }
     }
 
-    private func read(into socket: Socket) throws {
+    init(frames: [[UInt8]]) throws(WireError) {
+        var header = ByteReader(frames.first ?? [])
+        switch Kind(rawValue: try header.readUInt8("source message kind")) {
+        case .total: self = .total(try header.readUInt64("source total"))
+        case .batch: self = .batch(firstID: try header.readUInt64("first item id"), payloads: Array(frames.dropFirst()))
+        case .end: self = .end(count: try header.readUInt64("source item count"))
+        case .failed: self = .failed(String(decoding: try header.readBytes(header.remaining, "failure text"), as: UTF8.self))
+        case nil: throw WireError("unknown source message kind")
+        }
+    }
+}
+
+/// Reads one finite source to its end, as an actor, pushing batches to `endpoint` (the broker's inproc PULL).
+struct SourceReader: Sendable {
+    let spec: SourceSpec
+    let sockets: SocketFactory
+    let endpoint: String
+    let logger: Logger
+
+    /// Why the reader stopped before the end of its source: its owner asked it to.
+    private struct Terminated: Error {}
+
+    /// Starts the reader; it ends by itself at the end of the source, or when stopped.
+    func start() throws -> ActorThread<Never, Never> {
+        try ActorThread(name: "lancompute-source", context: sockets.context) { pipe in
+            let socket = try sockets.socket(.sourceReader)
+            try socket.connect(endpoint)
+            try pipe.signalReady()
+            // Waits for room in the PUSH's queue, or for terminate, whichever comes first.
+            let poller = Poller()
+            let pushIndex = poller.add(socket, events: .out)
+            let pipeIndex = poller.add(pipe.socket)
+            let send = { (message: SourceMessage) throws in
+                let frames = message.frames
+                while !(try socket.trySend(multipart: frames)) {
+                    _ = try poller.poll(timeout: nil)
+                    if poller.isReadable(pipeIndex), case .terminate = try pipe.receive() { throw Terminated() }
+                    _ = poller.readyEvents(at: pushIndex)
+                }
+            }
+            do {
+                try read(send: send)
+            } catch let error as SourceError {
+                try? send(.failed(error.message))
+            } catch is Terminated {
+                return
+            }
+            // Done: stay until the owner stops this actor, so that the pipe is read until the end.
+            while case .command = try pipe.receive() {}
+        }
+    }
+
+    private func read(send: (SourceMessage) throws -> Void) throws {
         var batch: [[UInt8]] = []
         var nextID: UInt64 = 0
         var firstID: UInt64 = 0
         func flush() throws {
             guard !batch.isEmpty else { return }
-            try socket.send(multipart: [SourceMessage.header("B", firstID)] + batch)
+            try send(.batch(firstID: firstID, payloads: batch))
             batch.removeAll(keepingCapacity: true)
         }
         func emit(_ payload: [UInt8]) throws {
@@ -78,7 +115,7 @@ struct SourceReader: Sendable {
 
         switch spec.kind {
         case .generate(let count, let size):
-            try socket.send(multipart: [SourceMessage.header("T", UInt64(count))])
+            try send(.total(UInt64(count)))
             for index in 0..<count { try emit(Self.generated(index: index, size: size)) }
         case .file(let path):
             guard let file = fopen(path, "rb") else {
@@ -86,7 +123,7 @@ struct SourceReader: Sendable {
             }
             defer { fclose(file) }
             if spec.format == .lines, let total = Self.countLines(path: path) {
-                try socket.send(multipart: [SourceMessage.header("T", UInt64(total))])
+                try send(.total(UInt64(total)))
             }
             try readStream(file, name: path, emit: emit)
         case .stdin:
@@ -96,7 +133,7 @@ struct SourceReader: Sendable {
             preconditionFailure("a pull source is read by the broker itself")
         }
         try flush()
-        try socket.send(multipart: [SourceMessage.header("E", nextID)])
+        try send(.end(count: nextID))
     }
 
     private func readStream(_ file: UnsafeMutablePointer<FILE>, name: String, emit: ([UInt8]) throws -> Void) throws {

@@ -28,28 +28,38 @@ final class Telemetry {
     func start(configuration: BrokerConfiguration, context: Context) throws(BrokerError) -> String? {
         var bound: String?
         if let endpoint = configuration.eventsEndpoint {
+            let sockets = SocketFactory(context: context, insecure: configuration.insecure)
             do {
-                let socket = try Socket(.xpub, context: context)
-                try socket.bind(endpoint)
+                let socket = try sockets.socket(.eventsPublisher)
+                try sockets.bind(socket, as: .eventsPublisher, to: endpoint)
                 bound = try socket.lastEndpoint
                 feed = try EventFeed(socket: socket, logger: logger)
+            } catch let error as SocketBindError {
+                guard case .failed(let error) = error else { throw BrokerError(error.description) }
+                throw BrokerError(.eventsBind, "cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+            } catch let error as ZMQError {
+                throw BrokerError(.eventsBind, "cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
             } catch {
-                throw BrokerError("LC2006: cannot bind the events endpoint \(endpoint): \(error.code.message) (\(error.code.cName)); choose another with --events, or --events none")
+                throw BrokerError(.eventsBind, "cannot bind the events endpoint \(endpoint): \(error); choose another with --events, or --events none")
             }
         }
         if let address = configuration.metricsHTTP {
-            guard let (host, port) = MetricsHTTPServer.parse(address: address) else {
-                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address)")
-            }
+            let endpoint: Endpoint
             do {
-                let server = try MetricsHTTPServer(host: host, port: port, logger: logger)
-                httpServer = server
-                metricsHTTPEndpoint = "\(host):\(server.boundPort)"
+                endpoint = try Endpoint(hostAndPort: address)
             } catch {
-                throw BrokerError("LC2007: cannot serve metrics on \(address): \(error)")
+                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address): \(error.problem)")
+            }
+            let host = endpoint.host == "*" ? "" : endpoint.host ?? ""
+            do {
+                let server = try MetricsHTTPServer(host: host, port: endpoint.port ?? 0, logger: logger, context: context)
+                httpServer = server
+                metricsHTTPEndpoint = "\(host.contains(":") ? "[\(host)]" : host):\(server.boundPort)"
+            } catch {
+                throw BrokerError(.metricsHTTP, "cannot serve metrics on \(address): \(error)")
             }
         }
-        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer, interval: configuration.metricsInterval)
+        reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer)
         return bound
     }
 

@@ -22,7 +22,7 @@ public final class LocalCluster: Sendable {
         var configuration = configuration
         let name = "lancompute-local-\(UUID().uuidString)"
         configuration.inprocName = name
-        do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
+        do { context = try Context() } catch { throw BrokerError(.brokerSetup, "cannot create a ZeroMQ context: \(error)") }
         self.broker = Broker(configuration: configuration, logger: logger, context: context)
         self.workerCount = max(1, workers)
         self.workerTemplate = workerTemplate

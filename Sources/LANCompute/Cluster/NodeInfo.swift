@@ -1,6 +1,7 @@
 // What a worker process knows and announces about the machine it runs on.
 
 import Foundation
+import Logging
 
 /// Facts about this machine, announced as capabilities on READY.
 public enum NodeInfo {
@@ -29,36 +30,37 @@ public enum NodeInfo {
     public static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
     public static var memory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
 
-    /// Whether a GPU is visible: an NVIDIA device node on Linux, Metal on Apple silicon Macs.
-    public static var hasGPU: Bool {
-        #if os(Linux)
-        FileManager.default.fileExists(atPath: "/dev/nvidia0") || FileManager.default.fileExists(atPath: "/dev/dri/renderD128")
-        #elseif os(macOS) && arch(arm64)
-        true
-        #else
-        false
-        #endif
-    }
+    /// This machine's fingerprint, detected once per process (GPU tools and the benchmark take
+    /// time; every session and stage of a worker announces the same facts).
+    public static let fingerprint: Fingerprint = Fingerprint.detect()
+
+    /// Whether a GPU was detected: an NVIDIA GPU listed by nvidia-smi, or a Metal device.
+    public static var hasGPU: Bool { !fingerprint.gpus.isEmpty }
+
+    /// The largest capabilities frame a worker sends, so a READY stays small whatever labels,
+    /// GPU count or model names a machine has.
+    public static let capabilitiesLimit = 4096
+    /// The longest value in the frame; longer values (a model name, a label) are cut.
+    public static let capabilityValueLimit = 256
 
     /// The capabilities of a worker on this machine; `labels` may override `gpu` (label gpu=...).
-    public static func capabilities(node: String, labels: [String: String], credit: Int, batch: Int) -> Capabilities {
-        var capabilities = Capabilities([
-            "protocol": MDP.lanComputeProtocol,
-            "node": node,
-            "host": hostName,
-            "arch": arch,
-            "os": os,
-            "cores": String(cores),
-            "memory": String(memory),
-            "gpu": hasGPU ? "true" : "false",
-            "credit": String(credit),
-            "batch": String(batch),
-            "pid": String(ProcessInfo.processInfo.processIdentifier),
-        ])
-        for (name, value) in labels {
-            capabilities["label.\(name)"] = value
-            if name == "gpu" { capabilities["gpu"] = value.isEmpty || value == "false" ? "false" : "true" }
+    /// The same for every call but the session's values: the facts were read once, at the first call.
+    public static func capabilities(
+        node: String, labels: [String: String], credit: Int, batch: Int,
+        logger: Logger = Logger(label: "lancompute.worker")
+    ) -> Capabilities {
+        var fingerprint = fingerprint
+        fingerprint.labels = labels
+        var values = fingerprint.capabilityValues
+        values["protocol"] = MDP.lanComputeProtocol
+        values["node"] = node
+        values["credit"] = String(credit)
+        values["batch"] = String(batch)
+        values["pid"] = String(ProcessInfo.processInfo.processIdentifier)
+        let (bounded, trimmed) = Capabilities(values).bounded(toBytes: capabilitiesLimit, valueBytes: capabilityValueLimit)
+        if !trimmed.isEmpty {
+            logger.warning("capabilities over \(capabilitiesLimit) bytes: cut or left out \(trimmed.joined(separator: ", "))")
         }
-        return capabilities
+        return bounded
     }
 }

@@ -66,8 +66,7 @@ public final class FeedSubscriber {
     ) throws {
         self.endpoint = endpoint
         self.topicPrefix = topicPrefix
-        socket = try Socket(.sub, context: context)
-        if let receiveHighWaterMark { try socket.set(.receiveHighWaterMark, receiveHighWaterMark) }
+        socket = try SocketFactory(context: context).socket(.eventsSubscriber(receiveHighWaterMark: receiveHighWaterMark))
         try socket.subscribe(topicPrefix)
         try socket.connect(endpoint)
     }

@@ -1,7 +1,8 @@
-// A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics and /healthz on its own thread.
+// A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics and /healthz, run by an actor.
 
 import Foundation
 import Logging
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -14,12 +15,49 @@ public struct MetricsHTTPServerError: Error, CustomStringConvertible, Sendable {
     public let description: String
 }
 
-/// Serves /metrics and /healthz over HTTP/1.1 on its own thread: a small POSIX-socket server,
-/// GET (and HEAD) only, `Connection: close`, no HTTP framework. Thread-safe.
+/// What the owner of a ``MetricsHTTPServer`` tells its actor.
+enum MetricsHTTPCommand: ActorMessage {
+    /// Serve this text at /metrics from now on.
+    case expose(String)
+
+    var frames: [[UInt8]] {
+        switch self {
+        case .expose(let text): [Array(text.utf8)]
+        }
+    }
+
+    init(frames: [[UInt8]]) throws {
+        guard frames.count == 1 else { throw WireError("an exposition command has 1 frame, not \(frames.count)") }
+        self = .expose(String(decoding: frames[0], as: UTF8.self))
+    }
+}
+
+/// What the metrics HTTP actor reports: only, when ready, the port it listens on.
+enum MetricsHTTPEvent: ActorMessage {
+    case listening(port: Int)
+
+    var frames: [[UInt8]] {
+        switch self {
+        case .listening(let port):
+            var bytes: [UInt8] = []
+            bytes.appendBigEndian(UInt16(port))
+            return [bytes]
+        }
+    }
+
+    init(frames: [[UInt8]]) throws {
+        var reader = ByteReader(frames.first ?? [])
+        self = .listening(port: Int(try reader.readUInt16("listening port")))
+    }
+}
+
+/// Serves /metrics and /healthz over HTTP/1.1 from an actor: a small POSIX-socket server,
+/// GET (and HEAD) only, `Connection: close`, no HTTP framework.
 ///
-/// Requests are answered one at a time: a scrape is small, and a client that stalls is cut off
-/// after ``clientTimeout``. The server thread keeps the server alive until ``stop()``.
-public final class MetricsHTTPServer: Sendable {
+/// The thread that creates the server owns it (it holds the actor's pipe): that thread calls
+/// ``update(exposition:)`` and ``stop()``. Requests are answered one at a time on the actor's
+/// thread: a scrape is small, and a client that stalls is cut off after ``clientTimeout``.
+public final class MetricsHTTPServer {
     /// The content type of the Prometheus text format.
     public static let expositionContentType = "text/plain; version=0.0.4; charset=utf-8"
     /// How long one client may take to send its request or read the answer.
@@ -27,109 +65,73 @@ public final class MetricsHTTPServer: Sendable {
 
     /// The port listened on (the one chosen by the system when `port` was 0).
     public let boundPort: Int
-    private let listenDescriptor: Int32
-    private let wakeDescriptors: (read: Int32, write: Int32)
-    private let exposition = LockedValue("")
-    private let running = LockedValue(true)
-    private let finished = DispatchSemaphore(value: 0)
-    private let logger: Logger
+    private let actor: ActorThread<MetricsHTTPCommand, MetricsHTTPEvent>
 
-    /// Listens on `host` (an address or name; empty or `*` for every interface) and `port` (0: any free port).
-    public init(host: String, port: Int, logger: Logger = Logger(label: "lancompute.metrics.http")) throws {
-        self.logger = logger
+    /// Listens on `host` (an address or name; empty or `*` for every interface) and `port` (0: any
+    /// free port); throws ``MetricsHTTPServerError`` when it cannot.
+    public init(host: String, port: Int, logger: Logger = Logger(label: "lancompute.metrics.http"), context: Context = .shared) throws {
         guard (0...65535).contains(port) else {
             throw MetricsHTTPServerError(description: "port \(port) is out of range 0-65535")
         }
-        let descriptor = try Self.openListeningSocket(host: host, port: port)
-        do {
-            boundPort = try Self.localPort(of: descriptor)
-            var pipeDescriptors: [Int32] = [0, 0]
-            guard pipe(&pipeDescriptors) == 0 else {
-                throw MetricsHTTPServerError(description: "pipe() failed: \(String(cString: strerror(errno)))")
+        actor = try ActorThread(name: "lancompute-metrics-http", context: context) { pipe in
+            let descriptor = try Self.openListeningSocket(host: host, port: port)
+            defer { close(descriptor) }
+            try pipe.signalReady(.listening(port: try Self.localPort(of: descriptor)))
+            var exposition = ""
+            let loop = PollLoop()
+            pipe.attach(to: loop) { command in
+                switch command {
+                case .expose(let text): exposition = text
+                }
             }
-            wakeDescriptors = (pipeDescriptors[0], pipeDescriptors[1])
-            Self.setCloseOnExec(pipeDescriptors[0])
-            Self.setCloseOnExec(pipeDescriptors[1])
-        } catch {
-            close(descriptor)
-            throw error
+            loop.register(fileDescriptor: descriptor) { _ in
+                // An update sent before this request was made is answered with.
+                while let input = try pipe.tryReceive() {
+                    switch input {
+                    case .command(.expose(let text)): exposition = text
+                    case .terminate: return loop.stop()
+                    }
+                }
+                let client = accept(descriptor, nil, nil)
+                guard client >= 0 else { return }
+                Self.setCloseOnExec(client)
+                Self.answer(client, exposition: exposition)
+                close(client)
+            }
+            do {
+                try loop.run()
+            } catch {
+                logger.error("the metrics HTTP server stops: \(error)")
+                throw error
+            }
         }
-        listenDescriptor = descriptor
-        let thread = Thread { [self] in serve() }
-        thread.name = "lancompute-metrics-http"
-        thread.start()
-    }
-
-    /// Parses `HOST:PORT` (`127.0.0.1:9464`, `[::1]:9464`, `:9464`) as given to `--metrics-http`.
-    public static func parse(address: String) -> (host: String, port: Int)? {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-              (0...65535).contains(port) else { return nil }
-        var host = String(address[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
+        guard case .listening(let bound) = actor.readyReport else {
+            throw MetricsHTTPServerError(description: "the metrics HTTP server did not report its port")
+        }
+        boundPort = bound
     }
 
     /// Replaces the text served at /metrics; the broker calls it once per interval.
     public func update(exposition text: String) {
-        exposition.withLock { $0 = text }
+        // Fails only once the server is stopped or its context shut down: nothing left to serve.
+        try? actor.send(.expose(text))
     }
 
-    /// Stops listening and waits for the server thread to finish; later calls do nothing.
+    /// Stops listening and waits for the server's thread to end; later calls do nothing.
     public func stop() {
-        let wasRunning = running.withLock { running in
-            defer { running = false }
-            return running
-        }
-        guard wasRunning else { return }
-        var byte: UInt8 = 1
-        _ = write(wakeDescriptors.write, &byte, 1)
-        if finished.wait(timeout: .now() + .seconds(5)) == .timedOut {
-            logger.warning("the metrics HTTP server thread did not stop within 5 s")
-            return
-        }
-        close(wakeDescriptors.read)
-        close(wakeDescriptors.write)
+        actor.stop()
     }
 
     // MARK: Serving
 
-    private func serve() {
-        defer {
-            close(listenDescriptor)
-            finished.signal()
-        }
-        var descriptors = [
-            pollfd(fd: listenDescriptor, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: wakeDescriptors.read, events: Int16(POLLIN), revents: 0),
-        ]
-        while true {
-            let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                logger.error("poll failed; the metrics HTTP server stops", metadata: ["errno": "\(errno)"])
-                return
-            }
-            if descriptors[1].revents != 0 { return }
-            if descriptors[0].revents & Int16(POLLIN) != 0 {
-                let client = accept(listenDescriptor, nil, nil)
-                if client >= 0 {
-                    Self.setCloseOnExec(client)
-                    answer(client)
-                    close(client)
-                }
-            }
-        }
-    }
-
-    private func answer(_ client: Int32) {
-        Self.configureClient(client)
-        guard let request = Self.readRequestHead(client) else { return }
-        let response = respond(to: request)
-        Self.writeAll(client, response)
+    private static func answer(_ client: Int32, exposition: String) {
+        configureClient(client)
+        guard let request = readRequestHead(client) else { return }
+        writeAll(client, respond(to: request, exposition: exposition))
     }
 
     /// The whole response to a request head (its first line is what matters).
-    func respond(to requestHead: String) -> [UInt8] {
+    static func respond(to requestHead: String, exposition: String) -> [UInt8] {
         let requestLine = requestHead.split(separator: "\r\n", maxSplits: 1).first ?? ""
         let parts = requestLine.split(separator: " ")
         guard parts.count == 3, parts[2].hasPrefix("HTTP/") else {
@@ -144,7 +146,7 @@ public final class MetricsHTTPServer: Sendable {
         let omitBody = method == "HEAD"
         switch path {
         case "/metrics":
-            return Self.response(status: "200 OK", body: exposition.current, contentType: Self.expositionContentType,
+            return Self.response(status: "200 OK", body: exposition, contentType: Self.expositionContentType,
                                  omitBody: omitBody)
         case "/healthz":
             return Self.response(status: "200 OK", body: "ok\n", omitBody: omitBody)

@@ -1,52 +1,30 @@
-// Paces snapshots for the broker's poll loop: when the next one is due, and publishing it everywhere.
+// Publishes a pipeline's snapshot everywhere it is read: the events feed and the HTTP exposition.
 
 import Foundation
 
-/// Publishes a pipeline's snapshot on the feed and refreshes the HTTP exposition once per
-/// interval; confined to the broker thread (not Sendable).
+/// Publishes a pipeline's snapshot on the feed and refreshes the HTTP exposition; confined to
+/// the broker thread (not Sendable).
 ///
-/// The broker uses ``timeUntilDue(at:)`` as (an upper bound of) its poll timeout and calls
-/// ``tick(at:)`` after every poll; at the end of a run, ``publishNow()`` sends the final
-/// snapshot so that the last one a subscriber sees has every completion in it.
+/// It does not pace itself: the broker's poll loop decides when. The loop polls for at most
+/// 100 ms, and after a poll that ends `metricsInterval` or more after the last snapshot it brings
+/// the gauges up to date and calls ``publishNow(date:)``; a busy loop therefore publishes late,
+/// never twice to catch up. At the end of a run the broker publishes once more, so the last
+/// snapshot a subscriber sees has every completion in it.
 public final class MetricsReporter {
     public let metrics: PipelineMetrics
     public let feed: EventFeed?
     public let httpServer: MetricsHTTPServer?
-    public let interval: Duration
     /// Snapshots published so far.
     public private(set) var snapshotsPublished = 0
-    private var due: ContinuousClock.Instant
 
-    public init(
-        metrics: PipelineMetrics, feed: EventFeed?, httpServer: MetricsHTTPServer? = nil,
-        interval: Duration = .seconds(1), start: ContinuousClock.Instant = .now
-    ) {
-        precondition(interval > .zero, "the metrics interval must be positive")
+    public init(metrics: PipelineMetrics, feed: EventFeed?, httpServer: MetricsHTTPServer? = nil) {
         self.metrics = metrics
         self.feed = feed
         self.httpServer = httpServer
-        self.interval = interval
-        self.due = start + interval
         httpServer?.update(exposition: metrics.prometheusText())
     }
 
-    /// How long until the next snapshot is due (zero if it is late).
-    public func timeUntilDue(at now: ContinuousClock.Instant = .now) -> Duration {
-        max(.zero, now.duration(to: due))
-    }
-
-    /// Publishes a snapshot if one is due; returns whether it did.
-    @discardableResult
-    public func tick(at now: ContinuousClock.Instant = .now) -> Bool {
-        guard now >= due else { return false }
-        publishNow()
-        // Keep the cadence, but never try to catch up on intervals missed while the loop was busy.
-        due += interval
-        if due <= now { due = now + interval }
-        return true
-    }
-
-    /// Publishes a snapshot now (the final one of a run, or after something worth showing at once).
+    /// Publishes a snapshot now, on the feed and to the HTTP exposition.
     public func publishNow(date: Date = Date()) {
         let snapshot = metrics.snapshot(at: date)
         feed?.publish(snapshot)

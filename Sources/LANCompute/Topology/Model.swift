@@ -287,3 +287,117 @@ public struct Requirements: Sendable, Equatable, Codable {
         arch == nil && os == nil && gpu == nil && minMemory == nil && minCores == nil && labels.isEmpty
     }
 }
+
+// MARK: JSON coding
+
+// The topology travels as JSON (`mmi.topology`) to workers in any language, so a duration is
+// written as seconds, a plain number (`0.5`), not as Swift's `[seconds, attoseconds]` pair.
+// Decoding rounds to the nanosecond: the JSON number is binary floating point, and a
+// topology's durations are never finer than that.
+
+extension Duration {
+    /// The duration in seconds, as JSON carries it.
+    var jsonSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+
+    /// A duration from JSON seconds, rounded to the nanosecond; nil for a negative, infinite or absurd number.
+    init?(jsonSeconds seconds: Double) {
+        let nanoseconds = (seconds * 1e9).rounded()
+        guard seconds.isFinite, seconds >= 0, nanoseconds < Double(Int64.max) else { return nil }
+        self = .nanoseconds(Int64(nanoseconds))
+    }
+}
+
+extension KeyedEncodingContainer {
+    mutating func encodeSeconds(_ duration: Duration, forKey key: Key) throws {
+        try encode(duration.jsonSeconds, forKey: key)
+    }
+
+    mutating func encodeSecondsIfPresent(_ duration: Duration?, forKey key: Key) throws {
+        try encodeIfPresent(duration?.jsonSeconds, forKey: key)
+    }
+}
+
+extension KeyedDecodingContainer {
+    func decodeSeconds(forKey key: Key) throws -> Duration {
+        let seconds = try decode(Double.self, forKey: key)
+        guard let duration = Duration(jsonSeconds: seconds) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "\(seconds) is not a duration in seconds")
+        }
+        return duration
+    }
+
+    func decodeSecondsIfPresent(forKey key: Key) throws -> Duration? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        return try decodeSeconds(forKey: key)
+    }
+}
+
+extension BrokerSettings {
+    enum CodingKeys: String, CodingKey {
+        case bind, events, aggregator, heartbeatInterval, heartbeatLiveness, queueLimit
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            bind: try container.decode(String.self, forKey: .bind),
+            events: try container.decode(String.self, forKey: .events),
+            aggregator: try container.decode(String.self, forKey: .aggregator),
+            heartbeatInterval: try container.decodeSeconds(forKey: .heartbeatInterval),
+            heartbeatLiveness: try container.decode(Int.self, forKey: .heartbeatLiveness),
+            queueLimit: try container.decode(Int.self, forKey: .queueLimit))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(bind, forKey: .bind)
+        try container.encode(events, forKey: .events)
+        try container.encode(aggregator, forKey: .aggregator)
+        try container.encodeSeconds(heartbeatInterval, forKey: .heartbeatInterval)
+        try container.encode(heartbeatLiveness, forKey: .heartbeatLiveness)
+        try container.encode(queueLimit, forKey: .queueLimit)
+    }
+}
+
+extension StageSpec {
+    enum CodingKeys: String, CodingKey {
+        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, location
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try container.decode(String.self, forKey: .name),
+            handler: try container.decode(HandlerSpec.self, forKey: .handler),
+            from: try container.decode([String].self, forKey: .from),
+            replicas: try container.decode(Int.self, forKey: .replicas),
+            credit: try container.decodeIfPresent(Int.self, forKey: .credit),
+            requires: try container.decode(Requirements.self, forKey: .requires),
+            prefers: try container.decode(Requirements.self, forKey: .prefers),
+            groupBy: try container.decodeIfPresent(KeyExtractor.self, forKey: .groupBy),
+            priority: try container.decode(Int.self, forKey: .priority),
+            timeout: try container.decodeSecondsIfPresent(forKey: .timeout),
+            maxAttempts: try container.decode(Int.self, forKey: .maxAttempts),
+            deadline: try container.decodeSecondsIfPresent(forKey: .deadline),
+            location: try container.decodeIfPresent(SourceLocation.self, forKey: .location))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(handler, forKey: .handler)
+        try container.encode(from, forKey: .from)
+        try container.encode(replicas, forKey: .replicas)
+        try container.encodeIfPresent(credit, forKey: .credit)
+        try container.encode(requires, forKey: .requires)
+        try container.encode(prefers, forKey: .prefers)
+        try container.encodeIfPresent(groupBy, forKey: .groupBy)
+        try container.encode(priority, forKey: .priority)
+        try container.encodeSecondsIfPresent(timeout, forKey: .timeout)
+        try container.encode(maxAttempts, forKey: .maxAttempts)
+        try container.encodeSecondsIfPresent(deadline, forKey: .deadline)
+        try container.encodeIfPresent(location, forKey: .location)
+    }
+}

@@ -1,8 +1,8 @@
 // "Did you mean" suggestions for misspelt keys, names and choices.
 
-enum Suggestion {
+public enum Suggestion {
     /// The candidate closest to `word`, when it is close enough to be a likely typo.
-    static func closest(to word: String, among candidates: [String]) -> String? {
+    public static func closest(to word: String, among candidates: [String]) -> String? {
         let limit = max(1, min(3, word.count / 3))
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {

@@ -85,52 +85,6 @@ public enum DurationLiteral {
     }
 }
 
-/// Checks ZeroMQ endpoint strings before any socket sees them.
-public enum Endpoint {
-    /// Whether the endpoint is going to be bound or connected: only a bind may use `*`.
-    public enum Use: Sendable {
-        case bind
-        case connect
-    }
-
-    /// Nil when `text` is a usable endpoint, else why it is not.
-    public static func problem(with text: String, use: Use) -> String? {
-        guard let schemeEnd = text.range(of: "://") else {
-            return "'\(text)' is not an endpoint; write tcp://HOST:PORT, ipc://PATH or inproc://NAME"
-        }
-        let scheme = text[..<schemeEnd.lowerBound]
-        let address = String(text[schemeEnd.upperBound...])
-        switch scheme {
-        case "tcp":
-            return tcpProblem(address, use: use, text: text)
-        case "ipc":
-            return address.isEmpty ? "'\(text)' has no path after ipc://" : nil
-        case "inproc":
-            return address.isEmpty ? "'\(text)' has no name after inproc://" : nil
-        default:
-            return "'\(scheme)' is not a supported transport in '\(text)'; use tcp, ipc or inproc"
-        }
-    }
-
-    private static func tcpProblem(_ address: String, use: Use, text: String) -> String? {
-        guard let colon = address.lastIndex(of: ":") else {
-            return "'\(text)' has no port; write tcp://HOST:PORT"
-        }
-        let host = address[..<colon]
-        let port = address[address.index(after: colon)...]
-        if host.isEmpty { return "'\(text)' has no host; write tcp://HOST:PORT (HOST may be * to bind every interface)" }
-        if host.hasPrefix("["), !host.hasSuffix("]") { return "'\(text)' has an unclosed IPv6 address" }
-        if host.contains(where: { $0.isWhitespace || $0 == "/" }) { return "'\(text)' has an invalid host '\(host)'" }
-        if port == "*" || host == "*" {
-            if use == .connect { return "'\(text)' uses *, which only a bind accepts; name the host and port to connect to" }
-            if port == "*" { return nil }
-        }
-        guard let number = Int(port) else { return "'\(text)' has an invalid port '\(port)'" }
-        guard (1...65_535).contains(number) else { return "port \(number) in '\(text)' is outside 1...65535" }
-        return nil
-    }
-}
-
 extension StringProtocol {
     var trimmingSpaces: String {
         String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())

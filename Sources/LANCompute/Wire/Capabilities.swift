@@ -58,3 +58,51 @@ public struct Capabilities: Equatable, Sendable {
         self.values = values
     }
 }
+
+extension Capabilities {
+    /// Properties no frame may lose: without them a worker cannot be served as it asked.
+    static let essentialNames: Set<String> = [
+        "protocol", "node", "host", "credit", "batch", "slots", "pid", "arch", "os", "cores", "memory", "gpu",
+    ]
+
+    /// The size of ``encoded()``.
+    public var encodedCount: Int {
+        values.reduce(0) { $0 + 1 + min($1.key.utf8.count, 255) + 4 + $1.value.utf8.count }
+    }
+
+    /// These capabilities cut to fit `toBytes` encoded: values over `valueBytes` are cut (at a
+    /// character boundary); then, while the frame is still too large, properties are left out,
+    /// per-GPU ones (`gpu.N.*`) first, then other optional ones, then labels, each group from the
+    /// last name in sorted order. The essential properties stay. `trimmed` names what was cut or left out.
+    public func bounded(toBytes limit: Int, valueBytes: Int) -> (capabilities: Capabilities, trimmed: [String]) {
+        var result = self
+        var trimmed: [String] = []
+        for (name, value) in values.sorted(by: { $0.key < $1.key }) where value.utf8.count > valueBytes {
+            var cut = String.UnicodeScalarView()
+            var size = 0
+            for scalar in value.unicodeScalars {
+                let width = String(scalar).utf8.count
+                if size + width > valueBytes { break }
+                cut.append(scalar)
+                size += width
+            }
+            result[name] = String(cut)
+            trimmed.append(name)
+        }
+        func group(_ name: String) -> Int {
+            if name.hasPrefix("label.") { return 0 }
+            let parts = name.split(separator: ".")
+            if parts.count >= 3, parts[0] == "gpu", Int(parts[1]) != nil { return 2 }
+            return 1
+        }
+        let droppable = result.values.keys.filter { !Self.essentialNames.contains($0) }
+            .sorted { (group($0), $0) > (group($1), $1) }
+        var size = result.encodedCount
+        for name in droppable where size > limit {
+            size -= 1 + min(name.utf8.count, 255) + 4 + result.values[name]!.utf8.count
+            result.values[name] = nil
+            if !trimmed.contains(name) { trimmed.append(name) }
+        }
+        return (result, trimmed)
+    }
+}

@@ -43,6 +43,9 @@ public enum WorkerMessage: Equatable, Sendable {
     /// The worker's answer to the request whose `client` frame it echoes.
     case reply(client: [UInt8], body: [[UInt8]])
     case heartbeat
+    /// A HEARTBEAT from a LANCompute worker with a fourth frame: fresh values of the capabilities
+    /// that change while it runs (load, available memory, GPU use). See Docs/protocol.md 7.6.
+    case refresh(capabilities: Capabilities)
     case disconnect
 
     /// The frames, starting with the empty delimiter frame.
@@ -58,6 +61,8 @@ public enum WorkerMessage: Equatable, Sendable {
             return [[], MDP.workerHeader, [MDP.Command.reply.rawValue], client, []] + body
         case .heartbeat:
             return [[], MDP.workerHeader, [MDP.Command.heartbeat.rawValue]]
+        case .refresh(let capabilities):
+            return [[], MDP.workerHeader, [MDP.Command.heartbeat.rawValue], capabilities.encoded()]
         case .disconnect:
             return [[], MDP.workerHeader, [MDP.Command.disconnect.rawValue]]
         }
@@ -95,8 +100,8 @@ public enum WorkerMessage: Equatable, Sendable {
             let client = frames[base + 3]
             self = command == .request ? .request(client: client, body: body) : .reply(client: client, body: body)
         case .heartbeat:
-            guard count == 3 else { throw WireError("HEARTBEAT takes 3 frames, got \(count)") }
-            self = .heartbeat
+            guard count == 3 || count == 4 else { throw WireError("HEARTBEAT takes 3 or 4 frames, got \(count)") }
+            self = count == 4 ? .refresh(capabilities: try Capabilities(decoding: frames[base + 3])) : .heartbeat
         case .disconnect:
             // Some workers add a reason frame; accept and ignore it.
             guard count <= 4 else { throw WireError("DISCONNECT takes 3 frames, got \(count)") }
@@ -146,7 +151,7 @@ extension WorkerMessage {
         case .ready: MDP.Command.ready.description
         case .request: MDP.Command.request.description
         case .reply: MDP.Command.reply.description
-        case .heartbeat: MDP.Command.heartbeat.description
+        case .heartbeat, .refresh: MDP.Command.heartbeat.description
         case .disconnect: MDP.Command.disconnect.description
         }
     }

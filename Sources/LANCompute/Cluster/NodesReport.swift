@@ -1,0 +1,112 @@
+// The cluster as `mmi.nodes` answers it: each node, its fingerprint summary, stages and counts; JSON and a table.
+
+import Foundation
+
+/// Every node the broker knows, as `lancompute nodes` prints it. The JSON layout is specified in
+/// `Docs/cluster.md`.
+public struct NodesReport: Codable, Sendable, Equatable {
+    public static let schemaVersion = 1
+
+    public var schema: Int = NodesReport.schemaVersion
+    public var pipeline: String
+    public var nodes: [Node]
+
+    public struct Node: Codable, Sendable, Equatable {
+        /// The worker process's id (`HOST-PID-XXXXXXXX`), or `mdp-HEX` for a plain MDP worker.
+        public var node: String
+        public var host: String
+        /// The stages its workers serve, sorted.
+        public var stages: [String]
+        /// Registered workers (one per stage it serves).
+        public var workers: Int
+        public var inFlight: Int
+        public var completed: Int
+        public var heartbeatAgeMs: Int
+        public var arch: String?
+        public var os: String?
+        public var cores: Int?
+        public var memoryBytes: Int?
+        public var gpus: Int
+        public var gpuModel: String?
+        public var gpuMemoryBytes: Int?
+        public var labels: [String: String]
+        /// Every capability as the node announced it (and refreshed it).
+        public var capabilities: [String: String]
+
+        public init(node: String, host: String, stages: [String], workers: Int, inFlight: Int, completed: Int,
+                    heartbeatAgeMs: Int, capabilities: Capabilities) {
+            self.node = node
+            self.host = host
+            self.stages = stages
+            self.workers = workers
+            self.inFlight = inFlight
+            self.completed = completed
+            self.heartbeatAgeMs = heartbeatAgeMs
+            self.arch = capabilities["arch"]
+            self.os = capabilities["os"]
+            self.cores = capabilities["cores"].flatMap(Int.init)
+            self.memoryBytes = capabilities["memory"].flatMap(Int.init)
+            // A plain worker may say gpu=true without a count.
+            self.gpus = capabilities["gpu.count"].flatMap(Int.init) ?? (capabilities["gpu"] == "true" ? 1 : 0)
+            self.gpuModel = capabilities["gpu.model"]
+            self.gpuMemoryBytes = capabilities["gpu.memory"].flatMap(Int.init)
+            self.labels = capabilities.labels
+            self.capabilities = capabilities.values
+        }
+    }
+
+    public init(pipeline: String, nodes: [Node]) {
+        self.pipeline = pipeline
+        self.nodes = nodes
+    }
+
+    init(pipeline: String, summaries: [NodeSummary]) {
+        self.init(pipeline: pipeline, nodes: summaries.map { summary in
+            let age = summary.heartbeatAge.components
+            return Node(node: summary.node, host: summary.host, stages: summary.stages, workers: summary.workers,
+                        inFlight: summary.inFlight, completed: summary.completed,
+                        heartbeatAgeMs: Int(age.seconds * 1000 + age.attoseconds / 1_000_000_000_000_000),
+                        capabilities: summary.capabilities)
+        })
+    }
+
+    public func jsonData(pretty: Bool = false) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+
+    public init(json: Data) throws {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        self = try decoder.decode(NodesReport.self, from: json)
+    }
+
+    /// One line per node under a header, columns padded to their widest cell.
+    public func table() -> [String] {
+        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "IN-FLIGHT", "DONE", "HEARTBEAT"]
+        let rows = nodes.map { node -> [String] in
+            var gpus = node.gpus == 0 ? "-" : String(node.gpus)
+            if node.gpus > 0, let model = node.gpuModel {
+                gpus += " x \(model)" + (node.gpuMemoryBytes.map { " \(Self.gibibytes($0))" } ?? "")
+            }
+            return [
+                node.node, node.host, "\(node.arch ?? "?")/\(node.os ?? "?")", node.cores.map(String.init) ?? "?",
+                node.memoryBytes.map(Self.gibibytes) ?? "?", gpus, node.stages.joined(separator: ","),
+                String(node.inFlight), String(node.completed), "\(node.heartbeatAgeMs) ms",
+            ]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { column, cell in
+                column == cells.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return [line(header)] + rows.map(line)
+    }
+
+    static func gibibytes(_ bytes: Int) -> String {
+        String(format: "%.1f GiB", Double(bytes) / 1_073_741_824)
+    }
+}

@@ -1,0 +1,139 @@
+// The runtime and CLI error codes (LC2xxx) and the error that carries one.
+
+/// The runtime and CLI error codes (LC2xxx): problems running a pipeline (endpoints, files, the sink).
+///
+/// The raw value is the code's number; it is never reused or renumbered, because scripts and CI
+/// match on it. `Docs/errors.md` has one row per case, and a test holds the two together.
+public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertible {
+    case brokerSetup = 2000
+    case dispatchBind = 2001
+    case aggregatorStart = 2002
+    case sourceBind = 2003
+    case sinkUnconfirmed = 2004
+    case unencryptedExposure = 2005
+    case eventsBind = 2006
+    case metricsHTTP = 2007
+    case stageCannotRunHere = 2008
+    case sourceOpen = 2010
+    case sourceRead = 2011
+    case binarySourceTruncated = 2012
+    case sinkCreate = 2013
+    case sinkConnect = 2014
+    case sinkWrite = 2015
+    case deadLetterOpen = 2016
+    case workerStopped = 2020
+    case feedInput = 2021
+    case feedConnect = 2022
+    case feedStalled = 2023
+    case feedUnconfirmed = 2024
+    case nodesNoAnswer = 2040
+    case nodesUnexpectedAnswer = 2041
+    case discoveryNoBroker = 2050
+    case discoveryUnavailable = 2051
+    case unclassified = 2099
+
+    /// `LC` and the four digits, as printed: `LC2001`.
+    public var code: String { "LC\(rawValue)" }
+    public var description: String { code }
+
+    /// What went wrong, in a few words.
+    public var title: String {
+        switch self {
+        case .brokerSetup: "cannot create the broker's ZeroMQ context or sockets"
+        case .dispatchBind: "cannot bind the dispatch endpoint"
+        case .aggregatorStart: "the aggregator cannot bind or did not start"
+        case .sourceBind: "cannot bind the pull source endpoint"
+        case .sinkUnconfirmed: "the aggregator did not confirm the sink"
+        case .unencryptedExposure: "an unencrypted endpoint reachable from the network"
+        case .eventsBind: "cannot bind the events endpoint"
+        case .metricsHTTP: "cannot serve --metrics-http"
+        case .stageCannotRunHere: "a stage cannot run on this machine"
+        case .sourceOpen: "cannot open the source file"
+        case .sourceRead: "reading the source failed"
+        case .binarySourceTruncated: "a binary source is truncated"
+        case .sinkCreate: "cannot create the sink file"
+        case .sinkConnect: "cannot connect the push sink"
+        case .sinkWrite: "writing the sink failed"
+        case .deadLetterOpen: "cannot open the dead-letter file"
+        case .workerStopped: "the worker stopped on an error"
+        case .feedInput: "feed cannot open its input"
+        case .feedConnect: "feed cannot connect"
+        case .feedStalled: "the broker took no more lines"
+        case .feedUnconfirmed: "the broker did not confirm the feed"
+        case .nodesNoAnswer: "the broker did not answer mmi.nodes"
+        case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
+        case .discoveryNoBroker: "no broker of the cluster was discovered"
+        case .discoveryUnavailable: "cannot start looking for brokers"
+        case .unclassified: "a failure without a code of its own"
+        }
+    }
+
+    /// What to do about it: the "How to fix" column of `Docs/errors.md`, word for word.
+    public var remedy: String {
+        switch self {
+        case .brokerSetup: "Raise the open-file limit (`ulimit -n`); run `lancompute doctor`."
+        case .dispatchBind: "Stop the other broker, or choose another endpoint with `--bind`."
+        case .aggregatorStart: "Choose another with `--aggregator`."
+        case .sourceBind: "Change the endpoint in the topology."
+        case .sinkUnconfirmed: "Check the sink's disk and permissions; the dead-letter file and the log say what was done."
+        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` (`BrokerConfiguration.insecure`) on a network you trust."
+        case .eventsBind: "Choose another with `--events`, or `--events none`. (`run` only warns and goes on without a feed.)"
+        case .metricsHTTP: "Write `127.0.0.1:9100`; pick a free port."
+        case .stageCannotRunHere:
+            "Install the program, fix the path (relative to the topology file for `run`), or start `lancompute broker` and serve the stage from a machine that has it."
+        case .sourceOpen: "Check the path (relative to the current directory for `--input`, to the topology file for `source.file`)."
+        case .sourceRead: "Check the file system; items read so far are processed and reported."
+        case .binarySourceTruncated: "Binary sources are 4-byte big-endian lengths, each followed by that many bytes."
+        case .sinkCreate: "Choose a writable path (`--output`)."
+        case .sinkConnect: "Write a full endpoint, `tcp://HOST:PORT`."
+        case .sinkWrite: "Free space; start the consumer before the run. The run stops and reports what reached the sink."
+        case .deadLetterOpen: "Pass `--dead-letter PATH` to a writable place."
+        case .workerStopped: "See the message; restart the worker."
+        case .feedInput: "Check the path."
+        case .feedConnect: "Write a full endpoint, `tcp://HOST:PORT`."
+        case .feedStalled: "Start the broker with a `pull` source at that endpoint."
+        case .feedUnconfirmed:
+            "Give the dispatch endpoint of the broker whose `pull` source you feed; rerun the feed (items have stable ids only within a run)."
+        case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
+        case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
+        case .discoveryNoBroker: "Check the broker's `broker announced:` line and its cluster; see Docs/cluster.md#discovery."
+        case .discoveryUnavailable: "Free the port or pick `--beacon-port`."
+        case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
+        }
+    }
+
+    /// The case named by `code` (`"LC2001"`), or nil.
+    public init?(code: some StringProtocol) {
+        guard code.hasPrefix("LC"), let number = Int(code.dropFirst(2)), code.count == 6 else { return nil }
+        self.init(rawValue: number)
+    }
+}
+
+/// A runtime failure that stops a command: its code, and a message saying what and where.
+public struct RuntimeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: RuntimeErrorCode
+    /// The specifics (endpoint, path, the C error), without the code.
+    public let message: String
+
+    public init(_ code: RuntimeErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// For messages that still carry their code as text, `"LC2001: cannot bind …"`: the leading
+    /// code is parsed off. Text without a known code is kept whole as ``RuntimeErrorCode/unclassified``,
+    /// so a failure is never lost for want of a code.
+    public init(_ text: String) {
+        if let colon = text.firstIndex(of: ":"), let code = RuntimeErrorCode(code: text[..<colon]) {
+            self.init(code, String(text[text.index(after: colon)...].drop { $0 == " " }))
+        } else {
+            self.init(.unclassified, text)
+        }
+    }
+
+    /// `LCnnnn: message`, the form logs and the CLI's `error` lines use.
+    public var description: String { "\(code.code): \(message)" }
+}
+
+/// The error the broker's run throws (typed throws): a ``RuntimeError``.
+public typealias BrokerError = RuntimeError

@@ -1,0 +1,198 @@
+// The one place engine sockets are made: a profile per role (HWM, max message size, handshake, linger, security), and the exposure check on bind.
+
+import ZeroMQ
+
+/// What a socket is for in the engine; each role has its profiles below.
+public enum SocketRole: String, Sendable, CaseIterable {
+    /// The broker's ROUTER for MDP workers and clients.
+    case dispatch
+    /// The broker's XPUB feed, and the SUB sockets that read it.
+    case events
+    /// The aggregator's PULL of final outputs.
+    case aggregator
+    /// The broker's PULL of source items.
+    case source
+    /// A worker's sockets toward the broker and the aggregator.
+    case worker
+    /// The PUSH of a `push:` sink.
+    case sink
+    /// An MDP client's DEALER (`mmi.*` requests, stage requests).
+    case client
+    /// An inproc link between two threads of one process.
+    case pipe
+}
+
+/// How a socket is secured. Only `.none` exists yet; CURVE keys will be a case here, so that
+/// every socket of a role gets them from its profile.
+public enum SocketSecurity: Sendable, Equatable {
+    case none
+}
+
+/// Every option the engine sets on a socket, in one value per role and socket type.
+///
+/// The values are the ones each socket had before profiles existed; libzmq's defaults are
+/// written out (HWM 1000, handshake 30 s) so that a profile reads as the whole truth.
+public struct SocketProfile: Sendable, Equatable {
+    public var role: SocketRole
+    public var type: SocketType
+    /// Messages queued per peer before sends block or fail; 0: no limit (`ZMQ_SNDHWM`).
+    public var sendHighWaterMark: Int = 1000
+    /// Messages queued per peer on the receiving side; 0: no limit (`ZMQ_RCVHWM`).
+    public var receiveHighWaterMark: Int = 1000
+    /// The largest message a peer may send; a larger one drops its connection; -1: no limit (`ZMQ_MAXMSGSIZE`).
+    public var maxMessageSize: Int64 = -1
+    /// How long a new connection may take to finish the ZMTP handshake (`ZMQ_HANDSHAKE_IVL`).
+    public var handshakeInterval: Duration = .seconds(30)
+    /// How long close waits for unsent messages (`ZMQ_LINGER`); delivery never relies on it.
+    public var linger: Duration = .zero
+    /// Queue only to completed connections (`ZMQ_IMMEDIATE`).
+    public var immediate = false
+    /// How long a blocking send waits before failing with `.again`; nil: forever (`ZMQ_SNDTIMEO`).
+    public var sendTimeout: Duration?
+    /// Fail sends to an unknown routing id instead of dropping them (`ZMQ_ROUTER_MANDATORY`).
+    public var routerMandatory = false
+    public var security: SocketSecurity = .none
+
+    public init(role: SocketRole, type: SocketType) {
+        self.role = role
+        self.type = type
+    }
+
+    private func with(_ change: (inout SocketProfile) -> Void) -> SocketProfile {
+        var copy = self
+        change(&copy)
+        return copy
+    }
+
+    // MARK: The engine's profiles
+
+    /// The broker's ROUTER: no HWM (credit bounds what is queued), a failed send means a gone peer.
+    public static func dispatch(maxMessageSize: Int64) -> SocketProfile {
+        SocketProfile(role: .dispatch, type: .router).with {
+            $0.routerMandatory = true
+            $0.maxMessageSize = maxMessageSize
+            $0.sendHighWaterMark = 0
+            $0.receiveHighWaterMark = 0
+        }
+    }
+
+    /// The broker's events XPUB (best effort: a slow subscriber loses messages at the HWM).
+    public static let eventsPublisher = SocketProfile(role: .events, type: .xpub)
+
+    /// A SUB reading the events feed; `receiveHighWaterMark` nil: libzmq's 1000.
+    public static func eventsSubscriber(receiveHighWaterMark: Int? = nil) -> SocketProfile {
+        SocketProfile(role: .events, type: .sub).with {
+            if let receiveHighWaterMark { $0.receiveHighWaterMark = receiveHighWaterMark }
+        }
+    }
+
+    /// The aggregator's PULL: a deep queue, so workers rarely wait for the sink.
+    public static func aggregator(maxMessageSize: Int64) -> SocketProfile {
+        SocketProfile(role: .aggregator, type: .pull).with {
+            $0.receiveHighWaterMark = 10_000
+            $0.maxMessageSize = maxMessageSize
+        }
+    }
+
+    /// The broker's source PULL (from producers, or from its own source reader).
+    public static func source(maxMessageSize: Int64) -> SocketProfile {
+        SocketProfile(role: .source, type: .pull).with {
+            $0.receiveHighWaterMark = 1000
+            $0.maxMessageSize = maxMessageSize
+        }
+    }
+
+    /// The source reader's PUSH to the broker: a small queue, so a file is never read far ahead.
+    public static let sourceReader = SocketProfile(role: .pipe, type: .push).with { $0.sendHighWaterMark = 16 }
+
+    /// A worker's DEALER for one stage: no HWM (the broker's credit bounds the traffic).
+    public static let workerStage = SocketProfile(role: .worker, type: .dealer).with {
+        $0.sendHighWaterMark = 0
+        $0.receiveHighWaterMark = 0
+    }
+
+    /// A worker's PUSH of final outputs to the aggregator.
+    public static let workerOutputs = SocketProfile(role: .worker, type: .push).with { $0.sendHighWaterMark = 100_000 }
+
+    /// The worker I/O thread's PULL of results from its slot threads.
+    public static let slotResults = SocketProfile(role: .pipe, type: .pull)
+
+    /// A slot thread's wake-up PUSH to the I/O thread (the result itself is in a mailbox): a full
+    /// queue of wake-ups may drop one, so the default HWM.
+    public static let slotWakeUp = SocketProfile(role: .pipe, type: .push)
+
+    /// A `push:` sink: queues only to a connected consumer, fails after a minute without one, and
+    /// lingers up to 10 s so a consumer that went away cannot keep the broker from exiting.
+    public static let sink = SocketProfile(role: .sink, type: .push).with {
+        $0.linger = .seconds(10)
+        $0.immediate = true
+        $0.sendTimeout = .seconds(60)
+    }
+
+    /// An MDP client's DEALER.
+    public static let client = SocketProfile(role: .client, type: .dealer)
+
+    /// A producer's PUSH into a `pull:` source (`lancompute feed`).
+    public static let feeder = SocketProfile(role: .source, type: .push)
+}
+
+/// Makes every socket of the engine from its profile, in one context, and refuses to bind a
+/// socket where the network can reach it unless it is secured or `insecure` was asked for.
+public struct SocketFactory: Sendable {
+    public let context: Context
+    /// Allow binding unsecured sockets to non-loopback addresses (`--insecure`).
+    public let insecure: Bool
+
+    public init(context: Context = .shared, insecure: Bool = false) {
+        self.context = context
+        self.insecure = insecure
+    }
+
+    /// A new socket with every option of `profile` set.
+    public func socket(_ profile: SocketProfile) throws(ZMQError) -> Socket {
+        let socket = try Socket(profile.type, context: context)
+        try socket.set(.sendHighWaterMark, profile.sendHighWaterMark)
+        try socket.set(.receiveHighWaterMark, profile.receiveHighWaterMark)
+        try socket.set(.maxMessageSize, profile.maxMessageSize)
+        try socket.set(.handshakeInterval, profile.handshakeInterval)
+        try socket.set(.linger, profile.linger)
+        if profile.immediate { try socket.set(.immediate, true) }
+        if let timeout = profile.sendTimeout { try socket.set(.sendTimeout, timeout) }
+        if profile.routerMandatory { try socket.set(.routerMandatory, true) }
+        switch profile.security {
+        case .none: break
+        }
+        return socket
+    }
+
+    /// Nil when `profile`'s socket may be bound at `endpoint`, else the LC2005 refusal.
+    public func exposureProblem(binding endpoint: Endpoint, as profile: SocketProfile) -> SocketBindError? {
+        if endpoint.isLoopback || insecure || profile.security != .none { return nil }
+        return .exposed(endpoint: endpoint, role: profile.role)
+    }
+
+    /// Binds `socket` (made from `profile`) to `endpoint`, after the exposure check.
+    public func bind(_ socket: Socket, as profile: SocketProfile, to endpoint: String) throws(SocketBindError) {
+        let parsed: Endpoint
+        do { parsed = try Endpoint(parsing: endpoint, use: .bind) } catch { throw .invalid(error) }
+        if let problem = exposureProblem(binding: parsed, as: profile) { throw problem }
+        do { try socket.bind(endpoint) } catch { throw .failed(error) }
+    }
+}
+
+/// Why ``SocketFactory/bind(_:as:to:)`` did not bind.
+public enum SocketBindError: Error, Sendable, CustomStringConvertible {
+    /// Reachable from the network without encryption, and `insecure` was not given (LC2005).
+    case exposed(endpoint: Endpoint, role: SocketRole)
+    case invalid(EndpointError)
+    case failed(ZMQError)
+
+    public var description: String {
+        switch self {
+        case .exposed(let endpoint, let role):
+            "LC2005: the \(role.rawValue) endpoint \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure (insecure: true) on a network you trust"
+        case .invalid(let error): error.problem
+        case .failed(let error): "\(error.code.message) (\(error.code.cName))"
+        }
+    }
+}

@@ -1,0 +1,561 @@
+// The worker's session logic as a state machine without sockets or clock: inputs in, actions out.
+
+import Foundation
+
+/// What the worker shell tells the session core.
+enum WorkerInput: Sendable {
+    /// The worker starts: ask the broker for the topology.
+    case start
+    /// The broker answered `mmi.topology` with these frames (a client-protocol message).
+    case topologyReply([[UInt8]])
+    /// The shell opened what ``WorkerAction/openSession(_:aggregator:)`` asked for.
+    case sessionOpened
+    /// A socket call of this session failed (the text says which and why).
+    case sessionFailed(String)
+    /// A message from the broker on the DEALER of served stage `stage`.
+    case brokerMessage(stage: Int, WorkerMessage)
+    /// Frames from the broker on `stage`'s DEALER that are not a worker-protocol message.
+    case malformedBrokerMessage(stage: Int)
+    /// Slot threads (or the inline handler) finished these items of `stage`.
+    case slotResults(stage: Int, [ItemOutcome])
+    /// One ``WorkerAction/pushToAggregator(_:)`` has left for the aggregator.
+    case aggregatorAccepted
+    /// The time asked for by the latest ``WorkerAction/scheduleTick(at:)`` has come.
+    case tick
+    /// The worker was asked to stop: drain within the grace period, or at once.
+    case stopRequested(immediately: Bool)
+}
+
+/// What the session core asks the shell to do, in order.
+enum WorkerAction: Equatable, Sendable {
+    /// Open a DEALER to the broker (unless one is open) and send `mmi.topology` on it.
+    case requestTopology
+    /// Close the topology DEALER; open one DEALER per planned stage, its slots, and the aggregator PUSH
+    /// when `aggregator` is given; then report ``WorkerInput/sessionOpened`` or ``WorkerInput/sessionFailed(_:)``.
+    case openSession([StagePlan], aggregator: String?)
+    /// Send `message` on the DEALER of served stage `stage`.
+    case send(stage: Int, WorkerMessage)
+    /// Push final outputs to the aggregator; report ``WorkerInput/aggregatorAccepted`` once they left.
+    case pushToAggregator(ReplyBatch)
+    /// Run these items on `stage`'s slots; results come back as ``WorkerInput/slotResults(stage:_:)``.
+    case runJobs(stage: Int, [SlotJob])
+    /// Feed ``WorkerInput/tick`` at this instant (replaces any earlier request).
+    case scheduleTick(at: ContinuousClock.Instant)
+    /// Close this session's sockets and slots; the core asks for the topology again after `after`.
+    case reconnect(after: Duration)
+    /// Tell the operator.
+    case notice(WorkerNotice)
+    /// Close everything and return from `Worker.run()`.
+    case finish
+}
+
+/// One stage this worker serves, as it registers it.
+struct StagePlan: Equatable, Sendable {
+    var spec: StageSpec
+    /// Final stages PUSH their outputs to the aggregator.
+    var isFinal: Bool
+    var slots: Int
+    var credit: Int
+    /// Items the broker may put in one REQUEST.
+    var batch: Int
+    var capabilities: Capabilities
+    /// A cheap builtin with one slot runs on the I/O thread itself: no hand-off per batch.
+    var runsInline: Bool
+    /// Items a slot thread takes from the queue at once (answered together).
+    var takeLimit: Int
+}
+
+/// Something the operator should know, with the level it deserves.
+enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
+    case noAnswer(broker: String)
+    case unexpectedTopologyReply(broker: String, reason: String)
+    case notServing(stage: String, reason: String)
+    case serving(stage: String, slots: Int, credit: Int)
+    case servesNothing(pipeline: String)
+    case brokerSilent(expiry: Duration)
+    case brokerDisconnected(stage: String)
+    case malformedMessage
+    case malformedRequest(reason: String)
+    case sessionFailed(String)
+    case draining(items: Int, grace: Duration)
+    case drained(finished: Int, handedBack: Int)
+    case graceExpired(unfinished: Int, handedBack: Int)
+    case handedBack(items: Int)
+
+    enum Level { case debug, info, notice, warning, error }
+
+    var level: Level {
+        switch self {
+        case .noAnswer, .notServing, .serving: .info
+        case .brokerSilent, .brokerDisconnected, .draining, .drained, .handedBack: .notice
+        case .unexpectedTopologyReply, .servesNothing, .malformedMessage, .malformedRequest, .graceExpired: .warning
+        case .sessionFailed: .error
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .noAnswer(let broker): "no answer from the broker at \(broker); retrying"
+        case .unexpectedTopologyReply(let broker, let reason):
+            "the broker at \(broker) answered mmi.topology with something unexpected: \(reason)"
+        case .notServing(let stage, let reason): "not serving stage \(stage): \(reason)"
+        case .serving(let stage, let slots, let credit): "serving stage \(stage) with \(slots) slot(s), credit \(credit)"
+        case .servesNothing(let pipeline): "this worker can serve none of the stages of pipeline \(pipeline); waiting"
+        case .brokerSilent(let expiry): "no word from the broker for \(expiry); reconnecting"
+        case .brokerDisconnected(let stage): "the broker disconnected this worker from stage \(stage); re-registering"
+        case .malformedMessage: "LC3006: dropped a malformed message from the broker"
+        case .malformedRequest(let reason): "LC3006: dropped a malformed request from the broker: \(reason)"
+        case .sessionFailed(let reason): "worker session failed: \(reason)"
+        case .draining(let items, let grace):
+            "stopping: taking no new items; finishing the \(items) item(s) held, for up to \(grace)"
+        case .drained(let finished, let handedBack):
+            "drained: \(finished) item(s) finished and answered, \(handedBack) not started handed back; disconnected"
+        case .graceExpired(let unfinished, let handedBack):
+            "grace period over: \(unfinished) unfinished and \(handedBack) not started item(s) handed back; disconnected"
+        case .handedBack(let items): "stopping at once: \(items) item(s) held handed back to the broker; disconnected"
+        }
+    }
+}
+
+/// The worker's session: fetch the topology, register the stages it can serve, serve them, reconnect
+/// with backoff when the broker goes, and drain on stop. It owns no socket and reads no clock: the
+/// shell feeds it inputs with the time and carries out the actions it returns, in order.
+struct WorkerSessionCore {
+    /// How long `mmi.topology` may go unanswered before the worker backs off and asks again.
+    static let topologyTimeout = Duration.seconds(2)
+    static let firstBackoff = Duration.milliseconds(100)
+    static let longestBackoff = Duration.seconds(5)
+
+    let configuration: WorkerConfiguration
+    /// Whether this machine can run a stage (handler present, command resolvable): injected, since it looks at the filesystem.
+    let availability: @Sendable (StageSpec) -> StageAvailability
+
+    private var lifecycle: Lifecycle = .idle
+    private var backoff = Self.firstBackoff
+    private var scheduled: ContinuousClock.Instant?
+
+    init(
+        configuration: WorkerConfiguration,
+        availability: (@Sendable (StageSpec) -> StageAvailability)? = nil
+    ) {
+        self.configuration = configuration
+        let functions = configuration.swiftFunctions
+        let directory = configuration.workingDirectory
+        self.availability = availability ?? { spec in
+            StageHandlers.availability(of: spec, swiftFunctions: functions, workingDirectory: directory)
+        }
+    }
+
+    /// Whether the core asked the shell to finish.
+    var isFinished: Bool {
+        if case .stopped = lifecycle { return true }
+        return false
+    }
+
+    private enum Lifecycle {
+        case idle
+        case fetchingTopology(deadline: ContinuousClock.Instant)
+        case registering(Session)
+        case serving(Session)
+        /// Stopping gracefully: no new items are started; held ones finish until `deadline`.
+        case draining(Session, Drain)
+        case backingOff(until: ContinuousClock.Instant)
+        case stopped
+    }
+
+    /// The state of one registration: what every served stage holds and owes the broker.
+    private struct Session {
+        var stages: [StageState]
+        let heartbeatInterval: Duration
+        let expiry: Duration
+        /// Pushes to the aggregator not yet confirmed as sent: replies wait for them.
+        var aggregatorPending = 0
+    }
+
+    private struct StageState {
+        let plan: StagePlan
+        var lastHeard: ContinuousClock.Instant
+        var lastSent: ContinuousClock.Instant
+        /// Items handed to slots and not yet answered.
+        var held: Set<UInt64> = []
+        /// Items sent by MDP clients: answered in the REPLY even on a final stage.
+        var clientItems: Set<UInt64> = []
+        var outcomes: [ItemOutcome] = []
+        var aggregated: [ItemOutcome] = []
+        /// No longer registered: DISCONNECT was sent or received.
+        var disconnected = false
+        var lastReplyAt: ContinuousClock.Instant?
+    }
+
+    private struct Drain {
+        let deadline: ContinuousClock.Instant
+        var finished = 0
+        /// Items that arrived after the stop: never started, handed back by the DISCONNECT.
+        var handedBack = 0
+    }
+
+    // MARK: Inputs
+
+    mutating func handle(_ input: WorkerInput, at now: ContinuousClock.Instant) -> [WorkerAction] {
+        var actions: [WorkerAction] = []
+        let forceSchedule: Bool
+        if case .tick = input { forceSchedule = true } else { forceSchedule = false }
+        switch (lifecycle, input) {
+        case (.stopped, _):
+            return []
+        case (_, .stopRequested(let immediately)):
+            stop(immediately: immediately, now: now, into: &actions)
+        case (.idle, .start):
+            askForTopology(now: now, into: &actions)
+        case (.fetchingTopology, .topologyReply(let frames)):
+            received(frames, now: now, into: &actions)
+        case (.fetchingTopology, .sessionFailed(let reason)):
+            actions.append(.notice(.sessionFailed(reason)))
+            backOff(now: now, into: &actions)
+        case (.fetchingTopology(let deadline), .tick) where now >= deadline:
+            actions.append(.notice(.noAnswer(broker: configuration.brokerEndpoint)))
+            backOff(now: now, into: &actions)
+        case (.backingOff(let until), .tick) where now >= until:
+            askForTopology(now: now, into: &actions)
+        case (.registering(var session), .sessionOpened):
+            for position in session.stages.indices {
+                let plan = session.stages[position].plan
+                actions.append(.send(stage: position, .ready(service: plan.spec.name, capabilities: plan.capabilities)))
+                session.stages[position].lastSent = now
+                session.stages[position].lastHeard = now
+            }
+            lifecycle = .serving(session)
+        case (.registering, .sessionFailed(let reason)), (.serving, .sessionFailed(let reason)):
+            actions.append(.notice(.sessionFailed(reason)))
+            backOff(now: now, into: &actions)
+        case (.draining, .sessionFailed(let reason)):
+            actions.append(.notice(.sessionFailed(reason)))
+            finish(into: &actions)
+        case (.serving(var session), _):
+            var noDrain: Drain?
+            serve(input, session: &session, drain: &noDrain, now: now, into: &actions)
+        case (.draining(var session, let drain), _):
+            var drain: Drain? = drain
+            serve(input, session: &session, drain: &drain, now: now, into: &actions)
+        default:
+            // An input that does not concern the current state (a late topology reply, a stale tick).
+            break
+        }
+        schedule(now: now, force: forceSchedule, into: &actions)
+        return actions
+    }
+
+    // MARK: Topology and registration
+
+    private mutating func askForTopology(now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        actions.append(.requestTopology)
+        lifecycle = .fetchingTopology(deadline: now + Self.topologyTimeout)
+    }
+
+    private mutating func received(_ frames: [[UInt8]], now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        let broker = configuration.brokerEndpoint
+        let reply: ClientMessage
+        do {
+            reply = try ClientMessage(frames: frames)
+        } catch {
+            actions.append(.notice(.unexpectedTopologyReply(broker: broker, reason: error.reason)))
+            return backOff(now: now, into: &actions)
+        }
+        guard reply.service == "mmi.topology", reply.body.count == 2 else {
+            actions.append(.notice(.unexpectedTopologyReply(broker: broker, reason: "not a topology reply")))
+            return backOff(now: now, into: &actions)
+        }
+        guard reply.body[0] == Array("200".utf8) else {
+            let status = String(decoding: reply.body[0], as: UTF8.self)
+            actions.append(.notice(.unexpectedTopologyReply(broker: broker, reason: "status \(status)")))
+            return backOff(now: now, into: &actions)
+        }
+        let topology: Topology
+        do {
+            topology = try JSONDecoder().decode(Topology.self, from: Data(reply.body[1]))
+        } catch {
+            actions.append(.notice(.unexpectedTopologyReply(broker: broker, reason: "\(error)")))
+            return backOff(now: now, into: &actions)
+        }
+        register(topology, now: now, into: &actions)
+    }
+
+    private mutating func register(_ topology: Topology, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        let finals = Set(topology.terminalStages.map(\.name))
+        var plans: [StagePlan] = []
+        for spec in topology.stages {
+            if let only = configuration.stages, !only.contains(spec.name) { continue }
+            if case .unavailable(let reason) = availability(spec) {
+                actions.append(.notice(.notServing(stage: spec.name, reason: reason)))
+                continue
+            }
+            let plan = Self.plan(for: spec, isFinal: finals.contains(spec.name), configuration: configuration)
+            if let unmet = spec.requires.unmetReason(plan.capabilities) {
+                actions.append(.notice(.notServing(stage: spec.name, reason: unmet)))
+                continue
+            }
+            plans.append(plan)
+            actions.append(.notice(.serving(stage: spec.name, slots: plan.slots, credit: plan.credit)))
+        }
+        guard !plans.isEmpty else {
+            actions.append(.notice(.servesNothing(pipeline: topology.name)))
+            return backOff(now: now, into: &actions)
+        }
+        // Served once: the next loss of the broker starts over from the shortest backoff.
+        backoff = Self.firstBackoff
+        let aggregator = plans.contains(where: \.isFinal)
+            ? configuration.aggregatorEndpoint ?? Self.reachable(topology.broker.aggregator, via: configuration.brokerEndpoint)
+            : nil
+        actions.append(.openSession(plans, aggregator: aggregator))
+        let interval = topology.broker.heartbeatInterval
+        let session = Session(
+            stages: plans.map { StageState(plan: $0, lastHeard: now, lastSent: now) },
+            heartbeatInterval: interval, expiry: interval * max(1, topology.broker.heartbeatLiveness))
+        lifecycle = .registering(session)
+    }
+
+    /// How this worker registers `spec`: slots, credit, batch, and where the handler runs.
+    static func plan(for spec: StageSpec, isFinal: Bool, configuration: WorkerConfiguration) -> StagePlan {
+        let slots = max(1, configuration.slots ?? spec.replicas)
+        let cheap = StageHandlers.cost(of: spec) == .fast
+        let credit = spec.credit ?? slots * (cheap ? 128 : 4)
+        // Cheap handlers take several waiting items at once and answer them in one message;
+        // others one at a time, so no answer waits behind another item's work.
+        let batch = max(1, min(credit, cheap ? 64 : slots))
+        let capabilities = NodeInfo.capabilities(
+            node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch)
+        return StagePlan(
+            spec: spec, isFinal: isFinal, slots: slots, credit: credit, batch: batch, capabilities: capabilities,
+            runsInline: cheap && slots == 1, takeLimit: cheap ? 16 : 1)
+    }
+
+    /// An endpoint the broker advertised as bound on all interfaces, made reachable with the broker's host.
+    static func reachable(_ endpoint: String, via broker: String) -> String {
+        guard let advertised = try? Endpoint(parsing: endpoint, use: .bind),
+              let brokerHost = (try? Endpoint(parsing: broker))?.host else { return endpoint }
+        return advertised.reachable(via: brokerHost).description
+    }
+
+    // MARK: Serving and draining
+
+    private mutating func serve(
+        _ input: WorkerInput, session: inout Session, drain: inout Drain?, now: ContinuousClock.Instant,
+        into actions: inout [WorkerAction]
+    ) {
+        var reconnect = false
+        switch input {
+        case .brokerMessage(let position, let message) where session.stages.indices.contains(position):
+            guard !session.stages[position].disconnected else { break }
+            session.stages[position].lastHeard = now
+            switch message {
+            case .request(let client, let body):
+                let batch: RequestBatch
+                do {
+                    batch = try RequestBatch(frames: body)
+                } catch {
+                    actions.append(.notice(.malformedRequest(reason: error.reason)))
+                    break
+                }
+                if drain != nil {
+                    // Not started: the DISCONNECT at the end of the drain gives them back without using an attempt.
+                    drain?.handedBack += batch.items.count
+                    break
+                }
+                if client == MDP.clientItemsAddress {
+                    session.stages[position].clientItems.formUnion(batch.items.map(\.header.id))
+                }
+                session.stages[position].held.formUnion(batch.items.map(\.header.id))
+                actions.append(.runJobs(stage: position, batch.items.map { SlotJob(stage: position, item: $0) }))
+            case .disconnect:
+                session.stages[position].disconnected = true
+                if drain == nil {
+                    actions.append(.notice(.brokerDisconnected(stage: session.stages[position].plan.spec.name)))
+                    reconnect = true
+                }
+            case .heartbeat, .refresh, .ready, .reply:
+                break
+            }
+        case .malformedBrokerMessage(let position) where session.stages.indices.contains(position):
+            session.stages[position].lastHeard = now
+            actions.append(.notice(.malformedMessage))
+        case .slotResults(let position, let outcomes) where session.stages.indices.contains(position):
+            for outcome in outcomes { record(outcome, in: &session.stages[position]) }
+        case .aggregatorAccepted:
+            session.aggregatorPending = max(0, session.aggregatorPending - 1)
+        case .tick:
+            for position in session.stages.indices where !session.stages[position].disconnected {
+                if now - session.stages[position].lastHeard >= session.expiry {
+                    actions.append(.notice(.brokerSilent(expiry: session.expiry)))
+                    reconnect = true
+                    break
+                }
+                if now - session.stages[position].lastSent >= session.heartbeatInterval {
+                    actions.append(.send(stage: position, .heartbeat))
+                    session.stages[position].lastSent = now
+                }
+            }
+        default:
+            break
+        }
+        if !reconnect { flush(&session, drain: &drain, now: now, into: &actions) }
+        conclude(session, drain: drain, reconnect: reconnect, now: now, into: &actions)
+    }
+
+    /// Sets the next lifecycle once an input has been applied: reconnect, go on serving, or move the drain on.
+    private mutating func conclude(
+        _ session: Session, drain: Drain?, reconnect: Bool, now: ContinuousClock.Instant, into actions: inout [WorkerAction]
+    ) {
+        var session = session
+        guard let drain else {
+            if reconnect {
+                backOff(now: now, into: &actions)
+            } else {
+                lifecycle = .serving(session)
+            }
+            return
+        }
+        if reconnect {
+            // The broker is gone: there is nobody left to answer, nor to hand the items back to.
+            return finish(into: &actions)
+        }
+        if now >= drain.deadline {
+            actions.append(.notice(.graceExpired(unfinished: Self.unfinished(session), handedBack: drain.handedBack)))
+            disconnectAll(&session, into: &actions)
+            return finish(into: &actions)
+        }
+        // A stage says goodbye once it owes nothing. A final stage waits one heartbeat interval after
+        // its last reply, so the aggregator's acks reach the broker before the DISCONNECT: the broker
+        // sends again the final items it holds unconfirmed when their worker leaves.
+        for position in session.stages.indices where !session.stages[position].disconnected {
+            guard Self.owesNothing(session.stages[position], session) else { continue }
+            if let goodbye = Self.goodbyeTime(session.stages[position], session), now < goodbye { continue }
+            actions.append(.send(stage: position, .disconnect))
+            session.stages[position].disconnected = true
+        }
+        if session.stages.allSatisfy(\.disconnected) {
+            actions.append(.notice(.drained(finished: drain.finished, handedBack: drain.handedBack)))
+            return finish(into: &actions)
+        }
+        lifecycle = .draining(session, drain)
+    }
+
+    private static func owesNothing(_ stage: StageState, _ session: Session) -> Bool {
+        stage.held.isEmpty && stage.outcomes.isEmpty && stage.aggregated.isEmpty && session.aggregatorPending == 0
+    }
+
+    /// When a drained final stage may say goodbye; nil: at once.
+    private static func goodbyeTime(_ stage: StageState, _ session: Session) -> ContinuousClock.Instant? {
+        guard stage.plan.isFinal, let last = stage.lastReplyAt else { return nil }
+        return last + session.heartbeatInterval
+    }
+
+    private static func unfinished(_ session: Session) -> Int {
+        session.stages.reduce(0) { $0 + ($1.disconnected ? 0 : $1.held.count) }
+    }
+
+    /// Files an item's outcome for the next flush: a final stage's outputs go to the aggregator,
+    /// announced in the REPLY; a client's items and everything else are answered in the REPLY.
+    private func record(_ outcome: ItemOutcome, in stage: inout StageState) {
+        guard !stage.disconnected else { return }
+        stage.held.remove(outcome.id)
+        let fromClient = stage.clientItems.remove(outcome.id) != nil
+        if stage.plan.isFinal, !fromClient, case .completed(let outputs) = outcome.status {
+            stage.aggregated.append(outcome)
+            stage.outcomes.append(
+                ItemOutcome(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt, status: .deliveredToAggregator(count: outputs.count)))
+        } else {
+            stage.outcomes.append(outcome)
+        }
+    }
+
+    /// Final outputs go to the aggregator first; the replies that announce them only once every push has left.
+    private func flush(_ session: inout Session, drain: inout Drain?, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        for position in session.stages.indices where !session.stages[position].aggregated.isEmpty {
+            actions.append(.pushToAggregator(ReplyBatch(outcomes: session.stages[position].aggregated)))
+            session.stages[position].aggregated.removeAll(keepingCapacity: true)
+            session.aggregatorPending += 1
+        }
+        guard session.aggregatorPending == 0 else { return }
+        for position in session.stages.indices where !session.stages[position].outcomes.isEmpty {
+            let outcomes = session.stages[position].outcomes
+            session.stages[position].outcomes.removeAll(keepingCapacity: true)
+            actions.append(.send(stage: position, .reply(client: [], body: ReplyBatch(outcomes: outcomes).frames)))
+            session.stages[position].lastSent = now
+            session.stages[position].lastReplyAt = now
+            drain?.finished += outcomes.count
+        }
+    }
+
+    // MARK: Stopping
+
+    private mutating func stop(immediately: Bool, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        switch lifecycle {
+        case .serving(var session):
+            if immediately || configuration.stopGrace <= .zero {
+                actions.append(.notice(.handedBack(items: Self.unfinished(session))))
+                disconnectAll(&session, into: &actions)
+                return finish(into: &actions)
+            }
+            actions.append(.notice(.draining(items: Self.unfinished(session), grace: configuration.stopGrace)))
+            // Every stage that holds nothing says goodbye at once; the others when their items are answered.
+            conclude(session, drain: Drain(deadline: now + configuration.stopGrace), reconnect: false, now: now, into: &actions)
+        case .draining(var session, let drain):
+            guard immediately else { return }
+            actions.append(.notice(.graceExpired(unfinished: Self.unfinished(session), handedBack: drain.handedBack)))
+            disconnectAll(&session, into: &actions)
+            finish(into: &actions)
+        case .idle, .fetchingTopology, .registering, .backingOff:
+            finish(into: &actions)
+        case .stopped:
+            break
+        }
+    }
+
+    private func disconnectAll(_ session: inout Session, into actions: inout [WorkerAction]) {
+        for position in session.stages.indices where !session.stages[position].disconnected {
+            actions.append(.send(stage: position, .disconnect))
+            session.stages[position].disconnected = true
+        }
+    }
+
+    private mutating func finish(into actions: inout [WorkerAction]) {
+        actions.append(.finish)
+        lifecycle = .stopped
+    }
+
+    private mutating func backOff(now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        actions.append(.reconnect(after: backoff))
+        lifecycle = .backingOff(until: now + backoff)
+        backoff = min(backoff * 2, Self.longestBackoff)
+    }
+
+    // MARK: Time
+
+    /// Asks for a tick at the next instant something is due, when that instant changed (or after every tick).
+    private mutating func schedule(now: ContinuousClock.Instant, force: Bool, into actions: inout [WorkerAction]) {
+        let next: ContinuousClock.Instant?
+        switch lifecycle {
+        case .idle, .stopped, .registering: next = nil
+        case .fetchingTopology(let deadline): next = deadline
+        case .backingOff(let until): next = until
+        case .serving(let session): next = Self.nextDue(session, drain: nil, now: now)
+        case .draining(let session, let drain): next = Self.nextDue(session, drain: drain, now: now)
+        }
+        guard let next, force || next != scheduled else { return }
+        scheduled = next
+        actions.append(.scheduleTick(at: next))
+    }
+
+    private static func nextDue(_ session: Session, drain: Drain?, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        var next = drain?.deadline
+        for stage in session.stages where !stage.disconnected {
+            var due = [stage.lastSent + session.heartbeatInterval, stage.lastHeard + session.expiry]
+            // A goodbye time is only due once the stage owes nothing (else it would be due again and again).
+            if drain != nil, owesNothing(stage, session), let goodbye = goodbyeTime(stage, session), goodbye > now {
+                due.append(goodbye)
+            }
+            for instant in due { next = min(next ?? instant, instant) }
+        }
+        return next
+    }
+}

@@ -1,0 +1,85 @@
+// What `mmi.nodes` reports: nodes from the broker core (with refreshed capabilities), their JSON and table; the refresh frame.
+
+import Foundation
+import Testing
+@testable import LANCompute
+
+@Suite struct NodesReportTests {
+    @Test func aRefreshHeartbeatRoundTripsAndPlainHeartbeatsStayRFC7() throws {
+        let refresh = WorkerMessage.refresh(capabilities: Capabilities(["load.1": "0.50"]))
+        #expect(refresh.frames.count == 4)
+        #expect(try WorkerMessage(frames: refresh.frames) == refresh)
+        #expect(refresh.commandName == "HEARTBEAT")
+        #expect(try WorkerMessage(frames: WorkerMessage.heartbeat.frames) == .heartbeat)
+        #expect(throws: WireError.self) { try WorkerMessage(frames: refresh.frames + [[]]) }
+        #expect(throws: WireError.self) { try WorkerMessage(frames: [[], MDP.workerHeader, [0x04], [7, 1]]) }
+    }
+
+    static func capabilities(node: String, gpus: Int) -> Capabilities {
+        var capabilities = lanCompute(credit: 4, node: node, labels: ["zone": node == "a" ? "lab" : "office"])
+        capabilities["arch"] = "arm64"
+        capabilities["os"] = "macos"
+        capabilities["cores"] = "10"
+        capabilities["memory"] = String(32 << 30)
+        capabilities["gpu.count"] = String(gpus)
+        capabilities["memory.available"] = "100"
+        if gpus > 0 {
+            capabilities["gpu"] = "true"
+            capabilities["gpu.model"] = "Apple M2 Pro"
+            capabilities["gpu.memory"] = String(24 << 30)
+        }
+        return capabilities
+    }
+
+    @Test func theCoreReportsEachNodeWithItsStagesAndRefreshedFacts() throws {
+        let driver = CoreDriver([StageSpec(name: "first", handler: .external), StageSpec(name: "second", handler: .external, from: ["first"])])
+        driver.ready([1], "first", Self.capabilities(node: "a", gpus: 1))
+        driver.ready([2], "second", Self.capabilities(node: "a", gpus: 1))
+        driver.ready([3], "second", Self.capabilities(node: "b", gpus: 0))
+        driver.feed(.accepted(id: 7, payload: [1]))
+        driver.advance(.milliseconds(200))
+        // Through either DEALER of node a; a refresh may not change what placement decided on.
+        driver.feed(.worker(peer: [2], message: .refresh(capabilities: Capabilities(["memory.available": "42", "gpu": "false", "label.zone": "x"]))))
+        #expect(driver.protocolErrors.isEmpty)
+
+        let report = NodesReport(pipeline: "t", summaries: driver.core.nodeSummaries(now: driver.now))
+        #expect(report.nodes.map(\.node) == ["a", "b"])
+        let a = report.nodes[0]
+        #expect(a.stages == ["first", "second"])
+        #expect(a.workers == 2)
+        #expect(a.inFlight == 1)
+        #expect(a.heartbeatAgeMs == 0)
+        #expect(a.gpus == 1 && a.gpuModel == "Apple M2 Pro" && a.gpuMemoryBytes == 24 << 30)
+        #expect(a.capabilities["memory.available"] == "42")
+        #expect(a.capabilities["gpu"] == "true")
+        #expect(a.labels == ["zone": "lab"])
+        let b = report.nodes[1]
+        #expect(b.stages == ["second"] && b.gpus == 0 && b.heartbeatAgeMs == 200)
+        #expect(b.capabilities["memory.available"] == "100")
+
+        #expect(try NodesReport(json: report.jsonData()) == report)
+        let json = String(decoding: try report.jsonData(), as: UTF8.self)
+        #expect(json.contains("\"heartbeat_age_ms\":200") && json.contains("\"in_flight\":1"), "\(json)")
+    }
+
+    @Test func aRefreshFromAnUnregisteredPeerIsRefused() {
+        let driver = CoreDriver([StageSpec(name: "first", handler: .external)])
+        driver.feed(.worker(peer: [9], message: .refresh(capabilities: Capabilities(["load.1": "1"]))))
+        #expect(driver.protocolErrors == [.outOfOrder])
+        #expect(driver.disconnects([9]) == 1)
+    }
+
+    @Test func theTableShowsOneLinePerNode() {
+        let report = NodesReport(pipeline: "t", nodes: [
+            .init(node: "a", host: "mac", stages: ["first", "second"], workers: 2, inFlight: 3, completed: 10, heartbeatAgeMs: 120,
+                  capabilities: Self.capabilities(node: "a", gpus: 1)),
+            .init(node: "bb", host: "pc", stages: ["second"], workers: 1, inFlight: 0, completed: 0, heartbeatAgeMs: 5,
+                  capabilities: Capabilities()),
+        ])
+        let lines = report.table()
+        #expect(lines.count == 3)
+        #expect(lines[0].hasPrefix("NODE  HOST"))
+        #expect(lines[1].contains("arm64/macos") && lines[1].contains("1 x Apple M2 Pro 24.0 GiB") && lines[1].contains("first,second"))
+        #expect(lines[2].contains("?/?") && lines[2].hasSuffix("5 ms"))
+    }
+}
