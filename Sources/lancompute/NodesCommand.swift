@@ -30,9 +30,14 @@ struct NodesCommand: ParsableCommand {
         let endpoint = discovery.discover ? discovery.find(command: "nodes").dispatchEndpoint : self.endpoint
         let body: [[UInt8]]
         do {
-            body = try MMIClient.request(endpoint: endpoint, service: "mmi.nodes", timeout: .milliseconds(Int(timeout * 1000)))
+            let client = try MDPClient(endpoint: endpoint)
+            defer { client.close() }
+            guard let reply = try client.request("mmi.nodes", body: [], timeout: .milliseconds(Int(timeout * 1000))) else {
+                fail(RuntimeError(.nodesNoAnswer, "the broker at \(endpoint) did not answer mmi.nodes within \(timeout) s; is a broker running there?"))
+            }
+            body = reply
         } catch {
-            fail(error)
+            fail(RuntimeError(.nodesNoAnswer, "cannot ask the broker at \(endpoint) for mmi.nodes: \(error)"))
         }
         guard body.count == 2, body[0] == Array("200".utf8), let report = try? NodesReport(json: Data(body[1])) else {
             let status = body.first.map { String(decoding: $0, as: UTF8.self) } ?? "nothing"

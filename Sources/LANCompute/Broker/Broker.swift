@@ -155,7 +155,7 @@ public final class Broker: Sendable {
         if let sharedContext {
             context = sharedContext
         } else {
-            do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
+            do { context = try Context() } catch { throw BrokerError(.brokerSetup, "cannot create a ZeroMQ context: \(error)") }
         }
         // Ends the source reader's blocked send, if the run stopped before the source did.
         defer { if sharedContext == nil { context.shutdown() } }
@@ -242,19 +242,19 @@ final class BrokerLoop {
             router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
             source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
         } catch {
-            throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
+            throw BrokerError(.brokerSetup, "cannot create the broker's sockets: \(error)")
         }
         do {
             try sockets.bind(router, as: .dispatch(maxMessageSize: configuration.maxFrameSize), to: configuration.dispatchEndpoint)
         } catch .failed(let error) {
-            throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+            throw BrokerError(.dispatchBind, "cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
         } catch {
             throw BrokerError(error.description)
         }
         // Read back before the inproc bind below, which would become the "last" endpoint.
         endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
         if let name = configuration.inprocName {
-            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError("LC2000: cannot bind inproc://\(name)-dispatch: \(error)") }
+            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError(.brokerSetup, "cannot bind inproc://\(name)-dispatch: \(error)") }
         }
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
     }
@@ -346,14 +346,14 @@ final class BrokerLoop {
         } catch let error as AggregatorFailure {
             throw BrokerError(error.message)
         } catch {
-            throw BrokerError("LC2002: the aggregator did not start: \(error)")
+            throw BrokerError(.aggregatorStart, "the aggregator did not start: \(error)")
         }
     }
 
     /// The aggregator's failure as the run's error: its own LC message when it has one.
     private func aggregatorError(_ error: any Error) -> BrokerError {
         if let failure = error as? AggregatorFailure { return BrokerError(failure.message) }
-        return BrokerError("LC2004: the aggregator failed: \(error)")
+        return BrokerError(.sinkUnconfirmed, "the aggregator failed: \(error)")
     }
 
     private func startSource() throws(BrokerError) {
@@ -363,18 +363,18 @@ final class BrokerLoop {
                 try sockets.bind(source, as: .source(maxMessageSize: configuration.maxFrameSize), to: endpoint)
                 endpoints.source = try? source.lastEndpoint
             } catch .failed(let error) {
-                throw BrokerError("LC2003: cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
+                throw BrokerError(.sourceBind, "cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
             } catch {
                 throw BrokerError(error.description)
             }
             return
         }
         let inproc = "inproc://lancompute-source-\(instance)"
-        do { try source.bind(inproc) } catch { throw BrokerError("LC2000: cannot bind \(inproc): \(error)") }
+        do { try source.bind(inproc) } catch { throw BrokerError(.brokerSetup, "cannot bind \(inproc): \(error)") }
         do {
             sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, logger: logger).start()
         } catch {
-            throw BrokerError("LC2000: cannot start the source reader: \(error)")
+            throw BrokerError(.brokerSetup, "cannot start the source reader: \(error)")
         }
     }
 
@@ -686,7 +686,7 @@ final class BrokerLoop {
                 waiting: while true {
                     let left = ContinuousClock.now.duration(to: deadline)
                     guard left > .zero, let event = try aggregator.receive(timeout: left) else {
-                        throw BrokerError("LC2004: the aggregator did not confirm the sink was written within 30 s")
+                        throw BrokerError(.sinkUnconfirmed, "the aggregator did not confirm the sink was written within 30 s")
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
@@ -702,7 +702,7 @@ final class BrokerLoop {
             } catch let error as AggregatorFailure {
                 throw BrokerError(error.message)
             } catch {
-                throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+                throw BrokerError(.sinkUnconfirmed, "the aggregator did not confirm the sink was written: \(error)")
             }
             aggregator.join()
         }
