@@ -3,7 +3,6 @@
 import Foundation
 import Logging
 import Synchronization
-import ZeroMQ
 
 /// Which announcement mechanism to use.
 public enum DiscoveryMechanism: String, Sendable, CaseIterable {
@@ -110,21 +109,9 @@ public final class BrokerFinder: Sendable {
 /// Asks a dispatch endpoint for `mmi.topology`: liveness from our own protocol, not from announcements.
 public enum BrokerProbe {
     public static func answers(_ endpoint: String, within limit: Duration) -> Bool {
-        guard let socket = try? Socket(.dealer) else { return false }
-        defer { socket.close() }
-        do {
-            try socket.set(.linger, .zero)
-            try socket.connect(endpoint)
-            try socket.send(multipart: ClientMessage(service: "mmi.topology", body: []).frames)
-            let deadline = ContinuousClock.now + limit
-            while ContinuousClock.now < deadline {
-                guard try socket.poll(.in, timeout: .milliseconds(50)).contains(.in) else { continue }
-                let reply = try ClientMessage(frames: try socket.receiveMultipart())
-                return reply.service == "mmi.topology" && reply.body.first == Array("200".utf8)
-            }
-        } catch {
-            return false
-        }
-        return false
+        guard let client = try? MDPClient(endpoint: endpoint) else { return false }
+        defer { client.close() }
+        guard let reply = try? client.request("mmi.topology", body: [], timeout: limit) else { return false }
+        return reply.first == Array("200".utf8)
     }
 }
