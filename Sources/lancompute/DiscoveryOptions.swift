@@ -159,13 +159,14 @@ extension DiscoverOptions {
         return events
     }
 
-    /// `feed --discover [FILE]`: the source endpoint and the dispatch endpoint that confirms the feed.
-    /// The one positional argument, if any, is then the file.
-    func feedEndpoints(positional: String?, file: String?) -> (source: String, broker: String?, file: String?) {
+    /// `feed --discover [FILE]`: the endpoint to feed (the dispatch endpoint; with --at-most-once the
+    /// pull source) and the file, which is then the one positional argument, if any.
+    func feedEndpoints(positional: String?, file: String?, atMostOnce: Bool) -> (endpoint: String, file: String?) {
         let broker = find(command: "feed")
+        guard atMostOnce else { return (broker.dispatchEndpoint, file ?? positional) }
         guard let source = broker.sourceEndpoint else {
             fail(RuntimeError(.discoveryNoBroker, "the broker at \(broker.dispatchEndpoint) announces no pull source to feed"))
         }
-        return (source, broker.dispatchEndpoint, file ?? positional)
+        return (source, file ?? positional)
     }
 }

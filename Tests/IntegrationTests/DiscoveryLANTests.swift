@@ -105,5 +105,15 @@ struct DiscoveryLANTests {
             CLI.path, "events", "--discover", "--cluster", "blue", "--count", "1", "--timeout", "10"]))
         #expect(right.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
         #expect(right.standardError.contains("discovered broker tcp://\(lan.address(1)):5555 (cluster blue, via beacon)"), "\(harness.transcripts)")
+
+        // feed --discover: the one positional argument is the file; the lines are acknowledged,
+        // and a worker of the same cluster takes them to the sink.
+        try harness.start("worker", LANHosts.ip, lan.command(on: 2, [CLI.path, "worker", "--discover", "--cluster", "blue"]))
+        try "one\ntwo\nthree\n".write(toFile: harness.path("lines.txt"), atomically: true, encoding: .utf8)
+        let feed = try harness.start("feed", LANHosts.ip, lan.command(on: 2, [
+            CLI.path, "feed", "--discover", "--cluster", "blue", harness.path("lines.txt")]))
+        #expect(feed.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
+        #expect(feed.wait(until: { RunCommandTests.lines(harness.path("out.txt")).count == 3 }, timeout: .seconds(10)),
+                "\(harness.transcripts)")
     }
 }

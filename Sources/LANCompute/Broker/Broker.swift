@@ -34,6 +34,9 @@ public struct BrokerConfiguration: Sendable {
     /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
     /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
     public var maxFrameSize: Int64 = 512 * 1024 * 1024
+    /// The largest item acknowledged intake takes into the pipeline; a larger one is dead-lettered
+    /// (and the producer told so in the ack) instead of processed.
+    public var maxItemSize: Int64 = 64 * 1024 * 1024
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
@@ -117,12 +120,6 @@ public struct RunSummary: Sendable, Codable, Equatable {
     /// Exit status for the CLI: 0 when the whole input was read and everything reached the sink, 1 otherwise.
     /// (A `pull` source has no end: stopping it is how its run ends.)
     public var exitCode: Int32 { !inputLeft && deadLettered == 0 && unfinished == 0 ? 0 : 1 }
-}
-
-/// The end marker `lancompute feed` sends on a pull source after its last line:
-/// two frames, this one and `"<feeder id> <lines sent>"`. It is not an item.
-public enum FeedMarker {
-    public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
 }
 
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
@@ -223,8 +220,8 @@ final class BrokerLoop {
     /// Final outputs to forward to the aggregator, sent as one message after each round of actions.
     var aggregatorOutbox: [ItemOutcome] = []
     var clientRequests: UInt64 = 0
-    /// Feeders whose end marker arrived: id -> lines they sent.
-    var finishedFeeds: [String: Int] = [:]
+    /// Producers of acknowledged intake and the batches of theirs already accepted.
+    var intakeLedger = IntakeLedger()
     var deadLetterFile: UnsafeMutablePointer<FILE>?
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
@@ -448,11 +445,11 @@ final class BrokerLoop {
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
-        case "mmi.feed":
-            // Has the feeder with this id finished, and how many lines did it send?
-            let id = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
-            guard let count = finishedFeeds[id] else { return reply([Array("404".utf8)]) }
-            reply([Array("200".utf8), Array(String(count).utf8)])
+        case Intake.service:
+            let step = intake(message.body)
+            if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
+            if !step.inputs.isEmpty { perform(core.handle(batch: step.inputs, at: now)) }
+            reply(step.reply)
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
             let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now))
@@ -495,12 +492,6 @@ final class BrokerLoop {
         defer { flushGathered(now: now) }
         while core.queuedTotal + gathered.count < limit, let message = try? source.tryReceiveMultipart() {
             if external {
-                // A feeder's end marker: every line it sent before has been accepted.
-                if message.count == 2 && message[0] == FeedMarker.end {
-                    let text = String(decoding: message[1], as: UTF8.self).split(separator: " ")
-                    if text.count == 2, let count = Int(text[1]) { finishedFeeds[String(text[0])] = count }
-                    continue
-                }
                 // Each frame from an external producer is one item.
                 for payload in message {
                     gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))

@@ -128,6 +128,8 @@ public enum DeadLetterReason: String, Sendable, Equatable {
     case runStopped = "run-stopped"
     /// The run ended (the source failed) before the item was finished.
     case runEnded = "run-ended"
+    /// The item was larger than the broker takes; it never entered the pipeline.
+    case tooLarge = "too-large"
 }
 
 /// Final outputs the aggregator holds and asks to write.
@@ -177,6 +179,9 @@ struct JoinedWorker {
 enum BrokerInput {
     /// A new item from the source, for every entry stage.
     case accepted(id: UInt64, payload: [UInt8])
+    /// An item the shell took responsibility for but will not process (too large): it goes
+    /// straight to the dead letters, recorded at the first entry stage, where it would have gone.
+    case rejected(id: UInt64, payload: [UInt8], reason: DeadLetterReason, detail: String)
     /// An MDP client's request for one stage; the outputs go back to `client`.
     case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
     /// A decoded worker-protocol message from `peer`.
@@ -369,6 +374,11 @@ final class BrokerCore {
         switch input {
         case .accepted(let id, let payload):
             accept(id: id, payload: payload, now: now)
+        case .rejected(let id, let payload, let reason, let detail):
+            let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: now, bornAt: now)
+            item.lastError = detail
+            pending += 1  // deadLetter finishes it
+            deadLetter(item, reason: reason, detail: detail)
         case .clientRequest(let stage, let id, let payload, let client, let service):
             let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
             item.client = ClientReturn(peer: client, service: service)
