@@ -127,6 +127,7 @@ public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let drainCutShort = Atomic<Bool>(false)
 
     let sharedContext: Context?
 
@@ -140,6 +141,13 @@ public final class Broker: Sendable {
     /// Asks the broker to stop taking new items and drain what is in flight (thread-safe).
     public func stop() {
         stopRequested.store(true, ordering: .relaxed)
+    }
+
+    /// Ends the drain at once (thread-safe): the sink is written, and what is unfinished is
+    /// dead-lettered as stopped, as when the grace period runs out.
+    public func stopDraining() {
+        stopRequested.store(true, ordering: .relaxed)
+        drainCutShort.store(true, ordering: .relaxed)
     }
 
     /// Runs the broker on the calling thread until the source is exhausted and every item is
@@ -161,6 +169,7 @@ public final class Broker: Sendable {
     }
 
     var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
+    var isDrainCutShort: Bool { drainCutShort.load(ordering: .relaxed) }
 }
 
 /// Where a broker is in its life; a case holds what belongs to that phase.
@@ -322,6 +331,7 @@ final class BrokerLoop {
             if case .draining(let since, let cause) = lifecycle {
                 if core.pending == 0 && (sourceEnded || core.inFlightIsEmpty) { break }
                 if afterPoll - since >= configuration.gracePeriod { break }
+                if broker.isDrainCutShort { break }
                 if cause == .sourceFailed && core.inFlightIsEmpty { break }
             }
         }
