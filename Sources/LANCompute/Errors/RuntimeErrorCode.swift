@@ -36,6 +36,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case intakeBusy = 2032
     case nodesNoAnswer = 2040
     case nodesUnexpectedAnswer = 2041
+    case discoveryNoBroker = 2050
+    case discoveryUnavailable = 2051
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -75,6 +77,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeBusy: "busy, retry later"
         case .nodesNoAnswer: "the broker did not answer mmi.nodes"
         case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
+        case .discoveryNoBroker: "no broker of the cluster was discovered"
+        case .discoveryUnavailable: "cannot start looking for brokers"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -115,6 +119,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeBusy: "Nothing: backpressure. Raise `broker.queue-limit` for more buffering."
         case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
         case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
+        case .discoveryNoBroker: "Check the broker's `broker announced:` line and its cluster; see Docs/cluster.md#discovery."
+        case .discoveryUnavailable: "Free the port or pick `--beacon-port`."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
