@@ -691,7 +691,9 @@ final class BrokerLoop {
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
-                    case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: .now))
+                    // Offers that crossed the finish: the aggregator writes nothing more, so they are not
+                    // admitted; their items end in the dead letters with the rest of the unfinished.
+                    case .offered: continue
                     case .finished(let written, _):
                         outputs = Int(written)
                         break waiting
