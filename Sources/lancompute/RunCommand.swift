@@ -37,6 +37,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: AnnounceOptions
 
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
@@ -62,7 +63,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             fail(error)
         }
-        let trap = SignalTrap { cluster.stop() }
+        let trap = SignalTrap(again: { cluster.stopDraining() }, againNote: drainCutNote) { cluster.stop() }
         let showProgress = !quiet && !options.json && isatty(2) != 0
         let name = topology.name
         var onProgress: (@Sendable (RunProgress) -> Void)?
@@ -73,8 +74,13 @@ struct RunCommand: ParsableCommand {
             }
         }
         let summary: RunSummary
+        let announcer = AnnouncerSlot()
+        let discovery = self.discovery
+        defer { announcer.stop() }
         do {
-            summary = try cluster.run(onProgress: onProgress)
+            summary = try cluster.run(onReady: { endpoints in
+                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+            }, onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
             fail(error)

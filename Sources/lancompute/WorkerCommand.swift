@@ -45,6 +45,7 @@ struct WorkerCommand: ParsableCommand {
     var allowExec: [String] = []
 
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: DiscoverOptions
 
     func validate() throws {
         try checkEndpoint(broker, option: "--broker")
@@ -70,6 +71,7 @@ struct WorkerCommand: ParsableCommand {
         configuration.curve = keys.client
         configuration.insecure = insecure
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
+        if discovery.discover { return discovery.serve(configuration) }
         let worker = Worker(configuration: configuration)
         let trap = SignalTrap(again: { worker.stopAtOnce() }) { worker.stop() }
         do {

@@ -34,6 +34,9 @@ public struct BrokerConfiguration: Sendable {
     /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
     /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
     public var maxFrameSize: Int64 = 512 * 1024 * 1024
+    /// The largest item acknowledged intake takes into the pipeline; a larger one is dead-lettered
+    /// (and the producer told so in the ack) instead of processed.
+    public var maxItemSize: Int64 = 64 * 1024 * 1024
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
@@ -122,18 +125,13 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var exitCode: Int32 { !inputLeft && deadLettered == 0 && unfinished == 0 ? 0 : 1 }
 }
 
-/// The end marker `lancompute feed` sends on a pull source after its last line:
-/// two frames, this one and `"<feeder id> <lines sent>"`. It is not an item.
-public enum FeedMarker {
-    public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
-}
-
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
 public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
     private let reloadRequested = Atomic<Bool>(false)
+    private let drainCutShort = Atomic<Bool>(false)
 
     let sharedContext: Context?
 
@@ -149,6 +147,13 @@ public final class Broker: Sendable {
         stopRequested.store(true, ordering: .relaxed)
     }
 
+    /// Ends the drain at once (thread-safe): the sink is written, and what is unfinished is
+    /// dead-lettered as stopped, as when the grace period runs out.
+    public func stopDraining() {
+        stopRequested.store(true, ordering: .relaxed)
+        drainCutShort.store(true, ordering: .relaxed)
+    }
+
     /// Runs the broker on the calling thread until the source is exhausted and every item is
     /// in the sink or dead-lettered, or until ``stop()`` and the grace period.
     public func run(
@@ -159,7 +164,7 @@ public final class Broker: Sendable {
         if let sharedContext {
             context = sharedContext
         } else {
-            do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
+            do { context = try Context() } catch { throw BrokerError(.brokerSetup, "cannot create a ZeroMQ context: \(error)") }
         }
         // Ends the source reader's blocked send, if the run stopped before the source did.
         defer { if sharedContext == nil { context.shutdown() } }
@@ -168,6 +173,7 @@ public final class Broker: Sendable {
     }
 
     var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
+    var isDrainCutShort: Bool { drainCutShort.load(ordering: .relaxed) }
 
     /// Asks the broker to read authorized_keys again (thread-safe; the CLI calls it on SIGHUP). The
     /// broker also notices a changed file by itself within a second.
@@ -236,8 +242,8 @@ final class BrokerLoop {
     /// Final outputs to forward to the aggregator, sent as one message after each round of actions.
     var aggregatorOutbox: [ItemOutcome] = []
     var clientRequests: UInt64 = 0
-    /// Feeders whose end marker arrived: id -> lines they sent.
-    var finishedFeeds: [String: Int] = [:]
+    /// Producers of acknowledged intake and the batches of theirs already accepted.
+    var intakeLedger = IntakeLedger()
     var deadLetterFile: UnsafeMutablePointer<FILE>?
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
@@ -278,19 +284,19 @@ final class BrokerLoop {
                 routerMonitor = try router.monitor(events: [.handshakeFailedProtocol, .handshakeFailedNoDetail])
             }
         } catch {
-            throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
+            throw BrokerError(.brokerSetup, "cannot create the broker's sockets: \(error)")
         }
         do {
             try sockets.bind(router, as: .dispatch(maxMessageSize: configuration.maxFrameSize), to: configuration.dispatchEndpoint)
         } catch .failed(let error) {
-            throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+            throw BrokerError(.dispatchBind, "cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
         } catch {
             throw BrokerError(error.description)
         }
         // Read back before the inproc bind below, which would become the "last" endpoint.
         endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
         if let name = configuration.inprocName {
-            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError("LC2000: cannot bind inproc://\(name)-dispatch: \(error)") }
+            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError(.brokerSetup, "cannot bind inproc://\(name)-dispatch: \(error)") }
         }
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
     }
@@ -387,6 +393,7 @@ final class BrokerLoop {
             if case .draining(let since, let cause) = lifecycle {
                 if core.pending == 0 && (sourceEnded || core.inFlightIsEmpty) { break }
                 if afterPoll - since >= configuration.gracePeriod { break }
+                if broker.isDrainCutShort { break }
                 if cause == .sourceFailed && core.inFlightIsEmpty { break }
             }
         }
@@ -408,14 +415,14 @@ final class BrokerLoop {
         } catch let error as AggregatorFailure {
             throw BrokerError(error.message)
         } catch {
-            throw BrokerError("LC2002: the aggregator did not start: \(error)")
+            throw BrokerError(.aggregatorStart, "the aggregator did not start: \(error)")
         }
     }
 
     /// The aggregator's failure as the run's error: its own LC message when it has one.
     private func aggregatorError(_ error: any Error) -> BrokerError {
         if let failure = error as? AggregatorFailure { return BrokerError(failure.message) }
-        return BrokerError("LC2004: the aggregator failed: \(error)")
+        return BrokerError(.sinkUnconfirmed, "the aggregator failed: \(error)")
     }
 
     private func startSource() throws(BrokerError) {
@@ -425,18 +432,18 @@ final class BrokerLoop {
                 try sockets.bind(source, as: .source(maxMessageSize: configuration.maxFrameSize), to: endpoint)
                 endpoints.source = try? source.lastEndpoint
             } catch .failed(let error) {
-                throw BrokerError("LC2003: cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
+                throw BrokerError(.sourceBind, "cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
             } catch {
                 throw BrokerError(error.description)
             }
             return
         }
         let inproc = "inproc://lancompute-source-\(instance)"
-        do { try source.bind(inproc) } catch { throw BrokerError("LC2000: cannot bind \(inproc): \(error)") }
+        do { try source.bind(inproc) } catch { throw BrokerError(.brokerSetup, "cannot bind \(inproc): \(error)") }
         do {
             sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, logger: logger).start()
         } catch {
-            throw BrokerError("LC2000: cannot start the source reader: \(error)")
+            throw BrokerError(.brokerSetup, "cannot start the source reader: \(error)")
         }
     }
 
@@ -479,7 +486,7 @@ final class BrokerLoop {
                     flushGathered(now: now)
                     if let refusal = DispatchAccess.of(service: message.service).refusal(userID: userID, keys: authorizedKeys) {
                         refuse(socket: "dispatch", peer: peer, reason: "request for \(message.service) refused: \(refusal)")
-                        send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2052: \(refusal)".utf8)]).frames,
+                        send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2062: \(refusal)".utf8)]).frames,
                              to: peer, itemIDs: [])
                         continue
                     }
@@ -524,11 +531,11 @@ final class BrokerLoop {
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
-        case "mmi.feed":
-            // Has the feeder with this id finished, and how many lines did it send?
-            let id = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
-            guard let count = finishedFeeds[id] else { return reply([Array("404".utf8)]) }
-            reply([Array("200".utf8), Array(String(count).utf8)])
+        case Intake.service:
+            let step = intake(message.body)
+            if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
+            if !step.inputs.isEmpty { perform(core.handle(batch: step.inputs, at: now)) }
+            reply(step.reply)
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
             let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now))
@@ -575,12 +582,6 @@ final class BrokerLoop {
                 // A producer whose key was revoked keeps its connection until it reconnects: drop what it sends.
                 if let refusal = DispatchAccess.stageRequest.refusal(userID: userID, keys: authorizedKeys) {
                     refuse(socket: "source", peer: [], reason: "items refused: \(refusal)")
-                    continue
-                }
-                // A feeder's end marker: every line it sent before has been accepted.
-                if message.count == 2 && message[0] == FeedMarker.end {
-                    let text = String(decoding: message[1], as: UTF8.self).split(separator: " ")
-                    if text.count == 2, let count = Int(text[1]) { finishedFeeds[String(text[0])] = count }
                     continue
                 }
                 // Each frame from an external producer is one item.
@@ -843,11 +844,13 @@ final class BrokerLoop {
                 waiting: while true {
                     let left = ContinuousClock.now.duration(to: deadline)
                     guard left > .zero, let event = try aggregator.receive(timeout: left) else {
-                        throw BrokerError("LC2004: the aggregator did not confirm the sink was written within 30 s")
+                        throw BrokerError(.sinkUnconfirmed, "the aggregator did not confirm the sink was written within 30 s")
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
-                    case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: .now))
+                    // Offers that crossed the finish: the aggregator writes nothing more, so they are not
+                    // admitted; their items end in the dead letters with the rest of the unfinished.
+                    case .offered: continue
                     case .finished(let written, _):
                         outputs = Int(written)
                         break waiting
@@ -859,7 +862,7 @@ final class BrokerLoop {
             } catch let error as AggregatorFailure {
                 throw BrokerError(error.message)
             } catch {
-                throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+                throw BrokerError(.sinkUnconfirmed, "the aggregator did not confirm the sink was written: \(error)")
             }
             aggregator.join()
         }

@@ -49,7 +49,7 @@ final class Telemetry {
             do {
                 endpoint = try Endpoint(hostAndPort: address)
             } catch {
-                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address): \(error.problem)")
+                throw BrokerError(.metricsHTTP, "--metrics-http takes HOST:PORT, got \(address): \(error.problem)")
             }
             // HTTP has no CURVE: beyond loopback it needs the broker to have keys (the page shows counts
             // and node names, never items, keys or commands) or --insecure.
