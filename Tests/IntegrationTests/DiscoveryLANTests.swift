@@ -61,7 +61,7 @@ struct DiscoveryLANTests {
         #expect(first.waitForErrorContaining("broker announced", timeout: .seconds(20)), "\(harness.transcripts)")
         #expect(first.standardError.contains("via \(mechanism)"), "\(harness.transcripts)")
         let worker = try harness.start("worker", LANHosts.ip, lan.command(on: 2, [
-            CLI.path, "worker", "--discover"] + forced))
+            CLI.path, "worker", "--discover", "--insecure"] + forced))
         #expect(first.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
         #expect(RunCommandTests.lines(harness.path("out1.txt")).count == count, "\(harness.transcripts)")
         #expect(worker.standardError.contains("discovered broker tcp://\(lan.address(1)):5555 (cluster default, via \(mechanism))"),
@@ -108,7 +108,7 @@ struct DiscoveryLANTests {
 
         // feed --discover: the one positional argument is the file; the lines are acknowledged,
         // and a worker of the same cluster takes them to the sink.
-        try harness.start("worker", LANHosts.ip, lan.command(on: 2, [CLI.path, "worker", "--discover", "--cluster", "blue"]))
+        try harness.start("worker", LANHosts.ip, lan.command(on: 2, [CLI.path, "worker", "--discover", "--cluster", "blue", "--insecure"]))
         try "one\ntwo\nthree\n".write(toFile: harness.path("lines.txt"), atomically: true, encoding: .utf8)
         let feed = try harness.start("feed", LANHosts.ip, lan.command(on: 2, [
             CLI.path, "feed", "--discover", "--cluster", "blue", harness.path("lines.txt")]))
