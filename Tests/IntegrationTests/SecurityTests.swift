@@ -232,8 +232,10 @@ import Darwin
         let broker = try harness.lancompute("broker", ["broker", harness.path("open.yaml"), "--bind", "tcp://0.0.0.0:*",
                                                        "--aggregator", harness.ipc("aggregator"), "--events", harness.ipc("events"), "--insecure"])
         #expect(broker.wait(until: { broker.standardError.contains("--insecure:") }, timeout: .seconds(20)), "\(harness.transcripts)")
-        // Published at start (a subscriber may miss that one: PUB/SUB) and every minute after.
-        #expect(events.wait(until: { !events.events("event.broker.insecure").isEmpty }, timeout: .seconds(70)), "\(harness.transcripts)")
+        // Published at start, to each new subscriber, and every minute.
+        #expect(events.wait(until: { !events.events("event.broker.insecure").isEmpty }, timeout: .seconds(20)), "\(harness.transcripts)")
+        let event = try #require(events.events("event.broker.insecure").first)
+        #expect((event["endpoints"] as? [String])?.contains { $0.hasPrefix("tcp://0.0.0.0:") } == true, "\(event)")
     }
 
     @Test func keygenWritesThePairWithItsModesAndKeepsAnExistingOne() throws {

@@ -367,7 +367,12 @@ final class BrokerLoop {
             if poller.isReadable(routerIndex) { drainRouter(now: afterPoll) }
             if poller.isReadable(controlIndex) { try drainControl(now: afterPoll) }
             if poller.isReadable(sourceIndex) { drainSource(now: afterPoll, limit: queueLimit) }
-            if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
+            if let feedIndex, poller.isReadable(feedIndex) {
+                let seen = telemetry.subscriptionsSeen
+                telemetry.handleSubscriptions()
+                // A new subscriber hears at once that the broker is exposed, not up to a minute later.
+                if telemetry.subscriptionsSeen > seen && !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
+            }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
             if let zapIndex, poller.isReadable(zapIndex) { drainZAP() }
             if let monitorIndex, poller.isReadable(monitorIndex) { drainRouterMonitor() }

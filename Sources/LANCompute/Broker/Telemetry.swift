@@ -71,6 +71,9 @@ final class Telemetry {
 
     func handleSubscriptions() { feed?.handleSubscriptions() }
 
+    /// Subscriptions the feed has seen, so the broker can greet a newcomer with what it must know.
+    var subscriptionsSeen: Int { feed?.subscriptionsSeen ?? 0 }
+
     func brokerStarted(endpoints: BrokerEndpoints) {
         var named = ["dispatch": endpoints.dispatch, "aggregator": endpoints.aggregator]
         if let events = endpoints.events { named["events"] = events }
