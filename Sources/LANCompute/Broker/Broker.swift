@@ -37,6 +37,9 @@ public struct BrokerConfiguration: Sendable {
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
+    /// The journal (state directory, fsync policy) a crashed run resumes from; nil: none, and a
+    /// killed broker loses what it held in memory. See Docs/architecture.md, "The journal".
+    public var journal: JournalConfiguration?
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -113,6 +116,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
 
     /// A finite source was not read to its end (the run was stopped early).
     public var inputLeft: Bool = false
+    /// The run resumed from the journal of an earlier run that did not finish.
+    public var resumed: Bool = false
+    /// Source items an earlier run finished, not processed again by this one.
+    public var alreadyDone: Int = 0
 
     /// Exit status for the CLI: 0 when the whole input was read and everything reached the sink, 1 otherwise.
     /// (A `pull` source has no end: stopping it is how its run ends.)
@@ -229,6 +236,14 @@ final class BrokerLoop {
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
     let telemetry: Telemetry
+    // Journal (Journal/BrokerLoop+Journal.swift): the loop only appends to it, and flushes it once per iteration.
+    var journal: BrokerJournal?
+    /// Admissions held until the journal has them (sinks that cannot be cut back: stdout, push).
+    var heldAdmissions: [AggregatorCommand] = []
+    /// Source items the journal says an earlier run finished, skipped at intake.
+    var alreadyDone = 0
+    /// Added to the ids a stdin source reader gives, so a resumed run's new lines follow the old ones.
+    var sourceIDBase: UInt64 = 0
 
     init(broker: Broker, context: Context) throws(BrokerError) {
         self.broker = broker
@@ -260,6 +275,7 @@ final class BrokerLoop {
     }
 
     func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
+        try openJournal()
         try startAggregator()
         try startSource()
         do {
@@ -272,7 +288,7 @@ final class BrokerLoop {
         onReady(endpoints)
         logger.info("broker for pipeline \(configuration.topology.name) listening on \(endpoints.dispatch)")
         telemetry.brokerStarted(endpoints: endpoints)
-        removeStaleDeadLetterFile()
+        if journal?.isResume == true { keepDeadLettersOfEarlierRuns() } else { removeStaleDeadLetterFile() }
 
         let poller = Poller()
         let routerIndex = poller.add(router)
@@ -286,6 +302,7 @@ final class BrokerLoop {
         var backpressure = false
         lifecycle = .running
         perform(core.handle(.tick, at: .now))
+        try resumeFromJournal(now: .now)
 
         while true {
             let now = ContinuousClock.now
@@ -311,6 +328,7 @@ final class BrokerLoop {
             if poller.isReadable(sourceIndex) { drainSource(now: afterPoll, limit: queueLimit) }
             if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
+            try commitJournal(now: afterPoll)
 
             if afterPoll - lastMetrics >= configuration.metricsInterval {
                 lastMetrics = afterPoll
@@ -338,7 +356,7 @@ final class BrokerLoop {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
             inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, sockets: sockets, logger: logger,
-            epoch: core.epoch)
+            epoch: core.epoch, recovery: journal?.sinkRecovery(for: configuration.topology.sink))
         do {
             let actor = try aggregator.start()
             self.aggregator = actor
@@ -480,6 +498,9 @@ final class BrokerLoop {
             while let event = try aggregator.tryReceive() {
                 switch event {
                 case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
+                case .committed(let ids, let length):
+                    journal?.sinkCommitted(length: length)
+                    perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
                 case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: now))
                 case .bound, .finished: break
                 }
@@ -502,6 +523,7 @@ final class BrokerLoop {
                     continue
                 }
                 // Each frame from an external producer is one item.
+                journal?.accepted(firstID: ItemID.source(position: UInt64(read)), payloads: message)
                 for payload in message {
                     gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))
                     read += 1
@@ -514,12 +536,9 @@ final class BrokerLoop {
             }
             switch decoded {
             case .batch(let first, let payloads):
-                for (offset, payload) in payloads.enumerated() {
-                    gathered.append(.accepted(id: ItemID.source(position: first + UInt64(offset)), payload: payload))
-                }
-                read += payloads.count
+                accept(batchFrom: first + sourceIDBase, payloads)
             case .total(let total):
-                sourceTotal = Int(total)
+                sourceTotal = Int(total) - (journal.map { Int($0.recovered.finished.count) } ?? 0)
             case .end:
                 sourceEnded = true
                 return
@@ -543,9 +562,10 @@ final class BrokerLoop {
     // MARK: Output
 
     /// Carries out the core's actions in order: sends, the dead-letter file, the log, metrics and events.
-    private func perform(_ actions: [BrokerAction]) {
+    func perform(_ actions: [BrokerAction]) {
         var failedSends: [PeerID: [UInt64]] = [:]
         for action in actions {
+            journal?.consume(action)
             switch action {
             case .request(let peer, let form, let items):
                 if failedSends[peer] != nil {
@@ -601,7 +621,13 @@ final class BrokerLoop {
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
             case .admission(let admitted, let refused):
-                try? aggregator?.send(.admission(admitted: admitted, refused: refused))
+                if journal?.holdsAdmissions == true {
+                    heldAdmissions.append(.admission(admitted: admitted, refused: refused))
+                } else {
+                    try? aggregator?.send(.admission(admitted: admitted, refused: refused))
+                }
+            case .itemSettled, .sourceItemFinished, .itemSkipped:
+                break  // the journal's
             case .lateMessage:
                 lateMessages += 1
             case .foreignOutcome(let peer, let id, let epoch):
@@ -616,7 +642,11 @@ final class BrokerLoop {
         if !aggregatorOutbox.isEmpty {
             let batch = ReplyBatch(outcomes: aggregatorOutbox)
             aggregatorOutbox.removeAll(keepingCapacity: true)
-            try? aggregator?.send(.outputs(batch))
+            if journal?.holdsAdmissions == true {
+                heldAdmissions.append(.outputs(batch))
+            } else {
+                try? aggregator?.send(.outputs(batch))
+            }
         }
         // A peer whose send failed is gone: the core takes its items back (and may send them elsewhere).
         for (peer, unsent) in failedSends.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
@@ -690,7 +720,12 @@ final class BrokerLoop {
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
-                    case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: .now))
+                    case .committed(let ids, let length):
+                        journal?.sinkCommitted(length: length)
+                        perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
+                    case .offered(let offers):
+                        perform(core.handle(.outputsOffered(offers), at: .now))
+                        try commitJournal(now: .now)
                     case .finished(let written, _):
                         outputs = Int(written)
                         break waiting
@@ -707,6 +742,7 @@ final class BrokerLoop {
             aggregator.join()
         }
         sourceReader?.stop()
+        try closeJournal(complete: !interrupted && sourceEnded && core.pending == 0 && !isPullSource)
         // An interrupted run still accounts for every item it accepted: what did not reach the
         // sink is written to the dead-letter file, so it can be fed again.
         // Then every worker is told to go, plain MDP workers included: the router lingers a moment
@@ -724,7 +760,7 @@ final class BrokerLoop {
             latencyP99Milliseconds: Double(latency.valueAtPercentile(99)) / 1000,
             protocolErrors: protocolErrors, lateMessages: lateMessages, interrupted: interrupted,
             deadLetterPath: deadLetteredTotal > 0 ? configuration.resolvedDeadLetterPath : nil,
-            inputLeft: !sourceEnded && !isPullSource)
+            inputLeft: !sourceEnded && !isPullSource, resumed: journal?.isResume ?? false, alreadyDone: alreadyDone)
         telemetry.publishMetrics(core: core, now: .now)
         telemetry.brokerStopping(summary: summary)
         if let sourceFailure { throw BrokerError(sourceFailure) }
