@@ -1,0 +1,220 @@
+// Kills the broker (alone, or the whole `lancompute run`) with SIGKILL and runs the same command again: it resumes from the journal.
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ResumeTests {
+    /// A pipeline of `count` lines through an exec stage that logs every item it processes.
+    struct Pipeline {
+        let harness: ProcessHarness
+        let count: Int
+        var input: [String] { (1...count).map { String(format: "item-%06d", $0) } }
+        var sink: String { harness.path("out.txt") }
+        var state: String { harness.path("out.txt.state") }
+        var processedLog: String { harness.path("processed.log") }
+        var topology: String { harness.path("topology.yaml") }
+
+        init(_ harness: ProcessHarness, count: Int, sink: String = "file: out.txt\n  format: lines") throws {
+            self.harness = harness
+            self.count = count
+            let directory = URL(fileURLWithPath: harness.path(""))
+            try ((1...count).map { String(format: "item-%06d", $0) }.joined(separator: "\n") + "\n")
+                .write(to: directory.appendingPathComponent("input.txt"), atomically: true, encoding: .utf8)
+            // Logs each item before answering it, so the log counts every time an item was processed.
+            try """
+                import sys
+                with open(sys.argv[1], "a") as log:
+                    for line in sys.stdin:
+                        log.write(line)
+                        log.flush()
+                        sys.stdout.write("done:" + line)
+                        sys.stdout.flush()
+                """.write(to: directory.appendingPathComponent("echo.py"), atomically: true, encoding: .utf8)
+            try """
+                version: 1
+                name: resume-test
+                source:
+                  file: input.txt
+                stages:
+                  - name: echo
+                    exec:
+                      command: [python3, echo.py, \(harness.path("processed.log"))]
+                      mode: stream
+                    max-attempts: 5
+                sink:
+                  \(sink)
+                broker:
+                  heartbeat-interval: 200ms
+                """.write(to: directory.appendingPathComponent("topology.yaml"), atomically: true, encoding: .utf8)
+        }
+
+        var sinkLines: [String] {
+            ((try? String(contentsOfFile: sink, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+        var processedCount: Int { KillRecoveryTests.lineCount(processedLog) }
+
+        /// Waits until the sink holds at least `lines` lines (while `child` runs), then SIGKILLs it.
+        func kill(_ child: ChildProcess, after lines: Int) {
+            let start = ContinuousClock.now
+            while KillRecoveryTests.lineCount(sink) < lines && child.isRunning && ContinuousClock.now - start < .seconds(60) {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            child.signal(SIGKILL)
+            _ = child.wait(timeout: .seconds(10))
+        }
+
+        /// Every input line exactly once in the sink.
+        func expectSinkExactlyOnce(_ context: String) {
+            let lines = sinkLines
+            #expect(lines.count == count, "sink has \(lines.count) lines, expected \(count): \(context)")
+            #expect(Set(lines).count == lines.count, "duplicates in the sink: \(context)")
+            #expect(Set(lines) == Set(input.map { "done:" + $0 }), "the sink is not the input, once each: \(context)")
+        }
+    }
+
+    static func summary(_ child: ChildProcess) -> [String: Any]? {
+        child.standardOutput.split(separator: "\n").last { $0.hasPrefix("{") }
+            .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    static func segments(_ state: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: state)) ?? []).filter { $0.hasPrefix("segment-") }.sorted()
+            .map { (state as NSString).appendingPathComponent($0) }
+    }
+
+    @Test func aKilledRunResumesWithoutRedoingCompletedItems() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let pipeline = try Pipeline(harness, count: 30_000)
+        let first = try harness.lancompute("first", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        pipeline.kill(first, after: 6_000)
+        let before = pipeline.sinkLines.count
+        let processedBefore = pipeline.processedCount
+        #expect(before < pipeline.count, "the run finished before it could be killed; the test proves nothing")
+        #expect(FileManager.default.fileExists(atPath: pipeline.state), "a killed run leaves its state directory")
+
+        let second = try harness.lancompute("second", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        #expect(second.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
+        pipeline.expectSinkExactlyOnce(harness.transcripts)
+        let json = try #require(Self.summary(second))
+        #expect(json["resumed"] as? Bool == true)
+        let alreadyDone = try #require(json["alreadyDone"] as? Int)
+        let itemsIn = try #require(json["itemsIn"] as? Int)
+        #expect(alreadyDone + itemsIn == pipeline.count)
+        #expect(alreadyDone >= before - 2_000, "the journal lags the sink by more than a few batches: \(alreadyDone) of \(before)")
+        // The second run processed what was not finished, and at most a few batches in flight at the kill again.
+        let redone = pipeline.processedCount - pipeline.count
+        #expect(redone >= 0 && redone <= processedBefore - alreadyDone + 10, "\(redone) items processed twice")
+        #expect(!FileManager.default.fileExists(atPath: pipeline.state), "a complete run removes its state")
+    }
+
+    @Test func aKilledBrokerResumesWithItsWorkersStillRunning() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let pipeline = try Pipeline(harness, count: 30_000)
+        let dispatch = harness.ipc("dispatch")
+        let arguments = ["broker", pipeline.topology, "--bind", dispatch, "--aggregator", harness.ipc("aggregator"), "--events", "none", "--json"]
+        let first = try harness.lancompute("broker-1", arguments)
+        try harness.lancompute("worker-1", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
+        try harness.lancompute("worker-2", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
+        pipeline.kill(first, after: 6_000)
+        #expect(pipeline.sinkLines.count < pipeline.count, "the run finished before the broker could be killed")
+
+        // The same command again; the workers, which held items of the killed run, register with it.
+        let second = try harness.lancompute("broker-2", arguments)
+        #expect(second.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
+        pipeline.expectSinkExactlyOnce(harness.transcripts)
+        let json = try #require(Self.summary(second))
+        #expect(json["resumed"] as? Bool == true)
+        #expect((json["alreadyDone"] as? Int ?? 0) > 0)
+        #expect(pipeline.processedCount < pipeline.count + 3_000, "the workers processed \(pipeline.processedCount) items for \(pipeline.count)")
+    }
+
+    @Test func aTornLastRecordIsDroppedAndTheRunResumes() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let pipeline = try Pipeline(harness, count: 20_000)
+        let first = try harness.lancompute("first", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        pipeline.kill(first, after: 4_000)
+        let segment = try #require(Self.segments(pipeline.state).last)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int)
+        #expect(truncate(segment, off_t(size - 3)) == 0)
+
+        let second = try harness.lancompute("second", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        #expect(second.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
+        pipeline.expectSinkExactlyOnce(harness.transcripts)
+        #expect(Self.summary(second)?["resumed"] as? Bool == true)
+    }
+
+    @Test func aDamagedSegmentIsReportedAndNothingRuns() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let pipeline = try Pipeline(harness, count: 20_000)
+        let first = try harness.lancompute("first", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        pipeline.kill(first, after: 4_000)
+        let segment = try #require(Self.segments(pipeline.state).last)
+        var bytes = try #require(FileManager.default.contents(atPath: segment).map { [UInt8]($0) })
+        bytes[bytes.count / 2] ^= 0x20
+        try Data(bytes).write(to: URL(fileURLWithPath: segment))
+        let sinkBefore = pipeline.sinkLines
+
+        let second = try harness.lancompute("second", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        let status = second.wait(timeout: .seconds(60))
+        #expect(status != nil && status != 0)
+        #expect(second.standardError.contains("error LC2061"), "\(second.standardError)")
+        #expect(second.standardError.contains((segment as NSString).lastPathComponent) && second.standardError.contains("at offset"))
+        #expect(pipeline.sinkLines == sinkBefore, "the sink was touched by a run that could not read its journal")
+    }
+
+    @Test func freshStartsOverAndRemovesTheState() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let pipeline = try Pipeline(harness, count: 20_000)
+        let first = try harness.lancompute("first", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        pipeline.kill(first, after: 4_000)
+        let processedBefore = pipeline.processedCount
+
+        let second = try harness.lancompute("second", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json", "--fresh"])
+        #expect(second.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
+        pipeline.expectSinkExactlyOnce(harness.transcripts)
+        let json = try #require(Self.summary(second))
+        #expect(json["resumed"] as? Bool == false)
+        #expect(json["itemsIn"] as? Int == pipeline.count)
+        #expect(pipeline.processedCount - processedBefore >= pipeline.count, "--fresh processed every item again")
+        #expect(!FileManager.default.fileExists(atPath: pipeline.state))
+    }
+
+    @Test func anAggregateIsRebuiltOnResume() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        // Every output "done:item-NNNNNN" keyed by its last digit: 10 keys of count/10 each.
+        let pipeline = try Pipeline(harness, count: 20_000, sink: """
+            file: out.txt
+              format: jsonl
+              aggregate: count-by-key
+              key: {regex: "(\\\\d)$", group: 1}
+            """)
+        let first = try harness.lancompute("first", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        let spool = harness.path("out.txt.state/aggregate-spool.bin")
+        let start = ContinuousClock.now
+        while (try? FileManager.default.attributesOfItem(atPath: spool)[.size] as? Int) ?? 0 < 60_000,
+              first.isRunning, ContinuousClock.now - start < .seconds(60) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(first.isRunning, "the run finished before it could be killed")
+        first.signal(SIGKILL)
+        _ = first.wait(timeout: .seconds(10))
+
+        let second = try harness.lancompute("second", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        #expect(second.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
+        let lines = pipeline.sinkLines.sorted()
+        #expect(lines == (0...9).map { "{\"key\":\"\($0)\",\"count\":\(pipeline.count / 10)}" }, "\(lines)")
+        #expect((Self.summary(second)?["alreadyDone"] as? Int ?? 0) > 0)
+    }
+}
