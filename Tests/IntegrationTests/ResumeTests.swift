@@ -217,4 +217,50 @@ import Darwin
         #expect(lines == (0...9).map { "{\"key\":\"\($0)\",\"count\":\(pipeline.count / 10)}" }, "\(lines)")
         #expect((Self.summary(second)?["alreadyDone"] as? Int ?? 0) > 0)
     }
+
+    @Test func fedItemsAcceptedBeforeABrokerCrashAreNotLost() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let lines = (1...1500).map { "line \($0)" }
+        try lines.joined(separator: "\n").write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
+        // Slow enough (one slot, 4 ms an item) that most lines are still queued when the broker dies.
+        try """
+            version: 1
+            name: fed-resume
+            source:
+              pull: \(harness.ipc("source"))
+            stages:
+              - name: wait
+                builtin: sleep
+                options: {duration: 4ms}
+              - name: shout
+                builtin: upper
+            sink:
+              file: \(harness.path("out.txt"))
+              format: lines
+            broker:
+              heartbeat-interval: 200ms
+            """.write(toFile: harness.path("fed.yaml"), atomically: true, encoding: .utf8)
+        let dispatch = harness.ipc("dispatch")
+        let arguments = ["broker", harness.path("fed.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"), "--events", "none", "--json"]
+        let first = try harness.lancompute("broker-1", arguments)
+        try #require(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
+        try harness.lancompute("worker", ["worker", "--broker", dispatch, "--slots", "1"])
+        let feed = try harness.lancompute("feed", ["feed", harness.ipc("source"), harness.path("in.txt"), "--broker", dispatch])
+        // Exit 0: the broker confirmed every line, which it does only once they are journaled.
+        #expect(feed.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
+        first.signal(SIGKILL)
+        _ = first.wait(timeout: .seconds(10))
+        let before = KillRecoveryTests.lineCount(harness.path("out.txt"))
+        #expect(before < lines.count, "every line was in the sink before the crash; the test proves nothing")
+
+        let second = try harness.lancompute("broker-2", arguments)
+        let sink = harness.path("out.txt")
+        _ = second.wait(until: { KillRecoveryTests.lineCount(sink) >= lines.count }, timeout: .seconds(90))
+        second.signal(SIGTERM)
+        #expect(second.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
+        let written = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(written.count == lines.count, "\(written.count) lines in the sink for \(lines.count) fed")
+        #expect(written.sorted() == lines.map { $0.uppercased() }.sorted())
+    }
 }
