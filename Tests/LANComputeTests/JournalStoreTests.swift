@@ -31,7 +31,7 @@ import Darwin
             journal.sinkCommitted(length: (batch.last ?? 0) * 10)
             try journal.flush(now: .now)
         }
-        try journal.close(remove: false)
+        try journal.finish(removingState: false)
         return journal
     }
 
@@ -98,7 +98,25 @@ import Darwin
         // --fresh removes it instead.
         let fresh = try BrokerJournal(configuration: JournalConfiguration(directory: directory, fresh: true), identity: other, settlesOnAdmission: false)
         #expect(!fresh.isResume)
-        try fresh.close(remove: false)
+        try fresh.finish(removingState: false)
+    }
+
+    @Test func twoBrokersCannotShareAStateDirectory() throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try BrokerJournal(configuration: JournalConfiguration(directory: directory), identity: Self.identity, settlesOnAdmission: false)
+        do {
+            _ = try BrokerJournal(configuration: JournalConfiguration(directory: directory), identity: Self.identity, settlesOnAdmission: false)
+            Issue.record("a second journal opened a directory in use")
+        } catch {
+            #expect(error.code == .journalWrite)
+            #expect(error.message.contains("in use by another broker"))
+        }
+        try first.finish(removingState: false)
+        let second = try BrokerJournal(configuration: JournalConfiguration(directory: directory), identity: Self.identity, settlesOnAdmission: false)
+        #expect(second.isResume)
+        try second.finish(removingState: true)
+        #expect(!FileManager.default.fileExists(atPath: directory))
     }
 
     @Test func rollingCompactsOldSegmentsIntoASnapshot() throws {
@@ -134,7 +152,7 @@ import Darwin
             }
             try journal.flush(now: .now)
         }
-        try journal.close(remove: false)
+        try journal.finish(removingState: false)
         #expect(journal.rolls > 5)
         let state = try JournalStore.recover(directory: directory).state
         let expected: [UInt64] = (0..<UInt64(200)).map { $0 * 10 + 7 }

@@ -36,6 +36,10 @@ final class BrokerJournal {
     /// the admission is held back until that is journaled. See Docs/architecture.md.
     let settlesOnAdmission: Bool
 
+    /// An exclusive `flock` on the directory's lock file, held for the run: two brokers on one journal would interleave it.
+    private var lock: Int32 = -1
+    static let lockName = "lock"
+
     private var inSink: [SettledEntry] = []
     private var deadLettered: [SettledEntry] = []
     private var admitted: [SettledEntry] = []
@@ -51,13 +55,38 @@ final class BrokerJournal {
         self.configuration = configuration
         self.settlesOnAdmission = settlesOnAdmission
         let manager = FileManager.default
-        if configuration.fresh, manager.fileExists(atPath: configuration.directory) {
-            do { try manager.removeItem(atPath: configuration.directory) } catch {
-                throw RuntimeError(.journalWrite, "cannot remove the state directory \(configuration.directory) (--fresh): \(error.localizedDescription)")
-            }
-        }
         do { try manager.createDirectory(atPath: configuration.directory, withIntermediateDirectories: true) } catch {
             throw RuntimeError(.journalWrite, "cannot create the state directory \(configuration.directory): \(error.localizedDescription)")
+        }
+        let lock = try Self.lock(configuration.directory)
+        let found: RecoveredJournal
+        do {
+            found = try Self.recover(configuration: configuration, identity: identity)
+        } catch {
+            close(lock)
+            throw error
+        }
+        self.lock = lock
+        recovered = found.state
+        droppedTail = found.droppedTail
+        state = found.state
+        do { store = try JournalStore(configuration: configuration, startingAt: found.nextSequence) } catch {
+            close(lock)
+            throw error
+        }
+        append(.run(identity))
+        try flush(now: .now)
+    }
+
+    /// Recovers the directory (emptied first with `fresh`) and checks it belongs to `identity`'s pipeline.
+    private static func recover(configuration: JournalConfiguration, identity: RunIdentity) throws(RuntimeError) -> RecoveredJournal {
+        let manager = FileManager.default
+        if configuration.fresh {
+            for name in (try? manager.contentsOfDirectory(atPath: configuration.directory)) ?? [] where name != lockName {
+                do { try manager.removeItem(atPath: (configuration.directory as NSString).appendingPathComponent(name)) } catch {
+                    throw RuntimeError(.journalWrite, "cannot remove \(name) from the state directory \(configuration.directory) (--fresh): \(error.localizedDescription)")
+                }
+            }
         }
         let found = try JournalStore.recover(directory: configuration.directory)
         if let earlier = found.state.identity {
@@ -68,12 +97,7 @@ final class BrokerJournal {
                 throw RuntimeError(.journalMismatch, "the state in \(configuration.directory) was left by another run: \(differences.joined(separator: "; ")); pass --fresh to start over, or --state DIR to keep it")
             }
         }
-        recovered = found.state
-        droppedTail = found.droppedTail
-        state = found.state
-        store = try JournalStore(configuration: configuration, startingAt: found.nextSequence)
-        append(.run(identity))
-        try flush(now: .now)
+        return found
     }
 
     /// What the aggregator needs for `sink`.
@@ -145,10 +169,29 @@ final class BrokerJournal {
 
     /// Flushes and closes the segment; with `remove`, the run is complete and its state is deleted,
     /// so the next run of the same command starts afresh.
-    func close(remove: Bool) throws(RuntimeError) {
+    func finish(removingState remove: Bool) throws(RuntimeError) {
         try flush(now: .now)
         try store.finish()
         if remove { try? FileManager.default.removeItem(atPath: configuration.directory) }
+        unlock()
+    }
+
+    deinit { unlock() }
+
+    private func unlock() {
+        if lock >= 0 { close(lock) }
+        lock = -1
+    }
+
+    private static func lock(_ directory: String) throws(RuntimeError) -> Int32 {
+        let path = (directory as NSString).appendingPathComponent(lockName)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw JournalStore.writeError("cannot open \(path)") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw RuntimeError(.journalWrite, "the state directory \(directory) is in use by another broker; stop it, or give this run its own with --state DIR")
+        }
+        return descriptor
     }
 
     // MARK: Identity

@@ -78,7 +78,7 @@ extension BrokerLoop {
     /// same command again starts afresh.
     func closeJournal(complete: Bool) throws(BrokerError) {
         guard let journal else { return }
-        try journal.close(remove: complete)
+        try journal.finish(removingState: complete)
         if complete { logger.info("run complete: removed the state directory \(journal.configuration.directory)") }
     }
 
