@@ -263,4 +263,55 @@ import Darwin
         #expect(written.count == lines.count, "\(written.count) lines in the sink for \(lines.count) fed")
         #expect(written.sorted() == lines.map { $0.uppercased() }.sorted())
     }
+
+    @Test func aPushSinkConsumerGetsNoDuplicatesAcrossABrokerCrash() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let pipeline = try Pipeline(harness, count: 20_000, sink: "push: \(harness.ipc("sink"))\n  format: lines")
+        // Receives until nothing came for 5 s (the second run has ended), writing each output as it comes.
+        try """
+            import sys, zmq
+            pull = zmq.Context().socket(zmq.PULL)
+            pull.bind(sys.argv[1])
+            pull.RCVTIMEO = 5000
+            with open(sys.argv[2], "w") as out:
+                started = False
+                while True:
+                    try:
+                        message = pull.recv()
+                    except zmq.Again:
+                        if started and not open(sys.argv[3]).read():
+                            continue
+                        if started:
+                            break
+                        continue
+                    started = True
+                    out.write(message.decode() + "\\n")
+                    out.flush()
+            """.write(toFile: harness.path("consumer.py"), atomically: true, encoding: .utf8)
+        // The consumer stops at the first quiet spell once this file says the second run ended.
+        let done = harness.path("done.txt")
+        try "".write(toFile: done, atomically: true, encoding: .utf8)
+        let got = harness.path("got.txt")
+        let consumer = try harness.python("consumer", [harness.path("consumer.py"), harness.ipc("sink"), got, done])
+        let first = try harness.lancompute("first", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        let start = ContinuousClock.now
+        while KillRecoveryTests.lineCount(got) < 4_000 && first.isRunning && ContinuousClock.now - start < .seconds(60) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(first.isRunning, "the run finished before it could be killed")
+        first.signal(SIGKILL)
+        _ = first.wait(timeout: .seconds(10))
+
+        let second = try harness.lancompute("second", ["run", pipeline.topology, "--workers", "2", "--quiet", "--json"])
+        #expect(second.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
+        try "ended".write(toFile: done, atomically: true, encoding: .utf8)
+        #expect(consumer.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
+        let received = ((try? String(contentsOfFile: got, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        #expect(Set(received).count == received.count, "the consumer received \(received.count - Set(received).count) duplicates")
+        #expect(Set(received).isSubset(of: Set(pipeline.input.map { "done:" + $0 })))
+        // At most once only for what was on its way at the crash: a PUSH queue's worth and a few batches.
+        #expect(received.count > pipeline.count - 3_000, "\(pipeline.count - received.count) outputs lost")
+        #expect(Self.summary(second)?["resumed"] as? Bool == true)
+    }
 }
