@@ -119,6 +119,11 @@ public final class ActorThread<Command: ActorMessage, Event: ActorMessage> {
         self.name = name
         let endpoint = "inproc://actor-\(name)-\(_counter.add(1, ordering: .relaxed).newValue)"
         let front = try Socket(.pair, context: context)
+        // No HWM on either end: owner and actor send to each other, and two threads that each block
+        // sending into a full queue the other is not reading deadlock. What crosses a pipe is
+        // bounded by what the owner asks of the actor (credit, batches), not by the queue.
+        try front.set(.sendHighWaterMark, 0)
+        try front.set(.receiveHighWaterMark, 0)
         try front.bind(endpoint)
         socket = front
         let outcome = ActorOutcome()
@@ -131,6 +136,8 @@ public final class ActorThread<Command: ActorMessage, Event: ActorMessage> {
             let back: Socket
             do {
                 back = try Socket(.pair, context: context)
+                try back.set(.sendHighWaterMark, 0)
+                try back.set(.receiveHighWaterMark, 0)
                 try back.connect(endpoint)
             } catch {
                 outcome.failure.withLock { $0 = error }
@@ -179,7 +186,7 @@ public final class ActorThread<Command: ActorMessage, Event: ActorMessage> {
     /// Whether the actor's thread has ended (by itself, by failing, or after ``stop()``).
     public var hasEnded: Bool { outcome.finished.load(ordering: .acquiring) }
 
-    /// Sends a command to the actor; blocks while its pipe is full.
+    /// Sends a command to the actor (the pipe has no high-water mark: it never blocks).
     public func send(_ command: Command) throws(ZMQError) {
         try socket.send(multipart: [PipeSignal.message.frame] + command.frames)
     }
@@ -265,7 +272,7 @@ public final class ActorPipe<Command: ActorMessage, Event: ActorMessage> {
         try socket.send(multipart: [PipeSignal.ready.frame] + (report?.frames ?? []))
     }
 
-    /// Sends an event to the owner; blocks while the pipe is full.
+    /// Sends an event to the owner (the pipe has no high-water mark: it never blocks).
     public func send(_ event: Event) throws(ZMQError) {
         try socket.send(multipart: [PipeSignal.message.frame] + event.frames)
     }

@@ -31,7 +31,7 @@ struct BrokerCommand: ParsableCommand {
         let broker = Broker(configuration: options.configuration(
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
             insecure: broker.insecure))
-        let trap = SignalTrap { broker.stop() }
+        let trap = SignalTrap(again: { broker.stopDraining() }, againNote: drainCutNote) { broker.stop() }
         let summary: RunSummary
         do {
             summary = try broker.run(onReady: { endpoints in

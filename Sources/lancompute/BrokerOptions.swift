@@ -98,9 +98,15 @@ struct PipelineRunOptions: ParsableArguments {
     @Option(name: .customLong("journal-segment-size"), help: "Roll the journal's segment, compacting older ones into a snapshot, at this size.")
     var journalSegmentSize: String = "64MiB"
 
+    @Option(name: .customLong("max-item-size"), help: "Largest item acknowledged intake takes, e.g. 16MiB; a larger one is dead-lettered.")
+    var maxItemSize: String = "64MiB"
+
     func validate() throws {
         guard let size = ByteSize.parse(maxFrameSize), size > 0 else {
             throw ValidationError("--max-frame-size: '\(maxFrameSize)' is not a size such as 64MiB")
+        }
+        guard let itemSize = ByteSize.parse(maxItemSize), itemSize > 0 else {
+            throw ValidationError("--max-item-size: '\(maxItemSize)' is not a size such as 16MiB")
         }
         if metricsInterval <= 0 { throw ValidationError("--metrics-interval must be more than 0 seconds") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
@@ -138,6 +144,7 @@ struct PipelineRunOptions: ParsableArguments {
             deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(metricsInterval * 1000)),
             metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
         configuration.maxFrameSize = Int64(ByteSize.parse(maxFrameSize) ?? 512 * 1024 * 1024)
+        configuration.maxItemSize = Int64(ByteSize.parse(maxItemSize) ?? 64 * 1024 * 1024)
         // The engine refuses an unencrypted bind the network can reach (LC2005) unless this is set.
         configuration.insecure = insecure
         configuration.journal = journal(for: topology)

@@ -61,7 +61,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             fail(error)
         }
-        let trap = SignalTrap { cluster.stop() }
+        let trap = SignalTrap(again: { cluster.stopDraining() }, againNote: drainCutNote) { cluster.stop() }
         let showProgress = !quiet && !options.json && isatty(2) != 0
         let name = topology.name
         var onProgress: (@Sendable (RunProgress) -> Void)?

@@ -73,26 +73,35 @@ func loadTopologyForRun(_ path: String, input: String?, output: String?) -> Topo
     return topology
 }
 
-/// Calls `action` on the first SIGINT or SIGTERM; a second one calls `again` if given (a third, or
-/// the second without `again`, exits at once).
+/// What `run` and `broker` say when a second signal cuts their drain short.
+let drainCutNote = "stopping now: unfinished items go to the dead letters"
+
+/// What SIGINT and SIGTERM do to a long-running command. The first calls `action` (stop taking
+/// work, drain what is held); the second calls `again` if given, saying `againNote` (for `run`
+/// and `broker`: end the drain at once, yet still write the sink, the dead letters and the
+/// summary, so that nothing accepted goes unaccounted for); a third, or the second without
+/// `again`, exits at once.
 final class SignalTrap {
     private let sources: [DispatchSourceSignal]
 
-    init(again: (@Sendable () -> Void)? = nil, _ action: @escaping @Sendable () -> Void) {
+    init(again: (@Sendable () -> Void)? = nil, againNote: String = "stopping at once", _ action: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "lancompute.signals")
         let count = Counter()
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                let number = count.increment()
-                if number == 2, let again {
+                switch (count.increment(), again) {
+                case (1, _):
+                    let next = again == nil ? "again to quit at once" : "again to stop draining"
+                    FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (\(next))\n".utf8))
+                    action()
+                case (2, let again?):
+                    FileHandle.standardError.write(Data("\nlancompute: \(againNote) (again to quit at once)\n".utf8))
                     again()
-                    return
+                default:
+                    exit(130)
                 }
-                if number > 1 { exit(130) }
-                FileHandle.standardError.write(Data("\nlancompute: stopping: no new items; draining work in flight (again to quit at once)\n".utf8))
-                action()
             }
             source.resume()
             return source

@@ -246,8 +246,8 @@ import Darwin
         let first = try harness.lancompute("broker-1", arguments)
         try #require(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
         try harness.lancompute("worker", ["worker", "--broker", dispatch, "--slots", "1"])
-        let feed = try harness.lancompute("feed", ["feed", harness.ipc("source"), harness.path("in.txt"), "--broker", dispatch])
-        // Exit 0: the broker confirmed every line, which it does only once they are journaled.
+        let feed = try harness.lancompute("feed", ["feed", dispatch, harness.path("in.txt")])
+        // Exit 0: the broker acknowledged every line, which it does only once they are journaled.
         #expect(feed.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
         first.signal(SIGKILL)
         _ = first.wait(timeout: .seconds(10))

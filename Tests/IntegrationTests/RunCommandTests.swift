@@ -251,7 +251,7 @@ import Darwin
     @Test(arguments: [
         ["worker", "--broker", "garbage"],
         ["feed", "tcp://host", "in.txt"],
-        ["feed", "tcp://127.0.0.1:5560", "--broker", "udp://x:1"],
+        ["feed", "udp://x:1", "in.txt"],
         ["events", "nowhere"],
         ["top", "tcp://*:5556"],
     ])

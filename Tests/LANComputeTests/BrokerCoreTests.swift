@@ -125,7 +125,10 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
             driver.feed(.worker(peer: [2], message: .heartbeat))
             driver.feed(.tick)
         }
-        #expect(driver.sentIDs(to: [2]).sorted() == [1, 2])
+        // Both were running on the dead worker: both are suspects, so the survivor gets them one at a time.
+        #expect(driver.sentIDs(to: [2]) == [1])
+        driver.delivered([2], 1, attempt: 2)
+        #expect(driver.sentIDs(to: [2]) == [1, 2])
         #expect(driver.requests(to: [2]).flatMap(\.items).allSatisfy { $0.header.attempt == 2 })
         #expect(driver.retries.map(\.reason) == [.workerLost, .workerLost])
         #expect(driver.actions.contains { if case .workerLeft([1], _, .expired, _, 2) = $0 { true } else { false } })
@@ -154,6 +157,44 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(driver.deadLetters.map(\.id) == [9])
         #expect(driver.deadLetters.first?.reason == .attemptsExhausted)
         #expect(driver.deadLetters.first?.attempts == 3)
+    }
+
+    @Test func onlyTheItemsAWorkerHadStartedPayForItsDeath() {
+        // One slot, credit 3: item 1 runs, items 2 and 3 wait inside the worker when it dies.
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 1)])
+        driver.ready([1], "a", lanCompute(credit: 3, batch: 3, slots: 1))
+        for id in 1...3 { driver.feed(.accepted(id: UInt64(id), payload: [UInt8(id)])) }
+        driver.feed(.sendFailed(peer: [1], unsent: []))
+        #expect(driver.deadLetters.map(\.id) == [1], "only the running item is charged (max-attempts 1)")
+        driver.ready([2], "a", lanCompute(credit: 3, batch: 3, slots: 1))
+        #expect(driver.requests(to: [2]).flatMap(\.items).map(\.header.attempt) == [1, 1])
+    }
+
+    @Test func anItemThatKillsWorkersTakesInnocentItemsDownAtMostOnce() {
+        // Two slots: the killer (9) and an innocent item (5) run side by side and the worker dies.
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external, maxAttempts: 2)])
+        driver.ready([1], "a", lanCompute(credit: 2, batch: 2, slots: 2, node: "n1"))
+        driver.feed(.accepted(id: 9, payload: [9]))
+        driver.feed(.accepted(id: 5, payload: [5]))
+        driver.feed(.sendFailed(peer: [1], unsent: []))
+        // Both are suspects now: a new worker gets one of them alone, never both together.
+        driver.ready([2], "a", lanCompute(credit: 2, batch: 2, slots: 2, node: "n2"))
+        #expect(driver.requests(to: [2]).map(\.items.count) == [1])
+        let first = driver.sentIDs(to: [2])[0]
+        if first == 9 {
+            driver.feed(.sendFailed(peer: [2], unsent: []))
+        } else {
+            driver.delivered([2], first, attempt: 2)
+        }
+        driver.ready([3], "a", lanCompute(credit: 2, batch: 2, slots: 2, node: "n3"))
+        if first == 5 {
+            #expect(driver.sentIDs(to: [2]) == [5, 9])
+            driver.feed(.sendFailed(peer: [2], unsent: []))
+        } else {
+            #expect(driver.sentIDs(to: [3]) == [5])
+            driver.delivered([3], 5, attempt: 2)
+        }
+        #expect(driver.deadLetters.map(\.id) == [9], "only the killer is dead-lettered")
     }
 
     @Test func aRequestThatCouldNotBeSentDoesNotCostAnAttempt() {
@@ -414,5 +455,20 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(offer(driver, 1, epoch: driver.core.epoch &+ 1).refused == [1])
         #expect(offer(driver, 99).refused == [99])
         #expect(offer(driver, 1).admitted == [1])
+    }
+}
+
+@Suite struct BrokerCoreExpiryTests {
+    @Test func theNextTickIsDueWhenTheNextWorkerWouldExpire() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)], heartbeat: .milliseconds(500))
+        let start = driver.now
+        driver.ready([1], "a", lanCompute(credit: 1))
+        driver.advance(.milliseconds(1400))
+        let actions = driver.feed(.tick)
+        // Seen at start, liveness 3 x 500 ms: expiry at 1.5 s, sooner than the next regular tick.
+        #expect(actions.contains { if case .scheduleTick(let at) = $0 { at == start + .milliseconds(1501) } else { false } })
+        driver.now = start + .milliseconds(1501)
+        driver.feed(.tick)
+        #expect(driver.actions.contains { if case .workerLeft([1], _, .expired, _, _) = $0 { true } else { false } })
     }
 }

@@ -34,6 +34,9 @@ public struct BrokerConfiguration: Sendable {
     /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
     /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
     public var maxFrameSize: Int64 = 512 * 1024 * 1024
+    /// The largest item acknowledged intake takes into the pipeline; a larger one is dead-lettered
+    /// (and the producer told so in the ack) instead of processed.
+    public var maxItemSize: Int64 = 64 * 1024 * 1024
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
@@ -126,17 +129,12 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var exitCode: Int32 { !inputLeft && deadLettered == 0 && unfinished == 0 ? 0 : 1 }
 }
 
-/// The end marker `lancompute feed` sends on a pull source after its last line:
-/// two frames, this one and `"<feeder id> <lines sent>"`. It is not an item.
-public enum FeedMarker {
-    public static let end: [UInt8] = [0] + Array("LCFEED-END".utf8)
-}
-
 /// Runs one pipeline: dispatches items to workers, tracks them, and ends when all are in the sink.
 public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let drainCutShort = Atomic<Bool>(false)
 
     let sharedContext: Context?
 
@@ -152,6 +150,13 @@ public final class Broker: Sendable {
         stopRequested.store(true, ordering: .relaxed)
     }
 
+    /// Ends the drain at once (thread-safe): the sink is written, and what is unfinished is
+    /// dead-lettered as stopped, as when the grace period runs out.
+    public func stopDraining() {
+        stopRequested.store(true, ordering: .relaxed)
+        drainCutShort.store(true, ordering: .relaxed)
+    }
+
     /// Runs the broker on the calling thread until the source is exhausted and every item is
     /// in the sink or dead-lettered, or until ``stop()`` and the grace period.
     public func run(
@@ -162,7 +167,7 @@ public final class Broker: Sendable {
         if let sharedContext {
             context = sharedContext
         } else {
-            do { context = try Context() } catch { throw BrokerError("LC2000: cannot create a ZeroMQ context: \(error)") }
+            do { context = try Context() } catch { throw BrokerError(.brokerSetup, "cannot create a ZeroMQ context: \(error)") }
         }
         // Ends the source reader's blocked send, if the run stopped before the source did.
         defer { if sharedContext == nil { context.shutdown() } }
@@ -171,6 +176,7 @@ public final class Broker: Sendable {
     }
 
     var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
+    var isDrainCutShort: Bool { drainCutShort.load(ordering: .relaxed) }
 }
 
 /// Where a broker is in its life; a case holds what belongs to that phase.
@@ -230,8 +236,8 @@ final class BrokerLoop {
     /// Final outputs to forward to the aggregator, sent as one message after each round of actions.
     var aggregatorOutbox: [ItemOutcome] = []
     var clientRequests: UInt64 = 0
-    /// Feeders whose end marker arrived: id -> lines they sent.
-    var finishedFeeds: [String: Int] = [:]
+    /// Producers of acknowledged intake and the batches of theirs already accepted.
+    var intakeLedger = IntakeLedger()
     var deadLetterFile: UnsafeMutablePointer<FILE>?
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
@@ -244,6 +250,8 @@ final class BrokerLoop {
     var alreadyDone = 0
     /// Added to the ids a stdin source reader gives, so a resumed run's new lines follow the old ones.
     var sourceIDBase: UInt64 = 0
+    /// The journal could not be written where the loop cannot throw: the run stops with it.
+    var journalFailure: RuntimeError?
 
     init(broker: Broker, context: Context) throws(BrokerError) {
         self.broker = broker
@@ -257,19 +265,19 @@ final class BrokerLoop {
             router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
             source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
         } catch {
-            throw BrokerError("LC2000: cannot create the broker's sockets: \(error)")
+            throw BrokerError(.brokerSetup, "cannot create the broker's sockets: \(error)")
         }
         do {
             try sockets.bind(router, as: .dispatch(maxMessageSize: configuration.maxFrameSize), to: configuration.dispatchEndpoint)
         } catch .failed(let error) {
-            throw BrokerError("LC2001: cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
+            throw BrokerError(.dispatchBind, "cannot bind the dispatch endpoint \(configuration.dispatchEndpoint): \(error.code.message) (\(error.code.cName)); is another broker running there? Choose another with --bind")
         } catch {
             throw BrokerError(error.description)
         }
         // Read back before the inproc bind below, which would become the "last" endpoint.
         endpoints = BrokerEndpoints(dispatch: (try? router.lastEndpoint) ?? configuration.dispatchEndpoint, aggregator: configuration.aggregatorEndpoint)
         if let name = configuration.inprocName {
-            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError("LC2000: cannot bind inproc://\(name)-dispatch: \(error)") }
+            do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError(.brokerSetup, "cannot bind inproc://\(name)-dispatch: \(error)") }
         }
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
     }
@@ -329,6 +337,7 @@ final class BrokerLoop {
             if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
             try commitJournal(now: afterPoll)
+            if let journalFailure { throw journalFailure }
 
             if afterPoll - lastMetrics >= configuration.metricsInterval {
                 lastMetrics = afterPoll
@@ -343,6 +352,7 @@ final class BrokerLoop {
             if case .draining(let since, let cause) = lifecycle {
                 if core.pending == 0 && (sourceEnded || core.inFlightIsEmpty) { break }
                 if afterPoll - since >= configuration.gracePeriod { break }
+                if broker.isDrainCutShort { break }
                 if cause == .sourceFailed && core.inFlightIsEmpty { break }
             }
         }
@@ -364,14 +374,14 @@ final class BrokerLoop {
         } catch let error as AggregatorFailure {
             throw BrokerError(error.message)
         } catch {
-            throw BrokerError("LC2002: the aggregator did not start: \(error)")
+            throw BrokerError(.aggregatorStart, "the aggregator did not start: \(error)")
         }
     }
 
     /// The aggregator's failure as the run's error: its own LC message when it has one.
     private func aggregatorError(_ error: any Error) -> BrokerError {
         if let failure = error as? AggregatorFailure { return BrokerError(failure.message) }
-        return BrokerError("LC2004: the aggregator failed: \(error)")
+        return BrokerError(.sinkUnconfirmed, "the aggregator failed: \(error)")
     }
 
     private func startSource() throws(BrokerError) {
@@ -381,18 +391,18 @@ final class BrokerLoop {
                 try sockets.bind(source, as: .source(maxMessageSize: configuration.maxFrameSize), to: endpoint)
                 endpoints.source = try? source.lastEndpoint
             } catch .failed(let error) {
-                throw BrokerError("LC2003: cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
+                throw BrokerError(.sourceBind, "cannot bind the source endpoint \(endpoint): \(error.code.message) (\(error.code.cName))")
             } catch {
                 throw BrokerError(error.description)
             }
             return
         }
         let inproc = "inproc://lancompute-source-\(instance)"
-        do { try source.bind(inproc) } catch { throw BrokerError("LC2000: cannot bind \(inproc): \(error)") }
+        do { try source.bind(inproc) } catch { throw BrokerError(.brokerSetup, "cannot bind \(inproc): \(error)") }
         do {
             sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, logger: logger).start()
         } catch {
-            throw BrokerError("LC2000: cannot start the source reader: \(error)")
+            throw BrokerError(.brokerSetup, "cannot start the source reader: \(error)")
         }
     }
 
@@ -466,11 +476,19 @@ final class BrokerLoop {
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
-        case "mmi.feed":
-            // Has the feeder with this id finished, and how many lines did it send?
-            let id = message.body.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
-            guard let count = finishedFeeds[id] else { return reply([Array("404".utf8)]) }
-            reply([Array("200".utf8), Array(String(count).utf8)])
+        case Intake.service:
+            let step = intake(message.body)
+            if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
+            if !step.inputs.isEmpty {
+                journalIntake(step.inputs)
+                perform(core.handle(batch: step.inputs, at: now))
+            }
+            // Intake is acknowledged after it is journaled (and synced, with --fsync batch).
+            do { try commitJournal(now: now) } catch {
+                journalFailure = error
+                return
+            }
+            reply(step.reply)
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
             let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now))
@@ -516,12 +534,6 @@ final class BrokerLoop {
         defer { flushGathered(now: now) }
         while core.queuedTotal + gathered.count < limit, let message = try? source.tryReceiveMultipart() {
             if external {
-                // A feeder's end marker: every line it sent before has been accepted.
-                if message.count == 2 && message[0] == FeedMarker.end {
-                    let text = String(decoding: message[1], as: UTF8.self).split(separator: " ")
-                    if text.count == 2, let count = Int(text[1]) { finishedFeeds[String(text[0])] = count }
-                    continue
-                }
                 // Each frame from an external producer is one item.
                 journal?.accepted(firstID: ItemID.source(position: UInt64(read)), payloads: message)
                 for payload in message {
@@ -716,7 +728,7 @@ final class BrokerLoop {
                 waiting: while true {
                     let left = ContinuousClock.now.duration(to: deadline)
                     guard left > .zero, let event = try aggregator.receive(timeout: left) else {
-                        throw BrokerError("LC2004: the aggregator did not confirm the sink was written within 30 s")
+                        throw BrokerError(.sinkUnconfirmed, "the aggregator did not confirm the sink was written within 30 s")
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
@@ -737,7 +749,7 @@ final class BrokerLoop {
             } catch let error as AggregatorFailure {
                 throw BrokerError(error.message)
             } catch {
-                throw BrokerError("LC2004: the aggregator did not confirm the sink was written: \(error)")
+                throw BrokerError(.sinkUnconfirmed, "the aggregator did not confirm the sink was written: \(error)")
             }
             aggregator.join()
         }

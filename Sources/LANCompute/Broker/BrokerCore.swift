@@ -42,6 +42,7 @@ final class BrokerItem {
         var client: ClientReturn?
         var lastError = ""
         var lastStderr = ""
+        var suspect = false
     }
 
     init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant, root: UInt64? = nil) {
@@ -75,6 +76,12 @@ final class BrokerItem {
     var client: ClientReturn? {
         get { rare?.client }
         set { if newValue != nil || rare != nil { rareFields.client = newValue } }
+    }
+
+    /// It was running on a worker that died: it may be what kills workers.
+    var suspect: Bool {
+        get { rare?.suspect ?? false }
+        set { if newValue || rare != nil { rareFields.suspect = newValue } }
     }
 
     var lastError: String {
@@ -132,6 +139,8 @@ public enum DeadLetterReason: String, Sendable, Equatable {
     case runStopped = "run-stopped"
     /// The run ended (the source failed) before the item was finished.
     case runEnded = "run-ended"
+    /// The item was larger than the broker takes; it never entered the pipeline.
+    case tooLarge = "too-large"
 }
 
 /// How an item settled, as the journal records it.
@@ -191,6 +200,9 @@ struct JoinedWorker {
 enum BrokerInput {
     /// A new item from the source, for every entry stage.
     case accepted(id: UInt64, payload: [UInt8])
+    /// An item the shell took responsibility for but will not process (too large): it goes
+    /// straight to the dead letters, recorded at the first entry stage, where it would have gone.
+    case rejected(id: UInt64, payload: [UInt8], reason: DeadLetterReason, detail: String)
     /// An MDP client's request for one stage; the outputs go back to `client`.
     case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
     /// A decoded worker-protocol message from `peer`.
@@ -399,6 +411,12 @@ final class BrokerCore {
         switch input {
         case .accepted(let id, let payload):
             accept(id: id, payload: payload, now: now)
+        case .rejected(let id, let payload, let reason, let detail):
+            let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: now, bornAt: now)
+            item.lastError = detail
+            pending += 1  // deadLetter finishes it
+            unsettled[id, default: 0] += 1
+            deadLetter(item, reason: reason, detail: detail)
         case .clientRequest(let stage, let id, let payload, let client, let service):
             let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
             item.client = ClientReturn(peer: client, service: service)
@@ -424,7 +442,11 @@ final class BrokerCore {
             removeWorker(peer, reason: .unreachable, detail: "its connection is gone", now: now, countAttempt: true)
         case .tick:
             tick(now: now)
-            actions.append(.scheduleTick(at: now + tickInterval))
+            // Wake exactly when the next worker would expire, so a dead one is noticed at
+            // heartbeat-interval x liveness, not up to a tick later.
+            let expiry = heartbeatInterval * liveness
+            let nextExpiry = workers.values.lazy.map { $0.lastSeen + expiry + .milliseconds(1) }.min()
+            actions.append(.scheduleTick(at: min(now + tickInterval, max(now, nextExpiry ?? now + tickInterval))))
         case .settledEarlier(let ids):
             settledEarlier.formUnion(ids)
         case .shutDown(let reason):
@@ -560,7 +582,15 @@ final class BrokerCore {
                 var batch: [BrokerItem] = []
                 let room = min(worker.batch, worker.freeCredit)
                 while batch.count < room, let item = stages[stage].queue.popFirst() {
+                    // A suspect (it was running on a worker that died) goes only to an idle worker, alone,
+                    // so two suspects never share a worker and an item that kills workers cannot take
+                    // innocent items down with it more than once.
+                    if item.suspect && !(batch.isEmpty && worker.inFlight.isEmpty) {
+                        stages[stage].queue.prepend(item, priority: item.priority)
+                        break
+                    }
                     if let item = admit(item, now: now) { batch.append(item) }
+                    if item.suspect { break }
                 }
                 if batch.isEmpty { break }
                 send(batch, to: worker, now: now)
@@ -742,18 +772,23 @@ final class BrokerCore {
         stages[worker.stage].workers.removeAll { $0 == peer }
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
-        for id in worker.inFlight.sorted() {
+        // Highest id first: each goes back to the front, so they end up in their original order.
+        for id in worker.inFlight.sorted(by: >) {
             // Outputs the aggregator is writing already: the item only waits for its ack.
             if inFlight[id]?.admitted == true { continue }
             guard let entry = inFlight.removeValue(forKey: id) else { continue }
             requeued += 1
-            if countAttempt {
+            // Only the items the worker had started may have killed it: they pay an attempt and are
+            // suspects from now on; those still waiting inside it go back as they were.
+            if countAttempt && entry.startedAt != nil {
+                entry.item.suspect = true
                 fail(entry.item, retryReason: .workerLost,
                      message: "worker \(hex(peer)) on \(worker.host) was lost (\(reason.rawValue): \(detail)) while processing the item",
                      stderr: "", now: now)
             } else {
                 entry.item.attempts -= 1
-                actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts, reason: .workerLeft))
+                actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts,
+                                            reason: countAttempt ? .workerLost : .workerLeft))
                 place(entry.item, atFront: true)
             }
         }
@@ -928,7 +963,7 @@ final class BrokerCore {
     private func tick(now: ContinuousClock.Instant) {
         let expiry = heartbeatInterval * liveness
         for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
-            if now - worker.lastSeen > expiry {
+            if now - worker.lastSeen >= expiry {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)

@@ -48,7 +48,7 @@ final class Telemetry {
             do {
                 endpoint = try Endpoint(hostAndPort: address)
             } catch {
-                throw BrokerError("LC2007: --metrics-http takes HOST:PORT, got \(address): \(error.problem)")
+                throw BrokerError(.metricsHTTP, "--metrics-http takes HOST:PORT, got \(address): \(error.problem)")
             }
             let host = endpoint.host == "*" ? "" : endpoint.host ?? ""
             do {

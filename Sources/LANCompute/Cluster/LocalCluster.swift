@@ -32,6 +32,9 @@ public final class LocalCluster: Sendable {
     /// Stops intake and drains (thread-safe): the run then ends with a summary.
     public func stop() { broker.stop() }
 
+    /// Ends the drain at once (thread-safe): see ``Broker/stopDraining()``.
+    public func stopDraining() { broker.stopDraining() }
+
     public func run(
         onReady: @Sendable @escaping (BrokerEndpoints) -> Void = { _ in },
         onProgress: (@Sendable (RunProgress) -> Void)? = nil

@@ -12,6 +12,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
     case unknownService = 3004
     case requestBody = 3005
     case malformedFromBroker = 3006
+    case malformedIntake = 3007
 
     /// `LC` and the four digits, as printed: `LC3001`.
     public var code: String { "LC\(rawValue)" }
@@ -26,6 +27,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
         case .unknownService: "a request for an unknown service"
         case .requestBody: "a request without exactly one body frame"
         case .malformedFromBroker: "a malformed message from the broker"
+        case .malformedIntake: "a malformed acknowledged-intake batch"
         }
     }
 
@@ -38,6 +40,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
         case .unknownService: "Use a stage name, `mmi.service` or `mmi.topology`."
         case .requestBody: "Send one frame: the item."
         case .malformedFromBroker: "Point workers at a LANCompute broker."
+        case .malformedIntake: "Follow protocol.md, section 14.1."
         }
     }
 }

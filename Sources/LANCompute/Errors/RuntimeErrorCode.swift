@@ -25,7 +25,15 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case feedInput = 2021
     case feedConnect = 2022
     case feedStalled = 2023
+    /// Retired: `feed --broker`, replaced by acknowledged intake. Kept so the number is never reused.
     case feedUnconfirmed = 2024
+    case feedNoAnswer = 2025
+    case feedNotDispatch = 2026
+    case feedUnacknowledged = 2027
+    case feedDeadLettered = 2028
+    case intakeNotOffered = 2030
+    case intakeDraining = 2031
+    case intakeBusy = 2032
     case nodesNoAnswer = 2040
     case nodesUnexpectedAnswer = 2041
     case journalWrite = 2060
@@ -60,8 +68,15 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .workerStopped: "the worker stopped on an error"
         case .feedInput: "feed cannot open its input"
         case .feedConnect: "feed cannot connect"
-        case .feedStalled: "the broker took no more lines"
-        case .feedUnconfirmed: "the broker did not confirm the feed"
+        case .feedStalled: "the pipeline took no more lines"
+        case .feedUnconfirmed: "retired: feed --broker did not confirm the feed"
+        case .feedNoAnswer: "nothing answered feed"
+        case .feedNotDispatch: "feed's endpoint is not a dispatch socket"
+        case .feedUnacknowledged: "feed got no acknowledgement"
+        case .feedDeadLettered: "fed lines were dead-lettered"
+        case .intakeNotOffered: "the pipeline takes no intake"
+        case .intakeDraining: "the pipeline is stopping"
+        case .intakeBusy: "busy, retry later"
         case .nodesNoAnswer: "the broker did not answer mmi.nodes"
         case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
         case .journalWrite: "cannot create or write the state directory"
@@ -95,9 +110,17 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .workerStopped: "See the message; restart the worker."
         case .feedInput: "Check the path."
         case .feedConnect: "Write a full endpoint, `tcp://HOST:PORT`."
-        case .feedStalled: "Start the broker with a `pull` source at that endpoint."
-        case .feedUnconfirmed:
-            "Give the dispatch endpoint of the broker whose `pull` source you feed; rerun the feed (items have stable ids only within a run)."
+        case .feedStalled: "Check the broker; lines sent so far may or may not have arrived."
+        case .feedUnconfirmed: "Drop `--broker` and give `feed` the dispatch endpoint: every line is acknowledged."
+        case .feedNoAnswer: "Start the broker; give its dispatch endpoint (`--bind`, default `tcp://127.0.0.1:5555`)."
+        case .feedNotDispatch: "Give the broker's dispatch endpoint, e.g. `tcp://head:5555`; or pass `--at-most-once` to PUSH to a pull source."
+        case .feedUnacknowledged:
+            "Restart the feed from the first unacknowledged line (earlier ones are accepted; later ones may or may not be)."
+        case .feedDeadLettered:
+            "Split the item, or raise `--max-item-size` on the broker; the lines are in its dead-letter file (`reason_code` `too-large`)."
+        case .intakeNotOffered: "Give the topology `source: {pull: ENDPOINT}`."
+        case .intakeDraining: "Feed the next run; lines acknowledged before are in the pipeline."
+        case .intakeBusy: "Nothing: backpressure. Raise `broker.queue-limit` for more buffering."
         case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
         case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
         case .journalWrite: "Check the disk and the permissions of the state directory, or choose another with `--state DIR`."

@@ -65,6 +65,24 @@ extension BrokerLoop {
         }
     }
 
+    /// Journals the payloads of acknowledged intake (each run of consecutive ids as one record).
+    /// Items dead-lettered at intake are not: they are settled as they enter.
+    func journalIntake(_ inputs: [BrokerInput]) {
+        guard let journal else { return }
+        var first: UInt64 = 0
+        var payloads: [[UInt8]] = []
+        for input in inputs {
+            guard case .accepted(let id, let payload) = input else { continue }
+            if payloads.isEmpty || id != first + UInt64(payloads.count) {
+                journal.accepted(firstID: first, payloads: payloads)
+                first = id
+                payloads.removeAll(keepingCapacity: true)
+            }
+            payloads.append(payload)
+        }
+        journal.accepted(firstID: first, payloads: payloads)
+    }
+
     /// Writes this iteration's records (and syncs them, as the policy says), then sends what had to
     /// wait for them. Call before anything that depends on the journal, such as acknowledging intake.
     func commitJournal(now: ContinuousClock.Instant) throws(BrokerError) {
