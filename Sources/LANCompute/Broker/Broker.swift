@@ -735,9 +735,11 @@ final class BrokerLoop {
                     case .committed(let ids, let length):
                         journal?.sinkCommitted(length: length)
                         perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
-                    case .offered(let offers):
-                        perform(core.handle(.outputsOffered(offers), at: .now))
-                        try commitJournal(now: .now)
+                    case .offered:
+                        // Sent before the aggregator read `finish`: it writes nothing more, so these are
+                        // not admitted (an admission sent now could wait forever on its closed pipe, and
+                        // the journal would count items as settled that never reach the sink).
+                        break
                     case .finished(let written, _):
                         outputs = Int(written)
                         break waiting
