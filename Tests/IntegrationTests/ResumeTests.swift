@@ -314,4 +314,53 @@ import Darwin
         #expect(received.count > pipeline.count - 3_000, "\(pipeline.count - received.count) outputs lost")
         #expect(Self.summary(second)?["resumed"] as? Bool == true)
     }
+
+    @Test func aFeedResendingAcrossABrokerCrashPutsEveryLineInTheSinkOnce() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let lines = (1...6000).map { "line \($0)" }
+        try lines.joined(separator: "\n").write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
+        // A small queue limit paces the feed by the stage, so the broker dies in the middle of it.
+        try """
+            version: 1
+            name: fed-across
+            source:
+              pull: \(harness.ipc("source"))
+            stages:
+              - name: wait
+                builtin: sleep
+                options: {duration: 1ms}
+              - name: shout
+                builtin: upper
+            sink:
+              file: \(harness.path("out.txt"))
+              format: lines
+            broker:
+              heartbeat-interval: 200ms
+              queue-limit: 500
+            """.write(toFile: harness.path("fed.yaml"), atomically: true, encoding: .utf8)
+        let dispatch = harness.ipc("dispatch")
+        let arguments = ["broker", harness.path("fed.yaml"), "--bind", dispatch, "--aggregator", harness.ipc("aggregator"), "--events", "none", "--json"]
+        let first = try harness.lancompute("broker-1", arguments)
+        try #require(try harness.waitUntilServing(dispatch), "\(harness.transcripts)")
+        try harness.lancompute("worker", ["worker", "--broker", dispatch, "--slots", "2"])
+        let feed = try harness.lancompute("feed", ["feed", dispatch, harness.path("in.txt"), "--resend-after", "0.5", "--timeout", "60"])
+        let sink = harness.path("out.txt")
+        _ = first.wait(until: { KillRecoveryTests.lineCount(sink) >= 1_000 }, timeout: .seconds(60))
+        first.signal(SIGKILL)
+        _ = first.wait(timeout: .seconds(10))
+        #expect(feed.isRunning, "the feed ended before the broker could be killed; the test proves nothing")
+
+        // The feed keeps resending what was not acknowledged; the restarted broker knows what it had.
+        let second = try harness.lancompute("broker-2", arguments)
+        #expect(feed.wait(timeout: .seconds(120)) == 0, "\(harness.transcripts)")
+        _ = second.wait(until: { KillRecoveryTests.lineCount(sink) >= lines.count }, timeout: .seconds(60))
+        Thread.sleep(forTimeInterval: 0.5)
+        second.signal(SIGTERM)
+        #expect(second.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
+        let written = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(written.count == lines.count, "\(written.count) lines in the sink for \(lines.count) fed")
+        #expect(Set(written).count == written.count, "\(written.count - Set(written).count) duplicates")
+        #expect(Set(written) == Set(lines.map { $0.uppercased() }))
+    }
 }

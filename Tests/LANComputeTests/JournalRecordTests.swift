@@ -12,6 +12,7 @@ import Testing
         .settled(.admitted, entries: [], sinkLength: 0),
         .finished(roots: [0, 1, 2, 1 << 40]),
         .finishedRanges([0...9, 20...20, 30...(.max)]),
+        .intake(IntakeEntry(producer: Array(0..<16), sequence: 1 << 33, accepted: 255, deadLettered: [0, 7])),
     ]
 
     @Test func crcMatchesTheStandardCheckValue() {

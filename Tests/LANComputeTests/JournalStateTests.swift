@@ -50,11 +50,25 @@ import Testing
         state.apply(.settled(.admitted, entries: [SettledEntry(id: 52, root: 5)], sinkLength: nil))
         state.apply(.settled(.deadLettered, entries: [SettledEntry(id: 53, root: 5)], sinkLength: nil))
         state.apply(.finished(roots: [0, 1, 2, 4, 8]))
+        state.apply(.intake(IntakeEntry(producer: Array(repeating: 7, count: 16), sequence: 3, accepted: 10, deadLettered: [])))
         state.apply(.run(RunIdentity(epoch: 2, topologyHash: "h", source: "s")))
         var rebuilt = JournalState()
         for record in state.snapshotRecords { rebuilt.apply(record) }
         #expect(rebuilt == state)
         #expect(rebuilt.settledIDs == [50, 52, 53])
         #expect(rebuilt.unfinishedPayloads.keys.sorted() == [3, 5, 6, 7, 9])
+    }
+
+    @Test func intakeBatchesAreKeptUpToTheirBoundInOrder() {
+        var state = JournalState()
+        let total = JournalState.intakeMemory * 2
+        for sequence in 1...UInt64(total) {
+            state.apply(.intake(IntakeEntry(producer: Array(repeating: 1, count: 16), sequence: sequence, accepted: 1, deadLettered: [])))
+        }
+        #expect(state.intakeBatches.count <= JournalState.intakeMemory + JournalState.intakeMemory / 4)
+        #expect(state.intakeBatches.count >= JournalState.intakeMemory)
+        #expect(state.intakeBatches.last?.sequence == UInt64(total), "the newest are the ones kept")
+        let sequences = state.intakeBatches.map(\.sequence)
+        #expect(sequences == sequences.sorted())
     }
 }

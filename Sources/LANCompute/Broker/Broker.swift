@@ -479,8 +479,8 @@ final class BrokerLoop {
         case Intake.service:
             let step = intake(message.body)
             if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
-            if !step.inputs.isEmpty {
-                journalIntake(step.inputs)
+            if !step.inputs.isEmpty || step.recorded != nil {
+                journalIntake(step)
                 perform(core.handle(batch: step.inputs, at: now))
             }
             // Intake is acknowledged after it is journaled (and synced, with --fsync batch).

@@ -6,6 +6,8 @@ struct IntakeStep {
     var inputs: [BrokerInput] = []
     var reply: [[UInt8]]
     var protocolError: ProtocolError?
+    /// The batch newly accepted and recorded in the ledger, for the journal.
+    var recorded: (producer: IntakeProducerID, sequence: UInt64, outcome: IntakeLedger.Outcome)?
 }
 
 extension BrokerLoop {
@@ -65,6 +67,7 @@ extension BrokerLoop {
         }
         let outcome = IntakeLedger.Outcome(accepted: batch.items.count - deadLettered.count, deadLettered: deadLettered)
         intakeLedger.record(producer: batch.producer, sequence: batch.sequence, outcome: outcome)
+        step.recorded = (batch.producer, batch.sequence, outcome)
         // The caller journals the items and commits the journal before it sends this ack
         // (Docs/protocol.md, 14.4).
         step.reply = IntakeAck(producer: batch.producer, sequence: batch.sequence, status: .accepted,

@@ -119,6 +119,9 @@ final class BrokerJournal {
         append(.accepted(firstID: firstID, payloads: payloads))
     }
 
+    /// An intake batch was accepted: journaled with its items, before its acknowledgement.
+    func intakeAccepted(_ entry: IntakeEntry) { append(.intake(entry)) }
+
     /// The aggregator acknowledged outputs, the sink being `length` bytes once they were flushed.
     func sinkCommitted(length: UInt64) { sinkLength = length }
 

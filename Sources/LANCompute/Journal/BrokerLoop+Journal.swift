@@ -38,6 +38,12 @@ extension BrokerLoop {
         let state = journal.recovered
         let settled = state.settledIDs
         if !settled.isEmpty { perform(core.handle(.settledEarlier(ids: settled), at: now)) }
+        // The ledger as it was: a producer resending a batch accepted before the crash is told so again.
+        for entry in state.intakeBatches {
+            guard let producer = IntakeProducerID(bytes: entry.producer) else { continue }
+            intakeLedger.record(producer: producer, sequence: entry.sequence,
+                                outcome: IntakeLedger.Outcome(accepted: Int(entry.accepted), deadLettered: entry.deadLettered.map { Int($0) }))
+        }
         if BrokerJournal.journalsPayloads(configuration.topology.source) {
             read = Int(state.nextSourceID)
             if case .stdin = configuration.topology.source.kind { sourceIDBase = state.nextSourceID }
@@ -67,8 +73,9 @@ extension BrokerLoop {
 
     /// Journals the payloads of acknowledged intake (each run of consecutive ids as one record).
     /// Items dead-lettered at intake are not: they are settled as they enter.
-    func journalIntake(_ inputs: [BrokerInput]) {
+    func journalIntake(_ step: IntakeStep) {
         guard let journal else { return }
+        let inputs = step.inputs
         var first: UInt64 = 0
         var payloads: [[UInt8]] = []
         for input in inputs {
@@ -81,6 +88,10 @@ extension BrokerLoop {
             payloads.append(payload)
         }
         journal.accepted(firstID: first, payloads: payloads)
+        if let (producer, sequence, outcome) = step.recorded {
+            journal.intakeAccepted(IntakeEntry(producer: producer.bytes, sequence: sequence, accepted: UInt32(outcome.accepted),
+                                               deadLettered: outcome.deadLettered.map { UInt32($0) }))
+        }
     }
 
     /// Writes this iteration's records (and syncs them, as the policy says), then sends what had to

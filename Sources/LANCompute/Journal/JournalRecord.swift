@@ -10,6 +10,16 @@ struct RunIdentity: Equatable, Sendable {
     var source: String
 }
 
+/// An acknowledged intake batch, as the intake ledger recorded it.
+struct IntakeEntry: Equatable, Sendable {
+    /// The producer's 16-octet id.
+    var producer: [UInt8]
+    var sequence: UInt64
+    var accepted: UInt32
+    /// Positions in the batch of the items dead-lettered instead.
+    var deadLettered: [UInt32]
+}
+
 /// One settled item: its id and the id of the source item it descends from.
 struct SettledEntry: Equatable, Sendable {
     var id: UInt64
@@ -31,6 +41,9 @@ enum JournalRecord: Equatable, Sendable {
     case finished(roots: [UInt64])
     /// Snapshot form of `finished`: closed ranges of source ids.
     case finishedRanges([ClosedRange<UInt64>])
+    /// An intake batch the broker accepted and acknowledged: a restarted broker rebuilds its intake
+    /// ledger from these, so a producer's resend of a batch accepted before the crash is not accepted again.
+    case intake(IntakeEntry)
 
     private enum Kind: UInt8 {
         case run = 1
@@ -38,6 +51,7 @@ enum JournalRecord: Equatable, Sendable {
         case settled = 3
         case finished = 4
         case finishedRanges = 5
+        case intake = 6
     }
 
     var body: [UInt8] {
@@ -76,6 +90,14 @@ enum JournalRecord: Equatable, Sendable {
             bytes.append(Kind.finished.rawValue)
             bytes.appendBigEndian(UInt32(roots.count))
             for root in roots { bytes.appendBigEndian(root) }
+        case .intake(let entry):
+            bytes.append(Kind.intake.rawValue)
+            bytes.appendBigEndian(UInt32(entry.producer.count))
+            bytes += entry.producer
+            bytes.appendBigEndian(entry.sequence)
+            bytes.appendBigEndian(entry.accepted)
+            bytes.appendBigEndian(UInt32(entry.deadLettered.count))
+            for position in entry.deadLettered { bytes.appendBigEndian(position) }
         case .finishedRanges(let ranges):
             bytes.append(Kind.finishedRanges.rawValue)
             bytes.appendBigEndian(UInt32(ranges.count))
@@ -137,6 +159,15 @@ enum JournalRecord: Equatable, Sendable {
                 ranges.append(lower...upper)
             }
             self = .finishedRanges(ranges)
+        case .intake:
+            let producerLength = Int(try reader.readUInt32("producer length"))
+            let producer = try reader.readBytes(producerLength, "producer")
+            let sequence = try reader.readUInt64("sequence")
+            let accepted = try reader.readUInt32("accepted count")
+            let total = try count("dead-lettered count", each: 4)
+            var positions: [UInt32] = []
+            for _ in 0..<total { positions.append(try reader.readUInt32("dead-lettered position")) }
+            self = .intake(IntakeEntry(producer: producer, sequence: sequence, accepted: accepted, deadLettered: positions))
         case nil:
             throw WireError("unknown record kind")
         }

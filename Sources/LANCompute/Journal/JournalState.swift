@@ -71,6 +71,10 @@ struct JournalState: Equatable, Sendable {
     var sinkLength: UInt64?
     /// One past the highest source id seen.
     var nextSourceID: UInt64 = 0
+    /// The latest acknowledged intake batches, oldest first, at most `intakeMemory`: more than the
+    /// intake ledger itself remembers (1,024 producers, 256 batches above each one's contiguous number).
+    var intakeBatches: [IntakeEntry] = []
+    static let intakeMemory = 65_536
 
     mutating func apply(_ record: JournalRecord) {
         switch record {
@@ -91,6 +95,12 @@ struct JournalState: Equatable, Sendable {
             if let sinkLength { self.sinkLength = sinkLength }
         case .finished(let roots):
             for root in roots { finish(root) }
+        case .intake(let entry):
+            intakeBatches.append(entry)
+            // Trimmed in chunks, so appending stays cheap.
+            if intakeBatches.count > Self.intakeMemory + Self.intakeMemory / 4 {
+                intakeBatches.removeFirst(intakeBatches.count - Self.intakeMemory)
+            }
         case .finishedRanges(let ranges):
             for range in ranges {
                 finished.insert(range)
@@ -132,6 +142,7 @@ struct JournalState: Equatable, Sendable {
             if !entries.isEmpty { records.append(.settled(kind, entries: entries, sinkLength: nil)) }
         }
         if let sinkLength { records.append(.settled(.inSink, entries: [], sinkLength: sinkLength)) }
+        records += intakeBatches.map { .intake($0) }
         // The runs count is history, not state: a snapshot keeps it as one more run record per extra run.
         if let identity, runs > 1 { records += Array(repeating: .run(identity), count: runs - 1) }
         return records
