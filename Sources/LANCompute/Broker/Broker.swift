@@ -735,11 +735,9 @@ final class BrokerLoop {
                     case .committed(let ids, let length):
                         journal?.sinkCommitted(length: length)
                         perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
-                    case .offered:
-                        // Sent before the aggregator read `finish`: it writes nothing more, so these are
-                        // not admitted (an admission sent now could wait forever on its closed pipe, and
-                        // the journal would count items as settled that never reach the sink).
-                        break
+                    // Offers that crossed the finish: the aggregator writes nothing more, so they are not
+                    // admitted; their items end in the dead letters with the rest of the unfinished.
+                    case .offered: continue
                     case .finished(let written, _):
                         outputs = Int(written)
                         break waiting
