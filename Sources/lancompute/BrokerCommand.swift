@@ -22,6 +22,7 @@ struct BrokerCommand: ParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: AnnounceOptions
 
     func run() throws {
         logging.bootstrap(default: .info)
@@ -33,8 +34,12 @@ struct BrokerCommand: ParsableCommand {
             insecure: broker.insecure))
         let trap = SignalTrap(again: { broker.stopDraining() }, againNote: drainCutNote) { broker.stop() }
         let summary: RunSummary
+        let announcer = AnnouncerSlot()
+        let discovery = self.discovery
+        defer { announcer.stop() }
         do {
             summary = try broker.run(onReady: { endpoints in
+                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }

@@ -30,8 +30,8 @@ struct FeedCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The broker's dispatch endpoint, e.g. tcp://head:5555 (with --at-most-once: the pull source endpoint, e.g. tcp://head:5560).")
-    var endpoint: String
+    @Argument(help: "The broker's dispatch endpoint, e.g. tcp://head:5555 (with --at-most-once: the pull source endpoint, e.g. tcp://head:5560); omitted with --discover.")
+    var endpoint: String = ""
 
     @Argument(help: "A file of lines (default: standard input).")
     var file: String?
@@ -60,8 +60,10 @@ struct FeedCommand: ParsableCommand {
     @Flag(help: "PUSH the lines to a pull source endpoint without acknowledgement (lines may be lost).")
     var atMostOnce = false
 
+    @OptionGroup var discovery: DiscoverOptions
+
     func validate() throws {
-        try checkEndpoint(endpoint, option: "ENDPOINT")
+        if !discovery.discover { try checkEndpoint(endpoint, option: "ENDPOINT") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if window < 1 || window > Intake.maximumWindow {
             throw ValidationError("--window must be between 1 and \(Intake.maximumWindow)")
@@ -72,6 +74,12 @@ struct FeedCommand: ParsableCommand {
     }
 
     func run() throws {
+        if discovery.discover {
+            var found = self
+            (found.endpoint, found.file) = discovery.feedEndpoints(positional: endpoint.isEmpty ? nil : endpoint, file: file, atMostOnce: atMostOnce)
+            found.discovery.discover = false
+            return try found.run()
+        }
         guard let input = file.map({ fopen($0, "rb") }) ?? fdopen(0, "rb") else {
             fail("error LC2021: cannot open \(file ?? "standard input"): \(String(cString: strerror(errno)))")
         }

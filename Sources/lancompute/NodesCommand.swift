@@ -10,7 +10,9 @@ struct NodesCommand: ParsableCommand {
         abstract: "List the nodes of a running pipeline: capabilities, stages served, items in flight and done.",
         discussion: "Asks the broker's dispatch endpoint (MMI service mmi.nodes); see Docs/cluster.md.")
 
-    @Argument(help: "The broker's dispatch endpoint.")
+    @OptionGroup var discovery: DiscoverOptions
+
+    @Argument(help: "The broker's dispatch endpoint (ignored with --discover).")
     var endpoint: String = "tcp://127.0.0.1:5555"
 
     @Flag(help: "Print the broker's answer as JSON instead of a table.")
@@ -25,6 +27,7 @@ struct NodesCommand: ParsableCommand {
     }
 
     func run() throws {
+        let endpoint = discovery.discover ? discovery.find(command: "nodes").dispatchEndpoint : self.endpoint
         let body: [[UInt8]]
         do {
             let client = try MDPClient(endpoint: endpoint)

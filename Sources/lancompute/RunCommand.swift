@@ -37,6 +37,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: AnnounceOptions
 
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
@@ -72,8 +73,13 @@ struct RunCommand: ParsableCommand {
             }
         }
         let summary: RunSummary
+        let announcer = AnnouncerSlot()
+        let discovery = self.discovery
+        defer { announcer.stop() }
         do {
-            summary = try cluster.run(onProgress: onProgress)
+            summary = try cluster.run(onReady: { endpoints in
+                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+            }, onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
             fail(error)

@@ -19,7 +19,9 @@ struct TopCommand: ParsableCommand {
             is printed as timestamped key=value lines, and each event as one line.
             """)
 
-    @Argument(help: "The broker's events (PUB) endpoint.")
+    @OptionGroup var discovery: DiscoverOptions
+
+    @Argument(help: "The broker's events (PUB) endpoint (ignored with --discover).")
     var endpoint: String = "tcp://127.0.0.1:5556"
 
     @Flag(help: "Print one view and exit.")
@@ -33,6 +35,7 @@ struct TopCommand: ParsableCommand {
     }
 
     func run() throws {
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "top") : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
         let interactive = isatty(STDOUT_FILENO) != 0 && !once

@@ -37,6 +37,7 @@ struct WorkerCommand: ParsableCommand {
     var grace: Double = 10
 
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: DiscoverOptions
 
     func validate() throws {
         try checkEndpoint(broker, option: "--broker")
@@ -55,10 +56,12 @@ struct WorkerCommand: ParsableCommand {
             labelValues[String(parts[0])] = String(parts[1])
         }
         let directory = workdir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? FileManager.default.currentDirectoryPath
-        let worker = Worker(configuration: WorkerConfiguration(
+        let configuration = WorkerConfiguration(
             brokerEndpoint: broker, slots: slots, labels: labelValues,
             stages: stages.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) },
-            workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000))))
+            workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000)))
+        if discovery.discover { return discovery.serve(configuration) }
+        let worker = Worker(configuration: configuration)
         let trap = SignalTrap(again: { worker.stopAtOnce() }) { worker.stop() }
         do {
             try worker.run()

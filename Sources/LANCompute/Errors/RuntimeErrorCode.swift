@@ -36,6 +36,12 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case intakeBusy = 2032
     case nodesNoAnswer = 2040
     case nodesUnexpectedAnswer = 2041
+    case discoveryNoBroker = 2050
+    case discoveryUnavailable = 2051
+    case journalWrite = 2060
+    case journalCorrupt = 2061
+    case journalMismatch = 2062
+    case sinkBehindJournal = 2063
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -75,6 +81,12 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeBusy: "busy, retry later"
         case .nodesNoAnswer: "the broker did not answer mmi.nodes"
         case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
+        case .discoveryNoBroker: "no broker of the cluster was discovered"
+        case .discoveryUnavailable: "cannot start looking for brokers"
+        case .journalWrite: "cannot create or write the state directory"
+        case .journalCorrupt: "the journal is damaged"
+        case .journalMismatch: "the state directory belongs to another run"
+        case .sinkBehindJournal: "the sink is shorter than the journal says"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -115,6 +127,14 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeBusy: "Nothing: backpressure. Raise `broker.queue-limit` for more buffering."
         case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
         case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
+        case .discoveryNoBroker: "Check the broker's `broker announced:` line and its cluster; see Docs/cluster.md#discovery."
+        case .discoveryUnavailable: "Free the port or pick `--beacon-port`."
+        case .journalWrite: "Check the disk and the permissions of the state directory, or choose another with `--state DIR`."
+        case .journalCorrupt:
+            "Restore the state directory from a backup, or start over with `--fresh` (the sink is rewritten from the start)."
+        case .journalMismatch: "Pass `--fresh` to start over, or `--state DIR` to give this run a state directory of its own."
+        case .sinkBehindJournal:
+            "The sink was changed or lost data after the crash; restore it, or start over with `--fresh`."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }

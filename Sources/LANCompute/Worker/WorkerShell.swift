@@ -58,6 +58,11 @@ final class WorkerShell {
             let wait = nextTick.map { max(.zero, min($0 - now, .milliseconds(100))) } ?? .milliseconds(100)
             do {
                 try pollOnce(timeout: wait)
+            } catch let error as ZMQError where error.code == .terminated {
+                // The context is shutting down (the process, or `lancompute run`, is ending): there is
+                // no broker left to say goodbye to. Stop quietly; this is no failure.
+                closeSession(goodbye: false)
+                return
             } catch {
                 feed(.sessionFailed("\(error)"))
             }
