@@ -124,7 +124,7 @@ struct ClientKeyOptions: ParsableArguments {
         if key != nil && brokerKey == nil { throw ValidationError("--key needs --broker-key: the broker's public key") }
     }
 
-    /// The CURVE client keys, or nil without `--broker-key`; a key that cannot be read ends the command (LC2060).
+    /// The CURVE client keys, or nil without `--broker-key`; a key that cannot be read ends the command (LC2070).
     var client: (keyPair: CurveKeyPair, serverKey: [UInt8])? {
         guard let brokerKey else { return nil }
         do {

@@ -113,10 +113,10 @@ import Darwin
         // Both exit at once, non-zero, saying why, instead of retrying forever.
         let stranger = try cluster.worker("stranger", as: "stranger")
         #expect(stranger.wait(timeout: .seconds(20)) == 1, "\(cluster.harness.transcripts)")
-        #expect(stranger.standardError.contains("LC2062"), "\(cluster.harness.transcripts)")
+        #expect(stranger.standardError.contains("LC2072"), "\(cluster.harness.transcripts)")
         let plaintext = try cluster.worker("plaintext", as: nil)
         #expect(plaintext.wait(timeout: .seconds(20)) == 1, "\(cluster.harness.transcripts)")
-        #expect(plaintext.standardError.contains("LC2063"), "\(cluster.harness.transcripts)")
+        #expect(plaintext.standardError.contains("LC2073"), "\(cluster.harness.transcripts)")
 
         // Lines fed while only refused workers tried: none of them was processed.
         let feed = try cluster.feed(["a", "b", "c"], as: "producer")
@@ -147,7 +147,7 @@ import Darwin
         // answers its intake batches with an error.
         let feed = try cluster.feed(["x"], as: "watcher", atMostOnce: true)
         #expect(feed.wait(timeout: .seconds(20)) == 1, "\(cluster.harness.transcripts)")
-        #expect(feed.standardError.contains("LC2062"), "\(cluster.harness.transcripts)")
+        #expect(feed.standardError.contains("LC2072"), "\(cluster.harness.transcripts)")
         let acknowledged = try cluster.feed(["y"], as: "watcher")
         #expect(acknowledged.wait(timeout: .seconds(30)) != 0, "\(cluster.harness.transcripts)")
         watcher.signal(SIGTERM)
@@ -166,11 +166,11 @@ import Darwin
         #expect(revoke.status == 0, "\(revoke.standardError)")
         // The broker notices the file within a second, lets the worker go; its reconnection is refused.
         #expect(worker.wait(timeout: .seconds(20)) == 1, "\(cluster.harness.transcripts)")
-        #expect(worker.standardError.contains("LC2062"), "\(cluster.harness.transcripts)")
+        #expect(worker.standardError.contains("LC2072"), "\(cluster.harness.transcripts)")
         #expect(broker.standardError.contains("1 revoked"), "\(cluster.harness.transcripts)")
         #expect(broker.isRunning)
         let missing = try ProcessHarness.run(["keys", "revoke", "worker1", "--keys", cluster.harness.path("broker")])
-        #expect(missing.status == 1 && missing.standardError.contains("LC2064"), "\(missing.standardError)")
+        #expect(missing.status == 1 && missing.standardError.contains("LC2074"), "\(missing.standardError)")
     }
 
     @Test func aWorkerRefusesABrokerWithAnotherKey() throws {
@@ -179,13 +179,13 @@ import Darwin
         let broker = try cluster.startBroker()
         let worker = try cluster.worker("worker", as: "worker1", broker: "other-broker")
         #expect(worker.wait(timeout: .seconds(20)) == 1, "\(cluster.harness.transcripts)")
-        #expect(worker.standardError.contains("LC2063"), "\(cluster.harness.transcripts)")
+        #expect(worker.standardError.contains("LC2073"), "\(cluster.harness.transcripts)")
         #expect(!broker.standardError.contains("serves stage"), "\(cluster.harness.transcripts)")
     }
 
     @Test func aWorkerWillNotConnectBeyondLoopbackUnauthenticated() throws {
         let result = try ProcessHarness.run(["worker", "--broker", "tcp://192.0.2.1:5555"], timeout: .seconds(30))
-        #expect(result.status == 1 && result.standardError.contains("LC2065"), "\(result.standardError)")
+        #expect(result.status == 1 && result.standardError.contains("LC2075"), "\(result.standardError)")
     }
 
     @Test func bindsBeyondLoopbackWithoutKeysAreRefusedHTTPIncluded() throws {
@@ -250,7 +250,7 @@ import Darwin
         #expect(printed.count == 40)
         #expect(try String(contentsOfFile: harness.path("k/public.key"), encoding: .utf8).contains(printed))
         let again = try ProcessHarness.run(["keygen", harness.path("k")])
-        #expect(again.status == 1 && again.standardError.contains("LC2060") && again.standardError.contains("--force"), "\(again.standardError)")
+        #expect(again.status == 1 && again.standardError.contains("LC2070") && again.standardError.contains("--force"), "\(again.standardError)")
         #expect(try String(contentsOfFile: harness.path("k/public.key"), encoding: .utf8).contains(printed))
         let forced = try ProcessHarness.run(["keygen", harness.path("k"), "--force"])
         #expect(forced.status == 0 && !forced.standardOutput.contains(printed))
@@ -267,7 +267,7 @@ import Darwin
         let result = try ProcessHarness.run(["broker", harness.path("p.yaml"), "--keys", harness.path("b"), "--bind", harness.ipc("d"),
                                              "--aggregator", harness.ipc("a"), "--events", "none"], timeout: .seconds(30))
         #expect(result.status == 1, "\(result.standardError)")
-        #expect(result.standardError.contains("LC2061: \(harness.path("b/authorized_keys")):3: 'not-a-key' is not a 40-character Z85 public key"), "\(result.standardError)")
+        #expect(result.standardError.contains("LC2071: \(harness.path("b/authorized_keys")):3: 'not-a-key' is not a 40-character Z85 public key"), "\(result.standardError)")
         #expect(result.standardError.split(separator: "\n").count == 1, "\(result.standardError)")
     }
 }

@@ -41,7 +41,7 @@ import ZeroMQ
             do {
                 _ = try AuthorizedKeys(parsing: text, file: "ak")
             } catch {
-                #expect(error.description == "LC2061: \(expected)")
+                #expect(error.description == "LC2071: \(expected)")
             }
         }
     }

@@ -74,12 +74,16 @@ enum AggregatorEvent: ActorMessage, Equatable {
     case offered([OfferedOutput])
     /// The sink is complete: outputs written, distinct items seen.
     case finished(outputs: UInt64, items: UInt64)
+    /// As `acknowledged`, with the sink's (or aggregate spool's) length once these outputs were flushed:
+    /// one message, so the journal records the items and the length that holds them together.
+    case committed([UInt64], sinkLength: UInt64)
 
     private enum Kind: UInt8 {
         case bound = 1
         case acknowledged = 2
         case finished = 3
         case offered = 4
+        case committed = 5
     }
 
     var frames: [[UInt8]] {
@@ -88,6 +92,10 @@ enum AggregatorEvent: ActorMessage, Equatable {
             return [[Kind.bound.rawValue], Array(endpoint.utf8)]
         case .acknowledged(let ids):
             return [[Kind.acknowledged.rawValue], idFrame(ids)]
+        case .committed(let ids, let sinkLength):
+            var kind = [Kind.committed.rawValue]
+            kind.appendBigEndian(sinkLength)
+            return [kind, idFrame(ids)]
         case .offered(let offers):
             var bytes: [UInt8] = []
             bytes.reserveCapacity(offers.count * 15)
@@ -118,6 +126,8 @@ enum AggregatorEvent: ActorMessage, Equatable {
             self = .bound(String(decoding: frames[1], as: UTF8.self))
         case .acknowledged:
             self = .acknowledged(try ids(in: frames[1], "acknowledged id"))
+        case .committed:
+            self = .committed(try ids(in: frames[1], "acknowledged id"), sinkLength: try kind.readUInt64("sink length"))
         case .offered:
             var offers: [OfferedOutput] = []
             while !body.isAtEnd {
@@ -147,6 +157,8 @@ struct Aggregator: Sendable {
     let logger: Logger
     /// The run's epoch: outputs of another run (held by a worker across a broker restart) are refused.
     let epoch: UInt32
+    /// With a journal: how to resume the sink and report its length with each ack (Journal/SinkFiles.swift).
+    var recovery: SinkRecovery? = nil
 
     /// Starts the actor; returns once the PULL is bound and the sink open (the bound endpoint is
     /// the `readyReport`), or throws the ``AggregatorFailure`` that stopped it.
@@ -171,7 +183,13 @@ struct Aggregator: Sendable {
         // instead of writing an empty aggregate.
         var aggregate: SinkAggregator
         do { aggregate = try SinkAggregator(sink) } catch { throw AggregatorFailure("LC1055: \(error.message)") }
-        var writer = try SinkWriter(sink: sink, sockets: sockets)
+        // Resuming an aggregate: what earlier runs admitted is replayed from the spool.
+        let spool = try recovery?.spoolPath.map { path in
+            try AggregateSpool(path: path, resumeLength: recovery?.resumeLength) { aggregate.add($0) }
+        }
+        defer { spool?.close() }
+        var writer = try SinkWriter(sink: sink, sockets: sockets,
+                                    resumeLength: aggregate.isStreaming ? recovery?.resumeLength : nil)
         try pipe.signalReady(.bound(bound))
 
         var outputs = 0
@@ -194,6 +212,7 @@ struct Aggregator: Sendable {
                 if aggregate.isStreaming {
                     try writer.write(line: SinkAggregator.line(for: item, format: sink.format))
                 } else {
+                    try spool?.write(item)
                     aggregate.add(item)
                 }
             }
@@ -231,7 +250,11 @@ struct Aggregator: Sendable {
             guard !acks.isEmpty else { return }
             // Acks promise the outputs are in the sink: flush first.
             try writer.flush()
-            try pipe.send(.acknowledged(acks))
+            if let recovery, let length = try spool?.commit(sync: recovery.syncBeforeAck) ?? writer.commit(sync: recovery.syncBeforeAck) {
+                try pipe.send(.committed(acks, sinkLength: length))
+            } else {
+                try pipe.send(.acknowledged(acks))
+            }
             acks.removeAll(keepingCapacity: true)
         }
 
@@ -294,15 +317,23 @@ struct AggregatorFailure: Error {
 struct SinkWriter {
     private var file: UnsafeMutablePointer<FILE>?
     private var closeFile = false
+    private var isFileSink = false
     private var push: Socket?
     private var pushEndpoint = ""
 
-    init(sink: SinkSpec, sockets: SocketFactory) throws {
+    /// `resumeLength`: a file sink is cut back to this length and appended to (a resumed run).
+    init(sink: SinkSpec, sockets: SocketFactory, resumeLength: UInt64? = nil) throws {
         switch sink.kind {
         case .file(let path):
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            isFileSink = true
+            if let resumeLength {
+                file = try SinkFiles.reopen(path, at: resumeLength)
+                closeFile = true
+                return
             }
             guard let handle = fopen(path, "wb") else {
                 throw AggregatorFailure("LC2013: cannot open sink file \(path): \(String(cString: strerror(errno)))")
@@ -348,6 +379,13 @@ struct SinkWriter {
         if let file, fflush(file) != 0 {
             throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// For a file sink: flushes (with `sync`, to disk) and returns the file's length; nil for other sinks.
+    mutating func commit(sync: Bool) throws -> UInt64? {
+        guard let file, isFileSink else { return nil }
+        try SinkFiles.commit(file, sync: sync, name: "the sink")
+        return SinkFiles.position(file)
     }
 
     mutating func finish() throws {

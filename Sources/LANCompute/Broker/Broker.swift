@@ -43,6 +43,9 @@ public struct BrokerConfiguration: Sendable {
     /// The broker's keys: with them every socket that binds serves CURVE, and only the keys of
     /// authorized_keys get in, each where its role may go (Docs/security.md). Nil: no keys.
     public var security: BrokerSecurity?
+    /// The journal (state directory, fsync policy) a crashed run resumes from; nil: none, and a
+    /// killed broker loses what it held in memory. See Docs/architecture.md, "The journal".
+    public var journal: JournalConfiguration?
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -119,6 +122,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
 
     /// A finite source was not read to its end (the run was stopped early).
     public var inputLeft: Bool = false
+    /// The run resumed from the journal of an earlier run that did not finish.
+    public var resumed: Bool = false
+    /// Source items an earlier run finished, not processed again by this one.
+    public var alreadyDone: Int = 0
 
     /// Exit status for the CLI: 0 when the whole input was read and everything reached the sink, 1 otherwise.
     /// (A `pull` source has no end: stopping it is how its run ends.)
@@ -257,6 +264,16 @@ final class BrokerLoop {
     var routerMonitor: SocketMonitor?
     /// Peers refused: by the ZAP handler, by a failed handshake, or by a message their role may not send.
     var unauthorized = 0
+    // Journal (Journal/BrokerLoop+Journal.swift): the loop only appends to it, and flushes it once per iteration.
+    var journal: BrokerJournal?
+    /// Admissions held until the journal has them (sinks that cannot be cut back: stdout, push).
+    var heldAdmissions: [AggregatorCommand] = []
+    /// Source items the journal says an earlier run finished, skipped at intake.
+    var alreadyDone = 0
+    /// Added to the ids a stdin source reader gives, so a resumed run's new lines follow the old ones.
+    var sourceIDBase: UInt64 = 0
+    /// The journal could not be written where the loop cannot throw: the run stops with it.
+    var journalFailure: RuntimeError?
 
     init(broker: Broker, context: Context) throws(BrokerError) {
         self.broker = broker
@@ -308,6 +325,7 @@ final class BrokerLoop {
     }
 
     func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
+        try openJournal()
         try startAggregator()
         try startSource()
         do {
@@ -326,7 +344,7 @@ final class BrokerLoop {
             logger.warning("--insecure: \(exposed.joined(separator: ", ")) reachable from the network without encryption or authentication; anyone there can register as a worker, read every item and inject results")
             telemetry.insecure(endpoints: exposed)
         }
-        removeStaleDeadLetterFile()
+        if journal?.isResume == true { keepDeadLettersOfEarlierRuns() } else { removeStaleDeadLetterFile() }
 
         let poller = Poller()
         let routerIndex = poller.add(router)
@@ -344,6 +362,7 @@ final class BrokerLoop {
         var backpressure = false
         lifecycle = .running
         perform(core.handle(.tick, at: .now))
+        try resumeFromJournal(now: .now)
 
         while true {
             let now = ContinuousClock.now
@@ -374,6 +393,8 @@ final class BrokerLoop {
                 if telemetry.subscriptionsSeen > seen && !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
             }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
+            try commitJournal(now: afterPoll)
+            if let journalFailure { throw journalFailure }
             if let zapIndex, poller.isReadable(zapIndex) { drainZAP() }
             if let monitorIndex, poller.isReadable(monitorIndex) { drainRouterMonitor() }
             if keyWatcher != nil && (broker.takeReloadRequest() || afterPoll - lastKeyCheck >= .seconds(1)) {
@@ -412,7 +433,7 @@ final class BrokerLoop {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
             inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, sockets: sockets, logger: logger,
-            epoch: core.epoch)
+            epoch: core.epoch, recovery: journal?.sinkRecovery(for: configuration.topology.sink))
         do {
             let actor = try aggregator.start()
             self.aggregator = actor
@@ -491,7 +512,7 @@ final class BrokerLoop {
                     flushGathered(now: now)
                     if let refusal = DispatchAccess.of(service: message.service).refusal(userID: userID, keys: authorizedKeys) {
                         refuse(socket: "dispatch", peer: peer, reason: "request for \(message.service) refused: \(refusal)")
-                        send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2062: \(refusal)".utf8)]).frames,
+                        send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2072: \(refusal)".utf8)]).frames,
                              to: peer, itemIDs: [])
                         continue
                     }
@@ -539,7 +560,15 @@ final class BrokerLoop {
         case Intake.service:
             let step = intake(message.body)
             if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
-            if !step.inputs.isEmpty { perform(core.handle(batch: step.inputs, at: now)) }
+            if !step.inputs.isEmpty || step.recorded != nil {
+                journalIntake(step)
+                perform(core.handle(batch: step.inputs, at: now))
+            }
+            // Intake is acknowledged after it is journaled (and synced, with --fsync batch).
+            do { try commitJournal(now: now) } catch {
+                journalFailure = error
+                return
+            }
             reply(step.reply)
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
@@ -568,6 +597,9 @@ final class BrokerLoop {
             while let event = try aggregator.tryReceive() {
                 switch event {
                 case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
+                case .committed(let ids, let length):
+                    journal?.sinkCommitted(length: length)
+                    perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
                 case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: now))
                 case .bound, .finished: break
                 }
@@ -590,6 +622,7 @@ final class BrokerLoop {
                     continue
                 }
                 // Each frame from an external producer is one item.
+                journal?.accepted(firstID: ItemID.source(position: UInt64(read)), payloads: message)
                 for payload in message {
                     gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))
                     read += 1
@@ -602,12 +635,9 @@ final class BrokerLoop {
             }
             switch decoded {
             case .batch(let first, let payloads):
-                for (offset, payload) in payloads.enumerated() {
-                    gathered.append(.accepted(id: ItemID.source(position: first + UInt64(offset)), payload: payload))
-                }
-                read += payloads.count
+                accept(batchFrom: first + sourceIDBase, payloads)
             case .total(let total):
-                sourceTotal = Int(total)
+                sourceTotal = Int(total) - (journal.map { Int($0.recovered.finished.count) } ?? 0)
             case .end:
                 sourceEnded = true
                 return
@@ -704,9 +734,10 @@ final class BrokerLoop {
     // MARK: Output
 
     /// Carries out the core's actions in order: sends, the dead-letter file, the log, metrics and events.
-    private func perform(_ actions: [BrokerAction]) {
+    func perform(_ actions: [BrokerAction]) {
         var failedSends: [PeerID: [UInt64]] = [:]
         for action in actions {
+            journal?.consume(action)
             switch action {
             case .request(let peer, let form, let items):
                 if failedSends[peer] != nil {
@@ -762,7 +793,13 @@ final class BrokerLoop {
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
             case .admission(let admitted, let refused):
-                try? aggregator?.send(.admission(admitted: admitted, refused: refused))
+                if journal?.holdsAdmissions == true {
+                    heldAdmissions.append(.admission(admitted: admitted, refused: refused))
+                } else {
+                    try? aggregator?.send(.admission(admitted: admitted, refused: refused))
+                }
+            case .itemSettled, .sourceItemFinished, .itemSkipped:
+                break  // the journal's
             case .lateMessage:
                 lateMessages += 1
             case .impostorOutcome(let id, let sender):
@@ -779,7 +816,11 @@ final class BrokerLoop {
         if !aggregatorOutbox.isEmpty {
             let batch = ReplyBatch(outcomes: aggregatorOutbox)
             aggregatorOutbox.removeAll(keepingCapacity: true)
-            try? aggregator?.send(.outputs(batch))
+            if journal?.holdsAdmissions == true {
+                heldAdmissions.append(.outputs(batch))
+            } else {
+                try? aggregator?.send(.outputs(batch))
+            }
         }
         // A peer whose send failed is gone: the core takes its items back (and may send them elsewhere).
         for (peer, unsent) in failedSends.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
@@ -853,6 +894,9 @@ final class BrokerLoop {
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
+                    case .committed(let ids, let length):
+                        journal?.sinkCommitted(length: length)
+                        perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
                     // Offers that crossed the finish: the aggregator writes nothing more, so they are not
                     // admitted; their items end in the dead letters with the rest of the unfinished.
                     case .offered: continue
@@ -872,6 +916,7 @@ final class BrokerLoop {
             aggregator.join()
         }
         sourceReader?.stop()
+        try closeJournal(complete: !interrupted && sourceEnded && core.pending == 0 && !isPullSource)
         // An interrupted run still accounts for every item it accepted: what did not reach the
         // sink is written to the dead-letter file, so it can be fed again.
         // Then every worker is told to go, plain MDP workers included: the router lingers a moment
@@ -889,7 +934,7 @@ final class BrokerLoop {
             latencyP99Milliseconds: Double(latency.valueAtPercentile(99)) / 1000,
             protocolErrors: protocolErrors, lateMessages: lateMessages, interrupted: interrupted,
             deadLetterPath: deadLetteredTotal > 0 ? configuration.resolvedDeadLetterPath : nil,
-            inputLeft: !sourceEnded && !isPullSource)
+            inputLeft: !sourceEnded && !isPullSource, resumed: journal?.isResume ?? false, alreadyDone: alreadyDone)
         telemetry.publishMetrics(core: core, now: .now)
         telemetry.brokerStopping(summary: summary)
         if let sourceFailure { throw BrokerError(sourceFailure) }

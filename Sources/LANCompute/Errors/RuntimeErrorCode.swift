@@ -38,12 +38,16 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case nodesUnexpectedAnswer = 2041
     case discoveryNoBroker = 2050
     case discoveryUnavailable = 2051
-    case keyFile = 2060
-    case authorizedKeysInvalid = 2061
-    case peerRefused = 2062
-    case brokerNotAuthenticated = 2063
-    case keyNotFound = 2064
-    case unsecuredConnection = 2065
+    case journalWrite = 2060
+    case journalCorrupt = 2061
+    case journalMismatch = 2062
+    case sinkBehindJournal = 2063
+    case keyFile = 2070
+    case authorizedKeysInvalid = 2071
+    case peerRefused = 2072
+    case brokerNotAuthenticated = 2073
+    case keyNotFound = 2074
+    case unsecuredConnection = 2075
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -85,6 +89,10 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
         case .discoveryNoBroker: "no broker of the cluster was discovered"
         case .discoveryUnavailable: "cannot start looking for brokers"
+        case .journalWrite: "cannot create or write the state directory"
+        case .journalCorrupt: "the journal is damaged"
+        case .journalMismatch: "the state directory belongs to another run"
+        case .sinkBehindJournal: "the sink is shorter than the journal says"
         case .keyFile: "a key file cannot be written or read"
         case .authorizedKeysInvalid: "a line of authorized_keys is malformed"
         case .peerRefused: "the broker refused this key"
@@ -133,6 +141,12 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
         case .discoveryNoBroker: "Check the broker's `broker announced:` line and its cluster; see Docs/cluster.md#discovery."
         case .discoveryUnavailable: "Free the port or pick `--beacon-port`."
+        case .journalWrite: "Check the disk and the permissions of the state directory, or choose another with `--state DIR`."
+        case .journalCorrupt:
+            "Restore the state directory from a backup, or start over with `--fresh` (the sink is rewritten from the start)."
+        case .journalMismatch: "Pass `--fresh` to start over, or `--state DIR` to give this run a state directory of its own."
+        case .sinkBehindJournal:
+            "The sink was changed or lost data after the crash; restore it, or start over with `--fresh`."
         case .keyFile: "Run `lancompute keygen` (`--force` to replace a key); `chmod 600` the secret key."
         case .authorizedKeysInvalid: "Fix the line: `KEY [NAME] [ROLE]`, a 40-character Z85 key, a unique name, one of worker, producer, observer."
         case .peerRefused: "Add the command's public key to the broker's authorized_keys with the role it needs (`lancompute keys add`)."

@@ -36,7 +36,7 @@ public struct AuthorizedKey: Sendable, Equatable {
 /// (`#` is one of Z85's characters, but never the first of a key's); blank lines are skipped.
 ///
 /// ROLE is `worker` (the default), `producer` or `observer`; NAME is any other word (no spaces),
-/// unique in the file. A line that breaks these rules fails the whole file (LC2061), naming the
+/// unique in the file. A line that breaks these rules fails the whole file (LC2071), naming the
 /// file, the line and what is wrong: a broker never runs with half of the keys its owner meant.
 public struct AuthorizedKeys: Sendable, Equatable {
     public private(set) var entries: [AuthorizedKey]
@@ -115,7 +115,7 @@ public struct AuthorizedKeys: Sendable, Equatable {
     }
 }
 
-/// A malformed authorized_keys file: which file, which line, what is wrong (LC2061).
+/// A malformed authorized_keys file: which file, which line, what is wrong (LC2071).
 public struct AuthorizedKeysError: Error, Sendable, Equatable, CustomStringConvertible {
     public let file: String
     /// 1-based; 0 when the file as a whole is the problem.
@@ -123,7 +123,7 @@ public struct AuthorizedKeysError: Error, Sendable, Equatable, CustomStringConve
     public let problem: String
 
     public var description: String {
-        line > 0 ? "LC2061: \(file):\(line): \(problem)" : "LC2061: \(file): \(problem)"
+        line > 0 ? "LC2071: \(file):\(line): \(problem)" : "LC2071: \(file): \(problem)"
     }
 }
 

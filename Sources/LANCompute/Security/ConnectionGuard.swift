@@ -6,8 +6,8 @@ import ZeroMQ
 ///
 /// libzmq retries a refused connection forever, silently: without this, a worker whose key is not
 /// authorized would wait for a topology that never comes. ``check()`` turns the first ZAP refusal
-/// into an LC2062 failure, and repeated failed handshakes (the broker holds another key than
-/// `--broker-key`, or speaks no CURVE) into LC2063. Confined to the thread that owns the sockets.
+/// into an LC2072 failure, and repeated failed handshakes (the broker holds another key than
+/// `--broker-key`, or speaks no CURVE) into LC2073. Confined to the thread that owns the sockets.
 public final class ConnectionGuard {
     /// How many failed handshakes in a row, short of a ZAP refusal, mean the broker is not the expected one.
     public static let handshakeFailureLimit = 3

@@ -28,16 +28,16 @@ public struct KeyDirectory: Sendable, Equatable {
         let manager = FileManager.default
         if !force {
             for existing in [secretKeyPath, publicKeyPath] where manager.fileExists(atPath: existing) {
-                throw KeyError("LC2060: \(existing) exists; pass --force to replace it (brokers that authorized the old key will refuse the new one)")
+                throw KeyError("LC2070: \(existing) exists; pass --force to replace it (brokers that authorized the old key will refuse the new one)")
             }
         }
         do {
             try manager.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw KeyError("LC2060: cannot create the key directory \(path): \(error.localizedDescription)")
+            throw KeyError("LC2070: cannot create the key directory \(path): \(error.localizedDescription)")
         }
         let pair: CurveKeyPair
-        do { pair = try CurveKeyPair.generate() } catch { throw KeyError("LC2060: cannot make a CURVE key pair: \(error)") }
+        do { pair = try CurveKeyPair.generate() } catch { throw KeyError("LC2070: cannot make a CURVE key pair: \(error)") }
         let secret = """
             # LANCompute CURVE secret key. Keep it private: whoever has it is this machine to a broker.
             public-key \(pair.publicKeyZ85)
@@ -54,13 +54,13 @@ public struct KeyDirectory: Sendable, Equatable {
     private static func write(_ text: String, to path: String, mode: mode_t) throws(KeyError) {
         unlink(path)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode)
-        guard fd >= 0 else { throw KeyError("LC2060: cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw KeyError("LC2070: cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         // The umask may have taken bits away from a public file: set the mode it is meant to have.
         fchmod(fd, mode)
         let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else { throw KeyError("LC2060: cannot write \(path): \(String(cString: strerror(errno)))") }
+        guard written == bytes.count else { throw KeyError("LC2070: cannot write \(path): \(String(cString: strerror(errno)))") }
     }
 }
 
@@ -71,13 +71,13 @@ public enum KeyFile {
     public static func readSecret(at path: String) throws(KeyError) -> CurveKeyPair {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw KeyError("LC2060: cannot read the secret key \(path): \(String(cString: strerror(errno))); make one with 'lancompute keygen'")
+            throw KeyError("LC2070: cannot read the secret key \(path): \(String(cString: strerror(errno))); make one with 'lancompute keygen'")
         }
         if info.st_mode & 0o077 != 0 {
-            throw KeyError("LC2060: the secret key \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
+            throw KeyError("LC2070: the secret key \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
         }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw KeyError("LC2060: cannot read the secret key \(path)")
+            throw KeyError("LC2070: cannot read the secret key \(path)")
         }
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let words = line.split(whereSeparator: \.isWhitespace)
@@ -87,20 +87,20 @@ public enum KeyFile {
             do {
                 return try CurveKeyPair(secretKeyZ85: String(candidate))
             } catch {
-                throw KeyError("LC2060: \(path):\(number + 1): not a 40-character Z85 secret key")
+                throw KeyError("LC2070: \(path):\(number + 1): not a 40-character Z85 secret key")
             }
         }
-        throw KeyError("LC2060: \(path) holds no secret-key line; make a key with 'lancompute keygen'")
+        throw KeyError("LC2070: \(path) holds no secret-key line; make a key with 'lancompute keygen'")
     }
 
     /// A public key given as its 40 Z85 characters, or as the path of a file holding it (`public.key`).
     public static func publicKey(_ keyOrPath: String) throws(KeyError) -> [UInt8] {
         if let key = decodePublic(keyOrPath) { return key }
         guard FileManager.default.fileExists(atPath: keyOrPath) else {
-            throw KeyError("LC2060: '\(keyOrPath)' is neither a 40-character Z85 public key nor a file")
+            throw KeyError("LC2070: '\(keyOrPath)' is neither a 40-character Z85 public key nor a file")
         }
         guard let text = try? String(contentsOfFile: keyOrPath, encoding: .utf8) else {
-            throw KeyError("LC2060: cannot read the public key file \(keyOrPath)")
+            throw KeyError("LC2070: cannot read the public key file \(keyOrPath)")
         }
         for line in text.split(separator: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -109,9 +109,9 @@ public enum KeyFile {
             let word = trimmed.split(whereSeparator: \.isWhitespace)[0]
             if let key = decodePublic(String(word)) { return key }
             if trimmed.hasPrefix("#") { continue }
-            throw KeyError("LC2060: \(keyOrPath) does not start with a 40-character Z85 public key")
+            throw KeyError("LC2070: \(keyOrPath) does not start with a 40-character Z85 public key")
         }
-        throw KeyError("LC2060: \(keyOrPath) holds no public key")
+        throw KeyError("LC2070: \(keyOrPath) holds no public key")
     }
 
     /// The 32 bytes of a 40-character Z85 key; nil for anything else.
