@@ -191,7 +191,7 @@ chaos_local_endpoints() {
 chaos_start_worker() {
     local label=$1
     shift
-    chaos_spawn "$label" "$@" "$LANCOMPUTE" worker --broker "$WORKER_BROKER" --workdir "$WORK"
+    chaos_spawn "$label" "$@" "$LANCOMPUTE" worker --broker "$WORKER_BROKER" --workdir "$WORK" --insecure
 }
 
 # chaos_supervise LABEL [--netns NS]: keeps one worker running, restarting it whenever it dies
