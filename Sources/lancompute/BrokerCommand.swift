@@ -38,7 +38,7 @@ struct BrokerCommand: ParsableCommand {
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }
-                if let http = endpoints.metricsHTTP { line += ", metrics http://\(http)/metrics" }
+                if let http = endpoints.metricsHTTP { line += ", dashboard http://\(http)/ (metrics /metrics)" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {

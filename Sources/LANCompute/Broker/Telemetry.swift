@@ -10,7 +10,7 @@ final class Telemetry {
     let logger: Logger
     let metrics: PipelineMetrics
     private var feed: EventFeed?
-    private var httpServer: MetricsHTTPServer?
+    private var httpServer: DashboardServer?
     private var reporter: MetricsReporter?
     private(set) var metricsHTTPEndpoint: String?
     private var protocolErrorsPublished = 0
@@ -44,20 +44,13 @@ final class Telemetry {
             }
         }
         if let address = configuration.metricsHTTP {
-            let endpoint: Endpoint
-            do {
-                endpoint = try Endpoint(hostAndPort: address)
-            } catch {
-                throw BrokerError(.metricsHTTP, "--metrics-http takes HOST:PORT, got \(address): \(error.problem)")
-            }
-            let host = endpoint.host == "*" ? "" : endpoint.host ?? ""
-            do {
-                let server = try MetricsHTTPServer(host: host, port: endpoint.port ?? 0, logger: logger, context: context)
-                httpServer = server
-                metricsHTTPEndpoint = "\(host.contains(":") ? "[\(host)]" : host):\(server.boundPort)"
-            } catch {
-                throw BrokerError(.metricsHTTP, "cannot serve metrics on \(address): \(error)")
-            }
+            let server = try DashboardServer.start(
+                address: address, insecure: configuration.insecure, state: DashboardState(origin: "broker"), logger: logger)
+            server.state.setGraph(DashboardGraph(topology: topology))
+            // The page reads exactly what the feed publishes, handed over on this thread.
+            feed?.onPublish = { topic, json in server.state.accept(topic: topic, json: json) }
+            httpServer = server
+            metricsHTTPEndpoint = server.endpoint
         }
         reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer)
         return bound
