@@ -193,7 +193,8 @@ enum DashboardAssets {
   }
 
   function describe(event) {
-    const skip = new Set(["topic", "type", "seq", "ts"]);
+    // The capabilities a node announced are in the nodes panel; here they would only be noise.
+    const skip = new Set(["topic", "type", "seq", "ts", "capabilities"]);
     return Object.entries(event).filter(([k]) => !skip.has(k))
       .map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ");
   }
@@ -220,9 +221,11 @@ enum DashboardAssets {
   function drawStatus() {
     const snapshot = latest();
     const status = $("status");
-    status.textContent = (state.connected ? "live" : "disconnected, reconnecting") +
+    // A broker that said it is stopping closes the stream: that is the end of the run, not a fault.
+    const phase = state.stopping ? "stopped (" + state.stopping + ")" : state.connected ? "live" : "disconnected, reconnecting";
+    status.textContent = phase +
       (snapshot ? " · snapshot " + snapshot.seq + " at " + time(snapshot.ts) : " · waiting for the first snapshot");
-    status.className = state.connected ? "live" : "down";
+    status.className = state.stopping ? "stopped" : state.connected ? "live" : "down";
     if (snapshot && !state.graph) $("pipeline").textContent = snapshot.pipeline;
   }
   function drawAll() { drawGraph(); drawLive(); drawEvents(); }
@@ -232,6 +235,8 @@ enum DashboardAssets {
     state.events.push(event);
     if (state.events.length > 500) state.events.shift();
     if (event.topic === "event.item.dead-lettered") state.deadLetters.push(event);
+    if (event.topic === "event.broker.stopping") state.stopping = event.reason || "stopping";
+    if (event.topic === "event.broker.started") state.stopping = null;
     if (event.topic === "event.stage.backpressure") state.backpressure[event.stage] = event.active;
     if (event.topic === "event.worker.ready") {
       const stages = state.nodeStages[event.node] || (state.nodeStages[event.node] = []);
@@ -264,7 +269,13 @@ enum DashboardAssets {
     source.addEventListener("metrics", (message) => { addSnapshot(JSON.parse(message.data)); drawLive(); });
     source.addEventListener("event", (message) => { addEvent(JSON.parse(message.data)); drawEvents(); drawLive(); });
     source.onopen = () => { state.connected = true; drawStatus(); };
-    source.onerror = () => { state.connected = false; drawStatus(); };
+    source.onerror = () => {
+      state.connected = false;
+      // The server of a broker that said it is stopping went away with it: do not knock forever.
+      // (A remote dashboard's stream outlives the broker, and keeps going when it comes back.)
+      if (state.stopping) source.close();
+      drawStatus();
+    };
   }
   document.addEventListener("DOMContentLoaded", () => { drawAll(); connect(); });
 })();
@@ -281,6 +292,7 @@ header .origin { color: #aab3c0; }
 #status { margin-left: auto; font-size: 13px; }
 #status.live::before { content: "● "; color: #4cd07d; }
 #status.down::before { content: "● "; color: var(--bad); }
+#status.stopped::before { content: "■ "; color: #aab3c0; }
 main { display: grid; grid-template-columns: 1fr; gap: 16px; padding: 16px 20px; }
 section { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; overflow-x: auto; }
 section h2 { font-size: 15px; margin: 0 0 8px; }

@@ -17,7 +17,7 @@ public struct DashboardGraph: Sendable, Equatable {
         public let to: Int
     }
 
-    static let boxWidth = 180
+    static let boxWidth = 210
     static let boxHeight = 76
     static let columnGap = 60
     static let rowGap = 24

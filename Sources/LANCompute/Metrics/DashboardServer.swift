@@ -147,7 +147,9 @@ public final class DashboardServer: Sendable {
             return !stopping
         }
         guard first else { return }
-        state.finishStreams()
+        // The broker's last messages (pipeline finished, stopping) are in the streams' buffers:
+        // give them a moment to reach the pages before the connections are cut.
+        if state.finishStreams() > 0 { Thread.sleep(forTimeInterval: 0.2) }
         // Cancelling closes the listener and every connection at once. (Hummingbird's graceful
         // shutdown waits for idle keep-alive connections to go, which a browser may keep for minutes.)
         task.cancel()

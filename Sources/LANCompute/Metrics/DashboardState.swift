@@ -108,13 +108,16 @@ public final class DashboardState: Sendable {
         contents.withLock { $0.exposition = text }
     }
 
-    /// Ends every open page's stream (the server is stopping).
-    public func finishStreams() {
+    /// Ends every open page's stream once it has sent what it holds (the server is stopping);
+    /// returns how many there were.
+    @discardableResult
+    public func finishStreams() -> Int {
         let streams = contents.withLock { contents in
             defer { contents.streams = [:] }
             return Array(contents.streams.values)
         }
         for stream in streams { stream.finish() }
+        return streams.count
     }
 
     // MARK: Reading
