@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
@@ -30,6 +31,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
@@ -43,6 +45,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "zmq-throughput-bench", dependencies: ["ZeroMQ"], path: "Sources/zmq-throughput-bench"),
+        .executableTarget(name: "sha256-bench", dependencies: ["LANCompute"], path: "Scripts/bench/sha256-bench"),
         .executableTarget(
             name: "swift-worker-example",
             dependencies: ["LANCompute", .product(name: "Logging", package: "swift-log")],

@@ -186,9 +186,12 @@ public final class ActorThread<Command: ActorMessage, Event: ActorMessage> {
     /// Whether the actor's thread has ended (by itself, by failing, or after ``stop()``).
     public var hasEnded: Bool { outcome.finished.load(ordering: .acquiring) }
 
-    /// Sends a command to the actor (the pipe has no high-water mark: it never blocks).
+    /// Sends a command to the actor. It never blocks: the pipe has no high-water mark, and once the
+    /// actor has ended (a PAIR with no peer would block forever) it throws ``ZMQErrorCode/again``.
     public func send(_ command: Command) throws(ZMQError) {
-        try socket.send(multipart: [PipeSignal.message.frame] + command.frames)
+        guard try socket.trySend(multipart: [PipeSignal.message.frame] + command.frames) else {
+            throw ZMQError(code: .again, operation: "send to actor \(name), which has ended")
+        }
     }
 
     /// The next event if one is waiting; nil if none is. Throws the actor's error if it failed.

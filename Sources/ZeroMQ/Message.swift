@@ -111,6 +111,18 @@ public final class Message {
     public var string: String {
         withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
     }
+
+    /// A metadata property of the connection the frame arrived on, after a receive: `User-Id` (what
+    /// the ZAP handler said the peer is), `Peer-Address`, `Socket-Type`, or a ZMTP property the peer
+    /// sent. Nil when the connection has no such property (a NULL-mechanism or inproc connection has
+    /// no `User-Id`). The corresponding call is `zmq_msg_gets`.
+    public func property(_ name: String) -> String? {
+        guard let value = zmq_msg_gets(pointer, name) else { return nil }
+        return String(cString: value)
+    }
+
+    /// The `User-Id` the ZAP handler gave the peer that sent the frame (`ZMQ_MSG_PROPERTY_USER_ID`).
+    public static let userIDProperty = "User-Id"
 }
 
 @available(*, unavailable)

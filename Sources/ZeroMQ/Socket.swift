@@ -310,6 +310,24 @@ public final class Socket {
         return frames
     }
 
+    /// Receives a whole multipart message if one is waiting, with the connection's metadata
+    /// `property` (see ``Message/property(_:)``); nil if none is waiting.
+    ///
+    /// The property is read from the first frame that carries it: a ROUTER's routing-id frame is
+    /// made by the socket itself and carries no metadata, the frames from the peer do.
+    public func tryReceiveMultipart(property: String) throws(ZMQError) -> (frames: [[UInt8]], property: String?)? {
+        let message = scratch
+        guard try receive(into: message, dontWait: true) else { return nil }
+        var value = message.property(property)
+        var frames = [message.bytes]
+        while message.hasMore {
+            _ = try receive(into: message, dontWait: false)
+            if value == nil { value = message.property(property) }
+            frames.append(message.bytes)
+        }
+        return (frames, value)
+    }
+
     /// Whether the last frame received is followed by more parts (`ZMQ_RCVMORE`).
     public var hasMore: Bool {
         get throws(ZMQError) { try get(.receiveMore) }

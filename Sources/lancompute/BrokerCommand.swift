@@ -22,29 +22,38 @@ struct BrokerCommand: ParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: AnnounceOptions
 
     func run() throws {
         logging.bootstrap(default: .info)
         var topology = loadTopologyForRun(file, input: options.input, output: options.output)
         topology.broker = broker.applied(to: topology.broker)
         let settings = topology.broker
-        let broker = Broker(configuration: options.configuration(
+        var configuration = options.configuration(
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
-            insecure: broker.insecure))
+            insecure: broker.insecure)
+        configuration.security = broker.security
+        let broker = Broker(configuration: configuration)
         let trap = SignalTrap(again: { broker.stopDraining() }, againNote: drainCutNote) { broker.stop() }
+        let reload = ReloadTrap { broker.reloadKeys() }
         let summary: RunSummary
+        let announcer = AnnouncerSlot()
+        let discovery = self.discovery
+        defer { announcer.stop() }
         do {
             summary = try broker.run(onReady: { endpoints in
+                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }
-                if let http = endpoints.metricsHTTP { line += ", dashboard http://\(http)/ (metrics /metrics)" }
+                if let http = endpoints.metricsHTTP { line += ", metrics http://\(http)/metrics, dashboard http://\(http)/" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {
             fail(error)
         }
         _ = trap
+        _ = reload
         try options.finish(with: summary, sink: topology.sink)
     }
 }

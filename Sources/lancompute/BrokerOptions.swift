@@ -25,8 +25,11 @@ struct BrokerOptions: ParsableArguments {
     @Option(help: "Items one stage may queue before the source pauses (overrides broker.queue-limit).")
     var queueLimit: Int?
 
-    @Flag(help: "Allow binding to non-loopback addresses without encryption.")
+    @Flag(help: "Allow binding to non-loopback addresses without keys (no encryption, no authentication).")
     var insecure = false
+
+    @Option(help: "Key directory: DIR/secret.key is the broker's key, DIR/authorized_keys the keys it lets in (see Docs/security.md).")
+    var keys: String?
 
     func validate() throws {
         for (name, endpoint) in [("--bind", bind), ("--events", events == "none" ? nil : events), ("--aggregator", aggregator)] {
@@ -91,6 +94,18 @@ struct PipelineRunOptions: ParsableArguments {
     @Option(name: .customLong("max-frame-size"), help: "Largest frame a peer may send, e.g. 64MiB; a larger one drops that connection.")
     var maxFrameSize: String = "512MiB"
 
+    @Option(help: "State directory of the journal a crashed run resumes from (default: <sink>.state beside a file sink, else <pipeline>.state); 'none' for no journal.")
+    var state: String?
+
+    @Flag(help: "Start over: remove the state directory instead of resuming from it.")
+    var fresh = false
+
+    @Option(help: "When the journal is forced to disk: batch (each loop iteration that wrote), interval (every 100ms), never.")
+    var fsync: String = JournalFsyncPolicy.batch.rawValue
+
+    @Option(name: .customLong("journal-segment-size"), help: "Roll the journal's segment, compacting older ones into a snapshot, at this size.")
+    var journalSegmentSize: String = "64MiB"
+
     @Option(name: .customLong("max-item-size"), help: "Largest item acknowledged intake takes, e.g. 16MiB; a larger one is dead-lettered.")
     var maxItemSize: String = "64MiB"
 
@@ -104,6 +119,28 @@ struct PipelineRunOptions: ParsableArguments {
         if http != nil, metricsHTTP != nil { throw ValidationError("--http and --metrics-http are the same option: give one") }
         if metricsInterval <= 0 { throw ValidationError("--metrics-interval must be more than 0 seconds") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
+        guard JournalFsyncPolicy(rawValue: fsync) != nil else {
+            throw ValidationError("--fsync: '\(fsync)' is not one of \(JournalFsyncPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let segment = ByteSize.parse(journalSegmentSize), segment >= 4096 else {
+            throw ValidationError("--journal-segment-size: '\(journalSegmentSize)' is not a size of at least 4KiB")
+        }
+        if fresh && state == "none" { throw ValidationError("--fresh has no state to remove with --state none") }
+    }
+
+    /// The journal for `topology`: the state directory given, or beside a file sink, or `<pipeline>.state`.
+    func journal(for topology: Topology) -> JournalConfiguration? {
+        if state == "none" { return nil }
+        let directory: String
+        if let state {
+            directory = state
+        } else if case .file(let path) = topology.sink.kind {
+            directory = path + ".state"
+        } else {
+            directory = topology.name + ".state"
+        }
+        return JournalConfiguration(directory: directory, fsync: JournalFsyncPolicy(rawValue: fsync) ?? .batch, fresh: fresh,
+                                    segmentSize: ByteSize.parse(journalSegmentSize) ?? 64 << 20)
     }
 
     /// The broker's configuration for `topology` with these options and the endpoints chosen by the command.
@@ -119,6 +156,7 @@ struct PipelineRunOptions: ParsableArguments {
         configuration.maxItemSize = Int64(ByteSize.parse(maxItemSize) ?? 64 * 1024 * 1024)
         // The engine refuses an unencrypted bind the network can reach (LC2005) unless this is set.
         configuration.insecure = insecure
+        configuration.journal = journal(for: topology)
         return configuration
     }
 

@@ -30,9 +30,10 @@ struct DashboardCommand: ParsableCommand {
     @Option(name: .customLong("http"), help: ArgumentHelp("Where to serve the page.", valueName: "host:port"))
     var http: String = HTTPOption.defaultAddress
 
-    @Flag(help: "Allow serving on a non-loopback address (the page has no encryption and no token).")
+    @Flag(help: "Allow serving on a non-loopback address (the page has no encryption and no token, keys or not).")
     var insecure = false
 
+    @OptionGroup var keys: ClientKeyOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -59,7 +60,7 @@ struct DashboardCommand: ParsableCommand {
         FileHandle.standardError.write(Data("dashboard http://\(server.endpoint)/ reading \(endpoint)\n".utf8))
         let feed = RemoteDashboardFeed(
             eventsEndpoint: endpoint, dispatchEndpoint: dispatch ?? RemoteDashboardFeed.defaultDispatch(forEvents: endpoint) ?? "",
-            state: state)
+            state: state, curve: keys.curve)
         try feed.run(shouldStop: { stop.isRequested })
     }
 }

@@ -20,7 +20,9 @@ struct EventsCommand: ParsableCommand {
             SIGINT or SIGTERM stops it cleanly, with exit status 0.
             """)
 
-    @Argument(help: "The broker's events (PUB) endpoint.")
+    @OptionGroup var discovery: DiscoverOptions
+
+    @Argument(help: "The broker's events (PUB) endpoint (ignored with --discover).")
     var endpoint: String = "tcp://127.0.0.1:5556"
 
     @Option(help: "Only topics starting with PREFIX, e.g. metrics, event., event.node.")
@@ -32,6 +34,8 @@ struct EventsCommand: ParsableCommand {
     @Option(help: "Fail when no message arrives for SECONDS.")
     var timeout: Double?
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "ENDPOINT")
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
@@ -39,9 +43,10 @@ struct EventsCommand: ParsableCommand {
     }
 
     func run() throws {
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events") : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
-        let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic)
+        let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic, curve: keys.curve)
         let standardOutput = FileHandle.standardOutput
         let standardError = FileHandle.standardError
         let clock = ContinuousClock()

@@ -30,8 +30,8 @@ struct FeedCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The broker's dispatch endpoint, e.g. tcp://head:5555 (with --at-most-once: the pull source endpoint, e.g. tcp://head:5560).")
-    var endpoint: String
+    @Argument(help: "The broker's dispatch endpoint, e.g. tcp://head:5555 (with --at-most-once: the pull source endpoint, e.g. tcp://head:5560); omitted with --discover.")
+    var endpoint: String = ""
 
     @Argument(help: "A file of lines (default: standard input).")
     var file: String?
@@ -60,8 +60,12 @@ struct FeedCommand: ParsableCommand {
     @Flag(help: "PUSH the lines to a pull source endpoint without acknowledgement (lines may be lost).")
     var atMostOnce = false
 
+    @OptionGroup var discovery: DiscoverOptions
+
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
-        try checkEndpoint(endpoint, option: "ENDPOINT")
+        if !discovery.discover { try checkEndpoint(endpoint, option: "ENDPOINT") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if window < 1 || window > Intake.maximumWindow {
             throw ValidationError("--window must be between 1 and \(Intake.maximumWindow)")
@@ -72,6 +76,12 @@ struct FeedCommand: ParsableCommand {
     }
 
     func run() throws {
+        if discovery.discover {
+            var found = self
+            (found.endpoint, found.file) = discovery.feedEndpoints(positional: endpoint.isEmpty ? nil : endpoint, file: file, atMostOnce: atMostOnce)
+            found.discovery.discover = false
+            return try found.run()
+        }
         guard let input = file.map({ fopen($0, "rb") }) ?? fdopen(0, "rb") else {
             fail("error LC2021: cannot open \(file ?? "standard input"): \(String(cString: strerror(errno)))")
         }
@@ -89,7 +99,7 @@ struct FeedCommand: ParsableCommand {
     private func pushAtMostOnce(_ lines: LineReader) throws {
         // A context of its own: dropping it at the end waits (up to the linger) for the queue to leave.
         let context = try Context()
-        let push = try SocketFactory(context: context).socket(.feeder)
+        let push = try SocketFactory(context: context, curve: keys.curve).socket(.feeder)
         let monitor = try push.monitor(events: HandshakeWatch.events)
         do { try push.connect(endpoint) } catch { fail("error LC2022: cannot connect to \(endpoint): \(error.code.message)") }
         var watch = HandshakeWatch()
@@ -101,6 +111,7 @@ struct FeedCommand: ParsableCommand {
         case .waiting:
             fail("error LC2025: nothing answered at \(endpoint) within \(formatSeconds(connectTimeout)): is the pipeline running, and is this its pull source endpoint?")
         default:
+            if let failure = watch.securityFailure(endpoint: endpoint, secured: keys.brokerKey != nil) { fail(failure) }
             fail("error LC2026: \(endpoint) is not a pull source: the ZeroMQ handshake failed (its socket does not take a PUSH; without --at-most-once, give the broker's dispatch endpoint)")
         }
         monitor.stop()
@@ -131,8 +142,25 @@ struct HandshakeWatch {
     enum State { case waiting, succeeded, refused }
     static let events = SocketEvent.handshakeFailures.union([.handshakeSucceeded, .disconnected])
     private(set) var state = State.waiting
+    /// The handshake failure that refused it, if one was reported (a ZAP refusal: the key).
+    private(set) var failure: SocketEvent?
+
+    /// The refusal as a security failure (LC2062, LC2063), when it was one.
+    func securityFailure(endpoint: String, secured: Bool) -> RuntimeError? {
+        switch failure {
+        case .handshakeFailedAuth?:
+            RuntimeError(.peerRefused, "the broker at \(endpoint) refused this key; add its public key to the broker's authorized_keys with role producer ('lancompute keys add')")
+        case .handshakeFailedProtocol? where secured:
+            RuntimeError(.brokerNotAuthenticated, "cannot authenticate the broker at \(endpoint): its key is not the one given with --broker-key, or it runs without keys")
+        case .handshakeFailedProtocol?:
+            RuntimeError(.brokerNotAuthenticated, "the broker at \(endpoint) has keys: pass --key and --broker-key")
+        default:
+            nil
+        }
+    }
 
     mutating func observe(_ event: SocketEvent) {
+        if SocketEvent.handshakeFailures.contains(event) && state == .waiting { failure = event }
         switch event {
         case .handshakeSucceeded: state = .succeeded
         case .disconnected where state == .waiting: state = .refused
@@ -184,6 +212,7 @@ final class AcknowledgedFeed {
     private let lines: LineReader
     private let producer: IntakeProducerID
     private let showProgress = isatty(2) == 1
+    private let curve: CurveSetup?
 
     private var socket: Socket
     private var monitor: SocketMonitor
@@ -210,11 +239,12 @@ final class AcknowledgedFeed {
         timeout = .milliseconds(Int(command.timeout * 1000))
         self.lines = lines
         producer = command.producerID.map(IntakeProducerID.init(named:)) ?? .random()
-        (socket, monitor) = try Self.connect(command.endpoint)
+        curve = command.keys.curve
+        (socket, monitor) = try Self.connect(command.endpoint, curve: curve)
     }
 
-    private static func connect(_ endpoint: String) throws -> (Socket, SocketMonitor) {
-        let socket = try SocketFactory().socket(.client)
+    private static func connect(_ endpoint: String, curve: CurveSetup?) throws -> (Socket, SocketMonitor) {
+        let socket = try SocketFactory(curve: curve).socket(.client)
         let monitor = try socket.monitor(events: HandshakeWatch.events)
         do { try socket.connect(endpoint) } catch { fail("error LC2022: cannot connect to \(endpoint): \(error.code.message)") }
         return (socket, monitor)
@@ -244,6 +274,7 @@ final class AcknowledgedFeed {
             if !answered {
                 // Nothing has answered yet: fail within the connect timeout, saying why.
                 if handshake.state == .refused {
+                    if let failure = handshake.securityFailure(endpoint: endpoint, secured: curve != nil) { fail(failure) }
                     fail("error LC2026: \(endpoint) is not a LANCompute dispatch socket: the ZeroMQ handshake failed (a socket that does not talk to an MDP client, such as a pipeline's pull source or the events port); give the broker's dispatch endpoint (--bind, default tcp://127.0.0.1:5555), or pass --at-most-once to PUSH to a pull source")
                 }
                 if afterPoll - started >= connectTimeout {
@@ -341,7 +372,7 @@ final class AcknowledgedFeed {
     private func reconnect(now: ContinuousClock.Instant) {
         socket.close()
         do {
-            (socket, monitor) = try Self.connect(endpoint)
+            (socket, monitor) = try Self.connect(endpoint, curve: curve)
         } catch {
             fail("error LC2022: cannot connect to \(endpoint) again: \(error)")
         }

@@ -10,7 +10,9 @@ struct NodesCommand: ParsableCommand {
         abstract: "List the nodes of a running pipeline: capabilities, stages served, items in flight and done.",
         discussion: "Asks the broker's dispatch endpoint (MMI service mmi.nodes); see Docs/cluster.md.")
 
-    @Argument(help: "The broker's dispatch endpoint.")
+    @OptionGroup var discovery: DiscoverOptions
+
+    @Argument(help: "The broker's dispatch endpoint (ignored with --discover).")
     var endpoint: String = "tcp://127.0.0.1:5555"
 
     @Flag(help: "Print the broker's answer as JSON instead of a table.")
@@ -19,15 +21,18 @@ struct NodesCommand: ParsableCommand {
     @Option(help: "Fail when the broker does not answer within SECONDS.")
     var timeout: Double = 5
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "EP")
         guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
     }
 
     func run() throws {
+        let endpoint = discovery.discover ? discovery.find(command: "nodes").dispatchEndpoint : self.endpoint
         let body: [[UInt8]]
         do {
-            let client = try MDPClient(endpoint: endpoint)
+            let client = try MDPClient(endpoint: endpoint, curve: keys.curve)
             defer { client.close() }
             guard let reply = try client.request("mmi.nodes", body: [], timeout: .milliseconds(Int(timeout * 1000))) else {
                 fail(RuntimeError(.nodesNoAnswer, "the broker at \(endpoint) did not answer mmi.nodes within \(timeout) s; is a broker running there?"))

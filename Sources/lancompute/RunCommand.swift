@@ -37,6 +37,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: AnnounceOptions
 
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
@@ -49,9 +50,10 @@ struct RunCommand: ParsableCommand {
         topology.broker = broker.applied(to: topology.broker)
         let directory = URL(fileURLWithPath: file).deletingLastPathComponent().standardizedFileURL.path
         checkStagesCanRunHere(topology, directory: directory)
-        let configuration = options.configuration(
+        var configuration = options.configuration(
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
             events: topology.broker.events, eventsRequired: false, insecure: broker.insecure)
+        configuration.security = broker.security
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(
@@ -72,8 +74,13 @@ struct RunCommand: ParsableCommand {
             }
         }
         let summary: RunSummary
+        let announcer = AnnouncerSlot()
+        let discovery = self.discovery
+        defer { announcer.stop() }
         do {
-            summary = try cluster.run(onProgress: onProgress)
+            summary = try cluster.run(onReady: { endpoints in
+                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+            }, onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
             fail(error)

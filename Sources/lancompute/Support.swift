@@ -186,6 +186,7 @@ enum RunReport {
         var lines: [String] = []
         lines.append("pipeline \(summary.pipeline)\(summary.interrupted ? " (interrupted)" : ""):")
         lines.append("  items in       \(formatCount(summary.itemsIn))")
+        if summary.resumed { lines.append("  resumed        \(formatCount(summary.alreadyDone)) items finished by the earlier run, not done again") }
         lines.append("  items out      \(formatCount(summary.itemsOut))\(sinkDescription(sink))")
         lines.append("  dead-lettered  \(formatCount(summary.deadLettered))\(summary.deadLetterPath.map { " -> \($0)" } ?? "")")
         if summary.unfinished > 0 { lines.append("  unfinished     \(formatCount(summary.unfinished))") }

@@ -19,7 +19,9 @@ struct TopCommand: ParsableCommand {
             is printed as timestamped key=value lines, and each event as one line.
             """)
 
-    @Argument(help: "The broker's events (PUB) endpoint.")
+    @OptionGroup var discovery: DiscoverOptions
+
+    @Argument(help: "The broker's events (PUB) endpoint (ignored with --discover).")
     var endpoint: String = "tcp://127.0.0.1:5556"
 
     @Flag(help: "Print one view and exit.")
@@ -28,16 +30,19 @@ struct TopCommand: ParsableCommand {
     @Option(help: "With --once: fail when no snapshot arrives within SECONDS.")
     var timeout: Double = 5
 
+    @OptionGroup var keys: ClientKeyOptions
+
     func validate() throws {
         try checkEndpoint(endpoint, option: "ENDPOINT")
     }
 
     func run() throws {
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "top") : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
         let interactive = isatty(STDOUT_FILENO) != 0 && !once
         let output = FileHandle.standardOutput
-        let subscriber = try FeedSubscriber(endpoint: endpoint)
+        let subscriber = try FeedSubscriber(endpoint: endpoint, curve: keys.curve)
         var view = TopView()
 
         if interactive { output.write(Data("\u{1B}[?25l\u{1B}[2J".utf8)) }  // hide the cursor, clear the screen

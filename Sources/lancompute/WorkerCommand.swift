@@ -36,7 +36,16 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Seconds a stopped worker lets the items it holds finish before handing the rest back.")
     var grace: Double = 10
 
+    @OptionGroup var keys: ClientKeyOptions
+
+    @Flag(help: "Connect to a broker beyond loopback without --broker-key: it is not authenticated, and may make this machine run any command.")
+    var insecure = false
+
+    @Option(name: .customLong("allow-exec"), help: "Run only exec programs matching this glob (repeatable): with a /, the resolved path; without, the program's name.")
+    var allowExec: [String] = []
+
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var discovery: DiscoverOptions
 
     func validate() throws {
         try checkEndpoint(broker, option: "--broker")
@@ -55,13 +64,20 @@ struct WorkerCommand: ParsableCommand {
             labelValues[String(parts[0])] = String(parts[1])
         }
         let directory = workdir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? FileManager.default.currentDirectoryPath
-        let worker = Worker(configuration: WorkerConfiguration(
+        var configuration = WorkerConfiguration(
             brokerEndpoint: broker, slots: slots, labels: labelValues,
             stages: stages.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) },
-            workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000))))
+            workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000)))
+        configuration.curve = keys.client
+        configuration.insecure = insecure
+        if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
+        if discovery.discover { return discovery.serve(configuration) }
+        let worker = Worker(configuration: configuration)
         let trap = SignalTrap(again: { worker.stopAtOnce() }) { worker.stop() }
         do {
             try worker.run()
+        } catch let error as RuntimeError {
+            fail(error)
         } catch {
             fail("error LC2020: the worker stopped: \(error)")
         }

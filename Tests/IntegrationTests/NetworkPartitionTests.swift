@@ -121,8 +121,8 @@ struct NetworkPartitionTests {
         // Its first metrics snapshot says the broker's loop runs.
         let events = try harness.watchEvents(harness.ipc("events"))
         try #require(events.wait(until: { !events.events("metrics").isEmpty }, timeout: .seconds(20)), "\(harness.transcripts)")
-        try harness.start("far-worker", TwoHosts.ip, hosts.inside(hosts.node, ["worker", "--broker", dispatch]))
-        try harness.start("near-worker", TwoHosts.ip, hosts.inside(hosts.head, ["worker", "--broker", dispatch]))
+        try harness.start("far-worker", TwoHosts.ip, hosts.inside(hosts.node, ["worker", "--broker", dispatch, "--insecure"]))
+        try harness.start("near-worker", TwoHosts.ip, hosts.inside(hosts.head, ["worker", "--broker", dispatch, "--insecure"]))
 
         // Cut the far host off once both workers are busy.
         let sink = harness.path("out.txt")

@@ -472,3 +472,47 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         #expect(driver.actions.contains { if case .workerLeft([1], _, .expired, _, _) = $0 { true } else { false } })
     }
 }
+
+/// The key checks: outputs only from the key an item was sent to, and revoked keys' workers let go.
+@Suite struct BrokerCoreKeyTests {
+    static let keyA = String(repeating: "a", count: 40)
+    static let keyB = String(repeating: "b", count: 40)
+
+    func offer(_ driver: CoreDriver, _ id: UInt64, from sender: String) -> [BrokerAction] {
+        driver.feed(.outputsOffered([OfferedOutput(id: id, epoch: driver.core.epoch, attempt: 1, sender: sender)]))
+    }
+
+    @Test func outputsAreAdmittedOnlyFromTheKeyTheItemWasSentTo() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.feed(.worker(peer: [1], message: .ready(service: "a", capabilities: lanCompute(credit: 1)), key: Self.keyA))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        #expect(driver.sentIDs(to: [1]) == [1])
+        // Another authorized key (or anyone reaching the aggregator) offers outputs for item 1: refused, and said so.
+        let impostor = offer(driver, 1, from: Self.keyB)
+        #expect(impostor.contains { if case .admission([], [1]) = $0 { true } else { false } })
+        #expect(impostor.contains { if case .impostorOutcome(1, Self.keyB) = $0 { true } else { false } })
+        let unauthenticated = offer(driver, 1, from: "")
+        #expect(unauthenticated.contains { if case .impostorOutcome(1, "") = $0 { true } else { false } })
+        // The worker that holds it delivers: admitted.
+        let genuine = offer(driver, 1, from: Self.keyA)
+        #expect(genuine.contains { if case .admission([1], []) = $0 { true } else { false } })
+        #expect(!genuine.contains { if case .impostorOutcome = $0 { true } else { false } })
+    }
+
+    @Test func revokedKeysLoseTheirWorkersAndTheirItemsGoElsewhere() {
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)])
+        driver.feed(.worker(peer: [1], message: .ready(service: "a", capabilities: lanCompute(credit: 1, node: "n1")), key: Self.keyA))
+        driver.feed(.accepted(id: 1, payload: [1]))
+        driver.feed(.worker(peer: [2], message: .ready(service: "a", capabilities: lanCompute(credit: 1, node: "n2")), key: Self.keyB))
+        driver.clear()
+        let actions = driver.feed(.keysRevoked([Self.keyA]))
+        #expect(actions.contains { if case .workerLeft([1], "a", .revoked, _, 1) = $0 { true } else { false } })
+        #expect(driver.disconnects([1]) == 1)
+        #expect(driver.disconnects([2]) == 0)
+        // The item it held goes to the remaining worker without using up an attempt.
+        #expect(driver.requests(to: [2]).flatMap { $0.items.map(\.header.id) } == [1])
+        #expect(driver.requests(to: [2]).first?.items.first?.header.attempt == 1)
+        // Its outputs, were they to come late, are refused.
+        #expect(offer(driver, 1, from: Self.keyA).contains { if case .impostorOutcome(1, _) = $0 { true } else { false } })
+    }
+}

@@ -10,7 +10,7 @@ import ZeroMQ
 struct EngineActorTests {
     @Test func aggregatorMessagesRoundTrip() throws {
         let events: [AggregatorEvent] = [.bound("tcp://127.0.0.1:5557"), .acknowledged([]), .acknowledged([1, 1 << 63, .max]),
-                                         .finished(outputs: 12, items: 3)]
+                                         .finished(outputs: 12, items: 3), .committed([4, 5], sinkLength: 1 << 40)]
         for event in events { #expect(try AggregatorEvent(frames: event.frames) == event) }
         let batch = ReplyBatch(outcomes: [ItemOutcome(id: 9, attempt: 1, status: .completed(outputs: [[1, 2]]))])
         guard case .outputs(let decoded) = try AggregatorCommand(frames: AggregatorCommand.outputs(batch).frames) else {
@@ -69,7 +69,7 @@ struct EngineActorTests {
         var totals: (UInt64, UInt64)?
         for _ in 0..<10 where totals == nil {
             switch try actor.receive(timeout: .seconds(5)) {
-            case .acknowledged(let ids): acknowledged += ids
+            case .acknowledged(let ids), .committed(let ids, _): acknowledged += ids
             case .finished(let outputs, let items): totals = (outputs, items)
             case .bound, .offered, nil: break
             }

@@ -72,6 +72,7 @@ import Testing
             "lancompute_node_in_flight": "gauge",
             "lancompute_node_completed": "counter",
             "lancompute_node_heartbeat_age_seconds": "gauge",
+            "lancompute_unauthorized": "counter",
         ]
         #expect(families.mapValues(\.type) == expected)
     }

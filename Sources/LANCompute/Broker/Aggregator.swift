@@ -74,12 +74,16 @@ enum AggregatorEvent: ActorMessage, Equatable {
     case offered([OfferedOutput])
     /// The sink is complete: outputs written, distinct items seen.
     case finished(outputs: UInt64, items: UInt64)
+    /// As `acknowledged`, with the sink's (or aggregate spool's) length once these outputs were flushed:
+    /// one message, so the journal records the items and the length that holds them together.
+    case committed([UInt64], sinkLength: UInt64)
 
     private enum Kind: UInt8 {
         case bound = 1
         case acknowledged = 2
         case finished = 3
         case offered = 4
+        case committed = 5
     }
 
     var frames: [[UInt8]] {
@@ -88,13 +92,21 @@ enum AggregatorEvent: ActorMessage, Equatable {
             return [[Kind.bound.rawValue], Array(endpoint.utf8)]
         case .acknowledged(let ids):
             return [[Kind.acknowledged.rawValue], idFrame(ids)]
+        case .committed(let ids, let sinkLength):
+            var kind = [Kind.committed.rawValue]
+            kind.appendBigEndian(sinkLength)
+            return [kind, idFrame(ids)]
         case .offered(let offers):
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(offers.count * 14)
+            bytes.reserveCapacity(offers.count * 15)
             for offer in offers {
                 bytes.appendBigEndian(offer.id)
                 bytes.appendBigEndian(offer.epoch)
                 bytes.appendBigEndian(offer.attempt)
+                // The sender's key: 0 or 40 bytes of Z85, so one length byte.
+                let sender = Array(offer.sender.utf8.prefix(255))
+                bytes.append(UInt8(sender.count))
+                bytes += sender
             }
             return [[Kind.offered.rawValue], bytes]
         case .finished(let outputs, let items):
@@ -114,12 +126,16 @@ enum AggregatorEvent: ActorMessage, Equatable {
             self = .bound(String(decoding: frames[1], as: UTF8.self))
         case .acknowledged:
             self = .acknowledged(try ids(in: frames[1], "acknowledged id"))
+        case .committed:
+            self = .committed(try ids(in: frames[1], "acknowledged id"), sinkLength: try kind.readUInt64("sink length"))
         case .offered:
-            guard frames[1].count % 14 == 0 else { throw WireError("offers of \(frames[1].count) bytes, not a multiple of 14") }
             var offers: [OfferedOutput] = []
             while !body.isAtEnd {
-                offers.append(OfferedOutput(id: try body.readUInt64("offered id"), epoch: try body.readUInt32("offered epoch"),
-                                            attempt: try body.readUInt16("offered attempt")))
+                var offer = OfferedOutput(id: try body.readUInt64("offered id"), epoch: try body.readUInt32("offered epoch"),
+                                          attempt: try body.readUInt16("offered attempt"))
+                let length = Int(try body.readUInt8("offer sender length"))
+                offer.sender = String(decoding: try body.readBytes(length, "offer sender"), as: UTF8.self)
+                offers.append(offer)
             }
             self = .offered(offers)
         case .finished:
@@ -141,6 +157,8 @@ struct Aggregator: Sendable {
     let logger: Logger
     /// The run's epoch: outputs of another run (held by a worker across a broker restart) are refused.
     let epoch: UInt32
+    /// With a journal: how to resume the sink and report its length with each ack (Journal/SinkFiles.swift).
+    var recovery: SinkRecovery? = nil
 
     /// Starts the actor; returns once the PULL is bound and the sink open (the bound endpoint is
     /// the `readyReport`), or throws the ``AggregatorFailure`` that stopped it.
@@ -165,7 +183,13 @@ struct Aggregator: Sendable {
         // instead of writing an empty aggregate.
         var aggregate: SinkAggregator
         do { aggregate = try SinkAggregator(sink) } catch { throw AggregatorFailure("LC1055: \(error.message)") }
-        var writer = try SinkWriter(sink: sink, sockets: sockets)
+        // Resuming an aggregate: what earlier runs admitted is replayed from the spool.
+        let spool = try recovery?.spoolPath.map { path in
+            try AggregateSpool(path: path, resumeLength: recovery?.resumeLength) { aggregate.add($0) }
+        }
+        defer { spool?.close() }
+        var writer = try SinkWriter(sink: sink, sockets: sockets,
+                                    resumeLength: aggregate.isStreaming ? recovery?.resumeLength : nil)
         try pipe.signalReady(.bound(bound))
 
         var outputs = 0
@@ -188,12 +212,13 @@ struct Aggregator: Sendable {
                 if aggregate.isStreaming {
                     try writer.write(line: SinkAggregator.line(for: item, format: sink.format))
                 } else {
+                    try spool?.write(item)
                     aggregate.add(item)
                 }
             }
         }
         /// Outputs from workers: held, and offered to the broker.
-        func offer(_ batch: ReplyBatch) {
+        func offer(_ batch: ReplyBatch, sender: String) {
             for outcome in batch.outcomes {
                 guard case .completed(let lines) = outcome.status else { continue }
                 guard outcome.epoch == epoch else {
@@ -206,12 +231,12 @@ struct Aggregator: Sendable {
                 // A second copy while the first waits for its admission: the broker admits one.
                 guard awaiting[outcome.id] == nil else { continue }
                 awaiting[outcome.id] = lines
-                offers.append(OfferedOutput(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt))
+                offers.append(OfferedOutput(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt, sender: sender))
             }
         }
-        func offerFrames(_ body: [[UInt8]]) {
+        func offerFrames(_ body: [[UInt8]], sender: String) {
             do {
-                offer(try ReplyBatch(frames: body))
+                offer(try ReplyBatch(frames: body), sender: sender)
             } catch {
                 logger.warning("aggregator dropped a malformed message: \(error)")
             }
@@ -225,16 +250,21 @@ struct Aggregator: Sendable {
             guard !acks.isEmpty else { return }
             // Acks promise the outputs are in the sink: flush first.
             try writer.flush()
-            try pipe.send(.acknowledged(acks))
+            if let recovery, let length = try spool?.commit(sync: recovery.syncBeforeAck) ?? writer.commit(sync: recovery.syncBeforeAck) {
+                try pipe.send(.committed(acks, sinkLength: length))
+            } else {
+                try pipe.send(.acknowledged(acks))
+            }
             acks.removeAll(keepingCapacity: true)
         }
 
         let loop = PollLoop()
         loop.register(pull) { _ in
             var drained = 0
-            while drained < 1000, let message = try pull.tryReceiveMultipart() {
+            // Each message with the key its connection authenticated with, for the broker's admission.
+            while drained < 1000, let (message, sender) = try pull.tryReceiveMultipart(property: Message.userIDProperty) {
                 drained += 1
-                offerFrames(message)
+                offerFrames(message, sender: sender ?? "")
             }
             try sendOffers()
         }
@@ -287,15 +317,23 @@ struct AggregatorFailure: Error {
 struct SinkWriter {
     private var file: UnsafeMutablePointer<FILE>?
     private var closeFile = false
+    private var isFileSink = false
     private var push: Socket?
     private var pushEndpoint = ""
 
-    init(sink: SinkSpec, sockets: SocketFactory) throws {
+    /// `resumeLength`: a file sink is cut back to this length and appended to (a resumed run).
+    init(sink: SinkSpec, sockets: SocketFactory, resumeLength: UInt64? = nil) throws {
         switch sink.kind {
         case .file(let path):
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            isFileSink = true
+            if let resumeLength {
+                file = try SinkFiles.reopen(path, at: resumeLength)
+                closeFile = true
+                return
             }
             guard let handle = fopen(path, "wb") else {
                 throw AggregatorFailure("LC2013: cannot open sink file \(path): \(String(cString: strerror(errno)))")
@@ -341,6 +379,13 @@ struct SinkWriter {
         if let file, fflush(file) != 0 {
             throw AggregatorFailure("LC2015: cannot write the sink: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// For a file sink: flushes (with `sync`, to disk) and returns the file's length; nil for other sinks.
+    mutating func commit(sync: Bool) throws -> UInt64? {
+        guard let file, isFileSink else { return nil }
+        try SinkFiles.commit(file, sync: sync, name: "the sink")
+        return SinkFiles.position(file)
     }
 
     mutating func finish() throws {

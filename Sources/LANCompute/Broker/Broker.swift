@@ -40,6 +40,12 @@ public struct BrokerConfiguration: Sendable {
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
+    /// The broker's keys: with them every socket that binds serves CURVE, and only the keys of
+    /// authorized_keys get in, each where its role may go (Docs/security.md). Nil: no keys.
+    public var security: BrokerSecurity?
+    /// The journal (state directory, fsync policy) a crashed run resumes from; nil: none, and a
+    /// killed broker loses what it held in memory. See Docs/architecture.md, "The journal".
+    public var journal: JournalConfiguration?
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -116,6 +122,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
 
     /// A finite source was not read to its end (the run was stopped early).
     public var inputLeft: Bool = false
+    /// The run resumed from the journal of an earlier run that did not finish.
+    public var resumed: Bool = false
+    /// Source items an earlier run finished, not processed again by this one.
+    public var alreadyDone: Int = 0
 
     /// Exit status for the CLI: 0 when the whole input was read and everything reached the sink, 1 otherwise.
     /// (A `pull` source has no end: stopping it is how its run ends.)
@@ -127,6 +137,7 @@ public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let reloadRequested = Atomic<Bool>(false)
     private let drainCutShort = Atomic<Bool>(false)
 
     let sharedContext: Context?
@@ -170,6 +181,15 @@ public final class Broker: Sendable {
 
     var isStopRequested: Bool { stopRequested.load(ordering: .relaxed) }
     var isDrainCutShort: Bool { drainCutShort.load(ordering: .relaxed) }
+
+    /// Asks the broker to read authorized_keys again (thread-safe; the CLI calls it on SIGHUP). The
+    /// broker also notices a changed file by itself within a second.
+    public func reloadKeys() {
+        reloadRequested.store(true, ordering: .relaxed)
+    }
+
+    /// Whether a reload was asked for since the last call.
+    func takeReloadRequest() -> Bool { reloadRequested.exchange(false, ordering: .relaxed) }
 }
 
 /// Where a broker is in its life; a case holds what belongs to that phase.
@@ -235,18 +255,51 @@ final class BrokerLoop {
     var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     let started = ContinuousClock.now
     let telemetry: Telemetry
+    /// The ZAP handler, when the broker has keys; started before any CURVE server socket.
+    var zap: ActorThread<ZAPCommand, ZAPEvent>?
+    /// The keys in force (nil: no keys); replaced on reload.
+    var authorizedKeys: AuthorizedKeys?
+    var keyWatcher: FileChangeWatcher?
+    /// The ROUTER's handshake failures (plaintext peers, wrong server keys) when the broker has keys.
+    var routerMonitor: SocketMonitor?
+    /// Peers refused: by the ZAP handler, by a failed handshake, or by a message their role may not send.
+    var unauthorized = 0
+    // Journal (Journal/BrokerLoop+Journal.swift): the loop only appends to it, and flushes it once per iteration.
+    var journal: BrokerJournal?
+    /// Admissions held until the journal has them (sinks that cannot be cut back: stdout, push).
+    var heldAdmissions: [AggregatorCommand] = []
+    /// Source items the journal says an earlier run finished, skipped at intake.
+    var alreadyDone = 0
+    /// Added to the ids a stdin source reader gives, so a resumed run's new lines follow the old ones.
+    var sourceIDBase: UInt64 = 0
+    /// The journal could not be written where the loop cannot throw: the run stops with it.
+    var journalFailure: RuntimeError?
 
     init(broker: Broker, context: Context) throws(BrokerError) {
         self.broker = broker
         self.configuration = broker.configuration
         self.logger = broker.logger
         self.context = context
+        if let security = configuration.security {
+            // Before the first CURVE server socket exists: no handshake may happen without the handler.
+            do {
+                zap = try ZAPHandler(context: context, keys: security.authorizedKeys, logger: broker.logger).start()
+            } catch {
+                throw BrokerError("LC2000: cannot start the ZAP handler on \(ZAPHandler.endpoint): \(error); is another broker running in this process?")
+            }
+            authorizedKeys = security.authorizedKeys
+            keyWatcher = FileChangeWatcher(path: security.authorizedKeysPath)
+        }
         // A new epoch for every run, so outputs a worker still holds from a run before a restart are refused.
         self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout)
-        sockets = SocketFactory(context: context, insecure: configuration.insecure)
+        sockets = SocketFactory(context: context, insecure: configuration.insecure,
+                                curve: configuration.security.map { CurveSetup(server: $0.keyPair) })
         do {
             router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
             source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
+            if configuration.security != nil {
+                routerMonitor = try router.monitor(events: [.handshakeFailedProtocol, .handshakeFailedNoDetail])
+            }
         } catch {
             throw BrokerError(.brokerSetup, "cannot create the broker's sockets: \(error)")
         }
@@ -265,26 +318,43 @@ final class BrokerLoop {
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
     }
 
+    deinit {
+        routerMonitor?.stop()
+        // Last: the server sockets it answers for are closed with the loop.
+        zap?.stop()
+    }
+
     func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
+        try openJournal()
         try startAggregator()
         try startSource()
         do {
             endpoints.events = try telemetry.start(configuration: configuration, context: context)
         } catch {
-            if configuration.eventsRequired { throw error }
+            // An exposure refusal is never a mere warning: `run` must not serve HTTP where it was refused.
+            if configuration.eventsRequired || error.code == .unencryptedExposure { throw error }
             logger.warning("\(error); running without the events feed")
         }
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
         onReady(endpoints)
         logger.info("broker for pipeline \(configuration.topology.name) listening on \(endpoints.dispatch)")
         telemetry.brokerStarted(endpoints: endpoints)
-        removeStaleDeadLetterFile()
+        let exposed = exposedEndpoints
+        if !exposed.isEmpty {
+            logger.warning("--insecure: \(exposed.joined(separator: ", ")) reachable from the network without encryption or authentication; anyone there can register as a worker, read every item and inject results")
+            telemetry.insecure(endpoints: exposed)
+        }
+        if journal?.isResume == true { keepDeadLettersOfEarlierRuns() } else { removeStaleDeadLetterFile() }
 
         let poller = Poller()
         let routerIndex = poller.add(router)
         let controlIndex = poller.add(control)
         let sourceIndex = poller.add(source)
         let feedIndex = telemetry.feedSocket.map { poller.add($0) }
+        let zapIndex = zap.map { poller.add($0.socket) }
+        let monitorIndex = routerMonitor.map { poller.add($0.socket) }
+        var lastKeyCheck = ContinuousClock.now
+        var lastInsecureEvent = ContinuousClock.now
 
         var lastProgress = ContinuousClock.now
         var lastMetrics = ContinuousClock.now
@@ -292,6 +362,7 @@ final class BrokerLoop {
         var backpressure = false
         lifecycle = .running
         perform(core.handle(.tick, at: .now))
+        try resumeFromJournal(now: .now)
 
         while true {
             let now = ContinuousClock.now
@@ -315,8 +386,25 @@ final class BrokerLoop {
             if poller.isReadable(routerIndex) { drainRouter(now: afterPoll) }
             if poller.isReadable(controlIndex) { try drainControl(now: afterPoll) }
             if poller.isReadable(sourceIndex) { drainSource(now: afterPoll, limit: queueLimit) }
-            if let feedIndex, poller.isReadable(feedIndex) { telemetry.handleSubscriptions() }
+            if let feedIndex, poller.isReadable(feedIndex) {
+                let seen = telemetry.subscriptionsSeen
+                telemetry.handleSubscriptions()
+                // A new subscriber hears at once that the broker is exposed, not up to a minute later.
+                if telemetry.subscriptionsSeen > seen && !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
+            }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
+            try commitJournal(now: afterPoll)
+            if let journalFailure { throw journalFailure }
+            if let zapIndex, poller.isReadable(zapIndex) { drainZAP() }
+            if let monitorIndex, poller.isReadable(monitorIndex) { drainRouterMonitor() }
+            if keyWatcher != nil && (broker.takeReloadRequest() || afterPoll - lastKeyCheck >= .seconds(1)) {
+                lastKeyCheck = afterPoll
+                checkAuthorizedKeys(now: afterPoll)
+            }
+            if afterPoll - lastInsecureEvent >= .seconds(60) {
+                lastInsecureEvent = afterPoll
+                if !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
+            }
 
             if afterPoll - lastMetrics >= configuration.metricsInterval {
                 lastMetrics = afterPoll
@@ -345,7 +433,7 @@ final class BrokerLoop {
         let aggregator = Aggregator(
             sink: configuration.topology.sink, bindEndpoint: configuration.aggregatorEndpoint, maxFrameSize: configuration.maxFrameSize,
             inprocEndpoint: configuration.inprocName.map { "inproc://\($0)-aggregator" }, sockets: sockets, logger: logger,
-            epoch: core.epoch)
+            epoch: core.epoch, recovery: journal?.sinkRecovery(for: configuration.topology.sink))
         do {
             let actor = try aggregator.start()
             self.aggregator = actor
@@ -397,9 +485,11 @@ final class BrokerLoop {
         defer { flushGathered(now: now) }
         while count < 10_000 {
             let frames: [[UInt8]]
+            let userID: String?
             do {
-                guard let message = try router.tryReceiveMultipart() else { return }
-                frames = message
+                guard let message = try router.tryReceiveMultipart(property: Message.userIDProperty) else { return }
+                frames = message.frames
+                userID = message.property
             } catch {
                 logger.error("dispatch socket receive failed: \(error)")
                 return
@@ -412,9 +502,20 @@ final class BrokerLoop {
             let peer = frames[0]
             do {
                 if let (peer, message) = try WorkerMessage.routed(frames) {
-                    gathered.append(.worker(peer: peer, message: message))
+                    if let refusal = DispatchAccess.workerProtocol.refusal(userID: userID, keys: authorizedKeys) {
+                        refuse(socket: "dispatch", peer: peer, reason: "\(message.commandName) refused: \(refusal)")
+                        if !core.isRegistered(peer) { send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: []) }
+                        continue
+                    }
+                    gathered.append(.worker(peer: peer, message: message, key: userID ?? ""))
                 } else if let (peer, message) = try ClientMessage.routed(frames) {
                     flushGathered(now: now)
+                    if let refusal = DispatchAccess.of(service: message.service).refusal(userID: userID, keys: authorizedKeys) {
+                        refuse(socket: "dispatch", peer: peer, reason: "request for \(message.service) refused: \(refusal)")
+                        send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2072: \(refusal)".utf8)]).frames,
+                             to: peer, itemIDs: [])
+                        continue
+                    }
                     handleClient(message, from: peer, now: now)
                 } else {
                     countProtocolError(peer: peer, code: .malformedMessage, detail: "not an MDP/0.1 message (frame 2 is neither MDPW01 nor MDPC01)")
@@ -447,7 +548,8 @@ final class BrokerLoop {
             guard let stage = core.stage(named: name) else { return reply([Array("404".utf8)]) }
             reply([Array((core.hasWorkers(stage: stage) ? "200" : "404").utf8)])
         case "mmi.topology":
-            var topology = configuration.topology
+            // Names only: an environment value (a token, a password) never leaves the broker's machine.
+            var topology = configuration.topology.withoutEnvironmentValues()
             topology.broker.aggregator = endpoints.aggregator
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
@@ -458,7 +560,15 @@ final class BrokerLoop {
         case Intake.service:
             let step = intake(message.body)
             if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
-            if !step.inputs.isEmpty { perform(core.handle(batch: step.inputs, at: now)) }
+            if !step.inputs.isEmpty || step.recorded != nil {
+                journalIntake(step)
+                perform(core.handle(batch: step.inputs, at: now))
+            }
+            // Intake is acknowledged after it is journaled (and synced, with --fsync batch).
+            do { try commitJournal(now: now) } catch {
+                journalFailure = error
+                return
+            }
             reply(step.reply)
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
@@ -487,6 +597,9 @@ final class BrokerLoop {
             while let event = try aggregator.tryReceive() {
                 switch event {
                 case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
+                case .committed(let ids, let length):
+                    journal?.sinkCommitted(length: length)
+                    perform(core.handle(.aggregatorAcknowledged(ids: ids), at: now))
                 case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: now))
                 case .bound, .finished: break
                 }
@@ -500,9 +613,16 @@ final class BrokerLoop {
         let external: Bool
         if case .pull = configuration.topology.source.kind { external = true } else { external = false }
         defer { flushGathered(now: now) }
-        while core.queuedTotal + gathered.count < limit, let message = try? source.tryReceiveMultipart() {
+        while core.queuedTotal + gathered.count < limit,
+              let (message, userID) = try? source.tryReceiveMultipart(property: Message.userIDProperty) {
             if external {
+                // A producer whose key was revoked keeps its connection until it reconnects: drop what it sends.
+                if let refusal = DispatchAccess.stageRequest.refusal(userID: userID, keys: authorizedKeys) {
+                    refuse(socket: "source", peer: [], reason: "items refused: \(refusal)")
+                    continue
+                }
                 // Each frame from an external producer is one item.
+                journal?.accepted(firstID: ItemID.source(position: UInt64(read)), payloads: message)
                 for payload in message {
                     gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))
                     read += 1
@@ -515,12 +635,9 @@ final class BrokerLoop {
             }
             switch decoded {
             case .batch(let first, let payloads):
-                for (offset, payload) in payloads.enumerated() {
-                    gathered.append(.accepted(id: ItemID.source(position: first + UInt64(offset)), payload: payload))
-                }
-                read += payloads.count
+                accept(batchFrom: first + sourceIDBase, payloads)
             case .total(let total):
-                sourceTotal = Int(total)
+                sourceTotal = Int(total) - (journal.map { Int($0.recovered.finished.count) } ?? 0)
             case .end:
                 sourceEnded = true
                 return
@@ -529,6 +646,79 @@ final class BrokerLoop {
                 logger.error("\(message)")
                 return
             }
+        }
+    }
+
+    // MARK: Security
+
+    /// The endpoints bound beyond loopback without keys (`--insecure`): warned about, and published every minute.
+    private var exposedEndpoints: [String] {
+        guard configuration.security == nil else { return [] }
+        let bound = [endpoints.dispatch, endpoints.aggregator, endpoints.events, endpoints.source].compactMap { $0 }
+        var exposed = bound.filter { (try? Endpoint(parsing: $0, use: .bind))?.isLoopback == false }
+        if let http = endpoints.metricsHTTP, let endpoint = try? Endpoint(hostAndPort: http), !endpoint.isLoopback {
+            exposed.append("http://\(http)")
+        }
+        return exposed
+    }
+
+    /// Counts, logs (the first ten, then every hundredth) and publishes a refused peer or message.
+    private func refuse(socket: String, peer: PeerID, reason: String) {
+        unauthorized += 1
+        if unauthorized <= 10 || unauthorized % 100 == 0 {
+            logger.warning("refused \(peer.isEmpty ? "a peer" : "peer \(hex(peer))") on the \(socket) socket: \(reason) (\(unauthorized) refused so far)")
+        }
+        telemetry.unauthorized(socket: socket, address: peer.isEmpty ? "" : hex(peer), reason: reason)
+    }
+
+    private func drainZAP() {
+        guard let zap else { return }
+        do {
+            while let event = try zap.tryReceive() {
+                switch event {
+                case .refused(let domain, let address, let reason):
+                    refuse(socket: domain.replacingOccurrences(of: "lancompute.", with: ""), peer: [], reason: "\(address): \(reason)")
+                }
+            }
+        } catch {
+            logger.error("the ZAP handler failed: \(error); every new connection is refused from now on")
+            self.zap = nil
+        }
+    }
+
+    /// Handshakes that failed before ZAP was asked: plaintext peers, peers with another server key.
+    private func drainRouterMonitor() {
+        guard let routerMonitor else { return }
+        while let event = try? routerMonitor.tryReceive() {
+            let reason = event.event == .handshakeFailedProtocol
+                ? "handshake failed (a peer without CURVE, or with another broker key; ZMTP protocol error \(event.value))"
+                : "handshake failed (\(event.errorCode.map { $0.cName } ?? String(event.value)))"
+            refuse(socket: "dispatch", peer: [], reason: reason)
+        }
+    }
+
+    /// Reloads authorized_keys when it changed (or SIGHUP asked): the ZAP handler gets the new keys
+    /// for new connections, and workers under keys that lost the worker role are let go now.
+    private func checkAuthorizedKeys(now: ContinuousClock.Instant) {
+        guard let security = configuration.security, var watcher = keyWatcher, let current = authorizedKeys else { return }
+        let changed = watcher.changed()
+        keyWatcher = watcher
+        guard changed else { return }
+        let fresh: AuthorizedKeys
+        do {
+            fresh = try AuthorizedKeys.load(path: security.authorizedKeysPath)
+        } catch {
+            // Half a file is never applied: the keys in force stay until the file parses.
+            logger.error("\(error); keeping the \(current.entries.count) keys in force")
+            return
+        }
+        authorizedKeys = fresh
+        try? zap?.send(.keys(fresh))
+        let revoked = current.revoked(in: fresh)
+        logger.notice("reloaded \(security.authorizedKeysPath): \(fresh.entries.count) keys\(revoked.isEmpty ? "" : ", \(revoked.count) revoked")")
+        if !revoked.isEmpty {
+            telemetry.keysRevoked(revoked.sorted())
+            perform(core.handle(.keysRevoked(revoked), at: now))
         }
     }
 
@@ -544,9 +734,10 @@ final class BrokerLoop {
     // MARK: Output
 
     /// Carries out the core's actions in order: sends, the dead-letter file, the log, metrics and events.
-    private func perform(_ actions: [BrokerAction]) {
+    func perform(_ actions: [BrokerAction]) {
         var failedSends: [PeerID: [UInt64]] = [:]
         for action in actions {
+            journal?.consume(action)
             switch action {
             case .request(let peer, let form, let items):
                 if failedSends[peer] != nil {
@@ -602,9 +793,17 @@ final class BrokerLoop {
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
             case .admission(let admitted, let refused):
-                try? aggregator?.send(.admission(admitted: admitted, refused: refused))
+                if journal?.holdsAdmissions == true {
+                    heldAdmissions.append(.admission(admitted: admitted, refused: refused))
+                } else {
+                    try? aggregator?.send(.admission(admitted: admitted, refused: refused))
+                }
+            case .itemSettled, .sourceItemFinished, .itemSkipped:
+                break  // the journal's
             case .lateMessage:
                 lateMessages += 1
+            case .impostorOutcome(let id, let sender):
+                refuse(socket: "aggregator", peer: [], reason: "outputs for item \(id) from key \(sender.isEmpty ? "(none)" : sender), which the item was not sent to")
             case .foreignOutcome(let peer, let id, let epoch):
                 foreignOutcomes += 1
                 if foreignOutcomes <= 10 || foreignOutcomes % 1000 == 0 {
@@ -617,7 +816,11 @@ final class BrokerLoop {
         if !aggregatorOutbox.isEmpty {
             let batch = ReplyBatch(outcomes: aggregatorOutbox)
             aggregatorOutbox.removeAll(keepingCapacity: true)
-            try? aggregator?.send(.outputs(batch))
+            if journal?.holdsAdmissions == true {
+                heldAdmissions.append(.outputs(batch))
+            } else {
+                try? aggregator?.send(.outputs(batch))
+            }
         }
         // A peer whose send failed is gone: the core takes its items back (and may send them elsewhere).
         for (peer, unsent) in failedSends.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
@@ -691,7 +894,12 @@ final class BrokerLoop {
                     }
                     switch event {
                     case .acknowledged(let ids): perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
-                    case .offered(let offers): perform(core.handle(.outputsOffered(offers), at: .now))
+                    case .committed(let ids, let length):
+                        journal?.sinkCommitted(length: length)
+                        perform(core.handle(.aggregatorAcknowledged(ids: ids), at: .now))
+                    // Offers that crossed the finish: the aggregator writes nothing more, so they are not
+                    // admitted; their items end in the dead letters with the rest of the unfinished.
+                    case .offered: continue
                     case .finished(let written, _):
                         outputs = Int(written)
                         break waiting
@@ -708,6 +916,7 @@ final class BrokerLoop {
             aggregator.join()
         }
         sourceReader?.stop()
+        try closeJournal(complete: !interrupted && sourceEnded && core.pending == 0 && !isPullSource)
         // An interrupted run still accounts for every item it accepted: what did not reach the
         // sink is written to the dead-letter file, so it can be fed again.
         // Then every worker is told to go, plain MDP workers included: the router lingers a moment
@@ -725,7 +934,7 @@ final class BrokerLoop {
             latencyP99Milliseconds: Double(latency.valueAtPercentile(99)) / 1000,
             protocolErrors: protocolErrors, lateMessages: lateMessages, interrupted: interrupted,
             deadLetterPath: deadLetteredTotal > 0 ? configuration.resolvedDeadLetterPath : nil,
-            inputLeft: !sourceEnded && !isPullSource)
+            inputLeft: !sourceEnded && !isPullSource, resumed: journal?.isResume ?? false, alreadyDone: alreadyDone)
         telemetry.publishMetrics(core: core, now: .now)
         telemetry.brokerStopping(summary: summary)
         if let sourceFailure { throw BrokerError(sourceFailure) }

@@ -12,6 +12,9 @@ public typealias PeerID = [UInt8]
 /// first use: an item costs its payload plus some 80 bytes.
 final class BrokerItem {
     var id: UInt64
+    /// The id of the source item this one descends from (itself for a source item): the journal
+    /// records when every descendant of a source item has settled, so a resumed run can skip it.
+    var root: UInt64
     var payload: [UInt8]
     var enqueuedAt: ContinuousClock.Instant
     /// When the source item this one derives from entered the pipeline (for end-to-end latency).
@@ -42,8 +45,9 @@ final class BrokerItem {
         var suspect = false
     }
 
-    init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant) {
+    init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant, root: UInt64? = nil) {
         self.id = id
+        self.root = root ?? id
         self.stageIndex = Int32(stage)
         self.payload = payload
         self.enqueuedAt = enqueuedAt
@@ -109,6 +113,8 @@ public enum WorkerLeaveReason: String, Sendable, Equatable, CaseIterable {
     case protocolError = "protocol-error"
     /// The broker is shutting down.
     case brokerStopping = "broker-stopping"
+    /// The worker's key was removed from authorized_keys (or lost the worker role).
+    case revoked
 }
 
 /// Why an item went back to a queue for another attempt.
@@ -139,11 +145,23 @@ public enum DeadLetterReason: String, Sendable, Equatable {
     case tooLarge = "too-large"
 }
 
+/// How an item settled, as the journal records it.
+enum Settlement: UInt8, Equatable, Sendable {
+    /// The aggregator may write its outputs (it will, unless the process dies first).
+    case admitted = 1
+    /// The aggregator acknowledged its outputs in the sink.
+    case inSink = 2
+    /// It was dead-lettered (attempts exhausted, deadline passed).
+    case deadLettered = 3
+}
+
 /// Final outputs the aggregator holds and asks to write.
 struct OfferedOutput: Equatable {
     var id: UInt64
     var epoch: UInt32
     var attempt: UInt16
+    /// The key of the connection that PUSHed them (ZAP's User-Id); empty without CURVE.
+    var sender: String = ""
 }
 
 /// One item of a REQUEST the core asks the shell to send.
@@ -191,8 +209,11 @@ enum BrokerInput {
     case rejected(id: UInt64, payload: [UInt8], reason: DeadLetterReason, detail: String)
     /// An MDP client's request for one stage; the outputs go back to `client`.
     case clientRequest(stage: Int, id: UInt64, payload: [UInt8], client: PeerID, service: String)
-    /// A decoded worker-protocol message from `peer`.
-    case worker(peer: PeerID, message: WorkerMessage)
+    /// A decoded worker-protocol message from `peer`, whose connection authenticated with `key`
+    /// (ZAP's User-Id; empty without CURVE). A worker's key is the one its READY came with.
+    case worker(peer: PeerID, message: WorkerMessage, key: String = "")
+    /// These keys lost the worker role (authorized_keys changed): their workers are let go.
+    case keysRevoked(Set<String>)
     /// Workers PUSHed the outputs of these final-stage items to the aggregator, which asks
     /// whether it may write them: only outputs of items still in flight in this run may be.
     case outputsOffered([OfferedOutput])
@@ -202,6 +223,10 @@ enum BrokerInput {
     case sendFailed(peer: PeerID, unsent: [UInt64])
     /// Time passed: heartbeats, expiries, timeouts, deadlines.
     case tick
+    /// Resume: these items settled (in the sink or dead-lettered) in an earlier run of the same
+    /// pipeline, as its journal says. When one of them is queued again (its source item is being
+    /// redone) it is not processed: it settles at once, with ``BrokerAction/itemSkipped(stage:id:)``.
+    case settledEarlier(ids: [UInt64])
     /// The run is over: every unfinished item is dead-lettered with `reason`, and every worker told to go.
     case shutDown(reason: DeadLetterReason)
 }
@@ -230,6 +255,14 @@ enum BrokerAction {
     case deadLettered(DeadLetter)
     /// A final-stage item is in the sink, `latency` after its source item entered the pipeline.
     case itemInSink(id: UInt64, latency: Duration)
+    /// For the journal: item `id`, descended from source item `root`, settled as `settlement` says.
+    case itemSettled(id: UInt64, root: UInt64, settlement: Settlement)
+    /// For the journal: every item descended from source item `root` has settled (in the sink or
+    /// dead-lettered), so a resumed run need not read it again. Not emitted for client requests, nor
+    /// for items abandoned by ``BrokerInput/shutDown(reason:)`` (they are unfinished, not settled).
+    case sourceItemFinished(root: UInt64)
+    /// An item queued at `stage` had settled in an earlier run (``BrokerInput/settledEarlier(ids:)``): not processed again.
+    case itemSkipped(stage: Int, id: UInt64)
 
     case workerJoined(JoinedWorker)
     case workerLeft(peer: PeerID, stageName: String, reason: WorkerLeaveReason, detail: String, requeued: Int)
@@ -239,6 +272,9 @@ enum BrokerAction {
     case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
+    /// Outputs offered for an item in flight to another key than the one that PUSHed them: refused,
+    /// and the shell counts an unauthorized attempt.
+    case impostorOutcome(id: UInt64, sender: String)
     /// A worker answered for an item of another run (a broker restarted under it): refused.
     case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
     /// The core wants a `.tick` no later than this.
@@ -272,6 +308,8 @@ final class BrokerCore {
         let host: String
         let hash: UInt64
         let preference: Int
+        /// The key its connection authenticated with (ZAP's User-Id); empty without CURVE.
+        let key: String
         var inFlight: Set<UInt64> = []
         /// In-flight ids in the order they were sent (entries no longer in flight are skipped lazily):
         /// the worker takes its items in this order, which is how the core knows when one started.
@@ -282,8 +320,9 @@ final class BrokerCore {
         /// Items pinned to this worker by group-by, waiting for its credit.
         var pinned = FIFOQueue<BrokerItem>()
 
-        init(peer: PeerID, stage: Int, capabilities: Capabilities, preference: Int, now: ContinuousClock.Instant) {
+        init(peer: PeerID, stage: Int, capabilities: Capabilities, preference: Int, key: String, now: ContinuousClock.Instant) {
             self.peer = peer
+            self.key = key
             self.stage = stage
             self.capabilities = capabilities
             self.credit = capabilities.credit
@@ -305,6 +344,8 @@ final class BrokerCore {
     private final class InFlight {
         let item: BrokerItem
         let peer: PeerID
+        /// The key of the worker it was sent to: only that key's outputs may be written for it.
+        let key: String
         let sentAt: ContinuousClock.Instant
         /// When the worker (by the core's reckoning of its slots) started the item; the stage timeout runs from here.
         var startedAt: ContinuousClock.Instant?
@@ -315,9 +356,10 @@ final class BrokerCore {
         /// timed out or dead-lettered, only acknowledged.
         var admitted = false
 
-        init(item: BrokerItem, peer: PeerID, sentAt: ContinuousClock.Instant) {
+        init(item: BrokerItem, peer: PeerID, key: String, sentAt: ContinuousClock.Instant) {
             self.item = item
             self.peer = peer
+            self.key = key
             self.sentAt = sentAt
         }
     }
@@ -334,6 +376,10 @@ final class BrokerCore {
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
+    /// Unsettled descendants of each source item in progress (client requests are not counted).
+    private var unsettled: [UInt64: Int32] = [:]
+    /// Items that settled in an earlier run (resume): skipped when queued again, then forgotten.
+    private var settledEarlier = Set<UInt64>()
 
     let heartbeatInterval: Duration
     let liveness: Int
@@ -385,14 +431,21 @@ final class BrokerCore {
             let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: now, bornAt: now)
             item.lastError = detail
             pending += 1  // deadLetter finishes it
+            unsettled[id, default: 0] += 1
             deadLetter(item, reason: reason, detail: detail)
         case .clientRequest(let stage, let id, let payload, let client, let service):
             let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
             item.client = ClientReturn(peer: client, service: service)
             enqueue(item, now: now)
             pending += 1
-        case .worker(let peer, let message):
-            handle(message, from: peer, now: now)
+        case .worker(let peer, let message, let key):
+            handle(message, from: peer, key: key, now: now)
+        case .keysRevoked(let keys):
+            let revoked = workers.values.filter { keys.contains($0.key) }.map(\.peer).sorted { $0.lexicographicallyPrecedes($1) }
+            for peer in revoked {
+                removeWorker(peer, reason: .revoked, detail: "its key is no longer authorized", now: now, countAttempt: false)
+                actions.append(.disconnect(peer: peer))
+            }
         case .outputsOffered(let offers):
             admit(offers)
         case .aggregatorAcknowledged(let ids):
@@ -416,6 +469,8 @@ final class BrokerCore {
             let expiry = heartbeatInterval * liveness
             let nextExpiry = workers.values.lazy.map { $0.lastSeen + expiry + .milliseconds(1) }.min()
             actions.append(.scheduleTick(at: min(now + tickInterval, max(now, nextExpiry ?? now + tickInterval))))
+        case .settledEarlier(let ids):
+            settledEarlier.formUnion(ids)
         case .shutDown(let reason):
             abandonAll(reason: reason)
             for peer in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { actions.append(.disconnect(peer: peer)) }
@@ -460,8 +515,9 @@ final class BrokerCore {
         for stage in entries {
             // With several entry stages each gets its own copy, with its own id.
             let itemID = entries.count == 1 ? id : ItemID.derived(parent: id, stageIndex: stage, outputIndex: 0)
-            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now), now: now)
             pending += 1
+            unsettled[id, default: 0] += 1
+            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now)
         }
     }
 
@@ -469,6 +525,12 @@ final class BrokerCore {
         // Read single fields of the stage: a copy of the whole stage state would share its
         // queue's storage and make the append below copy the queue.
         item.enqueuedAt = now
+        if item.attempts == 0, !settledEarlier.isEmpty, settledEarlier.remove(item.id) != nil {
+            // Its outputs reached the sink (or it was dead-lettered) before a restart: not again.
+            actions.append(.itemSkipped(stage: item.stage, id: item.id))
+            finish(item, settled: nil)
+            return
+        }
         if let deadline = stages[item.stage].spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
         if item.attempts == 0 {
             // Priority flows downstream: an item carries the highest priority of the stages it passed.
@@ -590,7 +652,7 @@ final class BrokerCore {
             item.attempts += 1
             worker.inFlight.insert(item.id)
             worker.sendOrder.append(item.id)
-            let entry = InFlight(item: item, peer: worker.peer, sentAt: now)
+            let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: now)
             if running < worker.slots {
                 entry.startedAt = now
                 running += 1
@@ -644,12 +706,12 @@ final class BrokerCore {
 
     // MARK: Worker messages
 
-    private func handle(_ message: WorkerMessage, from peer: PeerID, now: ContinuousClock.Instant) {
+    private func handle(_ message: WorkerMessage, from peer: PeerID, key: String, now: ContinuousClock.Instant) {
         guard let worker = workers[peer] else {
             switch message {
             case .ready(let service, let capabilities):
                 forgetDeparture(peer)
-                register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), now: now)
+                register(peer: peer, service: service, capabilities: capabilities ?? Capabilities(), key: key, now: now)
             case .disconnect:
                 break  // Nothing to do: the peer was not registered.
             case .reply, .heartbeat, .refresh, .request:
@@ -698,7 +760,7 @@ final class BrokerCore {
         }
     }
 
-    private func register(peer: PeerID, service: String, capabilities: Capabilities, now: ContinuousClock.Instant) {
+    private func register(peer: PeerID, service: String, capabilities: Capabilities, key: String, now: ContinuousClock.Instant) {
         guard !service.hasPrefix("mmi.") else {
             actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY for reserved service \(service)"))
             actions.append(.disconnect(peer: peer))
@@ -715,7 +777,7 @@ final class BrokerCore {
             actions.append(.disconnect(peer: peer))
             return
         }
-        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, preference: spec.prefers.score(capabilities), now: now)
+        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, preference: spec.prefers.score(capabilities), key: key, now: now)
         workers[peer] = worker
         stages[stage].workers.append(peer)
         if nodes[worker.node, default: []].isEmpty {
@@ -804,11 +866,12 @@ final class BrokerCore {
             if let client = entry.item.client {
                 inFlight[outcome.id] = nil
                 actions.append(.clientReply(peer: client.peer, service: client.service, body: outputs.isEmpty ? [[]] : outputs))
-                finish()
+                finish(entry.item, settled: nil)
             } else if stages[stage].isFinal {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
                 entry.repliedAt = now
                 entry.admitted = true
+                actions.append(.itemSettled(id: entry.item.id, root: entry.item.root, settlement: .admitted))
                 actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
                 inFlight[outcome.id] = nil
@@ -826,13 +889,14 @@ final class BrokerCore {
         for downstream in stages[item.stage].downstream {
             for (index, output) in outputs.enumerated() {
                 let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
-                                       stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt)
+                                       stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt, root: item.root)
                 child.priority = item.priority
-                enqueue(child, now: now)
                 pending += 1
+                if item.client == nil { unsettled[item.root, default: 0] += 1 }
+                enqueue(child, now: now)
             }
         }
-        finish()
+        finish(item, settled: nil)
     }
 
     /// Decides which offered outputs the aggregator may write: one attempt's outputs per item still
@@ -847,9 +911,17 @@ final class BrokerCore {
                 refused.append(offer.id)
                 continue
             }
+            // Only the key the item was sent to may deliver its outputs: another authorized worker
+            // (or anyone who can reach the aggregator) cannot put results into the sink for it.
+            guard offer.sender == entry.key else {
+                refused.append(offer.id)
+                actions.append(.impostorOutcome(id: offer.id, sender: offer.sender))
+                continue
+            }
             // Any attempt's outputs will do (processing is at-least-once); the first offered wins.
             entry.admitted = true
             admitted.append(offer.id)
+            actions.append(.itemSettled(id: offer.id, root: entry.item.root, settlement: .admitted))
         }
         actions.append(.admission(admitted: admitted, refused: refused))
     }
@@ -865,7 +937,7 @@ final class BrokerCore {
                 worker.completed += 1
                 actions.append(.attemptCompleted(stage: entry.item.stage, latency: now - entry.item.enqueuedAt))
             }
-            finish()
+            finish(entry.item, settled: .inSink)
         }
     }
 
@@ -885,18 +957,33 @@ final class BrokerCore {
         place(item, atFront: true)
     }
 
-    private func deadLetter(_ item: BrokerItem, reason: DeadLetterReason, detail: String) {
+    private func deadLetter(_ item: BrokerItem, reason: DeadLetterReason, detail: String, abandoned: Bool = false) {
         actions.append(.deadLettered(DeadLetter(
             id: item.id, stage: item.stage, stageName: stages[item.stage].spec.name, payload: item.payload, attempts: item.attempts,
             reason: reason, detail: detail, lastError: item.lastError, lastStderr: item.lastStderr)))
         if let client = item.client {
             actions.append(.clientReply(peer: client.peer, service: client.service, body: [Array("error".utf8), Array(detail.utf8)]))
         }
-        finish()
+        if abandoned {
+            pending -= 1
+        } else {
+            finish(item, settled: .deadLettered)
+        }
     }
 
-    private func finish() {
+    /// An item is done with: settled (`settled`), handed on downstream, or answered to its client
+    /// (nil). When it was its source item's last unsettled descendant, the source item is finished.
+    private func finish(_ item: BrokerItem, settled: Settlement?) {
         pending -= 1
+        guard item.client == nil else { return }
+        if let settled { actions.append(.itemSettled(id: item.id, root: item.root, settlement: settled)) }
+        guard let left = unsettled[item.root] else { return }
+        if left <= 1 {
+            unsettled[item.root] = nil
+            actions.append(.sourceItemFinished(root: item.root))
+        } else {
+            unsettled[item.root] = left - 1
+        }
     }
 
     // MARK: Time
@@ -958,8 +1045,9 @@ final class BrokerCore {
         let detail = reason == .runStopped ? "the run was stopped before the item was finished" : "the run ended before the item was finished"
         for item in items {
             item.lastError = detail
-            deadLetter(item, reason: reason, detail: detail)
+            deadLetter(item, reason: reason, detail: detail, abandoned: true)
         }
+        unsettled.removeAll()
     }
 }
 

@@ -6,6 +6,8 @@ struct IntakeStep {
     var inputs: [BrokerInput] = []
     var reply: [[UInt8]]
     var protocolError: ProtocolError?
+    /// The batch newly accepted and recorded in the ledger, for the journal.
+    var recorded: (producer: IntakeProducerID, sequence: UInt64, outcome: IntakeLedger.Outcome)?
 }
 
 extension BrokerLoop {
@@ -65,8 +67,9 @@ extension BrokerLoop {
         }
         let outcome = IntakeLedger.Outcome(accepted: batch.items.count - deadLettered.count, deadLettered: deadLettered)
         intakeLedger.record(producer: batch.producer, sequence: batch.sequence, outcome: outcome)
-        // The ack is sent as soon as the core has the items. With the broker journal it must wait
-        // until the batch is journaled: that is the one place to change (Docs/protocol.md, 14.4).
+        step.recorded = (batch.producer, batch.sequence, outcome)
+        // The caller journals the items and commits the journal before it sends this ack
+        // (Docs/protocol.md, 14.4).
         step.reply = IntakeAck(producer: batch.producer, sequence: batch.sequence, status: .accepted,
                                accepted: outcome.accepted, deadLettered: deadLettered).body
         return step

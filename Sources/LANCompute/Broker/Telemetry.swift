@@ -28,7 +28,8 @@ final class Telemetry {
     func start(configuration: BrokerConfiguration, context: Context) throws(BrokerError) -> String? {
         var bound: String?
         if let endpoint = configuration.eventsEndpoint {
-            let sockets = SocketFactory(context: context, insecure: configuration.insecure)
+            let sockets = SocketFactory(context: context, insecure: configuration.insecure,
+                                        curve: configuration.security.map { CurveSetup(server: $0.keyPair) })
             do {
                 let socket = try sockets.socket(.eventsPublisher)
                 try sockets.bind(socket, as: .eventsPublisher, to: endpoint)
@@ -57,6 +58,9 @@ final class Telemetry {
     }
 
     func handleSubscriptions() { feed?.handleSubscriptions() }
+
+    /// Subscriptions the feed has seen, so the broker can greet a newcomer with what it must know.
+    var subscriptionsSeen: Int { feed?.subscriptionsSeen ?? 0 }
 
     func brokerStarted(endpoints: BrokerEndpoints) {
         var named = ["dispatch": endpoints.dispatch, "aggregator": endpoints.aggregator]
@@ -107,6 +111,25 @@ final class Telemetry {
     private var knownNodes = Set<String>()
     private var droppedReported = 0
 
+    func unauthorized(socket: String, address: String, reason: String) {
+        metrics.unauthorizedAttempt(socket: socket)
+        unauthorizedSeen += 1
+        // An attacker retrying in a loop must not become a flood of events.
+        if unauthorizedSeen <= 100 || unauthorizedSeen % 1000 == 0 {
+            feed?.publish(.authRefused(socket: socket, peer: address, reason: reason, total: unauthorizedSeen))
+        }
+    }
+
+    private var unauthorizedSeen = 0
+
+    func keysRevoked(_ keys: [String]) {
+        feed?.publish(.keysRevoked(keys: keys))
+    }
+
+    func insecure(endpoints: [String]) {
+        feed?.publish(.brokerInsecure(endpoints: endpoints))
+    }
+
     func backpressure(stage: String, queued: Int, limit: Int, active: Bool) {
         feed?.publish(.stageBackpressure(stage: stage, queued: queued, limit: limit, active: active))
     }
@@ -144,7 +167,7 @@ final class Telemetry {
         switch reason {
         case .expired, .unreachable:
             feed?.publish(.workerExpired(id: peer, inFlight: requeued))
-        case .disconnect, .protocolError, .brokerStopping:
+        case .disconnect, .protocolError, .brokerStopping, .revoked:
             break
         }
     }

@@ -55,6 +55,8 @@ public final class LocalCluster: Sendable {
                 configuration.brokerEndpoint = "inproc://\(name)-dispatch"
                 configuration.aggregatorEndpoint = "inproc://\(name)-aggregator"
                 configuration.nodeID = "\(NodeInfo.hostName)-local-\(index)"
+                // Same process, nothing crosses a network: the values come from the loaded topology.
+                configuration.stageEnvironment = self.broker.configuration.topology.environmentValues
                 let worker = Worker(configuration: configuration, logger: self.logger, context: self.context)
                 self.workers.withLock { $0.append(worker) }
                 let thread = Thread {

@@ -36,6 +36,18 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case intakeBusy = 2032
     case nodesNoAnswer = 2040
     case nodesUnexpectedAnswer = 2041
+    case discoveryNoBroker = 2050
+    case discoveryUnavailable = 2051
+    case journalWrite = 2060
+    case journalCorrupt = 2061
+    case journalMismatch = 2062
+    case sinkBehindJournal = 2063
+    case keyFile = 2070
+    case authorizedKeysInvalid = 2071
+    case peerRefused = 2072
+    case brokerNotAuthenticated = 2073
+    case keyNotFound = 2074
+    case unsecuredConnection = 2075
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -75,6 +87,18 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeBusy: "busy, retry later"
         case .nodesNoAnswer: "the broker did not answer mmi.nodes"
         case .nodesUnexpectedAnswer: "the broker's mmi.nodes answer is not a nodes report"
+        case .discoveryNoBroker: "no broker of the cluster was discovered"
+        case .discoveryUnavailable: "cannot start looking for brokers"
+        case .journalWrite: "cannot create or write the state directory"
+        case .journalCorrupt: "the journal is damaged"
+        case .journalMismatch: "the state directory belongs to another run"
+        case .sinkBehindJournal: "the sink is shorter than the journal says"
+        case .keyFile: "a key file cannot be written or read"
+        case .authorizedKeysInvalid: "a line of authorized_keys is malformed"
+        case .peerRefused: "the broker refused this key"
+        case .brokerNotAuthenticated: "the broker could not be authenticated"
+        case .keyNotFound: "no authorized key has that name"
+        case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -87,7 +111,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .aggregatorStart: "Choose another with `--aggregator`."
         case .sourceBind: "Change the endpoint in the topology."
         case .sinkUnconfirmed: "Check the sink's disk and permissions; the dead-letter file and the log say what was done."
-        case .unencryptedExposure: "Bind to `127.0.0.1`, or pass `--insecure` (`BrokerConfiguration.insecure`) on a network you trust."
+        case .unencryptedExposure: "Pass `--keys DIR` (make keys with `lancompute keygen`), bind to `127.0.0.1`, or pass `--insecure` on a network you trust."
         case .eventsBind: "Choose another with `--events`, or `--events none`. (`run` only warns and goes on without a feed.)"
         case .metricsHTTP: "Write `127.0.0.1:9100`; pick a free port."
         case .stageCannotRunHere:
@@ -115,6 +139,20 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .intakeBusy: "Nothing: backpressure. Raise `broker.queue-limit` for more buffering."
         case .nodesNoAnswer: "Start the broker, or give its dispatch endpoint (not the events one)."
         case .nodesUnexpectedAnswer: "Run the same LANCompute version on the broker and the command."
+        case .discoveryNoBroker: "Check the broker's `broker announced:` line and its cluster; see Docs/cluster.md#discovery."
+        case .discoveryUnavailable: "Free the port or pick `--beacon-port`."
+        case .journalWrite: "Check the disk and the permissions of the state directory, or choose another with `--state DIR`."
+        case .journalCorrupt:
+            "Restore the state directory from a backup, or start over with `--fresh` (the sink is rewritten from the start)."
+        case .journalMismatch: "Pass `--fresh` to start over, or `--state DIR` to give this run a state directory of its own."
+        case .sinkBehindJournal:
+            "The sink was changed or lost data after the crash; restore it, or start over with `--fresh`."
+        case .keyFile: "Run `lancompute keygen` (`--force` to replace a key); `chmod 600` the secret key."
+        case .authorizedKeysInvalid: "Fix the line: `KEY [NAME] [ROLE]`, a 40-character Z85 key, a unique name, one of worker, producer, observer."
+        case .peerRefused: "Add the command's public key to the broker's authorized_keys with the role it needs (`lancompute keys add`)."
+        case .brokerNotAuthenticated: "Give the broker's `public.key` with `--broker-key`; check the broker runs with `--keys`."
+        case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
+        case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }

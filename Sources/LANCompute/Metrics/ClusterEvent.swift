@@ -32,6 +32,12 @@ public enum ClusterEvent: Sendable, Equatable {
     case messagesDropped(socket: String, dropped: Int)
     /// Every item of the run reached the sink or the dead-letter file.
     case pipelineFinished(pipeline: String, items: Int, deadLettered: Int, durationMs: Int)
+    /// A peer or a message was refused: unknown key, wrong role, failed handshake (Docs/security.md).
+    case authRefused(socket: String, peer: String, reason: String, total: Int)
+    /// Keys removed from authorized_keys (or whose role changed) at a reload.
+    case keysRevoked(keys: [String])
+    /// The broker runs with `--insecure` on endpoints the network can reach; published every minute.
+    case brokerInsecure(endpoints: [String])
 
     /// The topic frame: `event.` then the kind, general to specific, so SUB prefixes select families.
     public var topic: String { "event." + kind }
@@ -51,6 +57,9 @@ public enum ClusterEvent: Sendable, Equatable {
         case .protocolError: "protocol.error"
         case .messagesDropped: "feed.dropped"
         case .pipelineFinished: "pipeline.finished"
+        case .authRefused: "auth.refused"
+        case .keysRevoked: "keys.revoked"
+        case .brokerInsecure: "broker.insecure"
         }
     }
 
@@ -82,6 +91,12 @@ public enum ClusterEvent: Sendable, Equatable {
         case .pipelineFinished(let pipeline, let items, let deadLettered, let durationMs):
             [("pipeline", .string(pipeline)), ("items", .int(items)), ("dead_lettered", .int(deadLettered)),
              ("duration_ms", .int(durationMs))]
+        case .authRefused(let socket, let peer, let reason, let total):
+            [("socket", .string(socket)), ("peer", .string(peer)), ("reason", .string(reason)), ("total", .int(total))]
+        case .keysRevoked(let keys):
+            [("keys", .array(keys.map { .string($0) }))]
+        case .brokerInsecure(let endpoints):
+            [("endpoints", .array(endpoints.map { .string($0) }))]
         }
     }
 

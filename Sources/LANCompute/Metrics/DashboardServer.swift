@@ -125,7 +125,7 @@ public final class DashboardServer: Sendable {
             throw RuntimeError(.metricsHTTP, "--http takes HOST:PORT, got \(address): \(error.problem)")
         }
         if !endpoint.isLoopback, !insecure, access == .open {
-            throw RuntimeError(.unencryptedExposure, "--http \(address) would serve the pipeline's metrics to the network unencrypted and without a token; bind 127.0.0.1, or pass --insecure on a network you trust")
+            throw RuntimeError(.unencryptedExposure, "--http (--metrics-http) \(address) is reachable from the network, and HTTP has no CURVE: the page and /metrics would go out unencrypted and without a token, keys or not; bind 127.0.0.1, or pass --insecure on a network you trust")
         }
         do {
             return try DashboardServer(

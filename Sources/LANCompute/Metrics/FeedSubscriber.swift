@@ -62,11 +62,12 @@ public final class FeedSubscriber {
 
     /// Connects to `endpoint` (the broker's PUB, e.g. `tcp://127.0.0.1:5556`) and subscribes to `topicPrefix`.
     public init(
-        endpoint: String, topicPrefix: String = "", receiveHighWaterMark: Int? = nil, context: Context = .shared
+        endpoint: String, topicPrefix: String = "", receiveHighWaterMark: Int? = nil, context: Context = .shared,
+        curve: CurveSetup? = nil
     ) throws {
         self.endpoint = endpoint
         self.topicPrefix = topicPrefix
-        socket = try SocketFactory(context: context).socket(.eventsSubscriber(receiveHighWaterMark: receiveHighWaterMark))
+        socket = try SocketFactory(context: context, curve: curve).socket(.eventsSubscriber(receiveHighWaterMark: receiveHighWaterMark))
         try socket.subscribe(topicPrefix)
         try socket.connect(endpoint)
     }

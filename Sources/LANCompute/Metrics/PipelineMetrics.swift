@@ -15,6 +15,8 @@ public final class PipelineMetrics {
     private var stageIndex: [String: Int] = [:]
     private var nodes: [NodeMetrics] = []
     private var previousSnapshotTime: Date
+    /// Peers and messages refused by socket (dispatch, events, aggregator, source).
+    private var unauthorized: [String: Int] = [:]
 
     /// Upper bounds, in seconds, of the Prometheus latency histogram's buckets (+Inf is implied).
     public static let latencyBucketBounds: [Double] = [
@@ -28,6 +30,11 @@ public final class PipelineMetrics {
     }
 
     // MARK: Recording
+
+    /// A peer or a message was refused on `socket` (unknown key, wrong role, failed handshake).
+    public func unauthorizedAttempt(socket: String) {
+        unauthorized[socket, default: 0] += 1
+    }
 
     /// An item entered the stage's queue.
     public func itemReceived(stage: String) {
@@ -156,6 +163,12 @@ public final class PipelineMetrics {
             text.sample("lancompute_stage_latency_seconds_bucket", labels: labels + [("le", "+Inf")], value: stage.completed)
             text.sample("lancompute_stage_latency_seconds_sum", labels: labels, value: stage.latencySumSeconds)
             text.sample("lancompute_stage_latency_seconds_count", labels: labels, value: stage.completed)
+        }
+
+        text.family("lancompute_unauthorized_total", type: "counter",
+                    help: "Peers and messages refused: unknown keys, wrong roles, failed handshakes.")
+        for (socket, count) in unauthorized.sorted(by: { $0.key < $1.key }) {
+            text.sample("lancompute_unauthorized_total", labels: [pipelineLabel, ("socket", socket)], value: count)
         }
 
         text.family("lancompute_nodes", type: "gauge", help: "Nodes known to the broker.")

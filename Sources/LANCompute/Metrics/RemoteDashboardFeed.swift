@@ -19,11 +19,14 @@ public final class RemoteDashboardFeed {
     public let state: DashboardState
     private let logger: Logger
     private let context: Context
+    private let curve: CurveSetup?
 
+    /// `curve`: the client keys for a broker that has keys (an observer key is enough).
     public init(
         eventsEndpoint: String, dispatchEndpoint: String, state: DashboardState,
-        logger: Logger = Logger(label: "lancompute.dashboard"), context: Context = .shared
+        logger: Logger = Logger(label: "lancompute.dashboard"), context: Context = .shared, curve: CurveSetup? = nil
     ) {
+        self.curve = curve
         self.eventsEndpoint = eventsEndpoint
         self.dispatchEndpoint = dispatchEndpoint
         self.state = state
@@ -40,9 +43,9 @@ public final class RemoteDashboardFeed {
 
     /// Reads the feed into the state until `shouldStop` turns true (checked every 200 ms).
     public func run(shouldStop: () -> Bool) throws {
-        let subscriber = try FeedSubscriber(endpoint: eventsEndpoint, context: context)
+        let subscriber = try FeedSubscriber(endpoint: eventsEndpoint, context: context, curve: curve)
         defer { subscriber.close() }
-        let client = try MDPClient(endpoint: dispatchEndpoint, context: context)
+        let client = try MDPClient(endpoint: dispatchEndpoint, context: context, curve: curve)
         defer { client.close() }
         let clock = ContinuousClock()
         var nextTopologyRequest = clock.now

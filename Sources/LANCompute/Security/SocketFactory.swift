@@ -22,10 +22,32 @@ public enum SocketRole: String, Sendable, CaseIterable {
     case pipe
 }
 
-/// How a socket is secured. Only `.none` exists yet; CURVE keys will be a case here, so that
-/// every socket of a role gets them from its profile.
+/// How a socket is secured. A profile says it for one socket; a ``SocketFactory`` made with
+/// ``CurveSetup`` keys gives CURVE to every socket of a role that crosses machines.
 public enum SocketSecurity: Sendable, Equatable {
     case none
+    /// A CURVE server (a socket that binds) holding the broker's key pair; every handshake goes to
+    /// the ZAP handler with `domain`, and without a handler every peer is refused.
+    case curveServer(keyPair: CurveKeyPair, domain: String)
+    /// A CURVE client that talks only to the server whose public key is `serverKey`.
+    case curveClient(serverKey: [UInt8], keyPair: CurveKeyPair)
+}
+
+/// The keys a process holds: a broker serves with `server`, a worker or a command connects with `client`.
+public struct CurveSetup: Sendable, Equatable {
+    /// The broker's own key pair: its sockets that bind become CURVE servers.
+    public var server: CurveKeyPair?
+    /// This process's key pair and the broker's public key: its sockets that connect become CURVE clients.
+    public var client: (keyPair: CurveKeyPair, serverKey: [UInt8])?
+
+    public init(server: CurveKeyPair? = nil, client: (keyPair: CurveKeyPair, serverKey: [UInt8])? = nil) {
+        self.server = server
+        self.client = client
+    }
+
+    public static func == (lhs: CurveSetup, rhs: CurveSetup) -> Bool {
+        lhs.server == rhs.server && lhs.client?.keyPair == rhs.client?.keyPair && lhs.client?.serverKey == rhs.client?.serverKey
+    }
 }
 
 /// Every option the engine sets on a socket, in one value per role and socket type.
@@ -132,6 +154,9 @@ public struct SocketProfile: Sendable, Equatable {
     /// An MDP client's DEALER.
     public static let client = SocketProfile(role: .client, type: .dealer)
 
+    /// The ZAP handler's REP on `inproc://zeromq.zap.01` (RFC 27 asks for REP: one answer per request, in order).
+    public static let zapHandler = SocketProfile(role: .pipe, type: .rep)
+
     /// A producer's PUSH into a `pull:` source (`lancompute feed`).
     public static let feeder = SocketProfile(role: .source, type: .push)
 }
@@ -142,14 +167,40 @@ public struct SocketFactory: Sendable {
     public let context: Context
     /// Allow binding unsecured sockets to non-loopback addresses (`--insecure`).
     public let insecure: Bool
+    /// The CURVE keys given to the sockets that cross machines; nil: none (loopback or `--insecure`).
+    public let curve: CurveSetup?
 
-    public init(context: Context = .shared, insecure: Bool = false) {
+    public init(context: Context = .shared, insecure: Bool = false, curve: CurveSetup? = nil) {
         self.context = context
         self.insecure = insecure
+        self.curve = curve
     }
 
-    /// A new socket with every option of `profile` set.
+    /// `profile` with the security this factory gives its role: the broker's sockets that bind
+    /// (dispatch, events, aggregator, source) serve CURVE with their ZAP domain; the sockets that
+    /// connect to them (a worker's, an MDP client's, an events SUB, a feeder's PUSH) are CURVE
+    /// clients. Inproc pipes and the `push:` sink (an outside consumer that knows no keys) are not.
+    public func secured(_ profile: SocketProfile) -> SocketProfile {
+        guard profile.security == .none, let curve else { return profile }
+        var result = profile
+        switch (profile.role, profile.type) {
+        case (.dispatch, _), (.aggregator, _), (.events, .xpub), (.source, .pull):
+            if let server = curve.server, let domain = ZAPDomain(role: profile.role) {
+                result.security = .curveServer(keyPair: server, domain: domain.rawValue)
+            }
+        case (.worker, _), (.client, _), (.events, _), (.source, _):
+            if let client = curve.client {
+                result.security = .curveClient(serverKey: client.serverKey, keyPair: client.keyPair)
+            }
+        case (.sink, _), (.pipe, _):
+            break
+        }
+        return result
+    }
+
+    /// A new socket with every option of `profile` set (and this factory's CURVE keys, see ``secured(_:)``).
     public func socket(_ profile: SocketProfile) throws(ZMQError) -> Socket {
+        let profile = secured(profile)
         let socket = try Socket(profile.type, context: context)
         try socket.set(.sendHighWaterMark, profile.sendHighWaterMark)
         try socket.set(.receiveHighWaterMark, profile.receiveHighWaterMark)
@@ -161,13 +212,25 @@ public struct SocketFactory: Sendable {
         if profile.routerMandatory { try socket.set(.routerMandatory, true) }
         switch profile.security {
         case .none: break
+        case .curveServer(let keyPair, let domain):
+            // The domain before the server flag: every handshake then asks the ZAP handler.
+            try socket.set(.zapDomain, domain)
+            do {
+                try socket.set(.zapEnforceDomain, true)
+            } catch where error.code == .invalidArgument {
+                // A libzmq without DRAFT options: the broker binds its ZAP handler before any CURVE
+                // server socket exists, which is what makes every handshake reach it.
+            }
+            try socket.makeCurveServer(keyPair)
+        case .curveClient(let serverKey, let keyPair):
+            try socket.makeCurveClient(serverKey: serverKey, keyPair: keyPair)
         }
         return socket
     }
 
     /// Nil when `profile`'s socket may be bound at `endpoint`, else the LC2005 refusal.
     public func exposureProblem(binding endpoint: Endpoint, as profile: SocketProfile) -> SocketBindError? {
-        if endpoint.isLoopback || insecure || profile.security != .none { return nil }
+        if endpoint.isLoopback || insecure || secured(profile).security != .none { return nil }
         return .exposed(endpoint: endpoint, role: profile.role)
     }
 
@@ -190,7 +253,7 @@ public enum SocketBindError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .exposed(let endpoint, let role):
-            "LC2005: the \(role.rawValue) endpoint \(endpoint) is reachable from the network and this connection is not encrypted; bind to 127.0.0.1, or pass --insecure (insecure: true) on a network you trust"
+            "LC2005: the \(role.rawValue) endpoint \(endpoint) is reachable from the network and not encrypted; pass --keys DIR (make keys with 'lancompute keygen'), bind to 127.0.0.1, or pass --insecure on a network you trust"
         case .invalid(let error): error.problem
         case .failed(let error): "\(error.code.message) (\(error.code.cName))"
         }

@@ -22,9 +22,10 @@ public final class MDPClient {
 
     /// Connects a DEALER (the `client` profile) to the broker's dispatch endpoint; the connection
     /// itself is made in the background, so a broker that is not there yet shows as a timeout.
-    public init(endpoint: String, context: Context = .shared) throws(ZMQError) {
+    /// `curve`: this process's keys and the broker's public key, for a broker that has keys.
+    public init(endpoint: String, context: Context = .shared, curve: CurveSetup? = nil) throws(ZMQError) {
         self.endpoint = endpoint
-        socket = try SocketFactory(context: context).socket(.client)
+        socket = try SocketFactory(context: context, curve: curve).socket(.client)
         try socket.connect(endpoint)
     }
 

@@ -26,6 +26,15 @@ public struct WorkerConfiguration: Sendable {
     /// How long ``Worker/stop()`` lets the items already held finish before handing the rest back;
     /// zero: hand everything back at once.
     public var stopGrace: Duration
+    /// This worker's key pair and the broker's public key: every socket to the broker is a CURVE
+    /// client that talks to that broker only. Nil: no keys, allowed on loopback or with `insecure`.
+    public var curve: (keyPair: CurveKeyPair, serverKey: [UInt8])?
+    /// Connect to a broker beyond loopback without keys (`--insecure`).
+    public var insecure = false
+    /// The programs exec stages may run here (`--allow-exec`).
+    public var execPolicy = ExecPolicy.anyProgram
+    /// Exec environment values known on this machine, by stage and name; the broker sends names only.
+    public var stageEnvironment: [String: [String: String]] = [:]
 
     public init(
         brokerEndpoint: String, slots: Int? = nil, labels: [String: String] = [:], stages: Set<String>? = nil,
@@ -90,8 +99,13 @@ public final class Worker: Sendable {
 
     /// Connects, registers, serves; on losing the broker, reconnects with backoff. Returns after ``stop()``.
     public func run() throws {
+        // Never take commands to run from a broker nobody authenticated, unless it is on this machine.
+        if configuration.curve == nil && !configuration.insecure,
+           let endpoint = try? Endpoint(parsing: configuration.brokerEndpoint), !endpoint.isLoopback {
+            throw RuntimeError(.unsecuredConnection, "the broker \(configuration.brokerEndpoint) is beyond loopback and would not be authenticated; pass --broker-key (and --key), or --insecure on a network you trust")
+        }
         let context = try sharedContext ?? Context()
         defer { if sharedContext == nil { context.shutdown() } }
-        WorkerShell(worker: self, context: context).run()
+        if let failure = WorkerShell(worker: self, context: context).run() { throw failure }
     }
 }

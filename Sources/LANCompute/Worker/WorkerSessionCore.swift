@@ -141,8 +141,11 @@ struct WorkerSessionCore {
         self.configuration = configuration
         let functions = configuration.swiftFunctions
         let directory = configuration.workingDirectory
+        let policy = configuration.execPolicy
         self.availability = availability ?? { spec in
-            StageHandlers.availability(of: spec, swiftFunctions: functions, workingDirectory: directory)
+            // A broker may send any command: run only those `--allow-exec` lets through.
+            if let refusal = policy.refusal(stage: spec, workingDirectory: directory) { return .unavailable(reason: refusal) }
+            return StageHandlers.availability(of: spec, swiftFunctions: functions, workingDirectory: directory)
         }
     }
 
@@ -281,6 +284,8 @@ struct WorkerSessionCore {
     }
 
     private mutating func register(_ topology: Topology, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        // The broker sends environment names only; the values are this machine's (Docs/security.md).
+        let topology = topology.withLocalEnvironment(configuration.stageEnvironment)
         let finals = Set(topology.terminalStages.map(\.name))
         var plans: [StagePlan] = []
         for spec in topology.stages {

@@ -34,6 +34,9 @@ final class WorkerShell {
     private var feeding = false
     private var stopSeen = 0
     private var finished = false
+    /// Watches the handshakes of the sockets to the broker: a refused key ends the worker.
+    private let connectionGuard: ConnectionGuard
+    private var lastGuardCheck = ContinuousClock.now
 
     init(worker: Worker, context: Context) {
         self.worker = worker
@@ -41,12 +44,22 @@ final class WorkerShell {
         self.logger = worker.logger
         self.context = context
         self.core = WorkerSessionCore(configuration: worker.configuration)
+        self.connectionGuard = ConnectionGuard(endpoint: worker.configuration.brokerEndpoint,
+                                               publicKey: worker.configuration.curve?.keyPair.publicKeyZ85)
     }
 
-    /// Serves until the core says finish (after a stop). Every socket is closed when it returns.
-    func run() {
+    /// Serves until the core says finish (after a stop), or until the broker refuses this worker
+    /// (returned). Every socket is closed when it returns.
+    func run() -> RuntimeError? {
         feed(.start)
         while !finished {
+            if ContinuousClock.now - lastGuardCheck >= .milliseconds(100) {
+                lastGuardCheck = .now
+                if let failure = connectionGuard.check() {
+                    closeSession(goodbye: false)
+                    return failure
+                }
+            }
             let level = worker.requestedStop
             if level > stopSeen {
                 stopSeen = level
@@ -58,6 +71,11 @@ final class WorkerShell {
             let wait = nextTick.map { max(.zero, min($0 - now, .milliseconds(100))) } ?? .milliseconds(100)
             do {
                 try pollOnce(timeout: wait)
+            } catch let error as ZMQError where error.code == .terminated {
+                // The context is shutting down (the process, or `lancompute run`, is ending): there is
+                // no broker left to say goodbye to. Stop quietly; this is no failure.
+                closeSession(goodbye: false)
+                return nil
             } catch {
                 feed(.sessionFailed("\(error)"))
             }
@@ -67,6 +85,7 @@ final class WorkerShell {
             }
         }
         closeSession(goodbye: true)
+        return nil
     }
 
     // MARK: Inputs
@@ -241,14 +260,17 @@ final class WorkerShell {
 
     /// Every socket of this thread is made here, from the socket factory's profile for its role.
     private func makeSocket(_ role: Role) throws(ZMQError) -> Socket {
-        let sockets = SocketFactory(context: context)
+        let sockets = SocketFactory(context: context, curve: configuration.curve.map { CurveSetup(client: $0) })
+        let socket: Socket
         switch role {
-        case .topology: return try sockets.socket(.client)
+        case .topology: socket = try sockets.socket(.client)
         // Credit bounds what the broker sends; the worker must never drop a REQUEST or block on a REPLY.
-        case .stage: return try sockets.socket(.workerStage)
-        case .aggregator: return try sockets.socket(.workerOutputs)
+        case .stage: socket = try sockets.socket(.workerStage)
+        case .aggregator: socket = try sockets.socket(.workerOutputs)
         case .slotWake: return try sockets.socket(.slotResults)
         }
+        try connectionGuard.watch(socket)
+        return socket
     }
 
     private func log(_ notice: WorkerNotice) {

@@ -4,6 +4,6 @@ extension OperatorSpec {
     static let sha256 = OperatorSpec(
         name: "sha256", summary: "the SHA-256 of the item, as 64 lowercase hex digits"
     ) { _ in
-        { item in [Array(SHA256.hexDigest(item.payload).utf8)] }
+        { item in [SHA256.hexDigestBytes(item.payload)] }
     }
 }

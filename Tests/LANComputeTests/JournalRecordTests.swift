@@ -1,0 +1,64 @@
+// The journal's record codec and frame: every record round-trips, a cut-short frame reads as truncated, damage as damage.
+
+import Testing
+@testable import LANCompute
+
+@Suite struct JournalRecordTests {
+    static let samples: [JournalRecord] = [
+        .run(RunIdentity(epoch: 0xDEAD_BEEF, topologyHash: String(repeating: "ab", count: 32), source: "file in.txt size 12 modified 1.2")),
+        .accepted(firstID: 40, payloads: [[], Array("héllo".utf8), [0, 10, 255]]),
+        .settled(.inSink, entries: [SettledEntry(id: 1, root: 1), SettledEntry(id: .max, root: 7)], sinkLength: 123_456_789_012),
+        .settled(.deadLettered, entries: [SettledEntry(id: 9, root: 3)], sinkLength: nil),
+        .settled(.admitted, entries: [], sinkLength: 0),
+        .finished(roots: [0, 1, 2, 1 << 40]),
+        .finishedRanges([0...9, 20...20, 30...(.max)]),
+        .intake(IntakeEntry(producer: Array(0..<16), sequence: 1 << 33, accepted: 255, deadLettered: [0, 7])),
+    ]
+
+    @Test func crcMatchesTheStandardCheckValue() {
+        #expect(CRC32.checksum("123456789") == 0xCBF4_3926)
+        #expect(CRC32.checksum([UInt8]()) == 0)
+        // Computing in two parts gives the same as in one.
+        #expect(CRC32.update(CRC32.checksum("12345"), Array("6789".utf8)) == 0xCBF4_3926)
+    }
+
+    @Test func everyRecordRoundTrips() throws {
+        for record in Self.samples {
+            #expect(try JournalRecord(body: record.body) == record)
+            var framed: [UInt8] = []
+            RecordFrame.append(record, to: &framed)
+            #expect(RecordFrame.scan(framed, at: 0) == .record(record, next: framed.count))
+        }
+    }
+
+    @Test func aFrameCutShortAnywhereReadsAsTruncated() {
+        var framed: [UInt8] = []
+        RecordFrame.append(Self.samples[1], to: &framed)
+        for length in 0..<framed.count {
+            #expect(RecordFrame.scan(Array(framed.prefix(length)), at: 0) == .truncated, "cut at \(length) of \(framed.count)")
+        }
+    }
+
+    @Test func aFlippedByteAnywhereInAFrameIsDamageNotARecord() {
+        var framed: [UInt8] = []
+        RecordFrame.append(Self.samples[2], to: &framed)
+        // A second record after it, so a damaged length cannot pass for a record cut short at the end.
+        RecordFrame.append(Self.samples[5], to: &framed)
+        let firstLength = RecordFrame.headerSize + Self.samples[2].body.count
+        for position in 0..<firstLength {
+            var damaged = framed
+            damaged[position] ^= 0x40
+            guard case .damaged = RecordFrame.scan(damaged, at: 0) else {
+                Issue.record("a flipped byte at \(position) was not seen as damage: \(RecordFrame.scan(damaged, at: 0))")
+                continue
+            }
+        }
+    }
+
+    @Test func aBodyThatDoesNotDecodeIsRefused() {
+        #expect(throws: WireError.self) { try JournalRecord(body: [99]) }
+        #expect(throws: WireError.self) { try JournalRecord(body: JournalRecord.finished(roots: [1]).body + [0]) }
+        // A count larger than the record could hold is damage, not an allocation.
+        #expect(throws: WireError.self) { try JournalRecord(body: [4, 0xFF, 0xFF, 0xFF, 0xFF]) }
+    }
+}
