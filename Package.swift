@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -31,6 +32,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
         .executableTarget(
@@ -50,7 +52,11 @@ let package = Package(
             path: "Examples/SwiftWorker"
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], exclude: ["Peers"]),
-        .testTarget(name: "LANComputeTests", dependencies: ["LANCompute"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "LANComputeTests",
+            dependencies: ["LANCompute", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "IntegrationTests", dependencies: ["LANCompute", "ZeroMQ"]),
     ]
 )

@@ -46,7 +46,7 @@ struct BrokerCommand: ParsableCommand {
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }
-                if let http = endpoints.metricsHTTP { line += ", metrics http://\(http)/metrics" }
+                if let http = endpoints.metricsHTTP { line += ", metrics http://\(http)/metrics, dashboard http://\(http)/" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {

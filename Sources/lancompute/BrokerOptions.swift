@@ -71,7 +71,12 @@ struct PipelineRunOptions: ParsableArguments {
     @Option(help: "Write the sink to this file instead of the topology's sink.")
     var output: String?
 
-    @Option(name: .customLong("metrics-http"), help: "Serve Prometheus metrics at HOST:PORT/metrics.")
+    @Option(name: .customLong("http"), help: ArgumentHelp(
+        "Serve the live dashboard, /metrics and /healthz at HOST:PORT (alone: \(HTTPOption.defaultAddress)).",
+        discussion: "Loopback unless --insecure.", valueName: "host:port"))
+    var http: String?
+
+    @Option(name: .customLong("metrics-http"), help: ArgumentHelp("The same as --http.", visibility: .hidden))
     var metricsHTTP: String?
 
     @Option(name: .customLong("metrics-interval"), help: "Seconds between metrics snapshots on the feed.")
@@ -111,6 +116,7 @@ struct PipelineRunOptions: ParsableArguments {
         guard let itemSize = ByteSize.parse(maxItemSize), itemSize > 0 else {
             throw ValidationError("--max-item-size: '\(maxItemSize)' is not a size such as 16MiB")
         }
+        if http != nil, metricsHTTP != nil { throw ValidationError("--http and --metrics-http are the same option: give one") }
         if metricsInterval <= 0 { throw ValidationError("--metrics-interval must be more than 0 seconds") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
         guard JournalFsyncPolicy(rawValue: fsync) != nil else {
@@ -145,7 +151,7 @@ struct PipelineRunOptions: ParsableArguments {
             topology: topology, dispatchEndpoint: dispatch, aggregatorEndpoint: aggregator,
             eventsEndpoint: events == "none" ? nil : events, eventsRequired: eventsRequired,
             deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(metricsInterval * 1000)),
-            metricsHTTP: metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
+            metricsHTTP: http ?? metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
         configuration.maxFrameSize = Int64(ByteSize.parse(maxFrameSize) ?? 512 * 1024 * 1024)
         configuration.maxItemSize = Int64(ByteSize.parse(maxItemSize) ?? 64 * 1024 * 1024)
         // The engine refuses an unencrypted bind the network can reach (LC2005) unless this is set.

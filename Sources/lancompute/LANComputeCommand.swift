@@ -13,7 +13,7 @@ struct LANComputeCommand: ParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, BrokerCommand.self, WorkerCommand.self, FeedCommand.self, EventsCommand.self, TopCommand.self,
-            ValidateCommand.self, GraphCommand.self, DoctorCommand.self, NodeCommand.self, NodesCommand.self,
+            DashboardCommand.self, ValidateCommand.self, GraphCommand.self, DoctorCommand.self, NodeCommand.self, NodesCommand.self,
             KeygenCommand.self, KeysCommand.self,
         ]
     )
@@ -31,6 +31,6 @@ struct LANComputeCommand: ParsableCommand {
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if let message = unknownSubcommandError(arguments) { fail(message, code: ExitCode.validationFailure.rawValue) }
-        main(arguments)
+        main(HTTPOption.expandingBareHTTP(arguments))
     }
 }

@@ -17,7 +17,7 @@ import Testing
 
     @Test func publishingReachesTheFeedAndTheHTTPServer() throws {
         let (feed, _) = try FeedHarness.makeFeed()
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         defer { server.stop() }
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"])
         let reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: server)
@@ -26,7 +26,7 @@ import Testing
         reporter.publishNow()
         #expect(feed.lastSnapshot?.stages.first?.completed == 1)
         #expect(feed.lastSnapshot?.seq == 1)
-        let body = try MetricsHTTPServerTests.get("/metrics", port: server.boundPort).body
+        let body = try DashboardServerTests.get("/metrics", port: server.boundPort).body
         #expect(body.contains(#"lancompute_stage_items_total{pipeline="p",stage="a",outcome="completed"} 1"#))
     }
 }

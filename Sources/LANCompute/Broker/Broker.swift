@@ -22,7 +22,7 @@ public struct BrokerConfiguration: Sendable {
     public var deadLetterPath: String?
     /// How often a metrics snapshot is published.
     public var metricsInterval: Duration
-    /// Serve Prometheus text at HOST:PORT/metrics; nil: off.
+    /// Serve the dashboard, /metrics (Prometheus text) and /healthz at HOST:PORT (`--http`); nil: off.
     public var metricsHTTP: String?
     /// After SIGINT/SIGTERM, how long in-flight work may drain.
     public var gracePeriod: Duration

@@ -10,7 +10,7 @@ final class Telemetry {
     let logger: Logger
     let metrics: PipelineMetrics
     private var feed: EventFeed?
-    private var httpServer: MetricsHTTPServer?
+    private var httpServer: DashboardServer?
     private var reporter: MetricsReporter?
     private(set) var metricsHTTPEndpoint: String?
     private var protocolErrorsPublished = 0
@@ -45,25 +45,13 @@ final class Telemetry {
             }
         }
         if let address = configuration.metricsHTTP {
-            let endpoint: Endpoint
-            do {
-                endpoint = try Endpoint(hostAndPort: address)
-            } catch {
-                throw BrokerError(.metricsHTTP, "--metrics-http takes HOST:PORT, got \(address): \(error.problem)")
-            }
-            // HTTP has no CURVE: beyond loopback it needs the broker to have keys (the page shows counts
-            // and node names, never items, keys or commands) or --insecure.
-            if !endpoint.isLoopback && !configuration.insecure && configuration.security == nil {
-                throw BrokerError(.unencryptedExposure, "--metrics-http \(address) is reachable from the network and the broker has no keys; pass --keys DIR, bind 127.0.0.1, or pass --insecure on a network you trust")
-            }
-            let host = endpoint.host == "*" ? "" : endpoint.host ?? ""
-            do {
-                let server = try MetricsHTTPServer(host: host, port: endpoint.port ?? 0, logger: logger, context: context)
-                httpServer = server
-                metricsHTTPEndpoint = "\(host.contains(":") ? "[\(host)]" : host):\(server.boundPort)"
-            } catch {
-                throw BrokerError(.metricsHTTP, "cannot serve metrics on \(address): \(error)")
-            }
+            let server = try DashboardServer.start(
+                address: address, insecure: configuration.insecure, state: DashboardState(origin: "broker"), logger: logger)
+            server.state.setGraph(DashboardGraph(topology: topology))
+            // The page reads exactly what the feed publishes, handed over on this thread.
+            feed?.onPublish = { topic, json in server.state.accept(topic: topic, json: json) }
+            httpServer = server
+            metricsHTTPEndpoint = server.endpoint
         }
         reporter = MetricsReporter(metrics: metrics, feed: feed, httpServer: httpServer)
         return bound

@@ -64,7 +64,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .sinkUnconfirmed: "the aggregator did not confirm the sink"
         case .unencryptedExposure: "an unencrypted endpoint reachable from the network"
         case .eventsBind: "cannot bind the events endpoint"
-        case .metricsHTTP: "cannot serve --metrics-http"
+        case .metricsHTTP: "cannot serve --http"
         case .stageCannotRunHere: "a stage cannot run on this machine"
         case .sourceOpen: "cannot open the source file"
         case .sourceRead: "reading the source failed"

@@ -29,6 +29,11 @@ public final class EventFeed {
     /// The snapshot last published, with its `seq`: what a new subscriber is sent at once.
     public private(set) var lastSnapshot: MetricsSnapshot?
 
+    /// Called on the broker's thread with every message published (topic and JSON), before it is
+    /// sent: the in-process dashboard reads the feed this way, with no socket of its own.
+    /// Replays of the cached snapshot are not passed on.
+    public var onPublish: ((_ topic: String, _ json: String) -> Void)?
+
     private var topicSequences: [String: UInt64] = [:]
     private var cachedSnapshotFrames: [[UInt8]]?
     private let logger: Logger
@@ -52,7 +57,9 @@ public final class EventFeed {
     /// Publishes an event stamped with `date`.
     public func publish(_ event: ClusterEvent, at date: Date) {
         let seq = nextSequence(for: event.topic)
-        send([Array(event.topic.utf8), Array(event.json(seq: seq, at: date).utf8)])
+        let json = event.json(seq: seq, at: date)
+        onPublish?(event.topic, json)
+        send([Array(event.topic.utf8), Array(json.utf8)])
     }
 
     /// Publishes a snapshot on `metrics` and keeps it as the last value for new subscribers.
@@ -60,6 +67,7 @@ public final class EventFeed {
         var snapshot = snapshot
         snapshot.seq = nextSequence(for: Self.metricsTopic)
         let frames = [Array(Self.metricsTopic.utf8), Array(snapshot.jsonData())]
+        onPublish?(Self.metricsTopic, String(decoding: frames[1], as: UTF8.self))
         lastSnapshot = snapshot
         cachedSnapshotFrames = frames
         send(frames)

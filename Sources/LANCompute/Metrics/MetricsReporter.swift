@@ -13,11 +13,11 @@ import Foundation
 public final class MetricsReporter {
     public let metrics: PipelineMetrics
     public let feed: EventFeed?
-    public let httpServer: MetricsHTTPServer?
+    public let httpServer: DashboardServer?
     /// Snapshots published so far.
     public private(set) var snapshotsPublished = 0
 
-    public init(metrics: PipelineMetrics, feed: EventFeed?, httpServer: MetricsHTTPServer? = nil) {
+    public init(metrics: PipelineMetrics, feed: EventFeed?, httpServer: DashboardServer? = nil) {
         self.metrics = metrics
         self.feed = feed
         self.httpServer = httpServer

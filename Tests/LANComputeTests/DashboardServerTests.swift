@@ -1,6 +1,7 @@
-// Checks MetricsHTTPServer over 127.0.0.1: /metrics, /healthz, errors, updates, stopping.
+// Checks DashboardServer live over 127.0.0.1: /metrics, /healthz, the event stream, errors, binding, stopping.
 
 import Foundation
+import Logging
 import Testing
 @testable import LANCompute
 
@@ -10,7 +11,7 @@ import Glibc
 import Darwin
 #endif
 
-@Suite(.timeLimit(.minutes(1))) struct MetricsHTTPServerTests {
+@Suite(.timeLimit(.minutes(1))) struct DashboardServerTests {
     struct ClientError: Error, CustomStringConvertible {
         let description: String
     }
@@ -61,11 +62,11 @@ import Darwin
     }
 
     static func get(_ path: String, port: Int) throws -> Response {
-        try exchange(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try exchange(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     }
 
     @Test func servesTheExpositionAndHealth() throws {
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         defer { server.stop() }
         #expect(server.boundPort > 0)
         let exposition = PipelineMetrics(pipeline: "p", stageNames: ["a"]).prometheusText()
@@ -75,7 +76,6 @@ import Darwin
         #expect(metrics.status == 200)
         #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
         #expect(metrics.headers["content-length"] == String(exposition.utf8.count))
-        #expect(metrics.headers["connection"] == "close")
         #expect(metrics.body == exposition)
 
         let health = try Self.get("/healthz", port: server.boundPort)
@@ -84,7 +84,7 @@ import Darwin
     }
 
     @Test func updatesReplaceTheExposition() throws {
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         defer { server.stop() }
         server.update(exposition: "first 1\n")
         #expect(try Self.get("/metrics", port: server.boundPort).body == "first 1\n")
@@ -93,15 +93,15 @@ import Darwin
     }
 
     @Test func unknownPathsMethodsAndGarbageAreRefused() throws {
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         defer { server.stop() }
-        #expect(try Self.get("/", port: server.boundPort).status == 404)
+        #expect(try Self.get("/nowhere", port: server.boundPort).status == 404)
         #expect(try Self.get("/metrics/extra", port: server.boundPort).status == 404)
-        let post = try Self.exchange(port: server.boundPort, request: "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        let post = try Self.exchange(port: server.boundPort, request: "POST /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         #expect(post.status == 405)
         #expect(post.headers["allow"] == "GET, HEAD")
         #expect(try Self.exchange(port: server.boundPort, request: "nonsense\r\n\r\n").status == 400)
-        let head = try Self.exchange(port: server.boundPort, request: "HEAD /healthz HTTP/1.1\r\n\r\n")
+        let head = try Self.exchange(port: server.boundPort, request: "HEAD /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         #expect(head.status == 200)
         #expect(head.body.isEmpty)
         // The server still answers after all that.
@@ -112,7 +112,7 @@ import Darwin
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"])
         metrics.itemReceived(stage: "a")
         metrics.itemCompleted(stage: "a", latency: .milliseconds(20))
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         defer { server.stop() }
         server.update(exposition: metrics.prometheusText())
         let script = """
@@ -131,7 +131,7 @@ import Darwin
     }
 
     @Test func stopClosesTheListeningSocket() throws {
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         let port = server.boundPort
         #expect(try Self.get("/healthz", port: port).status == 200)
         server.stop()
@@ -140,10 +140,10 @@ import Darwin
     }
 
     @Test func aBusyPortIsReported() throws {
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
         defer { server.stop() }
-        #expect(throws: MetricsHTTPServerError.self) {
-            _ = try MetricsHTTPServer(host: "127.0.0.1", port: server.boundPort)
+        #expect(throws: DashboardServerError.self) {
+            _ = try DashboardServer(host: "127.0.0.1", port: server.boundPort, state: DashboardState(origin: "test"))
         }
     }
 
@@ -155,23 +155,93 @@ import Darwin
         #expect(throws: EndpointError.self) { try Endpoint(hostAndPort: "host:99999") }
     }
 
-    @Test func stopJoinsTheServerThreadEvenWithAClientConnected() throws {
-        let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0)
-        // A client that connects and says nothing is cut off after clientTimeout; stop waits for that.
+    /// Connects to 127.0.0.1:`port`, sends `request`, and returns the descriptor for reading on.
+    static func open(port: Int, request: String) throws -> Int32 {
         let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
         try #require(descriptor >= 0)
-        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(server.boundPort).bigEndian
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) {
+        let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
+        guard connected == 0 else {
+            close(descriptor)
+            throw ClientError(description: "connect failed: errno \(errno)")
+        }
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        return descriptor
+    }
+
+    /// Reads from `descriptor` until the text received contains `marker` (or the server closes, or 5 s pass).
+    static func read(_ descriptor: Int32, until marker: String, into received: inout String) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<1_000 where !received.contains(marker) {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { return false }
+            received += String(decoding: buffer[..<count], as: UTF8.self)
+        }
+        return received.contains(marker)
+    }
+
+    @Test func theEventStreamStartsWithTheStateAndCarriesTheFeedLive() throws {
+        let state = DashboardState(origin: "test")
+        state.accept(topic: "metrics", json: #"{"type":"metrics","seq":1,"ts":1,"pipeline":"p","stages":[],"nodes":[]}"#)
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: state)
+        defer { server.stop() }
+        let descriptor = try Self.open(port: server.boundPort, request: "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+        defer { close(descriptor) }
+        var received = ""
+        #expect(Self.read(descriptor, until: "event: state\ndata: {\"origin\":\"test\"", into: &received))
+        #expect(received.lowercased().contains("content-type: text/event-stream"))
+        #expect(received.contains(#""seq":1,"ts":1"#), "the state carries the snapshots seen before the page opened")
+        // Only once the page's stream is registered can a live message reach it.
+        for _ in 0..<200 where state.openStreams == 0 { Thread.sleep(forTimeInterval: 0.01) }
+        state.accept(topic: "event.node.joined", json: #"{"type":"event.node.joined","seq":1,"ts":2,"id":"n1","host":"alpha","capabilities":{}}"#)
+        #expect(Self.read(descriptor, until: "event: event\ndata: {\"topic\":\"event.node.joined\"", into: &received))
+        state.accept(topic: "metrics", json: #"{"type":"metrics","seq":2,"ts":3,"pipeline":"p","stages":[],"nodes":[]}"#)
+        #expect(Self.read(descriptor, until: #"event: metrics\#ndata: {"type":"metrics","seq":2"#, into: &received))
+    }
+
+    @Test func stopEndsOpenEventStreamsAndClosesTheServer() throws {
+        let server = try DashboardServer(host: "127.0.0.1", port: 0, state: DashboardState(origin: "test"))
+        let descriptor = try Self.open(port: server.boundPort, request: "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+        defer { close(descriptor) }
+        var received = ""
+        #expect(Self.read(descriptor, until: "event: state", into: &received))
         let started = ContinuousClock.now
         server.stop()
-        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(!Self.read(descriptor, until: "never sent", into: &received), "the stream ends when the server stops")
         #expect(throws: (any Error).self) { try Self.get("/healthz", port: server.boundPort) }
+    }
+
+    @Test func onlyLoopbackIsServedWithoutInsecure() throws {
+        let logger = Logger(label: "test")
+        #expect(throws: RuntimeError.self) {
+            _ = try DashboardServer.start(address: "0.0.0.0:0", insecure: false, state: DashboardState(origin: "t"), logger: logger)
+        }
+        do {
+            _ = try DashboardServer.start(address: "0.0.0.0:0", insecure: false, state: DashboardState(origin: "t"), logger: logger)
+        } catch {
+            #expect(error.code == .unencryptedExposure)
+        }
+        do {
+            _ = try DashboardServer.start(address: "9100", insecure: false, state: DashboardState(origin: "t"), logger: logger)
+        } catch {
+            #expect(error.code == .metricsHTTP)
+        }
+        let open = try DashboardServer.start(address: "0.0.0.0:0", insecure: true, state: DashboardState(origin: "t"), logger: logger)
+        defer { open.stop() }
+        #expect(open.endpoint == "0.0.0.0:\(open.boundPort)")
+        #expect(try Self.get("/healthz", port: open.boundPort).status == 200)
+        let loopback = try DashboardServer.start(address: "127.0.0.1:0", insecure: false, state: DashboardState(origin: "t"), logger: logger)
+        defer { loopback.stop() }
+        #expect(loopback.endpoint == "127.0.0.1:\(loopback.boundPort)")
     }
 }
 
