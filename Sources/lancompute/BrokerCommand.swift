@@ -21,6 +21,7 @@ struct BrokerCommand: ParsableCommand {
 
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
+    @OptionGroup var token: HTTPTokenOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var discovery: AnnounceOptions
 
@@ -33,6 +34,8 @@ struct BrokerCommand: ParsableCommand {
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
             insecure: broker.insecure)
         configuration.security = broker.security
+        let access = try token.access(secured: configuration.security != nil)
+        configuration.httpAccess = access
         let broker = Broker(configuration: configuration)
         let trap = SignalTrap(again: { broker.stopDraining() }, againNote: drainCutNote) { broker.stop() }
         let reload = ReloadTrap { broker.reloadKeys() }
@@ -46,7 +49,7 @@ struct BrokerCommand: ParsableCommand {
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }
-                if let http = endpoints.metricsHTTP { line += ", metrics http://\(http)/metrics, dashboard http://\(http)/" }
+                if let http = endpoints.metricsHTTP { line += ", \(access.metricsNote(http)), dashboard \(access.pageURL(http))" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {

@@ -129,8 +129,8 @@ struct DashboardBrowserTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// The body of GET `path` on 127.0.0.1:`port`, or nil when nothing answers 200.
-    static func get(_ path: String, port: Int) -> String? {
+    /// The body of GET `path` on 127.0.0.1:`port` (with `headers`, each `Name: value`), or nil when nothing answers 200.
+    static func get(_ path: String, port: Int, headers: [String] = []) -> String? {
         let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
@@ -144,7 +144,7 @@ struct DashboardBrowserTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers.map { $0 + "\r\n" }.joined())Connection: close\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
