@@ -18,7 +18,7 @@ struct WorkerCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The broker's dispatch endpoint.")
+    @Option(help: ArgumentHelp("The broker's dispatch endpoint: tcp://HOST:PORT, or HOST alone (port 5555), or HOST:PORT.", valueName: "endpoint"))
     var broker: String = "tcp://127.0.0.1:5555"
 
     @Option(help: "Handler slots per stage (default: each stage's replicas).")
@@ -47,7 +47,8 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var discovery: DiscoverOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        broker = Endpoint.expandingShorthand(broker, defaultPort: 5555)
         try checkEndpoint(broker, option: "--broker")
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
@@ -72,6 +73,7 @@ struct WorkerCommand: ParsableCommand {
         configuration.insecure = insecure
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
         if discovery.discover { return discovery.serve(configuration) }
+        checkResolves(broker)
         let worker = Worker(configuration: configuration)
         let trap = SignalTrap(again: { worker.stopAtOnce() }) { worker.stop() }
         do {

@@ -48,6 +48,9 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerNotAuthenticated = 2073
     case keyNotFound = 2074
     case unsecuredConnection = 2075
+    case brokerUnresolved = 2080
+    case brokerNotZeroMQ = 2081
+    case brokerWrongSocket = 2082
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -99,6 +102,9 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "the broker could not be authenticated"
         case .keyNotFound: "no authorized key has that name"
         case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
+        case .brokerUnresolved: "the broker's host name does not resolve"
+        case .brokerNotZeroMQ: "the broker's address answers, but not in ZeroMQ"
+        case .brokerWrongSocket: "the broker's address is a ZeroMQ socket that takes no workers"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -153,6 +159,9 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "Give the broker's `public.key` with `--broker-key`; check the broker runs with `--keys`."
         case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
         case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
+        case .brokerUnresolved: "Check the spelling; give an address, or `--discover`."
+        case .brokerNotZeroMQ: "Give the broker's dispatch port (5555 by default)."
+        case .brokerWrongSocket: "Give the dispatch endpoint, not the events (5556) or aggregator (5557) one."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
