@@ -37,7 +37,8 @@ struct DashboardCommand: ParsableCommand {
     @OptionGroup var token: HTTPTokenOptions
     @OptionGroup var logging: LoggingOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
         if let dispatch { try checkEndpoint(dispatch, option: "--dispatch") }
         if dispatch == nil, RemoteDashboardFeed.defaultDispatch(forEvents: endpoint) == nil {

@@ -36,7 +36,8 @@ struct EventsCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }

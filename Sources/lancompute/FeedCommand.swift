@@ -64,7 +64,8 @@ struct FeedCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5555)
         if !discovery.discover { try checkEndpoint(endpoint, option: "ENDPOINT") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if window < 1 || window > Intake.maximumWindow {

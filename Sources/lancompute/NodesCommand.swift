@@ -23,7 +23,8 @@ struct NodesCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5555)
         try checkEndpoint(endpoint, option: "EP")
         guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
     }

@@ -32,7 +32,8 @@ struct TopCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
     }
 
