@@ -114,19 +114,9 @@ struct DashboardBrowserTests {
 
     /// A port nobody listens on now (the system's choice for port 0, released).
     static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        try #require(bound)
-        return Int(UInt16(bigEndian: address.sin_port))
+        let socket = try LoopbackTCPSocket(listening: false)
+        defer { socket.close() }
+        return socket.port
     }
 
     /// The body of GET `path` on 127.0.0.1:`port` (with `headers`, each `Name: value`), or nil when nothing answers 200.

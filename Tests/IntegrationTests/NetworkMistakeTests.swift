@@ -56,23 +56,12 @@ struct NetworkMistakeTests {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
         // A listener that takes each connection and closes it, as an unrelated service might.
-        let listener = socket(AF_INET, Int32(streamSocketKind), 0)
-        try #require(listener >= 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 16) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        }
-        try #require(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let listener = try LoopbackTCPSocket(listening: true)
+        let port = listener.port
+        defer { listener.close() }
         let closer = Thread {
             for _ in 0..<20 {
-                let connection = accept(listener, nil, nil)
+                let connection = accept(listener.descriptor, nil, nil)
                 if connection < 0 { return }
                 close(connection)
             }
@@ -81,7 +70,7 @@ struct NetworkMistakeTests {
         let worker = try harness.lancompute("worker", ["worker", "--broker", "tcp://127.0.0.1:\(port)", "--insecure"])
         #expect(worker.wait(timeout: .seconds(60)) == 1, "\(worker.transcript)")
         #expect(worker.standardError.contains("LC2081: tcp://127.0.0.1:\(port) accepts TCP connections but does not speak ZeroMQ"), "\(worker.transcript)")
-        shutdown(listener, Int32(SHUT_RDWR))
+        shutdown(listener.descriptor, Int32(SHUT_RDWR))
     }
 
     @Test func keysOnOneSideOnlyAreSaidSo() throws {
@@ -116,8 +105,3 @@ struct NetworkMistakeTests {
     }
 }
 
-#if canImport(Glibc)
-private let streamSocketKind = SOCK_STREAM.rawValue
-#else
-private let streamSocketKind = SOCK_STREAM
-#endif
