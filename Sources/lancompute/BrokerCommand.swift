@@ -33,6 +33,7 @@ struct BrokerCommand: ParsableCommand {
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
             insecure: broker.insecure)
         configuration.security = broker.security
+        let security = configuration.security
         let broker = Broker(configuration: configuration)
         let trap = SignalTrap(again: { broker.stopDraining() }, againNote: drainCutNote) { broker.stop() }
         let reload = ReloadTrap { broker.reloadKeys() }
@@ -42,7 +43,7 @@ struct BrokerCommand: ParsableCommand {
         defer { announcer.stop() }
         do {
             summary = try broker.run(onReady: { endpoints in
-                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+                announcer.set(discovery.start(endpoints, security: security, logger: Logger(label: "lancompute.discovery")))
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }

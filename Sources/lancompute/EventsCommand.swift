@@ -43,7 +43,7 @@ struct EventsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events") : self.endpoint
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events", curve: keys.curve) : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
         let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic, curve: keys.curve)

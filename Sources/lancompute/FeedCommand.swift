@@ -78,7 +78,7 @@ struct FeedCommand: ParsableCommand {
     func run() throws {
         if discovery.discover {
             var found = self
-            (found.endpoint, found.file) = discovery.feedEndpoints(positional: endpoint.isEmpty ? nil : endpoint, file: file, atMostOnce: atMostOnce)
+            (found.endpoint, found.file) = discovery.feedEndpoints(positional: endpoint.isEmpty ? nil : endpoint, file: file, atMostOnce: atMostOnce, curve: keys.curve)
             found.discovery.discover = false
             return try found.run()
         }

@@ -29,7 +29,7 @@ struct NodesCommand: ParsableCommand {
     }
 
     func run() throws {
-        let endpoint = discovery.discover ? discovery.find(command: "nodes").dispatchEndpoint : self.endpoint
+        let endpoint = discovery.discover ? discovery.find(command: "nodes", curve: keys.curve).dispatchEndpoint : self.endpoint
         let body: [[UInt8]]
         do {
             let client = try MDPClient(endpoint: endpoint, curve: keys.curve)

@@ -54,6 +54,7 @@ struct RunCommand: ParsableCommand {
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
             events: topology.broker.events, eventsRequired: false, insecure: broker.insecure)
         configuration.security = broker.security
+        let security = configuration.security
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(
@@ -79,7 +80,7 @@ struct RunCommand: ParsableCommand {
         defer { announcer.stop() }
         do {
             summary = try cluster.run(onReady: { endpoints in
-                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+                announcer.set(discovery.start(endpoints, security: security, logger: Logger(label: "lancompute.discovery")))
             }, onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }

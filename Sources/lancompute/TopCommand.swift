@@ -37,7 +37,7 @@ struct TopCommand: ParsableCommand {
     }
 
     func run() throws {
-        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "top") : self.endpoint
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "top", curve: keys.curve) : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
         let interactive = isatty(STDOUT_FILENO) != 0 && !once
