@@ -66,7 +66,7 @@ struct PairCommand: ParsableCommand {
                 // Unbuffered: whoever reads the code off a pipe sees it now, not at exit.
                 FileHandle.standardOutput.write(Data("pairing code: \(listener.code)\n".utf8))
                 FileHandle.standardError.write(Data("""
-                    on the new machine run: lancompute worker --pair \(listener.code) --broker tcp://THIS-HOST:5555 (or --discover)
+                    on the new machine run: lancompute worker --pair \(listener.code) --discover (or --broker tcp://\(NodeInfo.hostName):5555)
                     valid for \(DurationLiteral.format(lifetime)) and three tries; listening on \(endpoint); broker key \(KeyFingerprint.of(pair.publicKey))
 
                     """.utf8))

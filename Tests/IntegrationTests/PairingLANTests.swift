@@ -52,13 +52,13 @@ struct PairingLANTests {
         #expect(code.count == 7 && code.dropFirst(3).first == "-", "\(code)")
         let before = try String(contentsOfFile: authorized, encoding: .utf8)
 
-        /// A worker on `host` with its own empty HOME; `code` given with --pair.
+        /// A worker on `host` with its own empty key directory; `code` given with --pair.
         func worker(_ name: String, host: Int, code: String, discover: Bool = discover) throws -> (ChildProcess, home: String) {
             let home = harness.path("\(name)-home")
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
             let target = discover ? ["--discover", "--discover-timeout", "10"] : ["--broker", "tcp://\(lan.address(1)):5555"]
             let child = try harness.start(name, LANHosts.ip, lan.command(on: host, [
-                "/usr/bin/env", "HOME=\(home)", "LANCOMPUTE_HOME=", CLI.path, "worker", "--pair", code] + target))
+                "/usr/bin/env", "HOME=\(home)", "LANCOMPUTE_HOME=\(home)/.lancompute", CLI.path, "worker", "--pair", code] + target))
             return (child, home)
         }
 

@@ -111,7 +111,8 @@ import ZeroMQ
         #expect(error.code == .pairingFailed)
         #expect(last == .abort)
         let actions = sides.head.receive(from: Self.peer, frames: PairingMessage.abort.frames, at: Self.start)
-        #expect(actions == [.note("pairing attempt from 'gpu-box' failed: wrong code (2 tries left)")])
+        #expect(actions == [.send(to: Self.peer, .refused(code: "LC2076", text: "wrong code (2 tries left)")),
+                            .note("pairing attempt from 'gpu-box' failed: wrong code (2 tries left)")])
         #expect(!sides.head.isOver)
         #expect(sides.head.attemptsLeft == 2)
     }
@@ -233,7 +234,7 @@ import ZeroMQ
             .start(sessionID: [UInt8](repeating: 1, count: 16), share: [UInt8](repeating: 2, count: 32), name: "w"),
             .answer(share: [UInt8](repeating: 2, count: 32), name: "h", publicKey: [UInt8](repeating: 3, count: 32), tag: [UInt8](repeating: 4, count: 64)),
             .confirm(publicKey: [UInt8](repeating: 3, count: 32), tag: [UInt8](repeating: 4, count: 64)),
-            .done(name: "w"), .abort, .refused(code: "LC2077", text: "expired"),
+            .done(name: "w"), .abort, .received, .refused(code: "LC2077", text: "expired"),
         ]
         for message in messages { #expect(try PairingMessage(frames: message.frames) == message) }
         #expect(throws: PairingWireError("'start' frame 3 (share) has 31 bytes, expected 32")) {

@@ -93,6 +93,7 @@ public struct PairingHead {
     private let expiry: ContinuousClock.Instant
     private let sessionTimeout: Duration
     public private(set) var attemptsLeft: Int
+    private let initialAttempts: Int
     private var sessions: [[UInt8]: Session] = [:]
     private var over = false
 
@@ -103,6 +104,7 @@ public struct PairingHead {
         expiry = expiresAt
         self.sessionTimeout = sessionTimeout
         attemptsLeft = attempts
+        initialAttempts = attempts
     }
 
     public var isOver: Bool { over }
@@ -146,8 +148,12 @@ public struct PairingHead {
             return [.authorize(peer: peer, name: session.workerName, key: publicKey)]
         case .abort:
             guard let session = sessions.removeValue(forKey: peer) else { return [] }
-            return [.note("pairing attempt from '\(session.workerName)' failed: wrong code (\(attemptsLeft) \(attemptsLeft == 1 ? "try" : "tries") left)")]
+            let left = "\(attemptsLeft) \(attemptsLeft == 1 ? "try" : "tries") left"
+            return [.send(to: peer, .refused(code: RuntimeErrorCode.pairingFailed.code, text: "wrong code (\(left))")),
+                    .note("pairing attempt from '\(session.workerName)' failed: wrong code (\(left))")]
                 + exhaustedIfDone()
+        case .received:
+            return []
         case .answer, .done, .refused:
             return [.note("ignored a '\(frames.count > 1 ? String(decoding: frames[1], as: UTF8.self) : "")' message: only a head sends it")]
         }
@@ -163,7 +169,9 @@ public struct PairingHead {
         }
         if now >= expiry && sessions.isEmpty {
             over = true
-            return actions + [.finished(RuntimeError(.pairingCodeUnusable, "the pairing code \(code) expired unused; run 'lancompute pair' again for a new one"))]
+            let used = initialAttempts - attemptsLeft
+            let tries = used == 0 ? "unused" : "after \(used) failed \(used == 1 ? "try" : "tries")"
+            return actions + [.finished(RuntimeError(.pairingCodeUnusable, "the pairing code \(code) expired \(tries); run 'lancompute pair' again for a new one"))]
         }
         return actions + exhaustedIfDone()
     }
@@ -239,7 +247,7 @@ public struct PairingWorker {
         case .refused(let code, let text):
             let known = RuntimeErrorCode(code: code) ?? .pairingFailed
             return .failed(RuntimeError(known, "the head refused: \(text)"), send: nil)
-        case .start, .confirm, .abort:
+        case .start, .confirm, .abort, .received:
             return .failed(RuntimeError(.pairingFailed, "the pairing port answered with a worker's message"), send: nil)
         }
     }

@@ -74,6 +74,7 @@ public struct PairingListener: Sendable {
                     do {
                         let entry = try authorize(key: key, name: nameOverride ?? name)
                         _ = try? socket.trySend(multipart: [peer] + PairingMessage.done(name: entry.name).frames)
+                        Self.awaitReceived(from: peer, on: socket)
                         return Authorized(entry: entry, address: address)
                     } catch {
                         _ = try? socket.trySend(multipart: [peer] + PairingMessage.refused(
@@ -82,6 +83,17 @@ public struct PairingListener: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Waits (a second at most) for the worker's `received`: a process that exits right after a send
+    /// may take the message with it, since nothing terminates the context to flush it.
+    private static func awaitReceived(from peer: [UInt8], on socket: Socket) {
+        let deadline = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < deadline {
+            guard (try? socket.poll(.in, timeout: .milliseconds(100)).contains(.in)) == true,
+                  let frames = try? socket.tryReceiveMultipart(), frames.first == peer else { continue }
+            if (try? PairingMessage(frames: Array(frames.dropFirst()))) == .received { return }
         }
     }
 
@@ -164,9 +176,14 @@ public enum PairingClient {
                 outgoing = next
                 confirmed = true
             case .failed(let error, let last):
-                if let last { _ = try? socket.trySend(multipart: last.frames) }
+                if let last, (try? socket.trySend(multipart: last.frames)) == true {
+                    // The head answers `abort`; once it has, the abort was delivered and this
+                    // process may exit (a second at most).
+                    _ = try? socket.poll(.in, timeout: .seconds(1))
+                }
                 throw error
             case .paired(let paired):
+                _ = try? socket.trySend(multipart: PairingMessage.received.frames)
                 return paired
             }
         }

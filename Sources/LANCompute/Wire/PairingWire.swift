@@ -11,8 +11,12 @@ public enum PairingMessage: Equatable, Sendable {
     case confirm(publicKey: [UInt8], tag: [UInt8])
     /// Head: the worker's key is authorized under `name`.
     case done(name: String)
-    /// Worker: the head's confirmation did not verify; the session is over.
+    /// Worker: the head's confirmation did not verify; the session is over. The head answers `refused`,
+    /// so the worker knows the message arrived before it exits.
     case abort
+    /// Worker: `done` arrived. The head waits for it (a second at most) before it exits, so that
+    /// `done` is not lost with the head's process.
+    case received
     /// Head: the run was refused; `code` is an LC code (`LC2077`), `text` says why.
     case refused(code: String, text: String)
 
@@ -31,6 +35,7 @@ public enum PairingMessage: Equatable, Sendable {
         case .confirm(let publicKey, let tag): [Self.protocolFrame, Array("confirm".utf8), publicKey, tag]
         case .done(let name): [Self.protocolFrame, Array("done".utf8), Array(name.utf8)]
         case .abort: [Self.protocolFrame, Array("abort".utf8)]
+        case .received: [Self.protocolFrame, Array("received".utf8)]
         case .refused(let code, let text): [Self.protocolFrame, Array("refused".utf8), Array(code.utf8), Array(text.utf8)]
         }
     }
@@ -69,6 +74,9 @@ public enum PairingMessage: Equatable, Sendable {
         case "abort":
             try expect(2)
             self = .abort
+        case "received":
+            try expect(2)
+            self = .received
         case "refused":
             try expect(4)
             self = .refused(code: String(decoding: frames[2], as: UTF8.self), text: String(decoding: frames[3], as: UTF8.self))
