@@ -109,6 +109,57 @@ struct PairingLANTests {
         #expect(try String(contentsOfFile: authorized, encoding: .utf8) == before)
     }
 
+    /// After pairing, a plain `worker --broker` (no --pair, no --broker-key) uses the stored broker key.
+    @Test func aPairedMachineNeedsNoKeyOptionsLater() throws {
+        let lan = try LANHosts(count: 2)
+        defer { lan.tearDown() }
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let head = harness.path("head")
+        for run in 1...2 {
+            try """
+                version: 1
+                name: again\(run)
+                source:
+                  generate: {count: 50, size: 8}
+                stages:
+                  - name: same
+                    builtin: identity
+                sink:
+                  file: \(harness.path("out\(run).txt"))
+                  format: lines
+                """.write(toFile: harness.path("again\(run).yaml"), atomically: true, encoding: .utf8)
+        }
+        // `pair` first, on a head with no keys yet: it makes them, and the broker uses the same directory.
+        let pair = try harness.start("pair", LANHosts.ip, lan.command(on: 1, [CLI.path, "pair", "--keys", head]))
+        #expect(pair.wait(until: { pair.standardOutput.contains("pairing code: ") }, timeout: .seconds(20)), "\(harness.transcripts)")
+        let code = String(try #require(pair.standardOutput.split(separator: " ").last).trimmingCharacters(in: .whitespacesAndNewlines))
+        func broker(_ run: Int) throws -> ChildProcess {
+            try harness.start("broker\(run)", LANHosts.ip, lan.command(on: 1, [
+                CLI.path, "broker", harness.path("again\(run).yaml"), "--keys", head, "--bind", "tcp://0.0.0.0:5555",
+                "--aggregator", "tcp://0.0.0.0:5557", "--events", "none",
+            ]))
+        }
+        let home = harness.path("home/.lancompute")
+        func worker(_ name: String, _ extra: [String]) throws -> ChildProcess {
+            try harness.start(name, LANHosts.ip, lan.command(on: 2, [
+                "/usr/bin/env", "LANCOMPUTE_HOME=\(home)", CLI.path, "worker", "--broker", "tcp://\(lan.address(1)):5555"] + extra))
+        }
+        let first = try broker(1)
+        let paired = try worker("paired", ["--pair", code])
+        #expect(first.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
+        #expect(pair.wait(timeout: .seconds(10)) == 0, "\(harness.transcripts)")
+        #expect(RunCommandTests.lines(harness.path("out1.txt")).count == 50, "\(harness.transcripts)")
+        paired.signal(SIGTERM)
+        #expect(paired.wait(timeout: .seconds(30)) != nil, "\(harness.transcripts)")
+
+        let second = try broker(2)
+        let later = try worker("later", [])
+        #expect(second.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
+        #expect(RunCommandTests.lines(harness.path("out2.txt")).count == 50, "\(harness.transcripts)")
+        #expect(!later.standardError.contains("LC20"), "\(harness.transcripts)")
+    }
+
     @Test func aWorkerPairsByDiscoveryAndServesWhileWrongAndReusedCodesGetNothing() throws {
         try pairServeAndRefuse(discover: true)
     }
