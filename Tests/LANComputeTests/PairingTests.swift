@@ -61,6 +61,48 @@ import ZeroMQ
     }
 }
 
+/// The draft's test vector for CPACE-RISTR255-SHA512 (draft-irtf-cfrg-cpace, appendix B.3).
+@Suite struct CPaceVectorTests {
+    static func hex(_ text: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(index, offsetBy: 2)
+            bytes.append(UInt8(text[index..<next], radix: 16)!)
+            index = next
+        }
+        return bytes
+    }
+
+    static let password = Array("Password".utf8)
+    static let channel = hex("6f630b425f726573706f6e6465720b415f696e69746961746f72")
+    static let session = hex("7e4b4791d6a8ef019b936c79fb7f2c57")
+
+    @Test func theGeneratorStringAndTheGenerator() {
+        let string = CPace.generatorString(password: Self.password, channel: Self.channel, sessionID: Self.session)
+        #expect(string == Self.hex("11435061636552697374726574746f3235350850617373776f726464" + String(repeating: "00", count: 100)
+            + "1a6f630b425f726573706f6e6465720b415f696e69746961746f72107e4b4791d6a8ef019b936c79fb7f2c57"))
+        #expect(CPace.generator(password: Self.password, channel: Self.channel, sessionID: Self.session)
+                == Self.hex("a6fc82c3b8968fbb2e06fee81ca858586dea50d248f0c7ca6a18b0902a30b36b"))
+    }
+
+    @Test func theSharesAndTheSessionKey() throws {
+        let initiator = try #require(CPace(password: Self.password, channel: Self.channel, sessionID: Self.session,
+                                           scalar: Self.hex("da3d23700a9e5699258aef94dc060dfda5ebb61f02a5ea77fad53f4ff0976d08")))
+        let responder = try #require(CPace(password: Self.password, channel: Self.channel, sessionID: Self.session,
+                                           scalar: Self.hex("d2316b454718c35362d83d69df6320f38578ed5984651435e2949762d900b80d")))
+        #expect(initiator.share == Self.hex("d40fb265a7abeaee7939d91a585fe59f7053f982c296ec413c624c669308f87a"))
+        #expect(responder.share == Self.hex("08bcf6e9777a9c313a3db6daa510f2d398403319c2341bd506a92e672eb7e307"))
+        let isk = Self.hex("4c5469a16b2364c4b944ebc1a79e51d1674ad47db26e8718154f59faebfaa52d"
+                           + "8346f30aa58377117eb20d527f2cbc5c76381f7fd372e89df8239f87f2e02ed1")
+        let transcript = (initiator: (initiator.share, Array("ADa".utf8)), responder: (responder.share, Array("ADb".utf8)))
+        #expect(initiator.sessionKey(peerShare: responder.share, sessionID: Self.session,
+                                     initiator: transcript.initiator, responder: transcript.responder) == isk)
+        #expect(responder.sessionKey(peerShare: initiator.share, sessionID: Self.session,
+                                     initiator: transcript.initiator, responder: transcript.responder) == isk)
+    }
+}
+
 @Suite struct PairingTests {
     static let start = ContinuousClock.now
 

@@ -28,9 +28,15 @@ public struct CPace: Sendable {
     /// identity, which a hash output makes impossible in practice.
     public init?(password: [UInt8], channel: [UInt8], sessionID: [UInt8]) {
         Self.initializeSodium()
-        let generator = Self.generator(password: password, channel: channel, sessionID: sessionID)
         var scalar = [UInt8](repeating: 0, count: Int(crypto_core_ristretto255_SCALARBYTES))
         crypto_core_ristretto255_scalar_random(&scalar)
+        self.init(password: password, channel: channel, sessionID: sessionID, scalar: scalar)
+    }
+
+    /// With a given scalar: the draft's test vectors fix it.
+    init?(password: [UInt8], channel: [UInt8], sessionID: [UInt8], scalar: [UInt8]) {
+        Self.initializeSodium()
+        let generator = Self.generator(password: password, channel: channel, sessionID: sessionID)
         var share = [UInt8](repeating: 0, count: Self.pointSize)
         guard crypto_scalarmult_ristretto255(&share, scalar, generator) == 0 else { return nil }
         self.scalar = scalar
