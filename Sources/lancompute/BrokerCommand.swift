@@ -34,6 +34,7 @@ struct BrokerCommand: ParsableCommand {
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
             insecure: broker.insecure)
         configuration.security = broker.security
+        let security = configuration.security
         let access = try token.access(secured: configuration.security != nil)
         configuration.httpAccess = access
         let broker = Broker(configuration: configuration)
@@ -45,7 +46,7 @@ struct BrokerCommand: ParsableCommand {
         defer { announcer.stop() }
         do {
             summary = try broker.run(onReady: { endpoints in
-                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+                announcer.set(discovery.start(endpoints, security: security, logger: Logger(label: "lancompute.discovery")))
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }

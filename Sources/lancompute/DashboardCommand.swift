@@ -40,6 +40,7 @@ struct DashboardCommand: ParsableCommand {
     mutating func validate() throws {
         endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
+        checkResolves(endpoint)
         if let dispatch { try checkEndpoint(dispatch, option: "--dispatch") }
         if dispatch == nil, RemoteDashboardFeed.defaultDispatch(forEvents: endpoint) == nil {
             throw ValidationError("cannot tell the dispatch endpoint from \(endpoint): give --dispatch")

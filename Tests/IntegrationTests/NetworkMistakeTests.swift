@@ -20,6 +20,13 @@ struct NetworkMistakeTests {
         #expect(result.standardError.split(separator: "\n").count == 1, "\(result.standardError)")
     }
 
+    @Test(arguments: [["events", "no-such-head.invalid"], ["nodes", "no-such-head.invalid:6000"], ["top", "no-such-head.invalid"]])
+    func otherCommandsSayTheNameDoesNotResolve(arguments: [String]) throws {
+        let result = try ProcessHarness.run(arguments, timeout: .seconds(30))
+        #expect(result.status == 1)
+        #expect(result.standardError.contains("LC2080: cannot resolve 'no-such-head.invalid'"), "\(result.standardError)")
+    }
+
     @Test func aPortNobodyListensOnIsSaidToRefuse() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }

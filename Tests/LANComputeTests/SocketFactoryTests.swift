@@ -54,7 +54,7 @@ struct SocketFactoryTests {
         let profiles: [SocketProfile] = [
             .dispatch(maxMessageSize: 1), .eventsPublisher, .eventsSubscriber(), .aggregator(maxMessageSize: 1),
             .source(maxMessageSize: 1), .sourceReader, .workerStage, .workerOutputs, .slotResults, .slotWakeUp,
-            .sink, .client, .feeder,
+            .sink, .client, .feeder, .pairingHead, .pairingWorker,
         ]
         #expect(profiles.allSatisfy { $0.security == .none })
         #expect(Set(profiles.map(\.role)) == Set(SocketRole.allCases))

@@ -20,6 +20,9 @@ public enum SocketRole: String, Sendable, CaseIterable {
     case client
     /// An inproc link between two threads of one process.
     case pipe
+    /// Pairing: the head's ROUTER (`lancompute pair`) and a new worker's DEALER. NULL mechanism:
+    /// the exchange authenticates itself (CPace), and only public keys travel.
+    case pairing
 }
 
 /// How a socket is secured. A profile says it for one socket; a ``SocketFactory`` made with
@@ -159,6 +162,25 @@ public struct SocketProfile: Sendable, Equatable {
 
     /// A producer's PUSH into a `pull:` source (`lancompute feed`).
     public static let feeder = SocketProfile(role: .source, type: .push)
+
+    /// `lancompute pair`'s ROUTER: messages are a few hundred bytes, so anything larger drops the
+    /// peer; a peer that does not finish its ZMTP handshake within 5 s is dropped; close lingers a
+    /// second so the last answer of a one-shot exchange (`done`, `refused`) leaves before the
+    /// process exits (no item ever depends on it).
+    public static let pairingHead = SocketProfile(role: .pairing, type: .router).with {
+        $0.maxMessageSize = Int64(PairingMessage.maxSize)
+        $0.handshakeInterval = .seconds(5)
+        $0.linger = .seconds(1)
+        $0.sendHighWaterMark = 100
+        $0.receiveHighWaterMark = 100
+    }
+
+    /// A new worker's DEALER to the head's pairing port; lingers a second so `abort` reaches the head.
+    public static let pairingWorker = SocketProfile(role: .pairing, type: .dealer).with {
+        $0.maxMessageSize = Int64(PairingMessage.maxSize)
+        $0.handshakeInterval = .seconds(5)
+        $0.linger = .seconds(1)
+    }
 }
 
 /// Makes every socket of the engine from its profile, in one context, and refuses to bind a
@@ -192,7 +214,7 @@ public struct SocketFactory: Sendable {
             if let client = curve.client {
                 result.security = .curveClient(serverKey: client.serverKey, keyPair: client.keyPair)
             }
-        case (.sink, _), (.pipe, _):
+        case (.sink, _), (.pipe, _), (.pairing, _):
             break
         }
         return result
@@ -229,8 +251,10 @@ public struct SocketFactory: Sendable {
     }
 
     /// Nil when `profile`'s socket may be bound at `endpoint`, else the LC2005 refusal.
+    /// The pairing port is exempt: it must be reachable before any key is shared, and CPace gives
+    /// an eavesdropper nothing and an active attacker one guess of the code per run.
     public func exposureProblem(binding endpoint: Endpoint, as profile: SocketProfile) -> SocketBindError? {
-        if endpoint.isLoopback || insecure || secured(profile).security != .none { return nil }
+        if endpoint.isLoopback || insecure || profile.role == .pairing || secured(profile).security != .none { return nil }
         return .exposed(endpoint: endpoint, role: profile.role)
     }
 
