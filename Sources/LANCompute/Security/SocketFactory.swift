@@ -76,6 +76,14 @@ public struct SocketProfile: Sendable, Equatable {
     public var sendTimeout: Duration?
     /// Fail sends to an unknown routing id instead of dropping them (`ZMQ_ROUTER_MANDATORY`).
     public var routerMandatory = false
+    /// How long one TCP connect may take before libzmq gives up and tries again after its
+    /// reconnect interval; nil: the system's SYN retries, which back off to minutes (`ZMQ_CONNECT_TIMEOUT`).
+    public var connectTimeout: Duration?
+    /// How long sent data may stay unacknowledged before the kernel drops the connection and
+    /// libzmq reconnects; nil: the system's retransmission backoff, which waits longer and longer
+    /// (`ZMQ_TCP_MAXRT`, `TCP_USER_TIMEOUT` on Linux). Linux also counts a receive window the peer
+    /// keeps closed against it, so a peer that stops reading for that long is dropped as well.
+    public var retransmitTimeout: Duration?
     public var security: SocketSecurity = .none
 
     public init(role: SocketRole, type: SocketType) {
@@ -130,14 +138,29 @@ public struct SocketProfile: Sendable, Equatable {
     /// The source reader's PUSH to the broker: a small queue, so a file is never read far ahead.
     public static let sourceReader = SocketProfile(role: .pipe, type: .push).with { $0.sendHighWaterMark = 16 }
 
+    /// How long a worker's connect to the broker may take: a connect started while the network is
+    /// cut is abandoned and started afresh, so a healed link is used within about this long (the
+    /// kernel would only send its next SYN 1, 3, 7, 15 s ... after the first).
+    public static let workerConnectTimeout = Duration.seconds(1)
+
     /// A worker's DEALER for one stage: no HWM (the broker's credit bounds the traffic).
     public static let workerStage = SocketProfile(role: .worker, type: .dealer).with {
         $0.sendHighWaterMark = 0
         $0.receiveHighWaterMark = 0
+        $0.connectTimeout = workerConnectTimeout
     }
 
-    /// A worker's PUSH of final outputs to the aggregator.
-    public static let workerOutputs = SocketProfile(role: .worker, type: .push).with { $0.sendHighWaterMark = 100_000 }
+    /// A worker's PUSH of final outputs to the aggregator. Nothing else watches this connection
+    /// (heartbeats travel on the stage DEALERs), so a cut that drops only it is found by TCP:
+    /// after 2 s of unacknowledged outputs the connection is dropped and made again, instead of
+    /// waiting out a retransmission backoff that reaches 26 s after a 30 s cut. Outputs that were
+    /// in the dropped connection come back through the broker's ack timeout. The aggregator's
+    /// deep queue (10,000 messages) keeps its window open unless the sink itself stalls.
+    public static let workerOutputs = SocketProfile(role: .worker, type: .push).with {
+        $0.sendHighWaterMark = 100_000
+        $0.connectTimeout = workerConnectTimeout
+        $0.retransmitTimeout = .seconds(2)
+    }
 
     /// The worker I/O thread's PULL of results from its slot threads.
     public static let slotResults = SocketProfile(role: .pipe, type: .pull)
@@ -154,8 +177,9 @@ public struct SocketProfile: Sendable, Equatable {
         $0.sendTimeout = .seconds(60)
     }
 
-    /// An MDP client's DEALER.
-    public static let client = SocketProfile(role: .client, type: .dealer)
+    /// An MDP client's DEALER (a worker fetches its topology with one, so it gives up on a
+    /// connect as a stage DEALER does).
+    public static let client = SocketProfile(role: .client, type: .dealer).with { $0.connectTimeout = workerConnectTimeout }
 
     /// The ZAP handler's REP on `inproc://zeromq.zap.01` (RFC 27 asks for REP: one answer per request, in order).
     public static let zapHandler = SocketProfile(role: .pipe, type: .rep)
@@ -232,6 +256,8 @@ public struct SocketFactory: Sendable {
         if profile.immediate { try socket.set(.immediate, true) }
         if let timeout = profile.sendTimeout { try socket.set(.sendTimeout, timeout) }
         if profile.routerMandatory { try socket.set(.routerMandatory, true) }
+        if let timeout = profile.connectTimeout { try socket.set(.connectTimeout, timeout) }
+        if let timeout = profile.retransmitTimeout { try socket.set(.tcpMaxRetransmitTimeout, timeout) }
         switch profile.security {
         case .none: break
         case .curveServer(let keyPair, let domain):

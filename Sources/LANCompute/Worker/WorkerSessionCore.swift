@@ -124,7 +124,9 @@ struct WorkerSessionCore {
     /// How long `mmi.topology` may go unanswered before the worker backs off and asks again.
     static let topologyTimeout = Duration.seconds(2)
     static let firstBackoff = Duration.milliseconds(100)
-    static let longestBackoff = Duration.seconds(5)
+    /// Short, so that a worker cut off for a long time is back within about a second of the heal
+    /// (an attempt is a connect and one small request every 3 s at most: nothing on a LAN).
+    static let longestBackoff = Duration.seconds(1)
 
     let configuration: WorkerConfiguration
     /// Whether this machine can run a stage (handler present, command resolvable): injected, since it looks at the filesystem.
