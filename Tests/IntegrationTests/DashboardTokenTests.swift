@@ -64,7 +64,7 @@ struct DashboardTokenTests {
         try "version: 1\nname: p\nsource:\n  file: in.txt\nstages:\n  - name: a\n    builtin: upper\nsink:\n  file: out.txt\n"
             .write(toFile: harness.path("p.yaml"), atomically: true, encoding: .utf8)
         let port = try DashboardBrowserTests.freePort()
-        let result = try ProcessHarness.run(["run", harness.path("p.yaml"), "--http", "127.0.0.1:\(port)", "--state", "none"], timeout: .seconds(60))
+        let result = try ProcessHarness.run(["run", harness.path("p.yaml"), "--http", "127.0.0.1:\(port)", "--state", "none", "--events", "none"], timeout: .seconds(60))
         #expect(result.status == 0, "\(result.standardError)")
         #expect(result.standardError.contains("dashboard http://127.0.0.1:\(port)/, metrics http://127.0.0.1:\(port)/metrics\n"), "\(result.standardError)")
     }
