@@ -63,12 +63,12 @@ public struct ChainPlan: Sendable, Equatable {
         for stage in stages { for name in stage.from { if let upstream = index[name] { consumers[upstream] += 1 } } }
         var next = [Int?](repeating: nil, count: stages.count)
         var previous = [Int?](repeating: nil, count: stages.count)
-        var boundaries: [(String, String, ChainBoundary)] = []
+        var boundaries: [(upstream: String, downstream: String, reason: ChainBoundary)] = []
         for (position, stage) in stages.enumerated() {
             for name in stage.from {
                 guard let upstream = index[name] else { continue }
                 if let reason = Self.boundary(stages[upstream], stage, upstreamConsumers: consumers[upstream]) {
-                    boundaries.append((name, stage.name, reason))
+                    boundaries.append((upstream: name, downstream: stage.name, reason: reason))
                 } else {
                     next[upstream] = position
                     previous[position] = upstream

@@ -108,7 +108,7 @@ enum SlotWork {
     static func makeHandler(
         for plan: StagePlan, configuration: WorkerConfiguration, logger: Logger
     ) -> (handler: (any StageHandler)?, failure: StageFailure?) {
-        do {
+        do throws(StageFailure) {
             let make = { (spec: StageSpec) throws(StageFailure) -> any StageHandler in
                 try StageHandlers.make(
                     for: spec, swiftFunctions: configuration.swiftFunctions, workingDirectory: configuration.workingDirectory)
@@ -116,7 +116,7 @@ enum SlotWork {
             guard plan.chain.count > 1 else { return (try make(plan.spec), nil) }
             var members: [(name: String, handler: any StageHandler)] = []
             for spec in plan.chain {
-                do {
+                do throws(StageFailure) {
                     members.append((spec.name, try make(spec)))
                 } catch {
                     for member in members { member.handler.close() }
