@@ -144,6 +144,13 @@ import Testing
         #expect(driver.deadLetters.first?.lastError == "timed out after 300ms")
     }
 
+    @Test func aNodeServingAChainListsEveryMember() {
+        let driver = Self.threeChained()
+        driver.ready([1], "a", Self.chainWorker("a,b,c", node: "n1"))
+        #expect(driver.core.nodeSummaries(now: driver.now).map(\.stages) == [["a", "b", "c"]])
+        #expect(driver.core.hasWorkers(stage: 2), "mmi.service says a chained stage is served when its head is")
+    }
+
     @Test func aClientRequestForAChainedMemberIsAnsweredWithTheChainsHead() {
         let driver = Self.threeChained()
         driver.feed(.clientRequest(stage: 1, id: 1 << 63, payload: [1], client: [9], service: "b"))

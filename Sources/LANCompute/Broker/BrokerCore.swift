@@ -535,8 +535,14 @@ final class BrokerCore {
             let lastSeen = records.map(\.lastSeen).max()!
             return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
                                completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
-                               stages: Set(records.map { stages[$0.stage].spec.name }).sorted())
+                               stages: Set(records.flatMap { servedStages(of: $0) }).sorted())
         }
+    }
+
+    /// The stages a worker runs: its own, or every member of the chain it heads.
+    private func servedStages(of worker: WorkerRecord) -> [String] {
+        let chain = stages[worker.stage].chain
+        return (chain.isEmpty ? [worker.stage] : chain).map { stages[$0].spec.name }
     }
 
     // MARK: Items in
