@@ -110,6 +110,16 @@ import Testing
         #expect(diagnostics.first?.message.contains("true or false") == true)
     }
 
+    @Test func theJournalTellsAChainedRunFromAnUnchainedOne() throws {
+        let chained = try TopologyLoaderTests.load(Self.pipeline("""
+              - {name: a, builtin: identity}
+              - {name: b, builtin: upper}
+            """))
+        var unchained = chained
+        unchained.stages[1].chain = false
+        #expect(BrokerJournal.topologyHash(chained) != BrokerJournal.topologyHash(unchained))
+    }
+
     @Test func chainFalseSurvivesJSONAndYAMLRoundTrips() throws {
         let topology = try TopologyLoaderTests.load(Self.pipeline("""
               - {name: a, builtin: identity}
