@@ -71,6 +71,7 @@ import Darwin
               - name: tail
                 builtin: identity
                 from: upper
+                chain: false      # asked for on its own below; a chained one would refuse (BrokerCoreChainTests)
             sink:
               file: out.txt
             """.write(toFile: harness.path("mmi.yaml"), atomically: true, encoding: .utf8)

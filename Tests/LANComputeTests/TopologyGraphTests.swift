@@ -38,3 +38,30 @@ import Testing
         }
     }
 }
+
+@Suite struct TopologyGraphChainTests {
+    static let topology = Topology(
+        name: "chained", source: SourceSpec(kind: .stdin),
+        stages: [
+            StageSpec(name: "a", handler: .builtin(name: "upper", options: [:])),
+            StageSpec(name: "b", handler: .builtin(name: "lower", options: [:]), from: ["a"]),
+            StageSpec(name: "c", handler: .builtin(name: "identity", options: [:]), from: ["b"], chain: false),
+        ],
+        sink: SinkSpec(kind: .stdout))
+
+    @Test func dotBoxesEachChainAndSaysWhyTheRestDidNotChain() {
+        let dot = TopologyGraph.render(Self.topology, format: .dot)
+        #expect(dot.contains("  subgraph cluster_chain0 {\n    label=\"chain: a > b (one worker slot)\";\n    style=dashed;\n    stage0; stage1;\n  }"))
+        #expect(dot.contains("stage0 -> stage1 [style=bold, label=\"chained\"];"))
+        #expect(dot.contains("stage1 -> stage2;"))
+        #expect(dot.contains("// not chained: b -> c: stage c has chain: false"))
+    }
+
+    @Test func mermaidDrawsEachChainAsASubgraph() {
+        let mermaid = TopologyGraph.render(Self.topology, format: .mermaid)
+        #expect(mermaid.contains("  subgraph chain0[\"chain: a #gt; b (one worker slot)\"]\n    stage0\n    stage1\n  end"))
+        #expect(mermaid.contains("stage0 ==>|chained| stage1"))
+        #expect(mermaid.contains("stage1 --> stage2"))
+        #expect(mermaid.contains("%% not chained: b -> c: stage c has chain: false"))
+    }
+}

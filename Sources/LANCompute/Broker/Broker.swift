@@ -555,6 +555,8 @@ final class BrokerLoop {
             topology.broker.aggregator = endpoints.aggregator
             topology.broker.bind = endpoints.dispatch
             topology.broker.events = endpoints.events ?? "none"
+            // The chains this broker dispatches as one stage: workers run exactly these.
+            topology.chains = ChainPlan(configuration.topology).chains
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }

@@ -286,7 +286,17 @@ enum BrokerAction {
 final class BrokerCore {
     private struct StageState {
         var spec: StageSpec
+        /// The stages its outputs go to; for a chain's head, those of the chain's last member.
         var downstream: [Int]
+        /// A chain's members, head first, when this stage heads one; empty otherwise.
+        var chain: [Int] = []
+        /// The head of the chain this stage runs inside, when it is a member but not the head: it has
+        /// no queue and no workers of its own.
+        var chainHead: Int?
+        /// Longest one attempt may run: the stage's timeout, or for a chain the sum of its members'.
+        var timeout: Duration?
+        /// The highest priority of a chain's members after the head: its outputs carry it on.
+        var chainPriority = 0
         var queue = PriorityFIFO<BrokerItem>()
         /// Live workers serving this stage, in the order they registered.
         var workers: [PeerID] = []
@@ -395,9 +405,23 @@ final class BrokerCore {
         var index: [String: Int] = [:]
         for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
         stageIndex = index
-        stages = topology.stages.map { spec in
-            StageState(spec: spec, downstream: topology.downstream(of: spec.name).compactMap { index[$0.name] })
+        var states = topology.stages.map { spec in
+            StageState(spec: spec, downstream: topology.downstream(of: spec.name).compactMap { index[$0.name] }, timeout: spec.timeout)
         }
+        // Decided once from the topology: each chain is dispatched as its head, and answered as its tail.
+        for names in ChainPlan(topology).chains {
+            let members = names.compactMap { index[$0] }
+            guard let head = members.first, let tail = members.last, members.count > 1 else { continue }
+            states[head].chain = members
+            states[head].downstream = states[tail].downstream
+            for member in members.dropFirst() {
+                states[member].chainHead = head
+                states[head].chainPriority = max(states[head].chainPriority, states[member].spec.priority)
+            }
+            let timeouts = members.compactMap { states[$0].spec.timeout }
+            states[head].timeout = timeouts.count == members.count ? timeouts.reduce(.zero, +) : nil
+        }
+        stages = states
         heartbeatInterval = topology.broker.heartbeatInterval
         liveness = max(1, topology.broker.heartbeatLiveness)
         self.ackTimeout = ackTimeout
@@ -433,6 +457,12 @@ final class BrokerCore {
             pending += 1  // deadLetter finishes it
             unsettled[id, default: 0] += 1
             deadLetter(item, reason: reason, detail: detail)
+        case .clientRequest(let stage, _, _, let client, let service) where stages[stage].chainHead != nil:
+            let chain = stages[stages[stage].chainHead!].chain.map { stages[$0].spec.name }
+            actions.append(.clientReply(peer: client, service: service, body: [
+                Array("error".utf8),
+                Array("stage \(service) runs inside chain \(ChainPlan.describe(chain)): send the request to \(chain[0]), or set chain: false on \(service)".utf8),
+            ]))
         case .clientRequest(let stage, let id, let payload, let client, let service):
             let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
             item.client = ClientReturn(peer: client, service: service)
@@ -483,7 +513,8 @@ final class BrokerCore {
     /// Stages that read the source.
     var entryStages: [Int] { stages.indices.filter { stages[$0].spec.from.isEmpty } }
     func stage(named name: String) -> Int? { stageIndex[name] }
-    func hasWorkers(stage: Int) -> Bool { !stages[stage].workers.isEmpty }
+    /// For a chain member, whether its chain's head has workers: they run it.
+    func hasWorkers(stage: Int) -> Bool { !stages[stages[stage].chainHead ?? stage].workers.isEmpty }
     func isRegistered(_ peer: PeerID) -> Bool { workers[peer] != nil }
     var inFlightIsEmpty: Bool { inFlight.isEmpty }
     var queuedTotal: Int { stages.indices.reduce(0) { $0 + queuedCount(stage: $1) } }
@@ -504,8 +535,14 @@ final class BrokerCore {
             let lastSeen = records.map(\.lastSeen).max()!
             return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
                                completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
-                               stages: Set(records.map { stages[$0.stage].spec.name }).sorted())
+                               stages: Set(records.flatMap { servedStages(of: $0) }).sorted())
         }
+    }
+
+    /// The stages a worker runs: its own, or every member of the chain it heads.
+    private func servedStages(of worker: WorkerRecord) -> [String] {
+        let chain = stages[worker.stage].chain
+        return (chain.isEmpty ? [worker.stage] : chain).map { stages[$0].spec.name }
     }
 
     // MARK: Items in
@@ -771,6 +808,24 @@ final class BrokerCore {
             actions.append(.disconnect(peer: peer))
             return
         }
+        if let head = stages[stage].chainHead {
+            let chain = ChainPlan.describe(stages[head].chain.map { stages[$0].spec.name })
+            actions.append(.protocolError(peer: peer, code: .unknownStage,
+                                          detail: "stage \(service) runs inside chain \(chain), whose workers register \(stages[head].spec.name); or set chain: false on \(service)"))
+            actions.append(.disconnect(peer: peer))
+            return
+        }
+        if !stages[stage].chain.isEmpty {
+            // Only a worker that runs the whole chain may serve its head: an older or a plain MDP worker
+            // would run the head alone and its outputs would skip the other members.
+            let names = stages[stage].chain.map { stages[$0].spec.name }
+            guard capabilities["chain"] == names.joined(separator: ",") else {
+                actions.append(.protocolError(peer: peer, code: .unknownStage,
+                                              detail: "stage \(service) heads chain \(ChainPlan.describe(names)) and this worker does not run it (it announced chain=\(capabilities["chain"] ?? "nothing")); upgrade the worker, or set chain: false on \(names[1])"))
+                actions.append(.disconnect(peer: peer))
+                return
+            }
+        }
         let spec = stages[stage].spec
         if let unmet = spec.requires.unmetReason(capabilities) {
             actions.append(.protocolError(peer: peer, code: .unknownStage, detail: "worker cannot serve stage \(service): \(unmet)"))
@@ -860,9 +915,17 @@ final class BrokerCore {
             inFlight[outcome.id] = nil
             actions.append(.attemptFailed(stage: stage))
             fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now)
+        case .failedAt(let member, let message, let stderr):
+            // A chain failed at one of its members: the item starts the chain again from its head,
+            // and that member's max-attempts and name go with the failure. A name that is not a
+            // member of this chain counts as the head's failure.
+            inFlight[outcome.id] = nil
+            let failing = stageIndex[member].flatMap { stages[stage].chain.contains($0) ? $0 : nil } ?? stage
+            actions.append(.attemptFailed(stage: failing))
+            fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now, at: failing)
         case .completed(let outputs):
             worker.completed += 1
-            actions.append(.attemptCompleted(stage: stage, latency: now - entry.item.enqueuedAt))
+            attemptCompleted(entry.item, now: now)
             if let client = entry.item.client {
                 inFlight[outcome.id] = nil
                 actions.append(.clientReply(peer: client.peer, service: client.service, body: outputs.isEmpty ? [[]] : outputs))
@@ -879,8 +942,19 @@ final class BrokerCore {
             }
         case .deliveredToAggregator:
             worker.completed += 1
-            actions.append(.attemptCompleted(stage: stage, latency: now - entry.item.enqueuedAt))
+            attemptCompleted(entry.item, now: now)
             entry.repliedAt = now
+        }
+    }
+
+    /// An attempt succeeded. For a chain, each member after the head counts the item as received and
+    /// completed too (the chain's latency), so per-stage counts show the items that went through it.
+    private func attemptCompleted(_ item: BrokerItem, now: ContinuousClock.Instant) {
+        let latency = now - item.enqueuedAt
+        actions.append(.attemptCompleted(stage: item.stage, latency: latency))
+        for member in stages[item.stage].chain.dropFirst() {
+            actions.append(.itemReceived(stage: member))
+            actions.append(.attemptCompleted(stage: member, latency: latency))
         }
     }
 
@@ -890,7 +964,7 @@ final class BrokerCore {
             for (index, output) in outputs.enumerated() {
                 let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
                                        stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt, root: item.root)
-                child.priority = item.priority
+                child.priority = max(item.priority, Int16(clamping: stages[item.stage].chainPriority))
                 pending += 1
                 if item.client == nil { unsettled[item.root, default: 0] += 1 }
                 enqueue(child, now: now)
@@ -935,18 +1009,19 @@ final class BrokerCore {
                 // The ack overtook the worker's REPLY: the item is done; free the credit now.
                 worker.inFlight.remove(id)
                 worker.completed += 1
-                actions.append(.attemptCompleted(stage: entry.item.stage, latency: now - entry.item.enqueuedAt))
+                attemptCompleted(entry.item, now: now)
             }
             finish(entry.item, settled: .inSink)
         }
     }
 
-    private func fail(_ item: BrokerItem, retryReason: RetryReason, message: String, stderr: String, now: ContinuousClock.Instant) {
+    /// `at`: the chain member that failed, whose max-attempts applies and whom a dead letter names.
+    private func fail(_ item: BrokerItem, retryReason: RetryReason, message: String, stderr: String, now: ContinuousClock.Instant, at member: Int? = nil) {
         item.lastError = message
         item.lastStderr = stderr
-        let maxAttempts = max(1, stages[item.stage].spec.maxAttempts)
+        let maxAttempts = max(1, stages[member ?? item.stage].spec.maxAttempts)
         if item.attempts >= maxAttempts {
-            deadLetter(item, reason: .attemptsExhausted, detail: "failed \(item.attempts) of \(maxAttempts) attempts; last error: \(message)")
+            deadLetter(item, reason: .attemptsExhausted, detail: "failed \(item.attempts) of \(maxAttempts) attempts; last error: \(message)", at: member)
         } else {
             retry(item, reason: retryReason)
         }
@@ -957,9 +1032,10 @@ final class BrokerCore {
         place(item, atFront: true)
     }
 
-    private func deadLetter(_ item: BrokerItem, reason: DeadLetterReason, detail: String, abandoned: Bool = false) {
+    private func deadLetter(_ item: BrokerItem, reason: DeadLetterReason, detail: String, abandoned: Bool = false, at member: Int? = nil) {
+        let stage = member ?? item.stage
         actions.append(.deadLettered(DeadLetter(
-            id: item.id, stage: item.stage, stageName: stages[item.stage].spec.name, payload: item.payload, attempts: item.attempts,
+            id: item.id, stage: stage, stageName: stages[stage].spec.name, payload: item.payload, attempts: item.attempts,
             reason: reason, detail: detail, lastError: item.lastError, lastStderr: item.lastStderr)))
         if let client = item.client {
             actions.append(.clientReply(peer: client.peer, service: client.service, body: [Array("error".utf8), Array(detail.utf8)]))
@@ -1005,7 +1081,7 @@ final class BrokerCore {
         for (id, entry) in inFlight where !entry.admitted {
             if let repliedAt = entry.repliedAt {
                 if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
-            } else if let timeout = stages[entry.item.stage].spec.timeout, let startedAt = entry.startedAt, now - startedAt > timeout {
+            } else if let timeout = stages[entry.item.stage].timeout, let startedAt = entry.startedAt, now - startedAt > timeout {
                 expired.append((id, entry, .timeout))
             }
         }
@@ -1021,7 +1097,7 @@ final class BrokerCore {
                      message: "the aggregator never confirmed the outputs within \(seconds(ackTimeout)) of worker \(hex(entry.peer))'s reply; can that worker reach the aggregator endpoint?",
                      stderr: "", now: now)
             } else {
-                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(stages[stage].spec.timeout!))", stderr: "", now: now)
+                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(stages[stage].timeout!))", stderr: "", now: now)
             }
         }
         for worker in workers.values where !worker.inFlight.isEmpty { startedCount(of: worker, now: now) }

@@ -36,7 +36,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
         switch self {
         case .malformedMessage: "Fix the peer to send MDP/0.1 frames; see protocol.md."
         case .outOfOrder: "Open a new DEALER socket (a new routing id) for each registration."
-        case .unknownStage: "Use a stage name from the topology; check `requires` against `lancompute doctor` on the worker's machine."
+        case .unknownStage: "Use a stage name from the topology; check `requires` against `lancompute doctor` on the worker's machine; for a chained stage, use a LANCompute worker or set `chain: false`."
         case .unknownService: "Use a stage name, `mmi.service` or `mmi.topology`."
         case .requestBody: "Send one frame: the item."
         case .malformedFromBroker: "Point workers at a LANCompute broker."

@@ -204,12 +204,17 @@ final class BrokerJournal {
         RunIdentity(epoch: epoch, topologyHash: topologyHash(topology), source: sourceIdentity(topology.source))
     }
 
-    /// What item ids depend on: the stages (names, order, links, handlers), the source and the sink.
+    /// What item ids depend on: the stages (names, order, links, handlers), the chains, the source and the sink.
     static func topologyHash(_ topology: Topology) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var bytes: [UInt8] = []
         bytes += (try? encoder.encode(topology.stages)).map(Array.init) ?? []
+        // A chain's outputs take ids derived from its head's item, not from each member's: a journal of
+        // the same stages run without chains (by an older broker) is another run. Hashed only when there
+        // are chains, so a topology without any keeps the hash it always had.
+        let chains = ChainPlan(topology).chains
+        if !chains.isEmpty { bytes += (try? encoder.encode(chains)).map(Array.init) ?? [] }
         bytes += (try? encoder.encode(topology.source)).map(Array.init) ?? []
         bytes += (try? encoder.encode(topology.sink)).map(Array.init) ?? []
         return SHA256.hexDigest(bytes)

@@ -8,10 +8,13 @@ public struct StageFailure: Error, Sendable, Equatable, CustomStringConvertible 
     public var message: String
     /// The recent standard error of the program that failed, for exec stages (at most 4 KiB, its tail).
     public var stderr: String?
+    /// In a chain: the member stage that failed; nil for a stage that runs alone.
+    public var stage: String?
 
-    public init(_ message: String, stderr: String? = nil) {
+    public init(_ message: String, stderr: String? = nil, stage: String? = nil) {
         self.message = message
         self.stderr = stderr
+        self.stage = stage
     }
 
     public var description: String {

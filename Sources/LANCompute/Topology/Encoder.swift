@@ -81,6 +81,7 @@ public enum TopologyEncoder {
         if let timeout = stage.timeout { lines.append("\(indent)timeout: \(DurationLiteral.format(timeout))") }
         if stage.maxAttempts != 3 { lines.append("\(indent)max-attempts: \(stage.maxAttempts)") }
         if let deadline = stage.deadline { lines.append("\(indent)deadline: \(DurationLiteral.format(deadline))") }
+        if !stage.chain { lines.append("\(indent)chain: false") }
         return lines
     }
 

@@ -1,4 +1,4 @@
-// Draws a topology as a graph (Graphviz DOT or Mermaid): source, stages and sink with their edges.
+// Draws a topology as a graph (Graphviz DOT or Mermaid): source, stages and sink with their edges, and the chains.
 
 import Foundation
 
@@ -113,6 +113,21 @@ public enum TopologyGraph {
         return "stage\(index)"
     }
 
+    /// The chains as node indices, and the edges inside them (drawn bold: no broker round trip).
+    static func chains(_ topology: Topology) -> (members: [[Int]], plan: ChainPlan, edges: Set<[Int]>) {
+        let plan = ChainPlan(topology)
+        var indexByName: [String: Int] = [:]
+        for (index, stage) in topology.stages.enumerated() where indexByName[stage.name] == nil { indexByName[stage.name] = index }
+        let members = plan.chains.map { $0.compactMap { indexByName[$0] } }
+        var edges = Set<[Int]>()
+        for chain in members { for (from, to) in zip(chain, chain.dropFirst()) { edges.insert([from, to]) } }
+        return (members, plan, edges)
+    }
+
+    static func chainLabel(_ chain: [String]) -> String {
+        "chain: \(ChainPlan.describe(chain)) (one worker slot)"
+    }
+
     // MARK: Graphviz
 
     static func dot(_ topology: Topology) -> String {
@@ -128,8 +143,20 @@ public enum TopologyGraph {
             out.append("  \(id(index)) [label=\(label(stageLines(stage)))];")
         }
         out.append("  sink [shape=house, label=\(label(sinkLines(topology.sink)))];")
+        let chained = chains(topology)
+        for (number, chain) in chained.members.enumerated() {
+            out.append("  subgraph cluster_chain\(number) {")
+            out.append("    label=\(label([chainLabel(chained.plan.chains[number])]));")
+            out.append("    style=dashed;")
+            out.append("    " + chain.map { id($0) + ";" }.joined(separator: " "))
+            out.append("  }")
+        }
         for edge in edges(topology) {
-            out.append("  \(id(edge.from)) -> \(id(edge.to));")
+            let bold = chained.edges.contains([edge.from, edge.to]) ? " [style=bold, label=\"chained\"]" : ""
+            out.append("  \(id(edge.from)) -> \(id(edge.to))\(bold);")
+        }
+        for boundary in chained.plan.boundaries {
+            out.append("  // not chained: \(boundary.upstream) -> \(boundary.downstream): \(boundary.reason)")
         }
         out.append("}")
         return out.joined(separator: "\n") + "\n"
@@ -153,8 +180,18 @@ public enum TopologyGraph {
             out.append("  \(id(index))[\(label(stageLines(stage)))]")
         }
         out.append("  sink[\\\(label(sinkLines(topology.sink)))/]")
+        let chained = chains(topology)
+        for (number, chain) in chained.members.enumerated() {
+            out.append("  subgraph chain\(number)[\(label([chainLabel(chained.plan.chains[number])]))]")
+            for member in chain { out.append("    \(id(member))") }
+            out.append("  end")
+        }
         for edge in edges(topology) {
-            out.append("  \(id(edge.from)) --> \(id(edge.to))")
+            let arrow = chained.edges.contains([edge.from, edge.to]) ? "==>|chained|" : "-->"
+            out.append("  \(id(edge.from)) \(arrow) \(id(edge.to))")
+        }
+        for boundary in chained.plan.boundaries {
+            out.append("  %% not chained: \(boundary.upstream) -> \(boundary.downstream): \(boundary.reason)")
         }
         return out.joined(separator: "\n") + "\n"
     }

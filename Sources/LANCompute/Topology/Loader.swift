@@ -82,7 +82,7 @@ enum Schema {
     static let generate = ["count", "size"]
     static let stage = [
         "name", "builtin", "options", "exec", "from", "replicas", "credit", "requires", "prefers", "group-by",
-        "priority", "timeout", "max-attempts", "deadline",
+        "priority", "timeout", "max-attempts", "deadline", "chain",
     ]
     static let exec = ["command", "mode", "output", "working-directory", "environment"]
     static let requirements = ["arch", "os", "gpu", "min-memory", "min-cores", "labels"]
@@ -812,6 +812,7 @@ final class TopologyReader {
             stage.maxAttempts = value
         }
         if let node = fields["deadline"] { stage.deadline = duration(node, path: "\(path).deadline") }
+        if let node = fields["chain"], let value = boolean(node, path: "\(path).chain") { stage.chain = value }
         draft.spec = stage
         return draft
     }

@@ -26,6 +26,10 @@ public struct Topology: Sendable, Equatable, Codable {
     public var broker: BrokerSettings
     /// Where each value came from in the file, by key path; empty for a topology built in code.
     public var sourceMap = SourceMap()
+    /// The chains the broker runs (``ChainPlan``), head first, as `mmi.topology` announces them to
+    /// workers; nil in a topology file and from a broker that runs no chains, whose workers then run
+    /// every stage alone.
+    public var chains: [[String]]?
 
     public init(
         version: Int = 1, name: String, description: String? = nil, source: SourceSpec,
@@ -190,6 +194,9 @@ public struct StageSpec: Sendable, Equatable, Codable {
     public var maxAttempts: Int
     /// Longest an item may wait in this stage (queue plus attempts) before it is dead-lettered.
     public var deadline: Duration?
+    /// Whether the stage may run chained with its neighbours in one worker slot (`chain: false`
+    /// keeps it a stage of its own, dispatched by the broker); see ``ChainPlan``.
+    public var chain: Bool
     /// Where the stage was written (its first key), when it was loaded from a file; the position
     /// of each of its keys is in `Topology.sourceMap`, by key path (`stages[2].replicas`).
     public var location: SourceLocation?
@@ -198,7 +205,7 @@ public struct StageSpec: Sendable, Equatable, Codable {
         name: String, handler: HandlerSpec, from: [String] = [], replicas: Int = 1, credit: Int? = nil,
         requires: Requirements = Requirements(), prefers: Requirements = Requirements(),
         groupBy: KeyExtractor? = nil, priority: Int = 0, timeout: Duration? = nil,
-        maxAttempts: Int = 3, deadline: Duration? = nil, location: SourceLocation? = nil
+        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, location: SourceLocation? = nil
     ) {
         self.name = name
         self.handler = handler
@@ -212,6 +219,7 @@ public struct StageSpec: Sendable, Equatable, Codable {
         self.timeout = timeout
         self.maxAttempts = maxAttempts
         self.deadline = deadline
+        self.chain = chain
         self.location = location
     }
 }
@@ -366,7 +374,7 @@ extension BrokerSettings {
 
 extension StageSpec {
     enum CodingKeys: String, CodingKey {
-        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, location
+        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, location
     }
 
     public init(from decoder: any Decoder) throws {
@@ -384,6 +392,7 @@ extension StageSpec {
             timeout: try container.decodeSecondsIfPresent(forKey: .timeout),
             maxAttempts: try container.decode(Int.self, forKey: .maxAttempts),
             deadline: try container.decodeSecondsIfPresent(forKey: .deadline),
+            chain: try container.decodeIfPresent(Bool.self, forKey: .chain) ?? true,
             location: try container.decodeIfPresent(SourceLocation.self, forKey: .location))
     }
 
@@ -401,6 +410,8 @@ extension StageSpec {
         try container.encodeSecondsIfPresent(timeout, forKey: .timeout)
         try container.encode(maxAttempts, forKey: .maxAttempts)
         try container.encodeSecondsIfPresent(deadline, forKey: .deadline)
+        // Written only when off, so a topology without chains reads the same to older workers.
+        if !chain { try container.encode(false, forKey: .chain) }
         try container.encodeIfPresent(location, forKey: .location)
     }
 }

@@ -125,6 +125,8 @@ public struct ItemOutcome: Equatable, Sendable {
         case deliveredToAggregator(count: Int)
         /// The attempt failed.
         case failed(message: String, stderr: String)
+        /// The attempt at a chain failed at its member `stage` (the stages before it succeeded).
+        case failedAt(stage: String, message: String, stderr: String)
     }
 
     public var id: UInt64
@@ -144,17 +146,25 @@ public struct ItemOutcome: Equatable, Sendable {
 /// The body of a REPLY from a LANCompute worker, and of a message to the aggregator:
 /// one header frame, then each item's frames in order (its outputs, or two error frames).
 ///
-/// Header frame: version (1 byte, 2), count (4), then per item: id (8), epoch (4), attempt (2),
-/// status (1: 0 completed, 1 delivered to the aggregator, 2 failed), number (4: outputs
-/// that follow; outputs delivered for status 1; 2 error frames for status 2).
+/// Header frame: version (1 byte, 2 or 3), count (4), then per item: id (8), epoch (4), attempt (2),
+/// status (1: 0 completed, 1 delivered to the aggregator, 2 failed, 3 failed at a chain member:
+/// version 3 only), number (4: outputs that follow; outputs delivered for status 1; 2 error frames
+/// for status 2; 3 frames, the member's name and the 2 error frames, for status 3).
+///
+/// A reply is written as version 2 unless it holds a status 3, so a broker that knows only
+/// version 2 reads every reply of a worker that runs no chain (and only a broker that announces
+/// chains in `mmi.topology` gets workers that run them).
 public struct ReplyBatch: Equatable, Sendable {
     public static let version: UInt8 = 2
+    /// The version whose status 3 names the chain member that failed.
+    public static let chainVersion: UInt8 = 3
     public var outcomes: [ItemOutcome]
 
     public init(outcomes: [ItemOutcome]) { self.outcomes = outcomes }
 
     public var frames: [[UInt8]] {
-        var header: [UInt8] = [Self.version]
+        let chained = outcomes.contains { if case .failedAt = $0.status { return true } else { return false } }
+        var header: [UInt8] = [chained ? Self.chainVersion : Self.version]
         header.reserveCapacity(5 + outcomes.count * 19)
         header.appendBigEndian(UInt32(outcomes.count))
         var rest: [[UInt8]] = []
@@ -175,6 +185,12 @@ public struct ReplyBatch: Equatable, Sendable {
                 header.appendBigEndian(UInt32(2))
                 rest.append(Array(message.utf8))
                 rest.append(Array(stderr.utf8))
+            case .failedAt(let stage, let message, let stderr):
+                header.append(3)
+                header.appendBigEndian(UInt32(3))
+                rest.append(Array(stage.utf8))
+                rest.append(Array(message.utf8))
+                rest.append(Array(stderr.utf8))
             }
         }
         return [header] + rest
@@ -190,7 +206,9 @@ public struct ReplyBatch: Equatable, Sendable {
         guard let first = body.first else { throw WireError("reply body has no reply header frame") }
         var reader = ByteReader(first)
         let version = try reader.readUInt8("reply header version")
-        guard version == Self.version else { throw WireError("reply header version \(version) is not supported") }
+        guard version == Self.version || version == Self.chainVersion else {
+            throw WireError("reply header version \(version) is not supported")
+        }
         let count = Int(try reader.readUInt32("outcome count"))
         guard count <= body.count * 1_000_000 else { throw WireError("implausible outcome count \(count)") }
         var next = 1
@@ -215,6 +233,13 @@ public struct ReplyBatch: Equatable, Sendable {
                 let stderr = String(decoding: body[base + next + 1], as: UTF8.self)
                 outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .failed(message: message, stderr: stderr)))
                 next += 2
+            case 3 where version == Self.chainVersion:
+                guard number == 3, next + 3 <= body.count else { throw WireError("a failed chain outcome needs 3 frames") }
+                let stage = String(decoding: body[base + next], as: UTF8.self)
+                let message = String(decoding: body[base + next + 1], as: UTF8.self)
+                let stderr = String(decoding: body[base + next + 2], as: UTF8.self)
+                outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .failedAt(stage: stage, message: message, stderr: stderr)))
+                next += 3
             default:
                 throw WireError("unknown outcome status \(status)")
             }

@@ -85,24 +85,47 @@ enum SlotWork {
             do {
                 status = .completed(outputs: try handler.process(StageItem(job.item)))
             } catch {
-                status = .failed(message: error.message, stderr: error.stderr ?? "")
+                if let stage = error.stage {
+                    status = .failedAt(stage: stage, message: error.message, stderr: error.stderr ?? "")
+                } else {
+                    status = .failed(message: error.message, stderr: error.stderr ?? "")
+                }
             }
         } else {
-            status = .failed(message: setupFailure?.message ?? "no handler", stderr: setupFailure?.stderr ?? "")
+            let message = setupFailure?.message ?? "no handler"
+            let stderr = setupFailure?.stderr ?? ""
+            if let stage = setupFailure?.stage {
+                status = .failedAt(stage: stage, message: message, stderr: stderr)
+            } else {
+                status = .failed(message: message, stderr: stderr)
+            }
         }
         return ItemOutcome(id: job.item.header.id, epoch: job.item.header.epoch, attempt: job.item.header.attempt, status: status)
     }
 
-    /// A handler for one slot of `spec`, or why there is none (the slot then fails its items with it).
+    /// A handler for one slot of `plan` (a chain's plan: one handler running every member), or why
+    /// there is none (the slot then fails its items with it).
     static func makeHandler(
-        for spec: StageSpec, configuration: WorkerConfiguration, logger: Logger
+        for plan: StagePlan, configuration: WorkerConfiguration, logger: Logger
     ) -> (handler: (any StageHandler)?, failure: StageFailure?) {
-        do {
-            let handler = try StageHandlers.make(
-                for: spec, swiftFunctions: configuration.swiftFunctions, workingDirectory: configuration.workingDirectory)
-            return (handler, nil)
+        do throws(StageFailure) {
+            let make = { (spec: StageSpec) throws(StageFailure) -> any StageHandler in
+                try StageHandlers.make(
+                    for: spec, swiftFunctions: configuration.swiftFunctions, workingDirectory: configuration.workingDirectory)
+            }
+            guard plan.chain.count > 1 else { return (try make(plan.spec), nil) }
+            var members: [(name: String, handler: any StageHandler)] = []
+            for spec in plan.chain {
+                do throws(StageFailure) {
+                    members.append((spec.name, try make(spec)))
+                } catch {
+                    for member in members { member.handler.close() }
+                    throw StageFailure(error.message, stderr: error.stderr, stage: spec.name)
+                }
+            }
+            return (ChainHandler(members: members), nil)
         } catch {
-            logger.error("stage \(spec.name): cannot start a handler: \(error.message)")
+            logger.error("stage \(plan.spec.name): cannot start a handler: \(error.message)")
             return (nil, error)
         }
     }
@@ -130,7 +153,7 @@ final class SlotPools {
         for (position, plan) in plans.enumerated() {
             if plan.runsInline {
                 queues.append(nil)
-                inline.append(SlotWork.makeHandler(for: plan.spec, configuration: configuration, logger: logger))
+                inline.append(SlotWork.makeHandler(for: plan, configuration: configuration, logger: logger))
                 continue
             }
             let queue = JobQueue()
@@ -195,7 +218,7 @@ final class SlotPools {
     ) {
         let thread = Thread {
             defer { exited.signal() }
-            let (handler, failure) = SlotWork.makeHandler(for: plan.spec, configuration: configuration, logger: logger)
+            let (handler, failure) = SlotWork.makeHandler(for: plan, configuration: configuration, logger: logger)
             defer { handler?.close() }
             do {
                 // This thread's own socket: a wake-up only, so a full pipe (the I/O thread has plenty

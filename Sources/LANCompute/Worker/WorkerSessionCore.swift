@@ -51,7 +51,10 @@ enum WorkerAction: Equatable, Sendable {
 
 /// One stage this worker serves, as it registers it.
 struct StagePlan: Equatable, Sendable {
+    /// The stage it registers; for a chain, the chain's head.
     var spec: StageSpec
+    /// A chain's members, head first, all run by one handler in one slot; empty for a stage run alone.
+    var chain: [StageSpec] = []
     /// Final stages PUSH their outputs to the aggregator.
     var isFinal: Bool
     var slots: Int
@@ -289,20 +292,33 @@ struct WorkerSessionCore {
         // The broker sends environment names only; the values are this machine's (Docs/security.md).
         let topology = topology.withLocalEnvironment(configuration.stageEnvironment)
         let finals = Set(topology.terminalStages.map(\.name))
+        // Only the chains the broker announced: a broker that runs none dispatches every stage itself.
+        let chains = topology.chains ?? []
         var plans: [StagePlan] = []
         for spec in topology.stages {
-            if let only = configuration.stages, !only.contains(spec.name) { continue }
-            if case .unavailable(let reason) = availability(spec) {
-                actions.append(.notice(.notServing(stage: spec.name, reason: reason)))
+            let chain = chains.first { $0.contains(spec.name) }
+            // A chain registers once, under its head, and runs all its members.
+            if let chain, chain.first != spec.name { continue }
+            let members = chain.map { names in names.compactMap { topology.stage(named: $0) } } ?? [spec]
+            if let only = configuration.stages, !members.contains(where: { only.contains($0.name) }) { continue }
+            let label = chain.map { "\(spec.name) (chain \(ChainPlan.describe($0)))" } ?? spec.name
+            let unavailable = members.compactMap { member -> String? in
+                if case .unavailable(let reason) = availability(member) { return reason }
+                return nil
+            }
+            if let reason = unavailable.first {
+                actions.append(.notice(.notServing(stage: label, reason: reason)))
                 continue
             }
-            let plan = Self.plan(for: spec, isFinal: finals.contains(spec.name), configuration: configuration)
-            if let unmet = spec.requires.unmetReason(plan.capabilities) {
-                actions.append(.notice(.notServing(stage: spec.name, reason: unmet)))
+            let tail = members.last ?? spec
+            var plan = Self.plan(for: spec, isFinal: finals.contains(tail.name), configuration: configuration, chain: members)
+            if let chain { plan.capabilities["chain"] = chain.joined(separator: ",") }
+            if let unmet = members.compactMap({ $0.requires.unmetReason(plan.capabilities) }).first {
+                actions.append(.notice(.notServing(stage: label, reason: unmet)))
                 continue
             }
             plans.append(plan)
-            actions.append(.notice(.serving(stage: spec.name, slots: plan.slots, credit: plan.credit)))
+            actions.append(.notice(.serving(stage: label, slots: plan.slots, credit: plan.credit)))
         }
         guard !plans.isEmpty else {
             actions.append(.notice(.servesNothing(pipeline: topology.name)))
@@ -322,9 +338,10 @@ struct WorkerSessionCore {
     }
 
     /// How this worker registers `spec`: slots, credit, batch, and where the handler runs.
-    static func plan(for spec: StageSpec, isFinal: Bool, configuration: WorkerConfiguration) -> StagePlan {
+    /// `chain`: a chain's members, head (`spec`) first; it runs cheaply only if every member does.
+    static func plan(for spec: StageSpec, isFinal: Bool, configuration: WorkerConfiguration, chain: [StageSpec] = []) -> StagePlan {
         let slots = max(1, configuration.slots ?? spec.replicas)
-        let cheap = StageHandlers.cost(of: spec) == .fast
+        let cheap = ([spec] + chain).allSatisfy { StageHandlers.cost(of: $0) == .fast }
         let credit = spec.credit ?? slots * (cheap ? 128 : 4)
         // Cheap handlers take several waiting items at once and answer them in one message;
         // others one at a time, so no answer waits behind another item's work.
@@ -332,7 +349,7 @@ struct WorkerSessionCore {
         let capabilities = NodeInfo.capabilities(
             node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch)
         return StagePlan(
-            spec: spec, isFinal: isFinal, slots: slots, credit: credit, batch: batch, capabilities: capabilities,
+            spec: spec, chain: chain.count > 1 ? chain : [], isFinal: isFinal, slots: slots, credit: credit, batch: batch, capabilities: capabilities,
             runsInline: cheap && slots == 1, takeLimit: cheap ? 16 : 1)
     }
 
