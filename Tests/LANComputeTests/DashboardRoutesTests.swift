@@ -133,8 +133,27 @@ import Testing
         #expect(graph.columns[0] == 1 && graph.columns[1] == 2 && graph.columns[2] == 3, "left, right, then join: its longest path")
         #expect(graph.columns[3] == 4, "the sink after the last stage")
         let svg = graph.svg
-        #expect(svg.components(separatedBy: "class=\"edge\"").count - 1 == graph.edges.count)
+        #expect(svg.components(separatedBy: "class=\"edge").count - 1 == graph.edges.count)
         for index in 0..<3 { #expect(svg.contains("id=\"stage-\(index)-rate\"")) }
         #expect(DashboardGraph.escape("<a & \"b\">") == "&lt;a &amp; &quot;b&quot;&gt;")
+    }
+
+    @Test func chainsAreOutlinedAndTheirEdgesMarked() throws {
+        let yaml = """
+            version: 1
+            name: chained
+            source: {file: in.txt}
+            stages:
+              - {name: a, builtin: upper}
+              - {name: b, builtin: lower, from: a}
+              - {name: c, builtin: upper, from: b, chain: false}
+            sink: {file: out.txt}
+            """
+        let graph = DashboardGraph(topology: try TopologyLoader.load(yaml: yaml, file: "chained.yaml"))
+        #expect(graph.chains == [[0, 1]])
+        let svg = graph.svg
+        #expect(svg.contains(#"<rect class="chain" data-chain="a &gt; b""#), "\(svg)")
+        #expect(svg.components(separatedBy: #"class="edge chained""#).count - 1 == 1, "only a -> b is inside the chain")
+        #expect(graph.jsonText.serialized.contains(#""chains":[[0,1]]"#))
     }
 }

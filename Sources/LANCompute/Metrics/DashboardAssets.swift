@@ -187,7 +187,7 @@ enum DashboardAssets {
         element("td", {}, [number(node.workers)]),
         element("td", {}, [number(node.in_flight) + " (" + load + "/worker" + (c["load.1"] ? ", load " + c["load.1"] : "") + ")"]),
         element("td", {}, [number(node.completed)]),
-        element("td", { class: node.heartbeat_age_ms > 1500 ? "late" : "" }, [number(node.heartbeat_age_ms) + " ms"]),
+        element("td", { class: node.heartbeat_age_ms > 2 * ((state.graph && state.graph.heartbeat_ms) || 250) ? "late" : "" }, [number(node.heartbeat_age_ms) + " ms"]),
       ]));
     }
   }
@@ -310,6 +310,8 @@ svg.graph text { font-size: 12px; fill: var(--ink); }
 svg.graph text.name { font-weight: 600; font-size: 13px; }
 svg.graph .backpressure { fill: var(--warn); font-weight: 600; }
 svg.graph .edge { fill: none; stroke: #8a93a0; stroke-width: 1.5; }
+svg.graph .edge.chained { stroke: var(--rate); stroke-width: 2.5; }
+svg.graph .chain { fill: none; stroke: var(--rate); stroke-dasharray: 6 4; stroke-width: 1.5; }
 svg.graph .arrowhead { fill: #8a93a0; }
 svg.plot { display: inline-block; margin-right: 8px; background: #fafbfc; border: 1px solid var(--line); }
 svg.plot .series { fill: none; stroke-width: 1.5; }

@@ -5,12 +5,17 @@ import Foundation
 /// A topology's stages and edges, laid out in columns (the longest path from the source decides a
 /// stage's column), and the SVG the page shows. The page fills in the live figures: every stage's
 /// box has text elements with ids `stage-<index>-<field>` (`rate`, `queued`, `in_flight`,
-/// `failed`, `dead_lettered`) and its group the class `stage` and id `stage-<index>`.
+/// `failed`, `dead_lettered`) and its group the class `stage` and id `stage-<index>`. A chain is a
+/// dashed `rect.chain` around its members, and the edges inside it have the class `chained`.
 public struct DashboardGraph: Sendable, Equatable {
     public let pipeline: String
     public let stages: [String]
     /// By node index: -1 is the source, `stages.count` the sink.
     public let edges: [Edge]
+    /// The chains (stages a worker runs in one slot, head first), by stage index.
+    public let chains: [[Int]]
+    /// The broker's heartbeat interval: a node unheard for two of them is shown late.
+    public let heartbeatMilliseconds: Int
 
     public struct Edge: Sendable, Equatable {
         public let from: Int
@@ -27,6 +32,18 @@ public struct DashboardGraph: Sendable, Equatable {
         pipeline = topology.name
         stages = topology.stages.map(\.name)
         edges = TopologyGraph.edges(topology).map { Edge(from: $0.from, to: $0.to) }
+        let index = Dictionary(topology.stages.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+        chains = ChainPlan(topology).chains.map { $0.compactMap { index[$0] } }
+        let interval = topology.broker.heartbeatInterval.components
+        heartbeatMilliseconds = Int(interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Whether `edge` joins two members of one chain (no broker round trip between them).
+    func isChained(_ edge: Edge) -> Bool {
+        chains.contains { chain in
+            guard let position = chain.firstIndex(of: edge.from), position + 1 < chain.count else { return false }
+            return chain[position + 1] == edge.to
+        }
     }
 
     /// Each node's column: the source is 0, a stage one more than its furthest upstream, the sink last.
@@ -72,12 +89,21 @@ public struct DashboardGraph: Sendable, Equatable {
         let height = (positions.values.map(\.y).max() ?? 0) + Self.boxHeight + Self.margin
         var svg = "<svg class=\"graph\" viewBox=\"0 0 \(width) \(height)\" width=\"\(width)\" height=\"\(height)\" role=\"img\" aria-label=\"pipeline \(Self.escape(pipeline))\">"
         svg += "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" class=\"arrowhead\"/></marker></defs>"
+        // Behind everything: a dashed outline around each chain's boxes.
+        for chain in chains {
+            let boxes = chain.compactMap { positions[$0] }
+            guard let left = boxes.map(\.x).min(), let top = boxes.map(\.y).min(),
+                  let right = boxes.map(\.x).max(), let bottom = boxes.map(\.y).max() else { continue }
+            let pad = Self.margin - 2
+            let names = chain.map { Self.escape(stages[$0]) }.joined(separator: " &gt; ")
+            svg += "<rect class=\"chain\" data-chain=\"\(names)\" x=\"\(left - pad)\" y=\"\(top - pad)\" width=\"\(right - left + Self.boxWidth + 2 * pad)\" height=\"\(bottom - top + Self.boxHeight + 2 * pad)\" rx=\"10\"><title>chain: \(names) (one worker runs them in one slot)</title></rect>"
+        }
         for edge in edges {
             guard let from = positions[edge.from], let to = positions[edge.to] else { continue }
             let x1 = from.x + Self.boxWidth, y1 = from.y + Self.boxHeight / 2
             let x2 = to.x, y2 = to.y + Self.boxHeight / 2
             let bend = (x2 - x1) / 2
-            svg += "<path class=\"edge\" marker-end=\"url(#arrow)\" d=\"M\(x1),\(y1)C\(x1 + bend),\(y1) \(x2 - bend),\(y2) \(x2),\(y2)\"/>"
+            svg += "<path class=\"\(isChained(edge) ? "edge chained" : "edge")\" marker-end=\"url(#arrow)\" d=\"M\(x1),\(y1)C\(x1 + bend),\(y1) \(x2 - bend),\(y2) \(x2),\(y2)\"/>"
         }
         for node in [-1] + Array(stages.indices) + [stages.count] {
             guard let position = positions[node] else { continue }
@@ -103,6 +129,8 @@ public struct DashboardGraph: Sendable, Equatable {
             ("pipeline", .string(pipeline)),
             ("stages", .array(stages.map(JSONText.string))),
             ("edges", .array(edges.map { .array([.int($0.from), .int($0.to)]) })),
+            ("chains", .array(chains.map { .array($0.map(JSONText.int)) })),
+            ("heartbeat_ms", .int(heartbeatMilliseconds)),
             ("svg", .string(svg)),
         ])
     }
