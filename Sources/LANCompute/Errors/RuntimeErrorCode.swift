@@ -48,6 +48,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerNotAuthenticated = 2073
     case keyNotFound = 2074
     case unsecuredConnection = 2075
+    case unknownStage = 2080
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -99,6 +100,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "the broker could not be authenticated"
         case .keyNotFound: "no authorized key has that name"
         case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
+        case .unknownStage: "a stage name the broker's pipeline does not have"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -153,6 +155,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "Give the broker's `public.key` with `--broker-key`; check the broker runs with `--keys`."
         case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
         case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
+        case .unknownStage: "Use a stage name of the topology the broker runs; the message lists them."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
