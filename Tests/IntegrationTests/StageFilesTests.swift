@@ -67,7 +67,7 @@ struct StageFilesTests {
         #expect(broker.wait(timeout: .seconds(90)) == 0, "\(harness.transcripts)")
         #expect(RunCommandTests.lines(harness.path("pipeline/out.txt")).sorted() == input.map { $0.uppercased() }.sorted(),
                 "\(harness.transcripts)")
-        #expect(worker.standardError.contains("fetching 1 stage file(s)"), "\(harness.transcripts)")
+        #expect(worker.standardError.contains("fetched stage file scripts/shout.py"), "\(harness.transcripts)")
         let digest = try #require(try FileManager.default.contentsOfDirectory(atPath: harness.path("cache")).first)
         #expect(digest.count == 64, "the cache is keyed by SHA-256")
         #expect(try String(contentsOfFile: harness.path("cache/\(digest)/shout.py"), encoding: .utf8) == Self.shout)

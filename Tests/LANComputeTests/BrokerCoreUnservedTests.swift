@@ -12,11 +12,13 @@ import Testing
         actions.compactMap { if case .stageServed(_, let name) = $0 { name } else { nil } }
     }
 
-    func tick(_ driver: CoreDriver, for duration: Duration, every step: Duration = .milliseconds(250)) {
+    /// Ticks for `duration`; the `alive` workers heartbeat at each step.
+    func tick(_ driver: CoreDriver, for duration: Duration, every step: Duration = .milliseconds(250), alive: [PeerID] = []) {
         var passed = Duration.zero
         while passed < duration {
             driver.advance(step)
             passed += step
+            for peer in alive { driver.feed(.worker(peer: peer, message: .heartbeat)) }
             driver.feed(.tick)
         }
     }
@@ -67,8 +69,11 @@ import Testing
         driver.ready([1], "a", lanCompute(credit: 1))
         driver.feed(.accepted(id: 0, payload: [0]))
         driver.feed(.accepted(id: 1, payload: [1]))
-        tick(driver, for: .seconds(5), every: .milliseconds(100))
+        tick(driver, for: .seconds(5), every: .milliseconds(100), alive: [[1]])
         #expect(unserved(driver.actions).isEmpty, "a is served (one item waits behind credit 1), b has nothing waiting")
+        // Once its worker falls silent and expires, a is unserved: its items wait.
+        tick(driver, for: .seconds(4), every: .milliseconds(100))
+        #expect(unserved(driver.actions).map(\.stageName) == ["a"])
     }
 
     @Test func reportsOfANodeThatIsGoneAreForgotten() {

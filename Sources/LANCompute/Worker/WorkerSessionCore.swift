@@ -109,7 +109,8 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
 
     var level: Level {
         switch self {
-        case .noAnswer, .notServing, .serving, .fetchingStageFiles: .info
+        case .fetchingStageFiles: .debug
+        case .noAnswer, .notServing, .serving: .info
         case .brokerSilent, .brokerDisconnected, .draining, .drained, .handedBack: .notice
         case .unexpectedTopologyReply, .servesNothing, .malformedMessage, .malformedRequest, .graceExpired: .warning
         case .sessionFailed: .error
@@ -119,7 +120,7 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
     var description: String {
         switch self {
         case .noAnswer(let broker): "no answer from the broker at \(broker); retrying"
-        case .fetchingStageFiles(let count, let bytes): "fetching \(count) stage file(s), \(bytes) bytes, from the broker"
+        case .fetchingStageFiles(let count, let bytes): "checking \(count) stage file(s), \(bytes) bytes, against the cache; fetching what is missing"
         case .unexpectedTopologyReply(let broker, let reason):
             "the broker at \(broker) answered mmi.topology with something unexpected: \(reason)"
         case .notServing(let stage, let reason): "not serving stage \(stage): \(reason)"

@@ -186,6 +186,9 @@ final class WorkerShell {
             }
         case .storeStageFile(let file, let content):
             let failure = configuration.stageFileCache.map { $0.store(file, content: content) } ?? "no stage file cache"
+            if failure == nil, let cache = configuration.stageFileCache {
+                logger.info("fetched stage file \(file.path) (\(file.size) bytes, SHA-256 \(file.sha256.prefix(12))…) into \(cache.location(of: file))")
+            }
             feed(.stageFileStored(sha256: file.sha256, failure: failure))
         case .reportUnserved(let node, let stages):
             // Advice for the broker's log and events; the core moves on without an answer after a while.
