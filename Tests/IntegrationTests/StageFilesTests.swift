@@ -77,10 +77,7 @@ struct StageFilesTests {
     @Test func aStageNoWorkerCanServeIsLoggedAndPublishedWithTheReasonAndItsItemsWaitForOneThatCan() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
-        let (topology, input) = try Self.writePipeline(in: harness, count: 20, extra: """
-                    requires:
-                      labels: {gpu: "yes"}
-            """)
+        let (topology, input) = try Self.writePipeline(in: harness, count: 20, extra: "    requires:\n      labels: {gpu: \"yes\"}")
         let dispatch = harness.ipc("dispatch")
         let events = try harness.watchEvents(harness.ipc("events"))
         let broker = try harness.lancompute("broker", [
