@@ -126,4 +126,29 @@ struct StageFilesTests {
         #expect(lines.first?.hasPrefix("lancompute: error LC2080: --stages names 'nosuch'") == true, "\(worker.transcript)")
         #expect(lines.first?.contains("its stages are shout") == true, "\(worker.transcript)")
     }
+
+    @Test func doctorSaysWhichStagesOfTheBrokersTopologyThisMachineCouldServeAndWhyNot() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let (topology, _) = try Self.writePipeline(in: harness, count: 1, extra: """
+              - name: tagged
+                builtin: identity
+                from: [shout]
+                requires:
+                  labels: {zone: lab}
+            """)
+        let dispatch = harness.ipc("dispatch")
+        try harness.lancompute("broker", ["broker", topology, "--bind", dispatch, "--aggregator", harness.ipc("aggregator"), "--events", "none"])
+        #expect(try harness.waitUntilServing(dispatch))
+        let doctor = try harness.lancompute("doctor", ["doctor", "--broker", dispatch, "--cache", harness.path("doctor-cache")])
+        #expect(doctor.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
+        let output = doctor.standardOutput
+        #expect(output.contains("broker      \(dispatch): answers, pipeline shipped, 2 stage(s)"), "\(output)")
+        #expect(output.contains("shout     can serve here"), "the shipped script counts: \(output)")
+        #expect(output.contains("tagged    cannot serve here: needs label zone=lab"), "\(output)")
+
+        let missing = try harness.lancompute("doctor-missing", ["doctor", "--broker", harness.ipc("nobody"), "--timeout", "1"])
+        #expect(missing.wait(timeout: .seconds(20)) == 1, "\(harness.transcripts)")
+        #expect(missing.standardError.hasPrefix("lancompute: error LC2081: the broker at \(harness.ipc("nobody")) did not answer"), "\(missing.transcript)")
+    }
 }

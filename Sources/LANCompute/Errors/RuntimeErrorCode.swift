@@ -49,6 +49,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case keyNotFound = 2074
     case unsecuredConnection = 2075
     case unknownStage = 2080
+    case brokerUnreachable = 2081
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -101,6 +102,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .keyNotFound: "no authorized key has that name"
         case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
         case .unknownStage: "a stage name the broker's pipeline does not have"
+        case .brokerUnreachable: "doctor: the broker did not answer mmi.topology"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -156,6 +158,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
         case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
         case .unknownStage: "Use a stage name of the topology the broker runs; the message lists them."
+        case .brokerUnreachable: "Start the broker, give its dispatch endpoint (not the events one), and check a firewall lets the port through; with keys, pass --broker-key."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
