@@ -123,7 +123,7 @@ struct StageFilesTests {
         #expect(worker.wait(timeout: .seconds(20)) == 1, "\(harness.transcripts)")
         let lines = worker.standardError.split(separator: "\n")
         #expect(lines.count == 1, "\(worker.transcript)")
-        #expect(lines.first?.hasPrefix("lancompute: error LC2080: --stages names 'nosuch'") == true, "\(worker.transcript)")
+        #expect(lines.first?.hasPrefix("lancompute: error LC2090: --stages names 'nosuch'") == true, "\(worker.transcript)")
         #expect(lines.first?.contains("its stages are shout") == true, "\(worker.transcript)")
     }
 
@@ -149,6 +149,6 @@ struct StageFilesTests {
 
         let missing = try harness.lancompute("doctor-missing", ["doctor", "--broker", harness.ipc("nobody"), "--timeout", "1"])
         #expect(missing.wait(timeout: .seconds(20)) == 1, "\(harness.transcripts)")
-        #expect(missing.standardError.hasPrefix("lancompute: error LC2081: the broker at \(harness.ipc("nobody")) did not answer"), "\(missing.transcript)")
+        #expect(missing.standardError.hasPrefix("lancompute: error LC2091: the broker at \(harness.ipc("nobody")) did not answer"), "\(missing.transcript)")
     }
 }

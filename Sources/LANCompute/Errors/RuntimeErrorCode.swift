@@ -48,8 +48,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerNotAuthenticated = 2073
     case keyNotFound = 2074
     case unsecuredConnection = 2075
-    case unknownStage = 2080
-    case brokerUnreachable = 2081
+    case unknownStage = 2090
+    case brokerUnreachable = 2091
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
