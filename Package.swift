@@ -23,11 +23,18 @@ let package = Package(
             pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]
         ),
+        // Ristretto255 for pairing (CPace); libzmq links libsodium already, so it adds no library to a machine.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
+        ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(
             name: "LANCompute",
             dependencies: [
                 "ZeroMQ",
+                "CSodium",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -163,8 +163,13 @@ def report(args):
         lost = len(expected - in_sink - set(dead_counts))
     if args.acknowledged is not None:
         acked = set(read_lines(args.acknowledged))
-        lost = len(acked - in_sink - set(dead_counts))
-        items_in = len(acked)
+        missing = len(acked - in_sink - set(dead_counts))
+        if args.items_read is None:
+            lost, items_in = missing, len(acked)
+        else:
+            # Both: every item the broker took is accounted for, and among them every line the
+            # producer was told had been taken.
+            lost = max(lost, missing)
     events = read_events(args.events)
     marks = read_marks(args.marks)
     detect, worst_detect = figure(detection_times(events, marks))

@@ -161,9 +161,10 @@ chaos_start_broker() {
     chaos_spawn events "$LANCOMPUTE" events "$EVENTS"
     # The recorder writes JSON to its log; keep standard error apart by reading only JSON lines later.
     EVENTS_PID=$SPAWNED
-    chaos_spawn broker "${netns[@]}" "$LANCOMPUTE" broker "$WORK/pipeline.yaml" \
+    BROKER_COMMAND=("${netns[@]}" "$LANCOMPUTE" broker "$WORK/pipeline.yaml" \
         --bind "$DISPATCH" --aggregator "$AGGREGATOR" --events "$EVENTS" --metrics-interval "${METRICS_INTERVAL:-0.2}" \
-        --dead-letter "$WORK/dead-letter.jsonl" --json "$@"
+        --dead-letter "$WORK/dead-letter.jsonl" --json "$@")
+    chaos_spawn broker "${BROKER_COMMAND[@]}"
     BROKER_PID=$SPAWNED
     chaos_spawn sink-watcher python3 "$CHAOS_PY" watch-sink "$WORK/sink.txt" "$WORK/sink-growth.log" "$WORK/stop"
     local tries=0
@@ -175,6 +176,62 @@ chaos_start_broker() {
             exit 1
         fi
         chaos_sleep 0.05
+    done
+}
+
+# The broker again, with the same command (after it was killed: it resumes from its journal when
+# started with --state); its new pid in $BROKER_PID.
+chaos_restart_broker() {
+    chaos_spawn broker "${BROKER_COMMAND[@]}"
+    BROKER_PID=$SPAWNED
+}
+
+# A pipeline whose source is `pull:` on $SOURCE, fed by `lancompute feed`: numbered lines in
+# $WORK/input.txt for the producer, a `sleep` of ITEM_DELAY, a file sink. chaos_feed_endpoints first.
+chaos_pull_topology() {
+    seq 1 "$1" >"$WORK/input.txt"
+    cat >"$WORK/pipeline.yaml" <<EOF
+version: 1
+name: chaos-$CHAOS_NAME
+source:
+  pull: $SOURCE
+stages:
+  - name: work
+    builtin: sleep
+    options: {duration: ${ITEM_DELAY:-1ms}}
+    replicas: ${REPLICAS:-4}
+sink:
+  file: $WORK/sink.txt
+  format: lines
+EOF
+}
+
+# Dispatch, aggregator and pull-source endpoints on free loopback ports.
+chaos_feed_endpoints() {
+    local ports
+    read -r -a ports <<<"$(python3 "$CHAOS_PY" free-ports 3)"
+    DISPATCH="tcp://127.0.0.1:${ports[0]}"
+    AGGREGATOR="tcp://127.0.0.1:${ports[1]}"
+    SOURCE="tcp://127.0.0.1:${ports[2]}"
+    WORKER_BROKER=$DISPATCH
+}
+
+# The lines before the first one a failed `lancompute feed` had not got acknowledged, from its
+# log ("every line before line N was"); all of them when it never said so.
+chaos_feed_acknowledged() {
+    local log=$1 first
+    first=$(grep -o 'every line before line [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+    if [ -n "$first" ]; then head -n $((first - 1)) "$WORK/input.txt"; else cat "$WORK/input.txt"; fi
+}
+
+# chaos_wait_settled SECONDS: until the sink stopped growing for 2 s (a pull source never ends by itself).
+chaos_wait_settled() {
+    local last=-1 now tries=0
+    CHAOS_STEP="waiting for the sink to settle"
+    while now=$(chaos_sink_lines) && [ "$now" != "$last" ] && [ "$tries" -lt "$(($1 / 2))" ]; do
+        last=$now
+        tries=$((tries + 1))
+        chaos_sleep 2
     done
 }
 

@@ -21,6 +21,7 @@ struct BrokerCommand: ParsableCommand {
 
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
+    @OptionGroup var token: HTTPTokenOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var discovery: AnnounceOptions
 
@@ -35,6 +36,9 @@ struct BrokerCommand: ParsableCommand {
         configuration.security = broker.security
         // Workers fetch the scripts exec commands name from here, so a new machine needs none copied.
         configuration.topologyDirectory = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
+        let security = configuration.security
+        let access = try token.access(secured: configuration.security != nil)
+        configuration.httpAccess = access
         let broker = Broker(configuration: configuration)
         let trap = SignalTrap(again: { broker.stopDraining() }, againNote: drainCutNote) { broker.stop() }
         let reload = ReloadTrap { broker.reloadKeys() }
@@ -44,11 +48,11 @@ struct BrokerCommand: ParsableCommand {
         defer { announcer.stop() }
         do {
             summary = try broker.run(onReady: { endpoints in
-                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+                announcer.set(discovery.start(endpoints, security: security, logger: Logger(label: "lancompute.discovery")))
                 var line = "broker ready: dispatch \(endpoints.dispatch), aggregator \(endpoints.aggregator)"
                 if let events = endpoints.events { line += ", events \(events)" }
                 if let source = endpoints.source { line += ", source \(source)" }
-                if let http = endpoints.metricsHTTP { line += ", metrics http://\(http)/metrics, dashboard http://\(http)/" }
+                if let http = endpoints.metricsHTTP { line += ", \(access.metricsNote(http)), dashboard \(access.pageURL(http))" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             })
         } catch {

@@ -30,14 +30,17 @@ struct DashboardCommand: ParsableCommand {
     @Option(name: .customLong("http"), help: ArgumentHelp("Where to serve the page.", valueName: "host:port"))
     var http: String = HTTPOption.defaultAddress
 
-    @Flag(help: "Allow serving on a non-loopback address (the page has no encryption and no token, keys or not).")
+    @Flag(help: "Allow serving on a non-loopback address without a token (HTTP has no encryption).")
     var insecure = false
 
     @OptionGroup var keys: ClientKeyOptions
+    @OptionGroup var token: HTTPTokenOptions
     @OptionGroup var logging: LoggingOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
+        checkResolves(endpoint)
         if let dispatch { try checkEndpoint(dispatch, option: "--dispatch") }
         if dispatch == nil, RemoteDashboardFeed.defaultDispatch(forEvents: endpoint) == nil {
             throw ValidationError("cannot tell the dispatch endpoint from \(endpoint): give --dispatch")
@@ -50,14 +53,15 @@ struct DashboardCommand: ParsableCommand {
         stop.watch(signals: [SIGINT, SIGTERM])
         let state = DashboardState(origin: endpoint)
         let server: DashboardServer
+        let access = try token.access(secured: keys.curve != nil)
         do {
             server = try DashboardServer.start(
-                address: http, insecure: insecure, state: state, logger: Logger(label: "lancompute.dashboard"))
+                address: http, insecure: insecure, state: state, access: access, logger: Logger(label: "lancompute.dashboard"))
         } catch {
             fail(error)
         }
         defer { server.stop() }
-        FileHandle.standardError.write(Data("dashboard http://\(server.endpoint)/ reading \(endpoint)\n".utf8))
+        FileHandle.standardError.write(Data("dashboard \(access.pageURL(server.endpoint)) reading \(endpoint)\n".utf8))
         let feed = RemoteDashboardFeed(
             eventsEndpoint: endpoint, dispatchEndpoint: dispatch ?? RemoteDashboardFeed.defaultDispatch(forEvents: endpoint) ?? "",
             state: state, curve: keys.curve)
@@ -95,5 +99,62 @@ enum HTTPOption {
         guard !word.hasPrefix("-"), !word.contains("/"), let colon = word.lastIndex(of: ":") else { return false }
         let port = word[word.index(after: colon)...]
         return !port.isEmpty && port.allSatisfy(\.isNumber)
+    }
+}
+
+/// `--http-token`: the token the dashboard, `/api/state`, `/events` and `/metrics` want.
+struct HTTPTokenOptions: ParsableArguments {
+    @Option(name: .customLong("http-token"), help: ArgumentHelp(
+        "Require this token on the HTTP server (the page, /api/state, /events, /metrics): the token itself, or a file holding it.",
+        discussion: "With keys (--keys, --key), a token is made up and printed when none is given.",
+        valueName: "token|file"))
+    var httpToken: String?
+
+    func validate() throws {
+        if let httpToken { _ = try Self.read(httpToken) }
+    }
+
+    /// Who may read: the token given; else, when `secured`, one made up now; else anyone.
+    func access(secured: Bool) throws -> DashboardAccess {
+        if let httpToken { return .bearerToken(try Self.read(httpToken)) }
+        guard secured else { return .open }
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        return .bearerToken(token)
+    }
+
+    /// A value naming a readable file is the file's first line; anything else is the token itself.
+    static func read(_ value: String) throws -> String {
+        var token = value
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: value, isDirectory: &isDirectory), !isDirectory.boolValue {
+            guard let text = try? String(contentsOfFile: value, encoding: .utf8) else {
+                throw ValidationError("--http-token: cannot read \(value)")
+            }
+            token = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        }
+        token = token.trimmingCharacters(in: .whitespaces)
+        guard token.count >= 16, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.~".contains($0)) }) else {
+            throw ValidationError("--http-token: a token is at least 16 characters of letters, digits and -_.~ (got \(token.count) characters\(value == token ? "" : " from \(value)")); make one with: head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'")
+        }
+        return token
+    }
+}
+
+extension DashboardAccess {
+    /// The page's address to print: with the token in the query when one is required.
+    func pageURL(_ hostAndPort: String) -> String {
+        switch self {
+        case .open: "http://\(hostAndPort)/"
+        case .bearerToken(let token): "http://\(hostAndPort)/?token=\(token)"
+        }
+    }
+
+    /// How to scrape /metrics, for the ready line.
+    func metricsNote(_ hostAndPort: String) -> String {
+        switch self {
+        case .open: "metrics http://\(hostAndPort)/metrics"
+        case .bearerToken: "metrics http://\(hostAndPort)/metrics (Authorization: Bearer, the same token)"
+        }
     }
 }

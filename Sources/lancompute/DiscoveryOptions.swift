@@ -35,22 +35,22 @@ struct DiscoverOptions: ParsableArguments {
         }
     }
 
-    var options: DiscoveryOptions {
-        DiscoveryOptions(cluster: cluster, interface: interface, mechanism: discovery, beaconPort: beaconPort)
+    func options(curve: CurveSetup? = nil) -> DiscoveryOptions {
+        DiscoveryOptions(cluster: cluster, interface: interface, mechanism: discovery, beaconPort: beaconPort, probeCurve: curve)
     }
 
-    /// Starts looking; exits with LC2051 when no mechanism can run.
-    func finder(logger: Logger) -> BrokerFinder {
+    /// Starts looking (probing with `curve`'s keys); exits with LC2051 when no mechanism can run.
+    func finder(logger: Logger, curve: CurveSetup? = nil) -> BrokerFinder {
         do {
-            return try BrokerFinder(options: options, logger: logger)
+            return try BrokerFinder(options: options(curve: curve), logger: logger)
         } catch {
             fail(RuntimeError(.discoveryUnavailable, "cannot look for brokers: \(error)"))
         }
     }
 
     /// The first broker of the cluster that answers, or exit LC2050 after `--discover-timeout`.
-    func find(command: String) -> DiscoveredBroker {
-        let finder = finder(logger: Logger(label: "lancompute.discovery"))
+    func find(command: String, curve: CurveSetup? = nil) -> DiscoveredBroker {
+        let finder = finder(logger: Logger(label: "lancompute.discovery"), curve: curve)
         defer { finder.stop() }
         guard let broker = finder.find(within: .milliseconds(Int(discoverTimeout * 1000))) else {
             let seen = finder.known.count
@@ -58,6 +58,17 @@ struct DiscoverOptions: ParsableArguments {
                  + (seen > 0 ? " (\(seen) announced but did not answer)" : " (none announced\(interface.map { " on \($0)" } ?? ""))")))
         }
         FileHandle.standardError.write(Data("lancompute \(command): discovered broker \(broker.dispatchEndpoint) (cluster \(cluster), via \(broker.mechanism.rawValue))\n".utf8))
+        return broker
+    }
+
+    /// `worker --discover --pair`: the newest broker announced, unprobed (it does not know this
+    /// machine's key yet), or exit LC2050 after `--discover-timeout`.
+    func announced() -> DiscoveredBroker {
+        let finder = finder(logger: Logger(label: "lancompute.discovery"))
+        defer { finder.stop() }
+        guard let broker = finder.announced(within: .milliseconds(Int(discoverTimeout * 1000))) else {
+            fail(RuntimeError(.discoveryNoBroker, "no broker of cluster \(cluster) was announced within \(discoverTimeout) s\(interface.map { " on \($0)" } ?? "")"))
+        }
         return broker
     }
 }
@@ -89,12 +100,13 @@ struct AnnounceOptions: ParsableArguments {
 
     /// Starts announcing the bound `endpoints` when asked to or when the dispatch endpoint is reachable
     /// from the network; nil otherwise. Announcing is best effort: a failure is logged, the broker runs on.
-    func start(_ endpoints: BrokerEndpoints, logger: Logger) -> BrokerAnnouncer? {
+    func start(_ endpoints: BrokerEndpoints, security: BrokerSecurity?, logger: Logger) -> BrokerAnnouncer? {
         guard !noAnnounce, announce || !Self.isLoopbackOnly(endpoints.dispatch) else { return nil }
         let announcement = BrokerAnnouncement(
             cluster: cluster, instance: UUID(), dispatchPort: BrokerAnnouncement.port(of: endpoints.dispatch),
             eventsPort: BrokerAnnouncement.port(of: endpoints.events), aggregatorPort: BrokerAnnouncement.port(of: endpoints.aggregator),
-            sourcePort: BrokerAnnouncement.port(of: endpoints.source), keyFingerprint: "")
+            sourcePort: BrokerAnnouncement.port(of: endpoints.source),
+            keyFingerprint: security.map { KeyFingerprint.of($0.keyPair.publicKey) } ?? "")
         guard announcement.dispatchPort != 0 else {
             logger.warning("not announcing: the dispatch endpoint \(endpoints.dispatch) is not TCP")
             return nil
@@ -142,7 +154,7 @@ extension DiscoverOptions {
     /// `worker --discover`: serves whichever broker of the cluster answers, following it when it moves; returns on SIGINT/SIGTERM.
     func serve(_ template: WorkerConfiguration) {
         let logger = Logger(label: "lancompute.worker")
-        let worker = DiscoveringWorker(template: template, finder: finder(logger: logger), logger: logger) { [cluster] broker in
+        let worker = DiscoveringWorker(template: template, finder: finder(logger: logger, curve: template.curve.map { CurveSetup(client: $0) }), logger: logger) { [cluster] broker in
             FileHandle.standardError.write(Data("lancompute worker: discovered broker \(broker.dispatchEndpoint) (cluster \(cluster), via \(broker.mechanism.rawValue))\n".utf8))
         }
         let trap = SignalTrap { worker.stop() }
@@ -151,8 +163,8 @@ extension DiscoverOptions {
     }
 
     /// The discovered broker's events endpoint, or exit LC2050 when it publishes none.
-    func eventsEndpoint(command: String) -> String {
-        let broker = find(command: command)
+    func eventsEndpoint(command: String, curve: CurveSetup? = nil) -> String {
+        let broker = find(command: command, curve: curve)
         guard let events = broker.eventsEndpoint else {
             fail(RuntimeError(.discoveryNoBroker, "the broker at \(broker.dispatchEndpoint) announces no events feed (it runs with --events none)"))
         }
@@ -161,8 +173,8 @@ extension DiscoverOptions {
 
     /// `feed --discover [FILE]`: the endpoint to feed (the dispatch endpoint; with --at-most-once the
     /// pull source) and the file, which is then the one positional argument, if any.
-    func feedEndpoints(positional: String?, file: String?, atMostOnce: Bool) -> (endpoint: String, file: String?) {
-        let broker = find(command: "feed")
+    func feedEndpoints(positional: String?, file: String?, atMostOnce: Bool, curve: CurveSetup? = nil) -> (endpoint: String, file: String?) {
+        let broker = find(command: "feed", curve: curve)
         guard atMostOnce else { return (broker.dispatchEndpoint, file ?? positional) }
         guard let source = broker.sourceEndpoint else {
             fail(RuntimeError(.discoveryNoBroker, "the broker at \(broker.dispatchEndpoint) announces no pull source to feed"))

@@ -36,14 +36,16 @@ struct EventsCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
+        checkResolves(endpoint)
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
     }
 
     func run() throws {
-        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events") : self.endpoint
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "events", curve: keys.curve) : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
         let subscriber = try FeedSubscriber(endpoint: endpoint, topicPrefix: topic, curve: keys.curve)

@@ -64,8 +64,13 @@ struct FeedCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
-        if !discovery.discover { try checkEndpoint(endpoint, option: "ENDPOINT") }
+    mutating func validate() throws {
+        if !discovery.discover {
+            // (With --discover the one positional argument is the file.)
+            endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5555)
+            try checkEndpoint(endpoint, option: "ENDPOINT")
+            checkResolves(endpoint)
+        }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if window < 1 || window > Intake.maximumWindow {
             throw ValidationError("--window must be between 1 and \(Intake.maximumWindow)")
@@ -78,7 +83,7 @@ struct FeedCommand: ParsableCommand {
     func run() throws {
         if discovery.discover {
             var found = self
-            (found.endpoint, found.file) = discovery.feedEndpoints(positional: endpoint.isEmpty ? nil : endpoint, file: file, atMostOnce: atMostOnce)
+            (found.endpoint, found.file) = discovery.feedEndpoints(positional: endpoint.isEmpty ? nil : endpoint, file: file, atMostOnce: atMostOnce, curve: keys.curve)
             found.discovery.discover = false
             return try found.run()
         }

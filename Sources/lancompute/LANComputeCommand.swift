@@ -14,7 +14,7 @@ struct LANComputeCommand: ParsableCommand {
         subcommands: [
             RunCommand.self, BrokerCommand.self, WorkerCommand.self, FeedCommand.self, EventsCommand.self, TopCommand.self,
             DashboardCommand.self, ValidateCommand.self, GraphCommand.self, DoctorCommand.self, NodeCommand.self, NodesCommand.self,
-            KeygenCommand.self, KeysCommand.self,
+            KeygenCommand.self, KeysCommand.self, PairCommand.self,
         ]
     )
 

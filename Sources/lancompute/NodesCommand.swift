@@ -23,13 +23,15 @@ struct NodesCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5555)
         try checkEndpoint(endpoint, option: "EP")
+        checkResolves(endpoint)
         guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
     }
 
     func run() throws {
-        let endpoint = discovery.discover ? discovery.find(command: "nodes").dispatchEndpoint : self.endpoint
+        let endpoint = discovery.discover ? discovery.find(command: "nodes", curve: keys.curve).dispatchEndpoint : self.endpoint
         let body: [[UInt8]]
         do {
             let client = try MDPClient(endpoint: endpoint, curve: keys.curve)

@@ -36,6 +36,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var options: PipelineRunOptions
+    @OptionGroup var token: HTTPTokenOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var discovery: AnnounceOptions
 
@@ -54,6 +55,9 @@ struct RunCommand: ParsableCommand {
             for: topology, dispatch: broker.bind ?? "tcp://127.0.0.1:*", aggregator: broker.aggregator ?? "tcp://127.0.0.1:*",
             events: topology.broker.events, eventsRequired: false, insecure: broker.insecure)
         configuration.security = broker.security
+        let security = configuration.security
+        let access = try token.access(secured: configuration.security != nil)
+        configuration.httpAccess = access
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster(
@@ -79,7 +83,10 @@ struct RunCommand: ParsableCommand {
         defer { announcer.stop() }
         do {
             summary = try cluster.run(onReady: { endpoints in
-                announcer.set(discovery.start(endpoints, logger: Logger(label: "lancompute.discovery")))
+                announcer.set(discovery.start(endpoints, security: security, logger: Logger(label: "lancompute.discovery")))
+                if let http = endpoints.metricsHTTP {
+                    FileHandle.standardError.write(Data("dashboard \(access.pageURL(http)), \(access.metricsNote(http))\n".utf8))
+                }
             }, onProgress: onProgress)
         } catch {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }

@@ -38,6 +38,15 @@ func checkEndpoint(_ endpoint: String, option: String, use: Endpoint.Use = .conn
     }
 }
 
+/// Exits with LC2080 when `endpoint` is TCP to a host name that does not resolve: a typo, most
+/// often, which retrying would never fix.
+func checkResolves(_ endpoint: String) {
+    guard let parsed = try? Endpoint(parsing: endpoint), let host = parsed.host, let port = parsed.port else { return }
+    if case .unresolved(let reason) = Reachability.probe(host: host, port: port, timeout: .milliseconds(1)) {
+        fail(RuntimeError(.brokerUnresolved, "cannot resolve '\(host)' of \(endpoint): \(reason); check the name, give an address, or use --discover"))
+    }
+}
+
 /// Prints one line to standard error and exits with `code`.
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("lancompute: \(message)\n".utf8))

@@ -32,12 +32,14 @@ struct TopCommand: ParsableCommand {
 
     @OptionGroup var keys: ClientKeyOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        endpoint = Endpoint.expandingShorthand(endpoint, defaultPort: 5556)
         try checkEndpoint(endpoint, option: "ENDPOINT")
+        checkResolves(endpoint)
     }
 
     func run() throws {
-        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "top") : self.endpoint
+        let endpoint = discovery.discover ? discovery.eventsEndpoint(command: "top", curve: keys.curve) : self.endpoint
         let stop = StopRequest()
         stop.watch(signals: [SIGINT, SIGTERM])
         let interactive = isatty(STDOUT_FILENO) != 0 && !once

@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import LANCompute
 import Logging
+import ZeroMQ
 
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,7 +21,7 @@ struct WorkerCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The broker's dispatch endpoint.")
+    @Option(help: ArgumentHelp("The broker's dispatch endpoint: tcp://HOST:PORT, or HOST alone (port 5555), or HOST:PORT.", valueName: "endpoint"))
     var broker: String = "tcp://127.0.0.1:5555"
 
     @Option(help: "Handler slots per stage (default: each stage's replicas).")
@@ -49,11 +50,23 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .customLong("allow-exec"), help: "Run only exec programs matching this glob (repeatable): with a /, the resolved path; without, the program's name.")
     var allowExec: [String] = []
 
+    @Option(help: "Pair with the head first, with the code 'lancompute pair' printed there (e.g. 428-913): makes this machine's key if missing, stores the broker's key, then serves.")
+    var pair: String?
+
+    @Option(name: .customLong("pair-port"), help: "With --pair: the head's pairing port.")
+    var pairPort: UInt16 = PairingListener.defaultPort
+
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var discovery: DiscoverOptions
 
-    func validate() throws {
+    mutating func validate() throws {
+        broker = Endpoint.expandingShorthand(broker, defaultPort: 5555)
         try checkEndpoint(broker, option: "--broker")
+        if let pair {
+            guard PairingCode(parsing: pair) != nil else { throw ValidationError("--pair '\(pair)' is not a pairing code: six digits, e.g. 428-913") }
+            if keys.brokerKey != nil { throw ValidationError("--pair and --broker-key contradict each other: pairing brings the broker's key") }
+            if insecure { throw ValidationError("--pair and --insecure contradict each other: a paired worker authenticates its broker") }
+        }
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
         for label in labels where !label.contains("=") || label.hasPrefix("=") {
@@ -73,12 +86,13 @@ struct WorkerCommand: ParsableCommand {
             brokerEndpoint: broker, slots: slots, labels: labelValues,
             stages: stages.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) },
             workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000)))
-        configuration.curve = keys.client
+        configuration.curve = pair != nil ? paired() : keys.client ?? storedKeys()
         configuration.insecure = insecure
         configuration.stageFileCache = cache.map { StageFileCache(directory: URL(fileURLWithPath: $0).standardizedFileURL.path) }
             ?? .userDefault
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
         if discovery.discover { return discovery.serve(configuration) }
+        checkResolves(broker)
         let worker = Worker(configuration: configuration)
         let trap = SignalTrap(again: { worker.stopAtOnce() }) { worker.stop() }
         do {
@@ -89,5 +103,75 @@ struct WorkerCommand: ParsableCommand {
             fail("error LC2020: the worker stopped: \(error)")
         }
         _ = trap
+    }
+
+    /// The key directory: the one holding `--key`, else the default.
+    private var keyDirectory: KeyDirectory {
+        keys.key.map { KeyDirectory(path: ($0 as NSString).deletingLastPathComponent) } ?? .userDefault
+    }
+
+    /// `--pair CODE`: runs the exchange with the head (found by discovery, or at `--broker`'s host)
+    /// and stores the broker's key; exits on failure with nothing written.
+    private func paired() -> (keyPair: CurveKeyPair, serverKey: [UInt8]) {
+        let code = PairingCode(parsing: pair ?? "")!
+        let directory = keyDirectory
+        let keyPair: CurveKeyPair
+        let isNew: Bool
+        do { (keyPair, isNew) = try directory.keyPairOrNew() } catch { fail("error \(error.message)") }
+        let host: String
+        var expected: String?
+        var dispatch = broker
+        if discovery.discover {
+            let announced = discovery.announced()
+            host = announced.host
+            expected = announced.announcement.keyFingerprint
+            dispatch = announced.dispatchEndpoint
+        } else {
+            guard let parsed = try? Endpoint(parsing: broker), let name = parsed.host, parsed.transport == .tcp else {
+                fail(RuntimeError(.pairingNoAnswer, "--pair needs a tcp:// --broker (or --discover) to find the head, got \(broker)"))
+            }
+            host = name
+        }
+        let endpoint = host.contains(":") ? "tcp://[\(host)]:\(pairPort)" : "tcp://\(host):\(pairPort)"
+        let result: PairingWorker.Paired
+        do {
+            result = try PairingClient.pair(endpoint: endpoint, code: code, keyPair: keyPair, name: NodeInfo.hostName,
+                                            expectedFingerprint: expected)
+        } catch {
+            fail(error)
+        }
+        // Both confirmations verified: only now is anything written.
+        do {
+            if isNew {
+                try directory.save(keyPair)
+                FileHandle.standardError.write(Data("lancompute worker: made this machine's key pair in \(directory.path)\n".utf8))
+            }
+            try directory.storeBrokerKey(result.brokerKey)
+        } catch {
+            fail("error \(error.message)")
+        }
+        FileHandle.standardError.write(Data("""
+            lancompute worker: paired with \(result.headName) at \(endpoint): authorized there as \(result.authorizedName); \
+            broker key \(KeyFingerprint.of(result.brokerKey)) stored in \(directory.brokerKeyPath)
+
+            """.utf8))
+        // The head has just written authorized_keys, and the broker rereads it within a second:
+        // until then its ZAP handler would refuse this key, which ends a worker (LC2072).
+        let curve = CurveSetup(client: (keyPair, result.brokerKey))
+        for _ in 0..<10 {
+            if BrokerProbe.answers(dispatch, within: .seconds(1), curve: curve) { break }
+        }
+        return (keyPair, result.brokerKey)
+    }
+
+    /// A paired machine's keys when no --broker-key is given: its secret key and the stored broker
+    /// key, for a broker beyond loopback or a discovered one (a local broker without keys still
+    /// takes a worker without them).
+    private func storedKeys() -> (keyPair: CurveKeyPair, serverKey: [UInt8])? {
+        guard !insecure, keys.brokerKey == nil else { return nil }
+        if !discovery.discover, let parsed = try? Endpoint(parsing: broker), parsed.isLoopback || parsed.transport != .tcp { return nil }
+        let directory = keyDirectory
+        guard let brokerKey = directory.storedBrokerKey else { return nil }
+        do { return (try KeyFile.readSecret(at: keys.key ?? directory.secretKeyPath), brokerKey) } catch { fail("error \(error.message)") }
     }
 }

@@ -60,24 +60,31 @@ struct DashboardBrowserTests {
             #expect(origins == 0, "\(path) names another origin")
         }
 
-        // A proxy that refuses everything: a request anywhere but 127.0.0.1 would fail and leave the page empty.
-        let common = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1", "--virtual-time-budget=4000",
-            "--window-size=1400,1150",
-        ]
+        // The browser is driven over the DevTools protocol (Scripts/test/browser_page.py), in real
+        // time: it opens the page once and waits until the page says the run finished, then keeps the
+        // DOM, a screenshot and every URL the page requested. (Chromium's own --dump-dom and
+        // --screenshot wait for virtual time, which an open event stream holds still; a screenshot
+        // taken that way hung now and then.) A proxy that refuses everything stands for the internet:
+        // a request anywhere but 127.0.0.1 would fail, and would be in the list.
         let url = "http://127.0.0.1:\(port)/"
         let seqAtOpen = try #require(Self.lastSnapshotSeq(Self.get("/api/state", port: port) ?? ""))
-        // Chromium waits for the network to go quiet before its virtual time runs out, and the event
-        // stream stays open until the run ends: the page is dumped and photographed (one browser
-        // does both) with what the stream brought by then.
         let screenshot = harness.path("dashboard.png")
-        let dump = try harness.start("chromium", browser, common + [
-            "--user-data-dir=\(harness.path("profile"))", "--dump-dom", "--screenshot=\(screenshot)", url,
+        let requests = harness.path("requests.txt")
+        let driver = ProcessHarness.packageRoot.appendingPathComponent("Scripts/test/browser_page.py").path
+        let page = try harness.python("browser", [
+            driver, "--chromium", browser, "--url", url, "--timeout", "60",
+            "--until", #"document.getElementById("status").textContent.includes("stopped (finished)")"#,
+            "--screenshot", screenshot, "--requests", requests,
+            "--flag=--proxy-server=127.0.0.1:9", "--flag=--proxy-bypass-list=127.0.0.1", "--flag=--window-size=1400,1150",
         ])
-        #expect(dump.wait(timeout: .seconds(90)) == 0, "\(dump.transcript)")
+        #expect(page.wait(timeout: .seconds(120)) == 0, "\(page.transcript)")
         #expect(run.wait(timeout: .seconds(30)) == 0, "\(run.transcript)")
-        let dom = dump.standardOutput
+        let requested = ((try? String(contentsOfFile: requests, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(requested.contains { $0.hasSuffix("/dashboard.js") } && requested.contains { $0.hasSuffix("/events") },
+                "the page loaded its script and opened the stream: \(requested)")
+        #expect(requested.allSatisfy { $0.hasPrefix("http://127.0.0.1:\(port)/") || $0.hasPrefix("data:") },
+                "the page fetched nothing from elsewhere: \(requested)")
+        let dom = page.standardOutput
         #expect(dom.contains(#"<tr data-stage="mark">"#), "the stages table lists mark: \(dom.prefix(2000))")
         #expect(dom.contains(#"<tr data-stage="hold">"#))
         #expect(dom.contains(#"id="stage-1""#) && dom.contains(#"class="edge""#), "the graph is drawn")
@@ -107,23 +114,13 @@ struct DashboardBrowserTests {
 
     /// A port nobody listens on now (the system's choice for port 0, released).
     static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        try #require(bound)
-        return Int(UInt16(bigEndian: address.sin_port))
+        let socket = try LoopbackTCPSocket(listening: false)
+        defer { socket.close() }
+        return socket.port
     }
 
-    /// The body of GET `path` on 127.0.0.1:`port`, or nil when nothing answers 200.
-    static func get(_ path: String, port: Int) -> String? {
+    /// The body of GET `path` on 127.0.0.1:`port` (with `headers`, each `Name: value`), or nil when nothing answers 200.
+    static func get(_ path: String, port: Int, headers: [String] = []) -> String? {
         let descriptor = socket(AF_INET, Int32(streamSocketType), 0)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
@@ -137,7 +134,7 @@ struct DashboardBrowserTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers.map { $0 + "\r\n" }.joined())Connection: close\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -91,7 +91,7 @@ import Darwin
         #expect(first["stages"] as? [String] == ["upper", "tail"])
         #expect(first["bind"] as? String == dispatch)
         // Durations travel as seconds, and endpoints without escaped slashes, for workers in any language.
-        #expect(first["heartbeat"] as? Double == 0.5, "\(before.standardOutput)")
+        #expect(first["heartbeat"] as? Double == 0.25, "\(before.standardOutput)")
         #expect(first["escaped-slash"] as? Bool == false, "\(before.standardOutput)")
 
         try harness.lancompute("worker", ["worker", "--broker", dispatch])

@@ -123,12 +123,14 @@ import Darwin
         #expect(feed.wait(timeout: .seconds(30)) == 0, "\(cluster.harness.transcripts)")
         #expect(events.wait(until: { events.events("event.auth.refused").count >= 2 }, timeout: .seconds(10)), "\(cluster.harness.transcripts)")
         let port = try #require(broker.standardError.firstMatch(of: /metrics http:\/\/127\.0\.0\.1:(\d+)\//).map { String($0.1) })
+        // With keys, the HTTP server wants the token printed with the dashboard's address.
+        let token = try #require(broker.standardError.firstMatch(of: /\?token=([0-9a-f]+)/).map { String($0.1) })
         // The exposition is refreshed with each metrics snapshot (every second).
         var metrics = ""
         let counter = #"lancompute_unauthorized_total{pipeline="guarded",socket="dispatch"}"#
         for _ in 0..<50 where !metrics.contains(counter) {
             Thread.sleep(forTimeInterval: 0.2)
-            metrics = (try? String(contentsOf: URL(string: "http://127.0.0.1:\(port)/metrics")!, encoding: .utf8)) ?? ""
+            metrics = (try? String(contentsOf: URL(string: "http://127.0.0.1:\(port)/metrics?token=\(token)")!, encoding: .utf8)) ?? ""
         }
         #expect(metrics.contains(counter), "\(metrics)")
         let summary = try cluster.stop(broker)
@@ -209,8 +211,8 @@ import Darwin
             #expect(dispatch.standardError.contains("--keys DIR") && dispatch.standardError.contains("--insecure"), "\(dispatch.standardError)")
             #expect(dispatch.standardError.split(separator: "\n").count == 1, "\(dispatch.standardError)")
             let http = try ProcessHarness.run([command, harness.path("exposed.yaml"), "--bind", harness.ipc("dispatch-\(command)"),
-                                               "--metrics-http", "0.0.0.0:0"] + local, timeout: .seconds(30))
-            #expect(http.status == 1 && http.standardError.contains("LC2005") && http.standardError.contains("--metrics-http"), "\(command): \(http.standardError)")
+                                               "--http", "0.0.0.0:0"] + local, timeout: .seconds(30))
+            #expect(http.status == 1 && http.standardError.contains("LC2005: --http 0.0.0.0:0 is reachable from the network and wants no token"), "\(command): \(http.standardError)")
         }
     }
 

@@ -9,9 +9,10 @@ final class CoreDriver {
     var now = ContinuousClock.now
     var actions: [BrokerAction] = []
 
-    init(_ stages: [StageSpec], heartbeat: Duration = .milliseconds(500), ackTimeout: Duration = .seconds(30)) {
+    init(_ stages: [StageSpec], heartbeat: Duration = .milliseconds(500), liveness: Int = 3, ackTimeout: Duration = .seconds(30)) {
         var topology = Topology(name: "t", source: SourceSpec(kind: .stdin), stages: stages, sink: SinkSpec(kind: .stdout))
         topology.broker.heartbeatInterval = heartbeat
+        topology.broker.heartbeatLiveness = liveness
         core = BrokerCore(topology: topology, ackTimeout: ackTimeout)
     }
 
@@ -470,6 +471,34 @@ func lanCompute(credit: Int, batch: Int = 1, slots: Int? = nil, node: String = "
         driver.now = start + .milliseconds(1501)
         driver.feed(.tick)
         #expect(driver.actions.contains { if case .workerLeft([1], _, .expired, _, _) = $0 { true } else { false } })
+    }
+
+    @Test func theDefaultsDeclareASilentWorkerDeadWellWithinOneAndAHalfSeconds() {
+        let defaults = BrokerSettings()
+        let driver = CoreDriver([StageSpec(name: "a", handler: .external)],
+                                heartbeat: defaults.heartbeatInterval, liveness: defaults.heartbeatLiveness)
+        let start = driver.now
+        driver.ready([1], "a", lanCompute(credit: 1))
+        func expired(_ actions: [BrokerAction]) -> Bool {
+            actions.contains { if case .workerLeft([1], _, .expired, _, _) = $0 { true } else { false } }
+        }
+        // Ticks as the shell gives them, each at the instant the previous one asked for, until the
+        // expiry: every tick before it heartbeats the worker and leaves it in place.
+        var tick = start
+        var left: ContinuousClock.Instant?
+        for _ in 0..<40 where left == nil {
+            driver.now = tick
+            let actions = driver.feed(.tick)
+            if expired(actions) { left = tick; break }
+            guard let next = actions.lazy.compactMap({ if case .scheduleTick(let at) = $0 { at } else { nil } }).first else { break }
+            tick = next
+        }
+        let elapsed = left.map { $0 - start }
+        #expect(elapsed != nil, "the silent worker never expired")
+        if let elapsed {
+            #expect(elapsed >= .milliseconds(900) && elapsed <= .milliseconds(1200), "expired after \(elapsed)")
+        }
+        #expect(driver.actions.contains { if case .heartbeat([1]) = $0 { true } else { false } })
     }
 }
 

@@ -69,3 +69,21 @@ import Testing
         #expect(named.reachable(via: "head") == named)
     }
 }
+
+@Suite struct EndpointShorthandTests {
+    @Test(arguments: [
+        ("head", "tcp://head:5555"),
+        ("head:6000", "tcp://head:6000"),
+        ("10.0.0.5", "tcp://10.0.0.5:5555"),
+        ("[fe80::1]", "tcp://[fe80::1]:5555"),
+        ("[fe80::1]:6000", "tcp://[fe80::1]:6000"),
+        ("fe80::1", "tcp://[fe80::1]:5555"),
+        ("tcp://head:7000", "tcp://head:7000"),
+        ("ipc:///tmp/d", "ipc:///tmp/d"),
+    ])
+    func whatAPersonTypesBecomesAnEndpoint(typed: String, expected: String) throws {
+        let expanded = Endpoint.expandingShorthand(typed, defaultPort: 5555)
+        #expect(expanded == expected)
+        #expect(Endpoint.problem(with: expanded, use: .connect) == nil)
+    }
+}

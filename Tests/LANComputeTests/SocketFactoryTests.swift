@@ -48,13 +48,22 @@ struct SocketFactoryTests {
         let pull = try factory.socket(.aggregator(maxMessageSize: 1 << 20))
         #expect(try pull.get(.receiveHighWaterMark) == 10_000)
         #expect(try pull.get(.maxMessageSize) == 1 << 20)
+
+        // A worker's connections give up on a stalled connect or unacknowledged outputs, so a
+        // healed network is used again within seconds instead of after TCP's backoff.
+        let outputs = try factory.socket(.workerOutputs)
+        #expect(try outputs.get(.connectTimeout) == .seconds(1))
+        #expect(try outputs.get(.tcpMaxRetransmitTimeout) == .seconds(2))
+        let stage = try factory.socket(.workerStage)
+        #expect(try stage.get(.connectTimeout) == .seconds(1))
+        #expect(try stage.get(.tcpMaxRetransmitTimeout) == .zero)
     }
 
     @Test func everyProfileIsUnsecuredToday() {
         let profiles: [SocketProfile] = [
             .dispatch(maxMessageSize: 1), .eventsPublisher, .eventsSubscriber(), .aggregator(maxMessageSize: 1),
             .source(maxMessageSize: 1), .sourceReader, .workerStage, .workerOutputs, .slotResults, .slotWakeUp,
-            .sink, .client, .feeder,
+            .sink, .client, .feeder, .pairingHead, .pairingWorker,
         ]
         #expect(profiles.allSatisfy { $0.security == .none })
         #expect(Set(profiles.map(\.role)) == Set(SocketRole.allCases))

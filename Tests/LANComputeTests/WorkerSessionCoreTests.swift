@@ -151,12 +151,18 @@ import Testing
         #expect(left.contains(.reconnect(after: .milliseconds(100))))
         #expect(left.contains(.scheduleTick(at: at(1600))))
         #expect(core.handle(.tick, at: at(1600)).contains(.requestTopology))
-        // No answer: each try waits twice as long, up to 5 s.
+        // No answer: each try waits twice as long, up to 1 s.
         let unanswered = core.handle(.tick, at: at(3600))
         #expect(unanswered.contains(.notice(.noAnswer(broker: broker))))
         #expect(unanswered.contains(.reconnect(after: .milliseconds(200))))
         #expect(core.handle(.tick, at: at(3800)).contains(.requestTopology))
         #expect(core.handle(.tick, at: at(5800)).contains(.reconnect(after: .milliseconds(400))))
+        #expect(core.handle(.tick, at: at(6200)).contains(.requestTopology))
+        #expect(core.handle(.tick, at: at(8200)).contains(.reconnect(after: .milliseconds(800))))
+        #expect(core.handle(.tick, at: at(9000)).contains(.requestTopology))
+        #expect(core.handle(.tick, at: at(11000)).contains(.reconnect(after: .seconds(1))))
+        #expect(core.handle(.tick, at: at(12000)).contains(.requestTopology))
+        #expect(core.handle(.tick, at: at(14000)).contains(.reconnect(after: .seconds(1))))
     }
 
     @Test func aBrokerDisconnectMakesTheWorkerRegisterAgain() throws {

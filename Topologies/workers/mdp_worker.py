@@ -160,10 +160,10 @@ def main():
     parser.add_argument("--service", required=True, help="the service (stage) name to register for")
     parser.add_argument("--transform", choices=sorted(TRANSFORMS), default="reverse",
                         help="what to do with each body frame (default: reverse its bytes)")
-    parser.add_argument("--heartbeat-interval", type=int, default=500, metavar="MS",
-                        help="milliseconds between heartbeats (default 500)")
-    parser.add_argument("--heartbeat-liveness", type=int, default=3, metavar="N",
-                        help="heartbeats missed before the broker counts as gone (default 3)")
+    parser.add_argument("--heartbeat-interval", type=int, default=250, metavar="MS",
+                        help="milliseconds between heartbeats (default 250)")
+    parser.add_argument("--heartbeat-liveness", type=int, default=4, metavar="N",
+                        help="heartbeats missed before the broker counts as gone (default 4)")
     parser.add_argument("--reconnect", type=int, default=1000, metavar="MS",
                         help="milliseconds to wait before registering again (default 1000)")
     parser.add_argument("--delay", type=int, default=0, metavar="MS",

@@ -43,6 +43,8 @@ public struct BrokerConfiguration: Sendable {
     /// The broker's keys: with them every socket that binds serves CURVE, and only the keys of
     /// authorized_keys get in, each where its role may go (Docs/security.md). Nil: no keys.
     public var security: BrokerSecurity?
+    /// Who may read `--http`: open, or only with the token (`--http-token`, made up when keys are set).
+    public var httpAccess: DashboardAccess = .open
     /// The journal (state directory, fsync policy) a crashed run resumes from; nil: none, and a
     /// killed broker loses what it held in memory. See Docs/architecture.md, "The journal".
     public var journal: JournalConfiguration?

@@ -46,7 +46,8 @@ final class Telemetry {
         }
         if let address = configuration.metricsHTTP {
             let server = try DashboardServer.start(
-                address: address, insecure: configuration.insecure, state: DashboardState(origin: "broker"), logger: logger)
+                address: address, insecure: configuration.insecure, state: DashboardState(origin: "broker"),
+                access: configuration.httpAccess, logger: logger)
             server.state.setGraph(DashboardGraph(topology: topology))
             // The page reads exactly what the feed publishes, handed over on this thread.
             feed?.onPublish = { topic, json in server.state.accept(topic: topic, json: json) }

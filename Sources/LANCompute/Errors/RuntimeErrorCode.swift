@@ -48,6 +48,13 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerNotAuthenticated = 2073
     case keyNotFound = 2074
     case unsecuredConnection = 2075
+    case pairingFailed = 2076
+    case pairingCodeUnusable = 2077
+    case pairingNoAnswer = 2078
+    case pairingKeyMismatch = 2079
+    case brokerUnresolved = 2080
+    case brokerNotZeroMQ = 2081
+    case brokerWrongSocket = 2082
     case unknownStage = 2090
     case brokerUnreachable = 2091
     case unclassified = 2099
@@ -101,6 +108,13 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "the broker could not be authenticated"
         case .keyNotFound: "no authorized key has that name"
         case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
+        case .pairingFailed: "pairing failed: the code was wrong or the exchange was altered"
+        case .pairingCodeUnusable: "the pairing code expired or was used up"
+        case .pairingNoAnswer: "no pairing service answered"
+        case .pairingKeyMismatch: "the paired broker key is not the announced one"
+        case .brokerUnresolved: "the broker's host name does not resolve"
+        case .brokerNotZeroMQ: "the broker's address answers, but not in ZeroMQ"
+        case .brokerWrongSocket: "the broker's address is a ZeroMQ socket that takes no workers"
         case .unknownStage: "a stage name the broker's pipeline does not have"
         case .brokerUnreachable: "doctor: the broker did not answer mmi.topology"
         case .unclassified: "a failure without a code of its own"
@@ -157,6 +171,13 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "Give the broker's `public.key` with `--broker-key`; check the broker runs with `--keys`."
         case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
         case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
+        case .pairingFailed: "Check the code on the head's screen and run the worker again; a run that fails without a typo means someone is interfering."
+        case .pairingCodeUnusable: "Run `lancompute pair` on the head again for a new code (it is valid for `--ttl`, three tries)."
+        case .pairingNoAnswer: "Run `lancompute pair` on the head first; check the pairing port (`--pair-port`, default 5671) is reachable."
+        case .pairingKeyMismatch: "Run `lancompute pair` with the broker's `--keys DIR`, so both hold the same key."
+        case .brokerUnresolved: "Check the spelling; give an address, or `--discover`."
+        case .brokerNotZeroMQ: "Give the broker's dispatch port (5555 by default)."
+        case .brokerWrongSocket: "Give the dispatch endpoint, not the events (5556) or aggregator (5557) one."
         case .unknownStage: "Use a stage name of the topology the broker runs; the message lists them."
         case .brokerUnreachable: "Start the broker, give its dispatch endpoint (not the events one), and check a firewall lets the port through; with keys, pass --broker-key."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."

@@ -16,9 +16,8 @@ public struct DashboardServerError: Error, CustomStringConvertible, Sendable {
 /// The seam for an access token: with ``bearerToken(_:)`` every route but /healthz and the
 /// static script and style wants
 /// `Authorization: Bearer TOKEN` or, for a browser's first request and its event stream (an
-/// `EventSource` cannot set headers), `?token=TOKEN`. The CLI offers ``open`` only today, so a
-/// non-loopback bind needs `--insecure`; a command-line option that reads a token (or one derived
-/// from the cluster's keys) only has to build this value.
+/// `EventSource` cannot set headers), `?token=TOKEN`. The CLI asks for a token when keys are set
+/// or `--http-token` is given; an ``open`` server binds beyond loopback only with `--insecure`.
 public enum DashboardAccess: Sendable, Equatable {
     case open
     case bearerToken(String)
@@ -125,7 +124,7 @@ public final class DashboardServer: Sendable {
             throw RuntimeError(.metricsHTTP, "--http takes HOST:PORT, got \(address): \(error.problem)")
         }
         if !endpoint.isLoopback, !insecure, access == .open {
-            throw RuntimeError(.unencryptedExposure, "--http (--metrics-http) \(address) is reachable from the network, and HTTP has no CURVE: the page and /metrics would go out unencrypted and without a token, keys or not; bind 127.0.0.1, or pass --insecure on a network you trust")
+            throw RuntimeError(.unencryptedExposure, "--http \(address) is reachable from the network and wants no token: anyone who reaches it could read the page and /metrics; pass --keys DIR (the server then wants a token it prints) or --http-token, bind 127.0.0.1, or pass --insecure on a network you trust")
         }
         do {
             return try DashboardServer(

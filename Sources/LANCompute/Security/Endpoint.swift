@@ -63,6 +63,24 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// What a user may type for a machine: `head`, `head:6000`, `10.0.0.5`, `[fe80::1]:6000`, each
+    /// `tcp://` with `defaultPort` when no port is given; anything with a scheme (`tcp://`, `ipc://`,
+    /// `inproc://`) as it is. The text is not checked here: ``init(parsing:use:)`` does that.
+    public static func expandingShorthand(_ text: String, defaultPort: Int) -> String {
+        guard !text.contains("://"), !text.isEmpty else { return text }
+        if text.hasPrefix("[") {
+            // [v6] or [v6]:port
+            if text.hasSuffix("]") { return "tcp://\(text):\(defaultPort)" }
+            return "tcp://\(text)"
+        }
+        let colons = text.filter { $0 == ":" }.count
+        switch colons {
+        case 0: return "tcp://\(text):\(defaultPort)"
+        case 1: return "tcp://\(text)"
+        default: return "tcp://[\(text)]:\(defaultPort)"  // a bare IPv6 address
+        }
+    }
+
     /// Nil when `text` is a usable endpoint, else why it is not.
     public static func problem(with text: String, use: Use) -> String? {
         do {

@@ -20,6 +20,37 @@ public struct KeyDirectory: Sendable, Equatable {
     public var secretKeyPath: String { (path as NSString).appendingPathComponent("secret.key") }
     public var publicKeyPath: String { (path as NSString).appendingPathComponent("public.key") }
     public var authorizedKeysPath: String { (path as NSString).appendingPathComponent("authorized_keys") }
+    /// On a paired machine: the public key of the broker it paired with (`lancompute worker --pair`).
+    public var brokerKeyPath: String { (path as NSString).appendingPathComponent("broker.key") }
+
+    /// The key pair in `secret.key`, or a new one (not yet written: see ``save(_:)``) when the
+    /// directory has none, so that a pairing that fails leaves nothing behind.
+    public func keyPairOrNew() throws(KeyError) -> (pair: CurveKeyPair, isNew: Bool) {
+        if FileManager.default.fileExists(atPath: secretKeyPath) { return (try KeyFile.readSecret(at: secretKeyPath), false) }
+        do { return (try CurveKeyPair.generate(), true) } catch { throw KeyError("LC2070: cannot make a CURVE key pair: \(error)") }
+    }
+
+    /// Writes the paired broker's public key to `broker.key` (0644; the directory made 0700 if new).
+    public func storeBrokerKey(_ key: [UInt8]) throws(KeyError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw KeyError("LC2070: cannot create the key directory \(path): \(error.localizedDescription)")
+        }
+        let text: String
+        do { text = try Z85.encode(key) } catch { throw KeyError("LC2070: cannot encode the broker's key: \(error)") }
+        let temporary = brokerKeyPath + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+        try Self.write(text + "\n", to: temporary, mode: 0o644)
+        guard rename(temporary, brokerKeyPath) == 0 else {
+            throw KeyError("LC2070: cannot write \(brokerKeyPath): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The stored broker key, or nil when this machine never paired.
+    public var storedBrokerKey: [UInt8]? {
+        guard FileManager.default.fileExists(atPath: brokerKeyPath) else { return nil }
+        return try? KeyFile.publicKey(brokerKeyPath)
+    }
 
     /// Writes a new key pair: `secret.key` readable by its owner only (0600), `public.key` by all
     /// (0644); the directory is made 0700 if it does not exist. Refuses to replace an existing
@@ -38,6 +69,21 @@ public struct KeyDirectory: Sendable, Equatable {
         }
         let pair: CurveKeyPair
         do { pair = try CurveKeyPair.generate() } catch { throw KeyError("LC2070: cannot make a CURVE key pair: \(error)") }
+        try write(pair)
+        return pair
+    }
+
+    /// Writes `pair` as `secret.key` (0600) and `public.key` (0644), the directory made 0700 if new.
+    public func save(_ pair: CurveKeyPair) throws(KeyError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw KeyError("LC2070: cannot create the key directory \(path): \(error.localizedDescription)")
+        }
+        try write(pair)
+    }
+
+    private func write(_ pair: CurveKeyPair) throws(KeyError) {
         let secret = """
             # LANCompute CURVE secret key. Keep it private: whoever has it is this machine to a broker.
             public-key \(pair.publicKeyZ85)
@@ -46,7 +92,6 @@ public struct KeyDirectory: Sendable, Equatable {
             """
         try Self.write(secret, to: secretKeyPath, mode: 0o600)
         try Self.write(pair.publicKeyZ85 + "\n", to: publicKeyPath, mode: 0o644)
-        return pair
     }
 
     /// Writes `text` to a new file created with `mode`, so the secret is never readable by others,

@@ -20,6 +20,9 @@ public enum SocketRole: String, Sendable, CaseIterable {
     case client
     /// An inproc link between two threads of one process.
     case pipe
+    /// Pairing: the head's ROUTER (`lancompute pair`) and a new worker's DEALER. NULL mechanism:
+    /// the exchange authenticates itself (CPace), and only public keys travel.
+    case pairing
 }
 
 /// How a socket is secured. A profile says it for one socket; a ``SocketFactory`` made with
@@ -73,6 +76,14 @@ public struct SocketProfile: Sendable, Equatable {
     public var sendTimeout: Duration?
     /// Fail sends to an unknown routing id instead of dropping them (`ZMQ_ROUTER_MANDATORY`).
     public var routerMandatory = false
+    /// How long one TCP connect may take before libzmq gives up and tries again after its
+    /// reconnect interval; nil: the system's SYN retries, which back off to minutes (`ZMQ_CONNECT_TIMEOUT`).
+    public var connectTimeout: Duration?
+    /// How long sent data may stay unacknowledged before the kernel drops the connection and
+    /// libzmq reconnects; nil: the system's retransmission backoff, which waits longer and longer
+    /// (`ZMQ_TCP_MAXRT`, `TCP_USER_TIMEOUT` on Linux). Linux also counts a receive window the peer
+    /// keeps closed against it, so a peer that stops reading for that long is dropped as well.
+    public var retransmitTimeout: Duration?
     public var security: SocketSecurity = .none
 
     public init(role: SocketRole, type: SocketType) {
@@ -127,14 +138,29 @@ public struct SocketProfile: Sendable, Equatable {
     /// The source reader's PUSH to the broker: a small queue, so a file is never read far ahead.
     public static let sourceReader = SocketProfile(role: .pipe, type: .push).with { $0.sendHighWaterMark = 16 }
 
+    /// How long a worker's connect to the broker may take: a connect started while the network is
+    /// cut is abandoned and started afresh, so a healed link is used within about this long (the
+    /// kernel would only send its next SYN 1, 3, 7, 15 s ... after the first).
+    public static let workerConnectTimeout = Duration.seconds(1)
+
     /// A worker's DEALER for one stage: no HWM (the broker's credit bounds the traffic).
     public static let workerStage = SocketProfile(role: .worker, type: .dealer).with {
         $0.sendHighWaterMark = 0
         $0.receiveHighWaterMark = 0
+        $0.connectTimeout = workerConnectTimeout
     }
 
-    /// A worker's PUSH of final outputs to the aggregator.
-    public static let workerOutputs = SocketProfile(role: .worker, type: .push).with { $0.sendHighWaterMark = 100_000 }
+    /// A worker's PUSH of final outputs to the aggregator. Nothing else watches this connection
+    /// (heartbeats travel on the stage DEALERs), so a cut that drops only it is found by TCP:
+    /// after 2 s of unacknowledged outputs the connection is dropped and made again, instead of
+    /// waiting out a retransmission backoff that reaches 26 s after a 30 s cut. Outputs that were
+    /// in the dropped connection come back through the broker's ack timeout. The aggregator's
+    /// deep queue (10,000 messages) keeps its window open unless the sink itself stalls.
+    public static let workerOutputs = SocketProfile(role: .worker, type: .push).with {
+        $0.sendHighWaterMark = 100_000
+        $0.connectTimeout = workerConnectTimeout
+        $0.retransmitTimeout = .seconds(2)
+    }
 
     /// The worker I/O thread's PULL of results from its slot threads.
     public static let slotResults = SocketProfile(role: .pipe, type: .pull)
@@ -151,14 +177,34 @@ public struct SocketProfile: Sendable, Equatable {
         $0.sendTimeout = .seconds(60)
     }
 
-    /// An MDP client's DEALER.
-    public static let client = SocketProfile(role: .client, type: .dealer)
+    /// An MDP client's DEALER (a worker fetches its topology with one, so it gives up on a
+    /// connect as a stage DEALER does).
+    public static let client = SocketProfile(role: .client, type: .dealer).with { $0.connectTimeout = workerConnectTimeout }
 
     /// The ZAP handler's REP on `inproc://zeromq.zap.01` (RFC 27 asks for REP: one answer per request, in order).
     public static let zapHandler = SocketProfile(role: .pipe, type: .rep)
 
     /// A producer's PUSH into a `pull:` source (`lancompute feed`).
     public static let feeder = SocketProfile(role: .source, type: .push)
+
+    /// `lancompute pair`'s ROUTER: messages are a few hundred bytes, so anything larger drops the
+    /// peer; a peer that does not finish its ZMTP handshake within 5 s is dropped; close lingers a
+    /// second so the last answer of a one-shot exchange (`done`, `refused`) leaves before the
+    /// process exits (no item ever depends on it).
+    public static let pairingHead = SocketProfile(role: .pairing, type: .router).with {
+        $0.maxMessageSize = Int64(PairingMessage.maxSize)
+        $0.handshakeInterval = .seconds(5)
+        $0.linger = .seconds(1)
+        $0.sendHighWaterMark = 100
+        $0.receiveHighWaterMark = 100
+    }
+
+    /// A new worker's DEALER to the head's pairing port; lingers a second so `abort` reaches the head.
+    public static let pairingWorker = SocketProfile(role: .pairing, type: .dealer).with {
+        $0.maxMessageSize = Int64(PairingMessage.maxSize)
+        $0.handshakeInterval = .seconds(5)
+        $0.linger = .seconds(1)
+    }
 }
 
 /// Makes every socket of the engine from its profile, in one context, and refuses to bind a
@@ -192,7 +238,7 @@ public struct SocketFactory: Sendable {
             if let client = curve.client {
                 result.security = .curveClient(serverKey: client.serverKey, keyPair: client.keyPair)
             }
-        case (.sink, _), (.pipe, _):
+        case (.sink, _), (.pipe, _), (.pairing, _):
             break
         }
         return result
@@ -210,6 +256,8 @@ public struct SocketFactory: Sendable {
         if profile.immediate { try socket.set(.immediate, true) }
         if let timeout = profile.sendTimeout { try socket.set(.sendTimeout, timeout) }
         if profile.routerMandatory { try socket.set(.routerMandatory, true) }
+        if let timeout = profile.connectTimeout { try socket.set(.connectTimeout, timeout) }
+        if let timeout = profile.retransmitTimeout { try socket.set(.tcpMaxRetransmitTimeout, timeout) }
         switch profile.security {
         case .none: break
         case .curveServer(let keyPair, let domain):
@@ -229,8 +277,10 @@ public struct SocketFactory: Sendable {
     }
 
     /// Nil when `profile`'s socket may be bound at `endpoint`, else the LC2005 refusal.
+    /// The pairing port is exempt: it must be reachable before any key is shared, and CPace gives
+    /// an eavesdropper nothing and an active attacker one guess of the code per run.
     public func exposureProblem(binding endpoint: Endpoint, as profile: SocketProfile) -> SocketBindError? {
-        if endpoint.isLoopback || insecure || secured(profile).security != .none { return nil }
+        if endpoint.isLoopback || insecure || profile.role == .pairing || secured(profile).security != .none { return nil }
         return .exposed(endpoint: endpoint, role: profile.role)
     }
 

@@ -17,7 +17,7 @@ public enum ZAPDomain: String, Sendable, CaseIterable {
         case .events: self = .events
         case .aggregator: self = .aggregator
         case .source: self = .source
-        case .worker, .sink, .client, .pipe: return nil
+        case .worker, .sink, .client, .pipe, .pairing: return nil
         }
     }
 

@@ -149,6 +149,9 @@ public struct BrokerSettings: Sendable, Equatable, Codable {
     public var bind: String
     public var events: String
     public var aggregator: String
+    /// How often peers send heartbeats. With the liveness, 250 ms x 4 declares a silent peer dead
+    /// after 1 s: inside the 1.5 s the project promises for a hung or cut-off worker, with room for a
+    /// loaded machine, while three heartbeats in a row may still go missing.
     public var heartbeatInterval: Duration
     public var heartbeatLiveness: Int
     /// How many items may wait in a stage's queue before the source stops reading.
@@ -156,8 +159,8 @@ public struct BrokerSettings: Sendable, Equatable, Codable {
 
     public init(
         bind: String = "tcp://127.0.0.1:5555", events: String = "tcp://127.0.0.1:5556",
-        aggregator: String = "tcp://127.0.0.1:5557", heartbeatInterval: Duration = .milliseconds(500),
-        heartbeatLiveness: Int = 3, queueLimit: Int = 10_000
+        aggregator: String = "tcp://127.0.0.1:5557", heartbeatInterval: Duration = .milliseconds(250),
+        heartbeatLiveness: Int = 4, queueLimit: Int = 10_000
     ) {
         self.bind = bind
         self.events = events

@@ -149,7 +149,9 @@ struct WorkerSessionCore {
     /// How long `mmi.topology` may go unanswered before the worker backs off and asks again.
     static let topologyTimeout = Duration.seconds(2)
     static let firstBackoff = Duration.milliseconds(100)
-    static let longestBackoff = Duration.seconds(5)
+    /// Short, so that a worker cut off for a long time is back within about a second of the heal
+    /// (an attempt is a connect and one small request every 3 s at most: nothing on a LAN).
+    static let longestBackoff = Duration.seconds(1)
     /// How long the broker may take to send every stage file a session needs.
     static let stageFilesTimeout = Duration.seconds(10)
     /// How long the broker may take to acknowledge the report of unserved stages.

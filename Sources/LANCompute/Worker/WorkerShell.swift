@@ -219,6 +219,14 @@ final class WorkerShell {
             nextTick = instant
         case .reconnect:
             closeSession(goodbye: false)
+        case .notice(.noAnswer(let broker)):
+            // Say why, when TCP can tell: refused, no route and silence are different mistakes.
+            var reason = ""
+            if let endpoint = try? Endpoint(parsing: broker), let host = endpoint.host, let port = endpoint.port {
+                let found = Reachability.probe(host: host, port: port, timeout: .milliseconds(500))
+                if found != .accepting { reason = ": \(found)" }
+            }
+            logger.info("no answer from the broker at \(broker)\(reason); retrying")
         case .notice(let notice):
             log(notice)
         case .finish:

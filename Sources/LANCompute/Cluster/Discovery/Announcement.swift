@@ -25,7 +25,7 @@ public struct BrokerAnnouncement: Sendable, Equatable {
     public var aggregatorPort: UInt16
     /// Zero when the broker's source is not `pull`.
     public var sourcePort: UInt16
-    /// The broker key's fingerprint; empty until brokers have keys.
+    /// The broker key's fingerprint (``KeyFingerprint``); empty when the broker has no keys.
     public var keyFingerprint: String
 
     public init(cluster: String, instance: UUID, dispatchPort: UInt16, eventsPort: UInt16 = 0,

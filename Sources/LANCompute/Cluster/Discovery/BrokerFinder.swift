@@ -20,9 +20,12 @@ public struct DiscoveryOptions: Sendable {
     public var beaconPort: UInt16
     /// How long a probe (`mmi.topology` on the dispatch endpoint) may take before the broker is skipped.
     public var probeTimeout: Duration
+    /// The keys a probe connects with: a broker with keys answers only a client it knows.
+    public var probeCurve: CurveSetup?
 
     public init(cluster: String = BrokerAnnouncement.defaultCluster, interface: String? = nil, mechanism: DiscoveryMechanism = .auto,
-                beaconPort: UInt16 = BeaconDatagram.defaultPort, probeTimeout: Duration = .seconds(1)) {
+                beaconPort: UInt16 = BeaconDatagram.defaultPort, probeTimeout: Duration = .seconds(1), probeCurve: CurveSetup? = nil) {
+        self.probeCurve = probeCurve
         self.cluster = cluster
         self.interface = interface
         self.mechanism = mechanism
@@ -90,11 +93,22 @@ public final class BrokerFinder: Sendable {
             let candidates = table.withLock { $0.candidates(at: .now) }
             for candidate in candidates where !excluding.contains(candidate.announcement.instance) {
                 if shouldStop() { return nil }
-                if BrokerProbe.answers(candidate.dispatchEndpoint, within: options.probeTimeout) { return candidate }
+                if BrokerProbe.answers(candidate.dispatchEndpoint, within: options.probeTimeout, curve: options.probeCurve) { return candidate }
                 logger.info("broker \(candidate.dispatchEndpoint) (cluster \(options.cluster), via \(candidate.mechanism.rawValue)) was announced but does not answer; skipping it")
                 table.withLock { $0.markUnreachable(instance: candidate.announcement.instance, at: .now) }
             }
             if shouldStop() { return nil }
+            Thread.sleep(forTimeInterval: 0.1)
+        } while ContinuousClock.now < deadline
+        return nil
+    }
+
+    /// The newest broker of the cluster announced within `limit`, without a probe: a worker that is
+    /// about to pair cannot probe a broker that does not know its key yet.
+    public func announced(within limit: Duration) -> DiscoveredBroker? {
+        let deadline = ContinuousClock.now + limit
+        repeat {
+            if let newest = table.withLock({ $0.candidates(at: .now) }).first { return newest }
             Thread.sleep(forTimeInterval: 0.1)
         } while ContinuousClock.now < deadline
         return nil
@@ -108,10 +122,14 @@ public final class BrokerFinder: Sendable {
 
 /// Asks a dispatch endpoint for `mmi.topology`: liveness from our own protocol, not from announcements.
 public enum BrokerProbe {
-    public static func answers(_ endpoint: String, within limit: Duration) -> Bool {
-        guard let client = try? MDPClient(endpoint: endpoint) else { return false }
+    public static func answers(_ endpoint: String, within limit: Duration, curve: CurveSetup? = nil) -> Bool {
+        guard let client = try? MDPClient(endpoint: endpoint, curve: curve) else { return false }
         defer { client.close() }
         guard let reply = try? client.request("mmi.topology", body: [], timeout: limit) else { return false }
-        return reply.first == Array("200".utf8)
+        if reply.first == Array("200".utf8) { return true }
+        // A producer's or observer's key may not ask for the topology: the refusal, over CURVE,
+        // still proves the broker answers and holds the key the client expects.
+        return curve != nil && reply.first == Array("error".utf8)
+            && reply.dropFirst().first.map { String(decoding: $0, as: UTF8.self).hasPrefix(RuntimeErrorCode.peerRefused.code) } == true
     }
 }

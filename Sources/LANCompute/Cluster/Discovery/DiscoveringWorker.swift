@@ -68,7 +68,7 @@ public final class DiscoveringWorker: Sendable {
         var failedProbes = 0
         while done.wait(timeout: .now() + .seconds(1)) == .timedOut {
             if isStopRequested { continue }  // the worker is stopping; wait for it
-            failedProbes = BrokerProbe.answers(broker.dispatchEndpoint, within: finder.options.probeTimeout) ? 0 : failedProbes + 1
+            failedProbes = BrokerProbe.answers(broker.dispatchEndpoint, within: finder.options.probeTimeout, curve: finder.options.probeCurve) ? 0 : failedProbes + 1
             guard failedProbes >= 2 else { continue }
             guard let next = finder.find(within: .zero, excluding: [broker.announcement.instance]),
                   next.dispatchEndpoint != broker.dispatchEndpoint else { continue }
