@@ -34,6 +34,8 @@ struct BrokerCommand: ParsableCommand {
             for: topology, dispatch: settings.bind, aggregator: settings.aggregator, events: settings.events, eventsRequired: true,
             insecure: broker.insecure)
         configuration.security = broker.security
+        // Workers fetch the scripts exec commands name from here, so a new machine needs none copied.
+        configuration.topologyDirectory = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
         let security = configuration.security
         let access = try token.access(secured: configuration.security != nil)
         configuration.httpAccess = access

@@ -14,8 +14,41 @@ import Darwin
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
-        abstract: "Check this machine: libzmq version, CURVE support, network interfaces, worker capabilities."
+        abstract: "Check this machine: libzmq version, CURVE support, network interfaces, worker capabilities.",
+        discussion: """
+            With --broker EP it also asks that broker for its topology and says, stage by stage, whether a worker \
+            started here with the same --label, --workdir, --allow-exec and --cache would serve it, and why not. \
+            It fetches the stage files into the cache as a worker would, and registers nothing.
+            """
     )
+
+    @Option(help: "A broker's dispatch endpoint: check it answers, and which of its stages this machine could serve.")
+    var broker: String?
+
+    @Option(name: .customLong("label"), help: "A K=V label a worker here would announce (repeatable).")
+    var labels: [String] = []
+
+    @Option(help: "The directory a worker here would run in (default: the current directory).")
+    var workdir: String?
+
+    @Option(name: .customLong("allow-exec"), help: "A worker's --allow-exec glob (repeatable).")
+    var allowExec: [String] = []
+
+    @Option(help: "Directory for stage files (default: ~/.lancompute/cache, or $LANCOMPUTE_HOME/cache).")
+    var cache: String?
+
+    @Option(help: "Seconds to wait for each of the broker's answers.")
+    var timeout: Double = 5
+
+    @OptionGroup var keys: ClientKeyOptions
+
+    func validate() throws {
+        if let broker { try checkEndpoint(broker, option: "--broker") }
+        if timeout <= 0 { throw ValidationError("--timeout must be more than 0 seconds") }
+        for label in labels where !label.contains("=") || label.hasPrefix("=") {
+            throw ValidationError("--label takes K=V, got '\(label)'")
+        }
+    }
 
     func run() throws {
         print("lancompute \(LANComputeCommand.version)")
@@ -38,6 +71,39 @@ struct DoctorCommand: ParsableCommand {
         try pull.set(.receiveTimeout, .seconds(2))
         let reply = try pull.receiveString()
         print("loopback    \(reply == "ping" ? "ok" : "FAILED") (\(try pull.lastEndpoint))")
+        if let broker { checkBroker(broker) }
+    }
+
+    /// Whether `endpoint` answers, and which of its stages a worker here would serve (the worker's own checks).
+    private func checkBroker(_ endpoint: String) {
+        var labelValues: [String: String] = [:]
+        for label in labels {
+            let parts = label.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            labelValues[String(parts[0])] = String(parts[1])
+        }
+        var configuration = WorkerConfiguration(
+            brokerEndpoint: endpoint, labels: labelValues,
+            workingDirectory: workdir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? FileManager.default.currentDirectoryPath)
+        configuration.stageFileCache = cache.map { StageFileCache(directory: URL(fileURLWithPath: $0).standardizedFileURL.path) } ?? .userDefault
+        if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
+        let wait = Duration.milliseconds(Int(timeout * 1000))
+        do {
+            let client = try MDPClient(endpoint: endpoint, curve: keys.curve)
+            defer { client.close() }
+            let (pipeline, verdicts) = try ServabilityCheck.run(configuration: configuration) { service, body in
+                try client.request(service, body: body, timeout: wait)
+            }
+            print("broker      \(endpoint): answers, pipeline \(pipeline), \(verdicts.count) stage(s)")
+            let width = max(8, verdicts.map(\.stage.count).max() ?? 0)
+            for verdict in verdicts {
+                let name = verdict.stage.padding(toLength: width, withPad: " ", startingAt: 0)
+                print("  \(name)  \(verdict.reason.map { "cannot serve here: \($0)" } ?? "can serve here")")
+            }
+        } catch let error as RuntimeError {
+            fail(error)
+        } catch {
+            fail(RuntimeError(.brokerUnreachable, "cannot ask the broker at \(endpoint): \(error)"))
+        }
     }
 
     /// IPv4 and IPv6 addresses of the machine's interfaces.

@@ -51,7 +51,8 @@ struct NodesCommand: ParsableCommand {
             FileHandle.standardOutput.write(try report.jsonData(pretty: true) + Data("\n".utf8))
             return
         }
-        let lines = report.nodes.isEmpty ? ["no nodes: no worker is registered with the broker of pipeline \(report.pipeline)"] : report.table()
+        let lines = (report.nodes.isEmpty ? ["no nodes: no worker is registered with the broker of pipeline \(report.pipeline)"] : report.table())
+            + report.unservedLines()
         FileHandle.standardOutput.write(Data(lines.map { $0 + "\n" }.joined().utf8))
     }
 }

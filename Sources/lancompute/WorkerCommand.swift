@@ -13,7 +13,9 @@ struct WorkerCommand: ParsableCommand {
         discussion: """
             The worker asks the broker for the topology, then registers for every stage it can serve: \
             builtins always, exec stages when the command resolves on this machine (relative to --workdir), \
-            and only stages whose 'requires' this machine meets. On SIGINT or SIGTERM it takes no new items, \
+            and only stages whose 'requires' this machine meets. The scripts an exec command names under the \
+            topology's directory come from the broker, checked by SHA-256 and kept in --cache, so nothing need \
+            be copied here by hand. It tells the broker why it skips a stage. On SIGINT or SIGTERM it takes no new items, \
             finishes and answers the items it holds for up to --grace seconds, hands the rest back and \
             disconnects; a second signal hands everything back at once.
             """
@@ -33,6 +35,9 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(help: "Directory exec commands resolve against (default: the current directory).")
     var workdir: String?
+
+    @Option(help: "Directory for stage files fetched from the broker (default: ~/.lancompute/cache, or $LANCOMPUTE_HOME/cache).")
+    var cache: String?
 
     @Option(help: "Seconds a stopped worker lets the items it holds finish before handing the rest back.")
     var grace: Double = 10
@@ -83,6 +88,8 @@ struct WorkerCommand: ParsableCommand {
             workingDirectory: directory, stopGrace: .milliseconds(Int(grace * 1000)))
         configuration.curve = pair != nil ? paired() : keys.client ?? storedKeys()
         configuration.insecure = insecure
+        configuration.stageFileCache = cache.map { StageFileCache(directory: URL(fileURLWithPath: $0).standardizedFileURL.path) }
+            ?? .userDefault
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
         if discovery.discover { return discovery.serve(configuration) }
         checkResolves(broker)

@@ -93,12 +93,17 @@ final class ProcessHarness {
 
     /// Starts `executable ARGUMENTS` in the package root; `environment` adds to (or replaces) this process's variables.
     @discardableResult
-    func start(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+    func start(
+        _ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil
+    ) throws -> ChildProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.currentDirectoryURL = Self.packageRoot
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        process.currentDirectoryURL = directory.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? Self.packageRoot
+        // Keys and cached stage files default to $LANCOMPUTE_HOME: the test's own directory, never the user's.
+        var variables = ["LANCOMPUTE_HOME": path("home")]
+        variables.merge(environment) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(variables) { $1 }
         let outputPath = path("\(name).out")
         let errorPath = path("\(name).err")
         for file in [outputPath, errorPath] where !FileManager.default.createFile(atPath: file, contents: nil) {
@@ -122,8 +127,10 @@ final class ProcessHarness {
 
     /// Starts the built `lancompute` binary.
     @discardableResult
-    func lancompute(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
-        try start(name, CLI.path, arguments, environment: environment)
+    func lancompute(
+        _ name: String, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil
+    ) throws -> ChildProcess {
+        try start(name, CLI.path, arguments, environment: environment, directory: directory)
     }
 
     /// Starts a Python 3 program.

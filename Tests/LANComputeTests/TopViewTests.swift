@@ -114,4 +114,21 @@ import Testing
         let summary = TopView.eventSummary(FeedMessage(topic: event.topic, json: json, seq: 1, gap: 0))
         #expect(summary == #"1970-01-01T00:00:00Z event.node.joined capabilities={"gpu":"metal"} host=alpha id=n1"#)
     }
+
+    @Test func anUnservedStageIsMarkedInTheTableAndThePlainLines() throws {
+        var snapshot = Self.snapshot(seq: 1, rate: 0)
+        snapshot.stages[1].unserved = true
+        snapshot.stages[1].queued = 9
+        var view = TopView()
+        // Through the feed's JSON, as `top` receives it.
+        view.record(Self.message(snapshot))
+        let lines = view.render()
+        let upload = try #require(lines.first { $0.contains("upload") })
+        #expect(upload.hasPrefix("!upload") && upload.hasSuffix("UNSERVED"))
+        #expect(!(lines.first { $0.hasPrefix("resize") } ?? "").contains("UNSERVED"))
+        #expect(lines.contains("! unserved: upload: items wait and no live worker serves them (see 'lancompute nodes')"))
+        #expect(view.plainLines().contains { $0.contains("stage=upload") && $0.hasSuffix("unserved=true") })
+        #expect(!view.plainLines().contains { $0.contains("stage=resize") && $0.contains("unserved") })
+    }
 }
+

@@ -61,17 +61,28 @@ import Testing
 
     func isFinish(_ action: WorkerAction) -> Bool { action == .finish }
 
+    /// The broker's `200` to `mmi.unserved`.
+    var reportAcknowledged: WorkerInput {
+        .topologyReply(ClientMessage(service: UnservedReport.service, body: [Array("200".utf8)]).frames)
+    }
+
     // MARK: Registration
 
     @Test func registersEveryServableStageWithReadyAndCapabilities() throws {
         var core = core(unavailable: ["missing"])
         #expect(core.handle(.start, at: at(0)).contains(.requestTopology))
-        let opened = core.handle(try answer(topology([
+        let answered = core.handle(try answer(topology([
             StageSpec(name: "first", handler: .builtin(name: "upper", options: [:])),
             StageSpec(name: "missing", handler: .external, from: ["first"]),
             StageSpec(name: "gpu", handler: .external, from: ["first"], requires: Requirements(labels: ["gpu": "yes"])),
             StageSpec(name: "last", handler: .external, from: ["first"], replicas: 3),
         ])), at: at(0))
+        // The broker hears first which stages this worker skips, and why.
+        let report = try #require(answered.compactMap { if case .reportUnserved(let node, let stages) = $0 { (node, stages) } else { nil } }.first)
+        #expect(report.0 == "node-1" && report.1.map(\.stage) == ["missing", "gpu"])
+        #expect(report.1.first?.reason == "not here")
+        #expect(!answered.contains { if case .openSession = $0 { true } else { false } })
+        let opened = answered + core.handle(reportAcknowledged, at: at(5))
         let plans = try #require(opened.compactMap { if case .openSession(let plans, _) = $0 { plans } else { nil } }.first)
         #expect(plans.map(\.spec.name) == ["first", "last"])
         #expect(plans.map(\.isFinal) == [false, true])
@@ -92,10 +103,14 @@ import Testing
     @Test func aWorkerThatCanServeNothingWaitsAndAsksAgain() throws {
         var core = core(unavailable: ["a"])
         _ = core.handle(.start, at: at(0))
-        let actions = core.handle(try answer(topology([StageSpec(name: "a", handler: .external)])), at: at(0))
+        let reported = core.handle(try answer(topology([StageSpec(name: "a", handler: .external)])), at: at(0))
+        #expect(reported.contains(.reportUnserved(node: "node-1", [UnservedStage(stage: "a", reason: "not here")])))
+        // An older broker does not answer the report: the worker goes on after a second.
+        #expect(!core.handle(.tick, at: at(999)).contains(.notice(.servesNothing(pipeline: "t"))))
+        let actions = core.handle(.tick, at: at(1000))
         #expect(actions.contains(.notice(.servesNothing(pipeline: "t"))))
         #expect(actions.contains(.reconnect(after: .milliseconds(100))))
-        #expect(core.handle(.tick, at: at(100)).contains(.requestTopology))
+        #expect(core.handle(.tick, at: at(1100)).contains(.requestTopology))
     }
 
     @Test func anErrorStatusFromTheBrokerBacksOff() {
@@ -312,5 +327,87 @@ import Testing
         #expect(lost.contains(.notice(.brokerSilent(expiry: .milliseconds(1500)))))
         #expect(lost.last == .finish)
         #expect(!lost.contains { if case .reconnect = $0 { true } else { false } })
+    }
+
+    // MARK: Stage files and unknown stages
+
+    func shippingCore(stages: Set<String>? = nil) -> WorkerSessionCore {
+        var configuration = WorkerConfiguration(brokerEndpoint: broker, stages: stages, nodeID: "node-1")
+        configuration.stageFileCache = StageFileCache(directory: "/var/cache/lc")
+        return WorkerSessionCore(configuration: configuration) { _ in .available }
+    }
+
+    let script = Array("import sys\nfor line in sys.stdin: print(line.upper(), end='')\n".utf8)
+    var scriptFile: StageFile { StageFile(path: "scripts/shout.py", sha256: SHA256.hexDigest(script), size: script.count, executable: false) }
+
+    func shippingTopology() -> Topology {
+        topology([StageSpec(name: "shout", handler: .exec(ExecSpec(command: ["python3", "-u", "scripts/shout.py"])))])
+    }
+
+    /// The `mmi.topology` answer of a broker that ships `files` for stage `shout`.
+    func answer(_ topology: Topology, shipping files: [StageFile]) throws -> WorkerInput {
+        let json = try JSONEncoder().encode(TopologyAnswer(topology: topology, stageFiles: ["shout": files]))
+        return .topologyReply(ClientMessage(service: "mmi.topology", body: [Array("200".utf8), Array(json)]).frames)
+    }
+
+    func fileReply(_ reply: StageFileReply) -> WorkerInput {
+        .topologyReply(ClientMessage(service: StageFiles.service, body: reply.frames).frames)
+    }
+
+    @Test func stageFilesAreFetchedCheckedAndCachedBeforeTheStageRegistersWithTheCachedCopy() throws {
+        var core = shippingCore()
+        _ = core.handle(.start, at: at(0))
+        let answered = core.handle(try answer(shippingTopology(), shipping: [scriptFile]), at: at(0))
+        #expect(answered.contains(.fetchStageFiles([scriptFile])))
+        #expect(!answered.contains { if case .openSession = $0 { true } else { false } }, "not before the file is here")
+
+        let fetched = core.handle(fileReply(StageFileReply(status: .found, sha256: scriptFile.sha256, content: script)), at: at(20))
+        #expect(fetched == [.storeStageFile(scriptFile, content: script)])
+        let stored = core.handle(.stageFileStored(sha256: scriptFile.sha256, failure: nil), at: at(21))
+        let plans = try #require(stored.compactMap { if case .openSession(let plans, _) = $0 { plans } else { nil } }.first)
+        guard case .exec(let exec) = plans.first?.spec.handler else { Issue.record("not an exec plan"); return }
+        #expect(exec.command == ["python3", "-u", "/var/cache/lc/\(scriptFile.sha256)/shout.py"])
+    }
+
+    @Test func aFileThatFailsItsDigestIsNotRunAndTheBrokerIsToldWhy() throws {
+        var core = shippingCore()
+        _ = core.handle(.start, at: at(0))
+        _ = core.handle(try answer(shippingTopology(), shipping: [scriptFile]), at: at(0))
+        let forged = core.handle(fileReply(StageFileReply(status: .found, sha256: scriptFile.sha256, content: Array("rm -rf /".utf8))), at: at(10))
+        #expect(!forged.contains { if case .storeStageFile = $0 { true } else { false } })
+        let report = try #require(forged.compactMap { if case .reportUnserved(_, let stages) = $0 { stages } else { nil } }.first)
+        #expect(report.map(\.stage) == ["shout"])
+        #expect(report.first?.reason.contains("does not match its SHA-256") == true)
+        #expect(core.handle(reportAcknowledged, at: at(11)).contains(.notice(.servesNothing(pipeline: "t"))))
+    }
+
+    @Test func aBrokerThatNeverSendsTheFileLeavesTheStageUnservedAfterTheTimeout() throws {
+        var core = shippingCore()
+        _ = core.handle(.start, at: at(0))
+        let answered = core.handle(try answer(shippingTopology(), shipping: [scriptFile]), at: at(0))
+        #expect(answered.contains(.scheduleTick(at: at(10_000))))
+        #expect(!core.handle(.tick, at: at(9_999)).contains { if case .reportUnserved = $0 { true } else { false } })
+        let late = core.handle(.tick, at: at(10_000))
+        let report = try #require(late.compactMap { if case .reportUnserved(_, let stages) = $0 { stages } else { nil } }.first)
+        #expect(report.first?.reason.contains("did not send it within") == true)
+    }
+
+    @Test func aWorkerWithoutACacheFetchesNothingAndRunsTheCommandAsWritten() throws {
+        var core = core()
+        _ = core.handle(.start, at: at(0))
+        let answered = core.handle(try answer(shippingTopology(), shipping: [scriptFile]), at: at(0))
+        #expect(!answered.contains { if case .fetchStageFiles = $0 { true } else { false } })
+        let plans = try #require(answered.compactMap { if case .openSession(let plans, _) = $0 { plans } else { nil } }.first)
+        #expect(plans.first?.spec == shippingTopology().stages[0])
+    }
+
+    @Test func anUnknownStageNameEndsTheWorkerWithAnError() throws {
+        var core = shippingCore(stages: ["shout", "nosuch"])
+        _ = core.handle(.start, at: at(0))
+        let answered = core.handle(try answer(shippingTopology()), at: at(0))
+        let failure = try #require(answered.compactMap { if case .fail(let error) = $0 { error } else { nil } }.first)
+        #expect(failure.code == .unknownStage)
+        #expect(failure.message.contains("'nosuch'") && failure.message.contains("its stages are shout"))
+        #expect(core.isFinished)
     }
 }

@@ -48,6 +48,9 @@ public struct BrokerConfiguration: Sendable {
     /// The journal (state directory, fsync policy) a crashed run resumes from; nil: none, and a
     /// killed broker loses what it held in memory. See Docs/architecture.md, "The journal".
     public var journal: JournalConfiguration?
+    /// The topology file's directory: the files under it that exec commands name are served to
+    /// workers on `mmi.file` (Docs/cluster.md, "Stage files"). Nil: none are shipped.
+    public var topologyDirectory: String?
 
     public init(
         topology: Topology, dispatchEndpoint: String? = nil, aggregatorEndpoint: String? = nil,
@@ -77,6 +80,21 @@ public struct BrokerConfiguration: Sendable {
             return url.deletingLastPathComponent().appendingPathComponent("\(base).dead-letter.jsonl").path
         }
         return "\(topology.name).dead-letter.jsonl"
+    }
+}
+
+/// The `mmi.topology` JSON: the topology's own keys, and `stageFiles` when the broker ships any.
+struct TopologyAnswer: Encodable {
+    var topology: Topology
+    var stageFiles: [String: [StageFile]]
+
+    private enum CodingKeys: String, CodingKey { case stageFiles }
+
+    func encode(to encoder: any Encoder) throws {
+        try topology.encode(to: encoder)
+        guard !stageFiles.isEmpty else { return }
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(stageFiles, forKey: .stageFiles)
     }
 }
 
@@ -276,6 +294,8 @@ final class BrokerLoop {
     var sourceIDBase: UInt64 = 0
     /// The journal could not be written where the loop cannot throw: the run stops with it.
     var journalFailure: RuntimeError?
+    /// The stage files workers fetch on `mmi.file`, read once at start.
+    let stageFiles: StageFileStore
 
     init(broker: Broker, context: Context) throws(BrokerError) {
         self.broker = broker
@@ -318,6 +338,8 @@ final class BrokerLoop {
             do { try router.bind("inproc://\(name)-dispatch") } catch { throw BrokerError(.brokerSetup, "cannot bind inproc://\(name)-dispatch: \(error)") }
         }
         telemetry = Telemetry(topology: configuration.topology, logger: logger)
+        let topology = configuration.topology
+        stageFiles = configuration.topologyDirectory.map { StageFileStore(topology: topology, directory: $0) } ?? StageFileStore()
     }
 
     deinit {
@@ -340,6 +362,10 @@ final class BrokerLoop {
         endpoints.metricsHTTP = telemetry.metricsHTTPEndpoint
         onReady(endpoints)
         logger.info("broker for pipeline \(configuration.topology.name) listening on \(endpoints.dispatch)")
+        for warning in stageFiles.warnings { logger.warning("\(warning)") }
+        for (stage, files) in stageFiles.manifest.sorted(by: { $0.key < $1.key }) {
+            logger.info("stage \(stage) ships \(files.map { "\($0.path) (\($0.size) bytes)" }.joined(separator: ", ")) to its workers")
+        }
         telemetry.brokerStarted(endpoints: endpoints)
         let exposed = exposedEndpoints
         if !exposed.isEmpty {
@@ -559,8 +585,21 @@ final class BrokerLoop {
             topology.chains = ChainPlan(configuration.topology).chains
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            guard let json = try? encoder.encode(topology) else { return reply([Array("500".utf8)]) }
+            guard let json = try? encoder.encode(TopologyAnswer(topology: topology, stageFiles: stageFiles.manifest)) else {
+                return reply([Array("500".utf8)])
+            }
             reply([Array("200".utf8), Array(json)])
+        case StageFiles.service:
+            reply(stageFiles.reply(to: message.body).frames)
+        case UnservedReport.service:
+            do {
+                let report = try UnservedReport(body: message.body)
+                perform(core.handle(.unservedReported(node: report.node, stages: report.stages), at: now))
+                reply([Array("200".utf8)])
+            } catch {
+                countProtocolError(peer: peer, code: .malformedMessage, detail: "malformed mmi.unserved report: \(error)")
+                reply([Array("400".utf8)])
+            }
         case Intake.service:
             let step = intake(message.body)
             if let problem = step.protocolError { countProtocolError(peer: peer, code: problem.code, detail: problem.message) }
@@ -576,7 +615,8 @@ final class BrokerLoop {
             reply(step.reply)
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
-            let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now))
+            let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now),
+                                     unserved: core.unservedStages)
             guard let json = try? report.jsonData() else { return reply([Array("500".utf8)]) }
             reply([Array("200".utf8), Array(json)])
         case let service where service.hasPrefix("mmi."):
@@ -806,6 +846,17 @@ final class BrokerLoop {
                 break  // the journal's
             case .lateMessage:
                 lateMessages += 1
+            case .stageUnserved(let report):
+                if report.isNew {
+                    let why = report.reasons.isEmpty
+                        ? "no worker has registered for it, and none said why"
+                        : report.reasons.map { "\($0.node): \($0.reason)" }.joined(separator: "; ")
+                    logger.warning("stage \(report.stageName) is unserved: \(report.waiting) item(s) wait and no live worker serves it (\(why)); its items wait until one registers")
+                }
+                telemetry.stageUnserved(report)
+            case .stageServed(_, let stageName):
+                logger.notice("stage \(stageName) is served again")
+                telemetry.stageServed(stageName)
             case .impostorOutcome(let id, let sender):
                 refuse(socket: "aggregator", peer: [], reason: "outputs for item \(id) from key \(sender.isEmpty ? "(none)" : sender), which the item was not sent to")
             case .foreignOutcome(let peer, let id, let epoch):

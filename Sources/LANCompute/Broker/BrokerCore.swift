@@ -229,6 +229,26 @@ enum BrokerInput {
     case settledEarlier(ids: [UInt64])
     /// The run is over: every unfinished item is dead-lettered with `reason`, and every worker told to go.
     case shutDown(reason: DeadLetterReason)
+    /// A worker process (`node`) said which stages it does not serve, and why (`mmi.unserved`); it
+    /// replaces what that node said before.
+    case unservedReported(node: String, stages: [UnservedStage])
+}
+
+/// A stage with items waiting and no live worker, and what the nodes that could not serve it said.
+struct UnservedStageReport: Equatable {
+    var stage: Int
+    var stageName: String
+    /// Items waiting in its queue.
+    var waiting: Int
+    /// Why each node that reported it does not serve it, sorted by node.
+    var reasons: [(node: String, reason: String)]
+    /// Whether this is the first report of this episode (the shell logs only that one).
+    var isNew: Bool
+
+    static func == (left: Self, right: Self) -> Bool {
+        left.stage == right.stage && left.stageName == right.stageName && left.waiting == right.waiting && left.isNew == right.isNew
+            && left.reasons.map(\.node) == right.reasons.map(\.node) && left.reasons.map(\.reason) == right.reasons.map(\.reason)
+    }
 }
 
 /// What the core asks the shell to do, and the facts metrics, events and the journal consume.
@@ -277,6 +297,11 @@ enum BrokerAction {
     case impostorOutcome(id: UInt64, sender: String)
     /// A worker answered for an item of another run (a broker restarted under it): refused.
     case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
+    /// A stage has had items waiting and no live worker for ``BrokerCore/unservedAfter`` (or, once
+    /// so, nodes gave new reasons): its items wait, and the operator should know why.
+    case stageUnserved(UnservedStageReport)
+    /// A stage reported unserved has a worker again.
+    case stageServed(stage: Int, stageName: String)
     /// The core wants a `.tick` no later than this.
     case scheduleTick(at: ContinuousClock.Instant)
 }
@@ -300,6 +325,10 @@ final class BrokerCore {
         var queue = PriorityFIFO<BrokerItem>()
         /// Live workers serving this stage, in the order they registered.
         var workers: [PeerID] = []
+        /// Since when items have waited with no worker to take them; nil: served, or nothing waits.
+        var unservedSince: ContinuousClock.Instant?
+        /// The reasons last reported as unserved; nil: not reported in this episode.
+        var reportedReasons: [String: String]?
         var isFinal: Bool { downstream.isEmpty }
         var isGrouped: Bool { spec.groupBy != nil }
     }
@@ -390,6 +419,18 @@ final class BrokerCore {
     private var unsettled: [UInt64: Int32] = [:]
     /// Items that settled in an earlier run (resume): skipped when queued again, then forgotten.
     private var settledEarlier = Set<UInt64>()
+    /// What each node said it cannot serve (stage index to reason), and when it last said so.
+    private var unservedReports: [String: (stages: [Int: String], at: ContinuousClock.Instant)] = [:]
+
+    /// How long a stage may have items waiting with no worker before it is reported unserved: long
+    /// enough for the workers of a starting cluster to register, short enough to be noticed.
+    let unservedAfter: Duration
+    /// How long a node's report is believed once the node has no worker left (a worker that serves
+    /// nothing asks again every few seconds, and reports again each time).
+    static let unservedReportLifetime = Duration.seconds(30)
+    /// The timeout of an attempt at an external stage that sets none: a plain MDP worker that never
+    /// answers would otherwise hold its item (and, at credit 1, the worker) forever.
+    static let externalStageTimeout = Duration.seconds(60)
 
     let heartbeatInterval: Duration
     let liveness: Int
@@ -400,8 +441,9 @@ final class BrokerCore {
     /// This run's epoch: it travels with every item, and outcomes of another epoch are refused.
     let epoch: UInt32
 
-    init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30)) {
+    init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30), unservedAfter: Duration = .seconds(2)) {
         self.epoch = epoch
+        self.unservedAfter = unservedAfter
         var index: [String: Int] = [:]
         for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
         stageIndex = index
@@ -504,6 +546,68 @@ final class BrokerCore {
         case .shutDown(let reason):
             abandonAll(reason: reason)
             for peer in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { actions.append(.disconnect(peer: peer)) }
+        case .unservedReported(let node, let reported):
+            var byStage: [Int: String] = [:]
+            for entry in reported { if let stage = stageIndex[entry.stage] { byStage[stage] = entry.reason } }
+            unservedReports[node] = (byStage, now)
+            checkUnserved(now: now)
+        }
+    }
+
+    // MARK: Unserved stages
+
+    /// The timeout of one attempt at `stage`: its own, or for an external stage ``externalStageTimeout``.
+    func attemptTimeout(stage: Int) -> Duration? {
+        // A chain's head carries the sum of its members' timeouts.
+        if let timeout = stages[stage].timeout { return timeout }
+        if case .external = stages[stage].spec.handler { return Self.externalStageTimeout }
+        return nil
+    }
+
+    /// What the nodes that reported `stage` said, sorted by node; reports of nodes long gone are dropped first.
+    private func reasons(for stage: Int) -> [(node: String, reason: String)] {
+        unservedReports.keys.sorted().compactMap { node in unservedReports[node]?.stages[stage].map { (node, $0) } }
+    }
+
+    /// Reports each stage whose items have waited with no worker for ``unservedAfter``, once per
+    /// episode and again when the reasons change; and each such stage that has a worker again.
+    private func checkUnserved(now: ContinuousClock.Instant) {
+        for (node, report) in unservedReports where nodes[node]?.isEmpty ?? true && now - report.at > Self.unservedReportLifetime {
+            unservedReports[node] = nil
+        }
+        for stage in stages.indices {
+            if !stages[stage].workers.isEmpty {
+                stages[stage].unservedSince = nil
+                if stages[stage].reportedReasons != nil {
+                    stages[stage].reportedReasons = nil
+                    actions.append(.stageServed(stage: stage, stageName: stages[stage].spec.name))
+                }
+                continue
+            }
+            let waiting = stages[stage].queue.count
+            guard waiting > 0 || stages[stage].reportedReasons != nil else {
+                stages[stage].unservedSince = nil
+                continue
+            }
+            let since = stages[stage].unservedSince ?? now
+            stages[stage].unservedSince = since
+            guard now - since >= unservedAfter || stages[stage].reportedReasons != nil else { continue }
+            let current = reasons(for: stage)
+            let keyed = Dictionary(current.map { ($0.node, $0.reason) }, uniquingKeysWith: { first, _ in first })
+            guard stages[stage].reportedReasons != keyed else { continue }
+            let isNew = stages[stage].reportedReasons == nil
+            stages[stage].reportedReasons = keyed
+            actions.append(.stageUnserved(UnservedStageReport(
+                stage: stage, stageName: stages[stage].spec.name, waiting: waiting, reasons: current, isNew: isNew)))
+        }
+    }
+
+    /// The stages reported unserved now, for `mmi.nodes` and the metrics snapshot.
+    var unservedStages: [UnservedStageReport] {
+        stages.indices.compactMap { stage in
+            guard stages[stage].reportedReasons != nil else { return nil }
+            return UnservedStageReport(stage: stage, stageName: stages[stage].spec.name, waiting: stages[stage].queue.count,
+                                       reasons: reasons(for: stage), isNew: false)
         }
     }
 
@@ -1081,7 +1185,7 @@ final class BrokerCore {
         for (id, entry) in inFlight where !entry.admitted {
             if let repliedAt = entry.repliedAt {
                 if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
-            } else if let timeout = stages[entry.item.stage].timeout, let startedAt = entry.startedAt, now - startedAt > timeout {
+            } else if let timeout = attemptTimeout(stage: entry.item.stage), let startedAt = entry.startedAt, now - startedAt > timeout {
                 expired.append((id, entry, .timeout))
             }
         }
@@ -1097,7 +1201,7 @@ final class BrokerCore {
                      message: "the aggregator never confirmed the outputs within \(seconds(ackTimeout)) of worker \(hex(entry.peer))'s reply; can that worker reach the aggregator endpoint?",
                      stderr: "", now: now)
             } else {
-                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(stages[stage].timeout!))", stderr: "", now: now)
+                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(attemptTimeout(stage: stage)!))", stderr: "", now: now)
             }
         }
         for worker in workers.values where !worker.inFlight.isEmpty { startedCount(of: worker, now: now) }
@@ -1106,6 +1210,7 @@ final class BrokerCore {
             let late = stages[stage].queue.removeAll { item in item.deadline.map { now >= $0 } ?? false }
             for item in late { _ = admit(item, now: now) }
         }
+        checkUnserved(now: now)
     }
 
     /// Dead-letters every item not yet finished — queued, pinned or in flight — with `reason`.

@@ -85,7 +85,9 @@ final class Telemetry {
 
     /// Brings gauges up to date and publishes a snapshot (feed and HTTP).
     func publishMetrics(core: BrokerCore, now: ContinuousClock.Instant) {
+        let unserved = Set(core.unservedStages.map(\.stage))
         for (index, name) in core.stageNames.enumerated() {
+            metrics.setUnserved(stage: name, unserved.contains(index))
             metrics.setQueued(stage: name, core.queuedCount(stage: index))
             metrics.setInFlight(stage: name, core.inFlightCount(stage: index))
         }
@@ -175,6 +177,15 @@ final class Telemetry {
 
     func nodeJoined(node: String, host: String, capabilities: Capabilities) {
         feed?.publish(.nodeJoined(id: node, host: host, capabilities: capabilities.values))
+    }
+
+    func stageUnserved(_ report: UnservedStageReport) {
+        feed?.publish(.stageUnserved(stage: report.stageName, waiting: report.waiting,
+                                     reasons: report.reasons.map { UnservedReason(node: $0.node, reason: $0.reason) }))
+    }
+
+    func stageServed(_ stage: String) {
+        feed?.publish(.stageServed(stage: stage))
     }
 
     func nodeLeft(node: String, reason: WorkerLeaveReason, detail: String) {

@@ -10,6 +10,20 @@ public struct NodesReport: Codable, Sendable, Equatable {
     public var schema: Int = NodesReport.schemaVersion
     public var pipeline: String
     public var nodes: [Node]
+    /// Stages with items waiting and no live worker, and why the nodes that reported them skip them.
+    /// Absent from an older broker's report.
+    public var unserved: [UnservedStageEntry]?
+
+    public struct UnservedStageEntry: Codable, Sendable, Equatable {
+        public var stage: String
+        public var waiting: Int
+        public var reasons: [Reason]
+
+        public struct Reason: Codable, Sendable, Equatable {
+            public var node: String
+            public var reason: String
+        }
+    }
 
     public struct Node: Codable, Sendable, Equatable {
         /// The worker process's id (`HOST-PID-XXXXXXXX`), or `mdp-HEX` for a plain MDP worker.
@@ -60,7 +74,7 @@ public struct NodesReport: Codable, Sendable, Equatable {
         self.nodes = nodes
     }
 
-    init(pipeline: String, summaries: [NodeSummary]) {
+    init(pipeline: String, summaries: [NodeSummary], unserved: [UnservedStageReport] = []) {
         self.init(pipeline: pipeline, nodes: summaries.map { summary in
             let age = summary.heartbeatAge.components
             return Node(node: summary.node, host: summary.host, stages: summary.stages, workers: summary.workers,
@@ -68,6 +82,10 @@ public struct NodesReport: Codable, Sendable, Equatable {
                         heartbeatAgeMs: Int(age.seconds * 1000 + age.attoseconds / 1_000_000_000_000_000),
                         capabilities: summary.capabilities)
         })
+        self.unserved = unserved.map { report in
+            UnservedStageEntry(stage: report.stageName, waiting: report.waiting,
+                               reasons: report.reasons.map { UnservedStageEntry.Reason(node: $0.node, reason: $0.reason) })
+        }
     }
 
     public func jsonData(pretty: Bool = false) throws -> Data {
@@ -104,6 +122,14 @@ public struct NodesReport: Codable, Sendable, Equatable {
             }.joined(separator: "  ")
         }
         return [line(header)] + rows.map(line)
+    }
+
+    /// One line per unserved stage, for under the table: `UNSERVED stage gpu: 3 item(s) wait; NODE: REASON`.
+    public func unservedLines() -> [String] {
+        (unserved ?? []).map { entry in
+            let why = entry.reasons.isEmpty ? "no worker registered" : entry.reasons.map { "\($0.node): \($0.reason)" }.joined(separator: "; ")
+            return "UNSERVED stage \(entry.stage): \(entry.waiting) item(s) wait; \(why)"
+        }
     }
 
     static func gibibytes(_ bytes: Int) -> String {

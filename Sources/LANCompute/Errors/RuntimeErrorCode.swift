@@ -55,6 +55,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerUnresolved = 2080
     case brokerNotZeroMQ = 2081
     case brokerWrongSocket = 2082
+    case unknownStage = 2090
+    case brokerUnreachable = 2091
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -113,6 +115,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerUnresolved: "the broker's host name does not resolve"
         case .brokerNotZeroMQ: "the broker's address answers, but not in ZeroMQ"
         case .brokerWrongSocket: "the broker's address is a ZeroMQ socket that takes no workers"
+        case .unknownStage: "a stage name the broker's pipeline does not have"
+        case .brokerUnreachable: "doctor: the broker did not answer mmi.topology"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -125,7 +129,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .aggregatorStart: "Choose another with `--aggregator`."
         case .sourceBind: "Change the endpoint in the topology."
         case .sinkUnconfirmed: "Check the sink's disk and permissions; the dead-letter file and the log say what was done."
-        case .unencryptedExposure: "Pass `--keys DIR` (make keys with `lancompute keygen`), bind to `127.0.0.1`, or pass `--insecure` on a network you trust."
+        case .unencryptedExposure: "Pass `--keys DIR` (make keys with `lancompute keygen`; with keys `--http` wants a token), or `--http-token`, bind to `127.0.0.1`, or pass `--insecure` on a network you trust."
         case .eventsBind: "Choose another with `--events`, or `--events none`. (`run` only warns and goes on without a feed.)"
         case .metricsHTTP: "Write `127.0.0.1:9100`; pick a free port."
         case .stageCannotRunHere:
@@ -174,6 +178,8 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerUnresolved: "Check the spelling; give an address, or `--discover`."
         case .brokerNotZeroMQ: "Give the broker's dispatch port (5555 by default)."
         case .brokerWrongSocket: "Give the dispatch endpoint, not the events (5556) or aggregator (5557) one."
+        case .unknownStage: "Use a stage name of the topology the broker runs; the message lists them."
+        case .brokerUnreachable: "Start the broker, give its dispatch endpoint (not the events one), and check a firewall lets the port through; with keys, pass --broker-key."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }

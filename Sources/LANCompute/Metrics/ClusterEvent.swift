@@ -2,6 +2,17 @@
 
 import Foundation
 
+/// Why one node does not serve a stage, as it told the broker.
+public struct UnservedReason: Sendable, Equatable {
+    public var node: String
+    public var reason: String
+
+    public init(node: String, reason: String) {
+        self.node = node
+        self.reason = reason
+    }
+}
+
 /// Something that happened in the cluster, worth telling people who watch it.
 ///
 /// Events are for observers only: nothing the cluster needs for correctness travels on the feed,
@@ -38,6 +49,11 @@ public enum ClusterEvent: Sendable, Equatable {
     case keysRevoked(keys: [String])
     /// The broker runs with `--insecure` on endpoints the network can reach; published every minute.
     case brokerInsecure(endpoints: [String])
+    /// A stage has items waiting and no live worker serves it; `reasons` are what workers said when
+    /// they skipped it. Published when first so, and again when the reasons change.
+    case stageUnserved(stage: String, waiting: Int, reasons: [UnservedReason])
+    /// A stage reported unserved has a worker again.
+    case stageServed(stage: String)
 
     /// The topic frame: `event.` then the kind, general to specific, so SUB prefixes select families.
     public var topic: String { "event." + kind }
@@ -60,6 +76,8 @@ public enum ClusterEvent: Sendable, Equatable {
         case .authRefused: "auth.refused"
         case .keysRevoked: "keys.revoked"
         case .brokerInsecure: "broker.insecure"
+        case .stageUnserved: "stage.unserved"
+        case .stageServed: "stage.served"
         }
     }
 
@@ -97,6 +115,11 @@ public enum ClusterEvent: Sendable, Equatable {
             [("keys", .array(keys.map { .string($0) }))]
         case .brokerInsecure(let endpoints):
             [("endpoints", .array(endpoints.map { .string($0) }))]
+        case .stageUnserved(let stage, let waiting, let reasons):
+            [("stage", .string(stage)), ("waiting", .int(waiting)),
+             ("reasons", .array(reasons.map { .object([("node", .string($0.node)), ("reason", .string($0.reason))]) }))]
+        case .stageServed(let stage):
+            [("stage", .string(stage))]
         }
     }
 

@@ -89,11 +89,15 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
         /// Completions per second over the last interval.
         public var rate: Double
         public var latencyMs: Latency
+        /// Items wait and no live worker serves the stage (false in an older broker's snapshot).
+        public var unserved: Bool
 
         public init(
             name: String, received: Int = 0, completed: Int = 0, failed: Int = 0, retried: Int = 0,
-            deadLettered: Int = 0, queued: Int = 0, inFlight: Int = 0, rate: Double = 0, latencyMs: Latency = Latency()
+            deadLettered: Int = 0, queued: Int = 0, inFlight: Int = 0, rate: Double = 0, latencyMs: Latency = Latency(),
+            unserved: Bool = false
         ) {
+            self.unserved = unserved
             self.name = name
             self.received = received
             self.completed = completed
@@ -115,7 +119,19 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
                     ("p50", .number(latencyMs.p50)), ("p90", .number(latencyMs.p90)),
                     ("p99", .number(latencyMs.p99)), ("max", .number(latencyMs.max)),
                 ])),
+                ("unserved", .bool(unserved)),
             ])
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                name: try container.decode(String.self, forKey: .name), received: try container.decode(Int.self, forKey: .received),
+                completed: try container.decode(Int.self, forKey: .completed), failed: try container.decode(Int.self, forKey: .failed),
+                retried: try container.decode(Int.self, forKey: .retried), deadLettered: try container.decode(Int.self, forKey: .deadLettered),
+                queued: try container.decode(Int.self, forKey: .queued), inFlight: try container.decode(Int.self, forKey: .inFlight),
+                rate: try container.decode(Double.self, forKey: .rate), latencyMs: try container.decode(Latency.self, forKey: .latencyMs),
+                unserved: try container.decodeIfPresent(Bool.self, forKey: .unserved) ?? false)
         }
 
         enum CodingKeys: String, CodingKey {
@@ -125,6 +141,7 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
             case inFlight = "in_flight"
             case rate
             case latencyMs = "latency_ms"
+            case unserved
         }
     }
 

@@ -68,6 +68,11 @@ public final class PipelineMetrics {
         stages[state(stage)].queued = count
     }
 
+    /// Whether the stage has items waiting and no live worker (reported by `event.stage.unserved`).
+    public func setUnserved(stage: String, _ unserved: Bool) {
+        stages[state(stage)].unserved = unserved
+    }
+
     /// The number of the stage's items dispatched and not yet answered now.
     public func setInFlight(stage: String, _ count: Int) {
         stages[state(stage)].inFlight = count
@@ -212,6 +217,7 @@ private struct StageState {
     var deadLettered = 0
     var queued = 0
     var inFlight = 0
+    var unserved = false
     var rate = 0.0
     var completedAtPreviousSnapshot = 0
     /// Latencies in microseconds: 1 µs to one hour at three significant digits.
@@ -262,6 +268,6 @@ private struct StageState {
         return MetricsSnapshot.Stage(
             name: name, received: received, completed: completed, failed: failed, retried: retried,
             deadLettered: deadLettered, queued: queued, inFlight: inFlight,
-            rate: (rate * 100).rounded() / 100, latencyMs: latency)
+            rate: (rate * 100).rounded() / 100, latencyMs: latency, unserved: unserved)
     }
 }

@@ -80,10 +80,15 @@ public struct TopView: Sendable {
         for stage in snapshot.stages {
             let trend = Self.sparkline(rateHistory[stage.name] ?? [])
             lines.append(Self.row([
-                (stage.name, -16), (Self.decimal(stage.rate), 9), ("  " + trend, trendWidth),
+                (stage.unserved ? "!" + stage.name : stage.name, -16), (Self.decimal(stage.rate), 9), ("  " + trend, trendWidth),
                 (String(stage.queued), 8), (String(stage.inFlight), 10), (Self.decimal(stage.latencyMs.p99), 9),
                 (String(stage.completed), 11), (String(stage.deadLettered), 7),
+                (stage.unserved ? "UNSERVED" : "", -8),
             ]))
+        }
+        let unserved = snapshot.stages.filter(\.unserved).map(\.name)
+        if !unserved.isEmpty {
+            lines.append("! unserved: \(unserved.joined(separator: ", ")): items wait and no live worker serves them (see 'lancompute nodes')")
         }
         lines.append("")
         lines.append(Self.row([
@@ -116,7 +121,7 @@ public struct TopView: Sendable {
         var lines = snapshot.stages.map { stage in
             "\(time) stage=\(stage.name) rate=\(Self.decimal(stage.rate)) queued=\(stage.queued) "
                 + "in_flight=\(stage.inFlight) p99_ms=\(Self.decimal(stage.latencyMs.p99)) "
-                + "completed=\(stage.completed) dead_lettered=\(stage.deadLettered)"
+                + "completed=\(stage.completed) dead_lettered=\(stage.deadLettered)" + (stage.unserved ? " unserved=true" : "")
         }
         lines += snapshot.nodes.map { node in
             "\(time) node=\(node.id) host=\(node.host) workers=\(node.workers) in_flight=\(node.inFlight) "

@@ -67,7 +67,8 @@ struct FileChangeWatcher {
 public enum DispatchAccess: Sendable, Equatable {
     /// Any MDPW01 message: registering for a stage, heartbeats, replies (items and their outputs).
     case workerProtocol
-    /// `mmi.topology`: the stages, their commands and endpoints, which a worker needs.
+    /// What a worker needs to start a session: `mmi.topology` (the stages, their commands and
+    /// endpoints), `mmi.file` (the stage files) and `mmi.unserved` (the stages it cannot serve, and why).
     case topology
     /// `mmi.feed`: a feeder asking whether its lines arrived.
     case feedStatus
@@ -78,7 +79,7 @@ public enum DispatchAccess: Sendable, Equatable {
 
     public static func of(service: String) -> DispatchAccess {
         switch service {
-        case "mmi.topology": .topology
+        case "mmi.topology", "mmi.file", "mmi.unserved": .topology
         case "mmi.feed": .feedStatus
         case let name where name.hasPrefix("mmi."): .clusterView
         default: .stageRequest

@@ -100,13 +100,25 @@ public final class ConnectionGuard {
             inHandshake = false
             failedHandshakes += 1
             guard failedHandshakes >= Self.handshakeFailureLimit else { return nil }
+            // libzmq may only see the connection closed: the peer's own greeting says what it is.
+            let greeting = (try? Endpoint(parsing: endpoint)).map { ZMTPGreeting.probe($0) } ?? .unknown
+            switch (secured, greeting) {
+            case (true, .zeroMQ(nil)):
+                return RuntimeError(.brokerNotAuthenticated, "the broker at \(endpoint) runs without keys (--insecure), and this command has them: start the broker with --keys DIR, or drop --key/--broker-key and pass --insecure on a network you trust")
+            case (false, .zeroMQ(let mechanism)) where mechanism == "CURVE":
+                return RuntimeError(.brokerNotAuthenticated, "the broker at \(endpoint) has keys and this command has none: pass --key and --broker-key (or pair this machine: 'lancompute pair' on the head node)")
+            case (_, .notZeroMQ):
+                return RuntimeError(.brokerNotZeroMQ, "\(endpoint) accepts connections but does not speak ZeroMQ: \(failedHandshakes) handshakes ended with \(String(cString: strerror(Int32(event.value)))); is it the broker's dispatch port (5555 by default)?")
+            default:
+                break
+            }
             if secured {
                 return RuntimeError(.brokerNotAuthenticated, "cannot authenticate the broker at \(endpoint): \(failedHandshakes) handshakes failed; it holds another key than --broker-key, or runs without keys (--insecure), or this is not its dispatch port (5555 by default)")
             }
-            if event.event == .handshakeFailedNoDetail {
-                return RuntimeError(.brokerNotZeroMQ, "\(endpoint) accepts TCP connections but does not speak ZeroMQ: \(failedHandshakes) handshakes ended with \(String(cString: strerror(Int32(event.value)))); is it the broker's dispatch port (5555 by default)?")
+            if case .zeroMQ = greeting {
+                return RuntimeError(.brokerWrongSocket, "\(endpoint) is a ZeroMQ socket that takes no workers or clients: it closed \(failedHandshakes) connections in the handshake; give the broker's dispatch endpoint (port 5555 by default; the events port, 5556 by default, and the aggregator, 5557, are not it)")
             }
-            return RuntimeError(.brokerNotZeroMQ, "the peer at \(endpoint) broke the ZeroMQ handshake \(failedHandshakes) times (protocol error 0x\(String(event.value, radix: 16))): it is not a LANCompute dispatch socket; is it the broker's dispatch port (5555 by default)?")
+            return RuntimeError(.brokerNotZeroMQ, "the peer at \(endpoint) ended the ZeroMQ handshake \(failedHandshakes) times (\(event.event == .handshakeFailedNoDetail ? String(cString: strerror(Int32(event.value))) : "protocol error 0x\(String(event.value, radix: 16))")): it has keys (pass --key and --broker-key), or it is not a LANCompute dispatch socket (5555 by default)")
         default:
             return nil
         }

@@ -92,3 +92,110 @@ private let streamSocketType = SOCK_STREAM.rawValue
 #else
 private let streamSocketType = SOCK_STREAM
 #endif
+
+/// What a peer says in the first bytes of a ZeroMQ connection (ZMTP 3's greeting, RFC 23):
+/// whether it speaks ZeroMQ at all, and whether it speaks CURVE.
+///
+/// The probe greets as a CURVE client: libzmq answers a peer of its own mechanism with its whole
+/// greeting, and closes on one of another mechanism right after the 10-byte signature.
+public enum ZMTPGreeting: Equatable, Sendable {
+    /// It answered with a ZMTP greeting naming this mechanism (`CURVE`), or, nil, with the ZMTP
+    /// signature alone before closing: a ZeroMQ socket of another mechanism (NULL, without keys).
+    case zeroMQ(mechanism: String?)
+    /// It answered with bytes that are no ZMTP greeting, or closed the connection at once.
+    case notZeroMQ
+    /// No connection, or no answer in time.
+    case unknown
+
+    /// Connects once to `endpoint` (TCP or ipc), sends a CURVE client's greeting and reads the peer's.
+    public static func probe(_ endpoint: Endpoint, timeout: Duration = .seconds(1)) -> ZMTPGreeting {
+        let descriptor: Int32
+        switch endpoint.address {
+        case .tcp(let host, let port?):
+            descriptor = connectTCP(host: host, port: port)
+        case .tcp:
+            return .unknown
+        case .ipc(let path):
+            descriptor = connectUnix(path: path)
+        case .inproc:
+            return .unknown
+        }
+        guard descriptor >= 0 else { return .unknown }
+        defer { close(descriptor) }
+        var greeting = [UInt8](repeating: 0, count: 64)
+        greeting[0] = 0xFF
+        greeting[8] = 0x01
+        greeting[9] = 0x7F
+        greeting[10] = 3
+        greeting[11] = 0
+        for (offset, byte) in "CURVE".utf8.enumerated() { greeting[12 + offset] = byte }
+        let micros = max(1000, timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000)
+        var timeoutValue = timeval(tv_sec: Int(micros / 1_000_000), tv_usec: suseconds_t(micros % 1_000_000))
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
+        // A ZMTP peer sends its 10-byte signature as soon as the connection is made.
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64)
+        func read(upTo wanted: Int) -> Int {
+            while received.count < wanted {
+                let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, wanted - received.count, 0) }
+                if count <= 0 { return count }
+                received += buffer[..<count]
+            }
+            return received.count
+        }
+        let first = read(upTo: 10)
+        if received.isEmpty { return first < 0 && errno == EAGAIN ? .unknown : .notZeroMQ }
+        guard received.count == 10, received[0] == 0xFF, received[9] & 0x01 == 0x01 else { return .notZeroMQ }
+        // Then the rest of a CURVE client's greeting: a peer of another mechanism closes here.
+        guard greeting.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, Int32(noSignal)) }) == 64 else {
+            return .zeroMQ(mechanism: nil)
+        }
+        guard read(upTo: 32) >= 32 else { return .zeroMQ(mechanism: nil) }
+        guard received[10] >= 3 else { return .zeroMQ(mechanism: nil) }  // ZMTP 1 and 2 have no mechanisms
+        let mechanism = String(decoding: received[12..<32].prefix { $0 != 0 }, as: UTF8.self)
+        return .zeroMQ(mechanism: mechanism)
+    }
+
+    private static func connectTCP(host: String, port: Int) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(streamSocketType)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let info = list else { return -1 }
+        defer { freeaddrinfo(list) }
+        let descriptor = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+        guard descriptor >= 0 else { return -1 }
+        guard connect(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            close(descriptor)
+            return -1
+        }
+        return descriptor
+    }
+
+    private static func connectUnix(path: String) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return -1 }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let descriptor = socket(AF_UNIX, Int32(streamSocketType), 0)
+        guard descriptor >= 0 else { return -1 }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            close(descriptor)
+            return -1
+        }
+        return descriptor
+    }
+}
+
+#if canImport(Glibc)
+private let noSignal = MSG_NOSIGNAL
+#else
+private let noSignal: Int32 = 0
+#endif

@@ -98,7 +98,8 @@ public enum StageHandlers {
     /// - A builtin is available when `OperatorRegistry` has it and its options are valid.
     /// - An exec stage is available when its command resolves: an absolute path, a path
     ///   relative to its working directory, or a name on `PATH`. On a remote worker this is
-    ///   that machine's own filesystem and `PATH`: nothing is copied from the broker.
+    ///   that machine's own filesystem and `PATH`; a worker has already replaced the arguments that
+    ///   name files shipped by the broker with its cached copies (``StageFileCache``).
     /// - An external stage is available only if a Swift function is registered under the stage's name.
     ///
     /// - Parameter workingDirectory: the worker's directory; exec working directories are relative to it.

@@ -35,6 +35,9 @@ public struct WorkerConfiguration: Sendable {
     public var execPolicy = ExecPolicy.anyProgram
     /// Exec environment values known on this machine, by stage and name; the broker sends names only.
     public var stageEnvironment: [String: [String: String]] = [:]
+    /// Where stage files fetched from the broker are kept; nil: none are fetched, and exec commands
+    /// resolve against this machine's files only (the in-process workers of `lancompute run`).
+    public var stageFileCache: StageFileCache?
 
     public init(
         brokerEndpoint: String, slots: Int? = nil, labels: [String: String] = [:], stages: Set<String>? = nil,

@@ -24,12 +24,21 @@ enum WorkerInput: Sendable {
     case tick
     /// The worker was asked to stop: drain within the grace period, or at once.
     case stopRequested(immediately: Bool)
+    /// The stage file with this SHA-256 is in the cache (`failure` nil), or could not be put there.
+    case stageFileStored(sha256: String, failure: String?)
 }
 
 /// What the session core asks the shell to do, in order.
 enum WorkerAction: Equatable, Sendable {
     /// Open a DEALER to the broker (unless one is open) and send `mmi.topology` on it.
     case requestTopology
+    /// For each file: report ``WorkerInput/stageFileStored(sha256:failure:)`` at once if the cache
+    /// holds it, else ask the broker for it (`mmi.file`) on the topology DEALER.
+    case fetchStageFiles([StageFile])
+    /// Put a fetched file (its digest checked) in the cache; report ``WorkerInput/stageFileStored(sha256:failure:)``.
+    case storeStageFile(StageFile, content: [UInt8])
+    /// Tell the broker, on the topology DEALER, which stages this worker does not serve and why (`mmi.unserved`).
+    case reportUnserved(node: String, [UnservedStage])
     /// Close the topology DEALER; open one DEALER per planned stage, its slots, and the aggregator PUSH
     /// when `aggregator` is given; then report ``WorkerInput/sessionOpened`` or ``WorkerInput/sessionFailed(_:)``.
     case openSession([StagePlan], aggregator: String?)
@@ -47,6 +56,19 @@ enum WorkerAction: Equatable, Sendable {
     case notice(WorkerNotice)
     /// Close everything and return from `Worker.run()`.
     case finish
+    /// Close everything and make `Worker.run()` throw this.
+    case fail(RuntimeError)
+}
+
+/// A stage a worker does not serve, and why: what it tells the broker.
+public struct UnservedStage: Equatable, Sendable {
+    public var stage: String
+    public var reason: String
+
+    public init(stage: String, reason: String) {
+        self.stage = stage
+        self.reason = reason
+    }
 }
 
 /// One stage this worker serves, as it registers it.
@@ -71,6 +93,7 @@ struct StagePlan: Equatable, Sendable {
 /// Something the operator should know, with the level it deserves.
 enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
     case noAnswer(broker: String)
+    case fetchingStageFiles(count: Int, bytes: Int)
     case unexpectedTopologyReply(broker: String, reason: String)
     case notServing(stage: String, reason: String)
     case serving(stage: String, slots: Int, credit: Int)
@@ -89,6 +112,7 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
 
     var level: Level {
         switch self {
+        case .fetchingStageFiles: .debug
         case .noAnswer, .notServing, .serving: .info
         case .brokerSilent, .brokerDisconnected, .draining, .drained, .handedBack: .notice
         case .unexpectedTopologyReply, .servesNothing, .malformedMessage, .malformedRequest, .graceExpired: .warning
@@ -99,6 +123,7 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
     var description: String {
         switch self {
         case .noAnswer(let broker): "no answer from the broker at \(broker); retrying"
+        case .fetchingStageFiles(let count, let bytes): "checking \(count) stage file(s), \(bytes) bytes, against the cache; fetching what is missing"
         case .unexpectedTopologyReply(let broker, let reason):
             "the broker at \(broker) answered mmi.topology with something unexpected: \(reason)"
         case .notServing(let stage, let reason): "not serving stage \(stage): \(reason)"
@@ -130,6 +155,10 @@ struct WorkerSessionCore {
     /// Short, so that a worker cut off for a long time is back within about a second of the heal
     /// (an attempt is a connect and one small request every 3 s at most: nothing on a LAN).
     static let longestBackoff = Duration.seconds(1)
+    /// How long the broker may take to send every stage file a session needs.
+    static let stageFilesTimeout = Duration.seconds(10)
+    /// How long the broker may take to acknowledge the report of unserved stages.
+    static let reportTimeout = Duration.seconds(1)
 
     let configuration: WorkerConfiguration
     /// Whether this machine can run a stage (handler present, command resolvable): injected, since it looks at the filesystem.
@@ -163,6 +192,9 @@ struct WorkerSessionCore {
     private enum Lifecycle {
         case idle
         case fetchingTopology(deadline: ContinuousClock.Instant)
+        case fetchingFiles(FileFetch)
+        /// Waiting for the broker to acknowledge `mmi.unserved` before the session opens (or backs off: `plans` empty).
+        case reporting(Registration, deadline: ContinuousClock.Instant)
         case registering(Session)
         case serving(Session)
         /// Stopping gracefully: no new items are started; held ones finish until `deadline`.
@@ -195,6 +227,25 @@ struct WorkerSessionCore {
         var lastReplyAt: ContinuousClock.Instant?
     }
 
+    /// The stage files a session waits for before it registers.
+    private struct FileFetch {
+        let topology: Topology
+        let manifest: [String: [StageFile]]
+        /// Not yet in the cache, by digest.
+        var waiting: Set<String>
+        var failures: [String: String] = [:]
+        let deadline: ContinuousClock.Instant
+    }
+
+    /// What a session will register, once the broker has heard which stages it will not.
+    private struct Registration {
+        let plans: [StagePlan]
+        let aggregator: String?
+        let pipeline: String
+        let heartbeatInterval: Duration
+        let liveness: Int
+    }
+
     private struct Drain {
         let deadline: ContinuousClock.Instant
         var finished = 0
@@ -217,7 +268,32 @@ struct WorkerSessionCore {
             askForTopology(now: now, into: &actions)
         case (.fetchingTopology, .topologyReply(let frames)):
             received(frames, now: now, into: &actions)
-        case (.fetchingTopology, .sessionFailed(let reason)):
+        case (.fetchingFiles(var fetch), .topologyReply(let frames)):
+            receivedFile(frames, fetch: &fetch, into: &actions)
+            if fetch.waiting.isEmpty {
+                register(fetch.topology, manifest: fetch.manifest, failures: fetch.failures, now: now, into: &actions)
+            } else {
+                lifecycle = .fetchingFiles(fetch)
+            }
+        case (.fetchingFiles(var fetch), .stageFileStored(let digest, let failure)):
+            if fetch.waiting.remove(digest) != nil, let failure { fetch.failures[digest] = failure }
+            if fetch.waiting.isEmpty {
+                register(fetch.topology, manifest: fetch.manifest, failures: fetch.failures, now: now, into: &actions)
+            } else {
+                lifecycle = .fetchingFiles(fetch)
+            }
+        case (.fetchingFiles(var fetch), .tick) where now >= fetch.deadline:
+            for digest in fetch.waiting { fetch.failures[digest] = "the broker did not send it within \(Self.stageFilesTimeout)" }
+            register(fetch.topology, manifest: fetch.manifest, failures: fetch.failures, now: now, into: &actions)
+        case (.reporting(let registration, _), .topologyReply(let frames)):
+            if let reply = try? ClientMessage(frames: frames), reply.service == UnservedReport.service {
+                open(registration, now: now, into: &actions)
+            }
+        case (.reporting(let registration, let deadline), .tick) where now >= deadline:
+            // An older broker may not answer the report: it is advice, so the session goes on without.
+            open(registration, now: now, into: &actions)
+        case (.fetchingTopology, .sessionFailed(let reason)), (.fetchingFiles, .sessionFailed(let reason)),
+             (.reporting, .sessionFailed(let reason)):
             actions.append(.notice(.sessionFailed(reason)))
             backOff(now: now, into: &actions)
         case (.fetchingTopology(let deadline), .tick) where now >= deadline:
@@ -285,55 +361,121 @@ struct WorkerSessionCore {
             actions.append(.notice(.unexpectedTopologyReply(broker: broker, reason: "\(error)")))
             return backOff(now: now, into: &actions)
         }
-        register(topology, now: now, into: &actions)
+        if let only = configuration.stages {
+            let unknown = only.subtracting(topology.stages.map(\.name)).sorted()
+            if !unknown.isEmpty {
+                let names = topology.stages.map(\.name).joined(separator: ", ")
+                actions.append(.fail(RuntimeError(.unknownStage,
+                    "--stages names \(unknown.map { "'\($0)'" }.joined(separator: ", ")), which pipeline \(topology.name) at \(broker) does not have; its stages are \(names)")))
+                lifecycle = .stopped
+                return
+            }
+        }
+        // Stage files come only for the stages this worker would serve, and only into a cache.
+        var manifest = configuration.stageFileCache == nil ? [:] : StageFiles.manifest(fromTopologyJSON: reply.body[1])
+        if let only = configuration.stages { manifest = manifest.filter { only.contains($0.key) } }
+        let files = Dictionary(manifest.values.joined().map { ($0.sha256, $0) }, uniquingKeysWith: { first, _ in first })
+        guard !files.isEmpty else { return register(topology, manifest: [:], failures: [:], now: now, into: &actions) }
+        let wanted = files.values.sorted { $0.sha256 < $1.sha256 }
+        actions.append(.notice(.fetchingStageFiles(count: wanted.count, bytes: wanted.reduce(0) { $0 + $1.size })))
+        actions.append(.fetchStageFiles(wanted))
+        lifecycle = .fetchingFiles(FileFetch(
+            topology: topology, manifest: manifest, waiting: Set(files.keys), deadline: now + Self.stageFilesTimeout))
     }
 
-    private mutating func register(_ topology: Topology, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+    /// A reply to `mmi.file`: content whose digest is right goes to the cache; anything else fails that file.
+    private func receivedFile(_ frames: [[UInt8]], fetch: inout FileFetch, into actions: inout [WorkerAction]) {
+        guard let message = try? ClientMessage(frames: frames), message.service == StageFiles.service,
+              let reply = StageFileReply(body: message.body), fetch.waiting.contains(reply.sha256) else { return }
+        guard let file = fetch.manifest.values.joined().first(where: { $0.sha256 == reply.sha256 }) else { return }
+        switch reply.status {
+        case .found where SHA256.hexDigest(reply.content) == reply.sha256:
+            actions.append(.storeStageFile(file, content: reply.content))
+        case .found:
+            fetch.waiting.remove(reply.sha256)
+            fetch.failures[reply.sha256] = "the content the broker sent does not match its SHA-256 \(reply.sha256)"
+        case .notFound, .malformed:
+            fetch.waiting.remove(reply.sha256)
+            fetch.failures[reply.sha256] = "the broker does not serve it (status \(reply.status.rawValue))"
+        }
+    }
+
+    private mutating func register(
+        _ topology: Topology, manifest: [String: [StageFile]], failures: [String: String], now: ContinuousClock.Instant,
+        into actions: inout [WorkerAction]
+    ) {
         // The broker sends environment names only; the values are this machine's (Docs/security.md).
         let topology = topology.withLocalEnvironment(configuration.stageEnvironment)
         let finals = Set(topology.terminalStages.map(\.name))
         // Only the chains the broker announced: a broker that runs none dispatches every stage itself.
         let chains = topology.chains ?? []
         var plans: [StagePlan] = []
-        for spec in topology.stages {
-            let chain = chains.first { $0.contains(spec.name) }
+        var unserved: [UnservedStage] = []
+        // `stage`: the name the broker knows (a chain's head); `label`: what the log says.
+        func skip(_ stage: String, _ label: String, _ reason: String) {
+            actions.append(.notice(.notServing(stage: label, reason: reason)))
+            unserved.append(UnservedStage(stage: stage, reason: reason))
+        }
+        for original in topology.stages {
+            let chain = chains.first { $0.contains(original.name) }
             // A chain registers once, under its head, and runs all its members.
-            if let chain, chain.first != spec.name { continue }
-            let members = chain.map { names in names.compactMap { topology.stage(named: $0) } } ?? [spec]
-            if let only = configuration.stages, !members.contains(where: { only.contains($0.name) }) { continue }
-            let label = chain.map { "\(spec.name) (chain \(ChainPlan.describe($0)))" } ?? spec.name
+            if let chain, chain.first != original.name { continue }
+            let originals = chain.map { names in names.compactMap { topology.stage(named: $0) } } ?? [original]
+            if let only = configuration.stages, !originals.contains(where: { only.contains($0.name) }) { continue }
+            let label = chain.map { "\(original.name) (chain \(ChainPlan.describe($0)))" } ?? original.name
+            let files = originals.flatMap { manifest[$0.name] ?? [] }
+            if let failed = files.first(where: { failures[$0.sha256] != nil }) {
+                skip(original.name, label, "stage file '\(failed.path)' could not be fetched: \(failures[failed.sha256]!)")
+                continue
+            }
+            // The broker's copy of each stage file, from the cache, whatever this machine has at that path.
+            let members = originals.map { member in
+                configuration.stageFileCache.map { $0.localizing(member, files: manifest[member.name] ?? []) } ?? member
+            }
+            let spec = members.first ?? original
             let unavailable = members.compactMap { member -> String? in
                 if case .unavailable(let reason) = availability(member) { return reason }
                 return nil
             }
             if let reason = unavailable.first {
-                actions.append(.notice(.notServing(stage: label, reason: reason)))
+                skip(original.name, label, reason)
                 continue
             }
             let tail = members.last ?? spec
             var plan = Self.plan(for: spec, isFinal: finals.contains(tail.name), configuration: configuration, chain: members)
             if let chain { plan.capabilities["chain"] = chain.joined(separator: ",") }
             if let unmet = members.compactMap({ $0.requires.unmetReason(plan.capabilities) }).first {
-                actions.append(.notice(.notServing(stage: label, reason: unmet)))
+                skip(original.name, label, unmet)
                 continue
             }
             plans.append(plan)
             actions.append(.notice(.serving(stage: label, slots: plan.slots, credit: plan.credit)))
         }
+        let aggregator = plans.contains(where: \.isFinal)
+            ? configuration.aggregatorEndpoint ?? Self.reachable(topology.broker.aggregator, via: configuration.brokerEndpoint)
+            : nil
+        let registration = Registration(
+            plans: plans, aggregator: aggregator, pipeline: topology.name,
+            heartbeatInterval: topology.broker.heartbeatInterval, liveness: max(1, topology.broker.heartbeatLiveness))
+        guard !unserved.isEmpty else { return open(registration, now: now, into: &actions) }
+        // The broker hears why before the session opens, so an unserved stage is explained at once.
+        actions.append(.reportUnserved(node: configuration.nodeID, unserved))
+        lifecycle = .reporting(registration, deadline: now + Self.reportTimeout)
+    }
+
+    private mutating func open(_ registration: Registration, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        let plans = registration.plans
         guard !plans.isEmpty else {
-            actions.append(.notice(.servesNothing(pipeline: topology.name)))
+            actions.append(.notice(.servesNothing(pipeline: registration.pipeline)))
             return backOff(now: now, into: &actions)
         }
         // Served once: the next loss of the broker starts over from the shortest backoff.
         backoff = Self.firstBackoff
-        let aggregator = plans.contains(where: \.isFinal)
-            ? configuration.aggregatorEndpoint ?? Self.reachable(topology.broker.aggregator, via: configuration.brokerEndpoint)
-            : nil
-        actions.append(.openSession(plans, aggregator: aggregator))
-        let interval = topology.broker.heartbeatInterval
+        actions.append(.openSession(plans, aggregator: registration.aggregator))
+        let interval = registration.heartbeatInterval
         let session = Session(
             stages: plans.map { StageState(plan: $0, lastHeard: now, lastSent: now) },
-            heartbeatInterval: interval, expiry: interval * max(1, topology.broker.heartbeatLiveness))
+            heartbeatInterval: interval, expiry: interval * registration.liveness)
         lifecycle = .registering(session)
     }
 
@@ -528,7 +670,7 @@ struct WorkerSessionCore {
             actions.append(.notice(.graceExpired(unfinished: Self.unfinished(session), handedBack: drain.handedBack)))
             disconnectAll(&session, into: &actions)
             finish(into: &actions)
-        case .idle, .fetchingTopology, .registering, .backingOff:
+        case .idle, .fetchingTopology, .fetchingFiles, .reporting, .registering, .backingOff:
             finish(into: &actions)
         case .stopped:
             break
@@ -561,6 +703,8 @@ struct WorkerSessionCore {
         switch lifecycle {
         case .idle, .stopped, .registering: next = nil
         case .fetchingTopology(let deadline): next = deadline
+        case .fetchingFiles(let fetch): next = fetch.deadline
+        case .reporting(_, let deadline): next = deadline
         case .backingOff(let until): next = until
         case .serving(let session): next = Self.nextDue(session, drain: nil, now: now)
         case .draining(let session, let drain): next = Self.nextDue(session, drain: drain, now: now)

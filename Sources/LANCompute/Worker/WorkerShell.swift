@@ -34,6 +34,8 @@ final class WorkerShell {
     private var feeding = false
     private var stopSeen = 0
     private var finished = false
+    /// Why the core gave up (``WorkerAction/fail(_:)``): `run()` returns it.
+    private var failure: RuntimeError?
     /// Watches the handshakes of the sockets to the broker: a refused key ends the worker.
     private let connectionGuard: ConnectionGuard
     private var lastGuardCheck = ContinuousClock.now
@@ -85,7 +87,7 @@ final class WorkerShell {
             }
         }
         closeSession(goodbye: true)
-        return nil
+        return failure
     }
 
     // MARK: Inputs
@@ -166,6 +168,31 @@ final class WorkerShell {
             } catch {
                 feed(.sessionFailed("cannot ask \(configuration.brokerEndpoint) for the topology: \(error)"))
             }
+        case .fetchStageFiles(let files):
+            for file in files {
+                if let cache = configuration.stageFileCache, cache.holds(file) {
+                    feed(.stageFileStored(sha256: file.sha256, failure: nil))
+                    continue
+                }
+                guard let socket = topologySocket else {
+                    feed(.stageFileStored(sha256: file.sha256, failure: "the connection to the broker is closed"))
+                    continue
+                }
+                do {
+                    try socket.send(multipart: ClientMessage(service: StageFiles.service, body: [Array(file.sha256.utf8)]).frames)
+                } catch {
+                    feed(.stageFileStored(sha256: file.sha256, failure: "cannot ask the broker for it: \(error)"))
+                }
+            }
+        case .storeStageFile(let file, let content):
+            let failure = configuration.stageFileCache.map { $0.store(file, content: content) } ?? "no stage file cache"
+            if failure == nil, let cache = configuration.stageFileCache {
+                logger.info("fetched stage file \(file.path) (\(file.size) bytes, SHA-256 \(file.sha256.prefix(12))…) into \(cache.location(of: file))")
+            }
+            feed(.stageFileStored(sha256: file.sha256, failure: failure))
+        case .reportUnserved(let node, let stages):
+            // Advice for the broker's log and events; the core moves on without an answer after a while.
+            try? topologySocket?.send(multipart: ClientMessage(service: UnservedReport.service, body: UnservedReport(node: node, stages: stages).frames).frames)
         case .openSession(let plans, let aggregatorEndpoint):
             do {
                 try openSession(plans, aggregatorEndpoint: aggregatorEndpoint)
@@ -204,6 +231,10 @@ final class WorkerShell {
             log(notice)
         case .finish:
             closeSession(goodbye: true)
+            finished = true
+        case .fail(let error):
+            closeSession(goodbye: false)
+            failure = error
             finished = true
         }
     }
