@@ -48,6 +48,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerNotAuthenticated = 2073
     case keyNotFound = 2074
     case unsecuredConnection = 2075
+    case libzmqTooOld = 2076
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -99,6 +100,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "the broker could not be authenticated"
         case .keyNotFound: "no authorized key has that name"
         case .unsecuredConnection: "an unauthenticated connection to a broker beyond loopback"
+        case .libzmqTooOld: "the libzmq this program runs with is older than 4.3.3"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -153,6 +155,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerNotAuthenticated: "Give the broker's `public.key` with `--broker-key`; check the broker runs with `--keys`."
         case .keyNotFound: "List the keys with `lancompute keys list`; revoke by name or by key."
         case .unsecuredConnection: "Pass `--broker-key` (the broker's key or its file) and `--key FILE`, or `--insecure` on a network you trust."
+        case .libzmqTooOld: "Install libzmq 4.3.3 or later (Debian 11+ `libzmq5`, Homebrew `zeromq`) and make sure the program loads it (`ldd $(which lancompute)`)."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }
