@@ -38,9 +38,9 @@ import Testing
             "--dispatch", String(ports[0]), "--aggregator", String(ports[1]), "--events", String(ports[2]),
             "--connections", "1000", "--messages", "10000", "--pid", String(broker.process.processIdentifier),
         ])
-        try #require(flood.wait(timeout: .seconds(90)) == 0, flood.transcript)
+        try #require(flood.wait(timeout: .seconds(90)) == 0, "\(flood.transcript)")
         let report = try #require(
-            try JSONSerialization.jsonObject(with: Data(flood.standardOutput.utf8)) as? [String: Any], flood.transcript)
+            try JSONSerialization.jsonObject(with: Data(flood.standardOutput.utf8)) as? [String: Any], "\(flood.transcript)")
         // The figures mean something only if the broker was still running when the flood ended.
         #expect(report["broker_alive"] as? Bool == true, "the run ended before the flood did: \(report)")
         #expect(report["connections"] as? Int == 1000)

@@ -13,7 +13,7 @@ import Testing
             .write(toFile: source, atomically: true, encoding: .utf8)
         let library = harness.path("old-zmq.so")
         let compiler = try harness.start("cc", "/usr/bin/env", ["clang", "-shared", "-fPIC", "-o", library, source])
-        try #require(compiler.wait(timeout: .seconds(60)) == 0, compiler.transcript)
+        try #require(compiler.wait(timeout: .seconds(60)) == 0, "\(compiler.transcript)")
 
         let old = try harness.lancompute("old", ["validate", "Topologies/wordcount.yaml"], environment: ["LD_PRELOAD": library])
         #expect(old.wait(timeout: .seconds(30)) == 1)
@@ -22,6 +22,6 @@ import Testing
         #expect(lines.first?.hasPrefix("lancompute: error LC2076: libzmq 4.3.2 is older than 4.3.3") == true, "\(old.standardError)")
 
         let current = try harness.lancompute("current", ["validate", "Topologies/wordcount.yaml"])
-        #expect(current.wait(timeout: .seconds(30)) == 0, current.transcript)
+        #expect(current.wait(timeout: .seconds(30)) == 0, "\(current.transcript)")
     }
 }
