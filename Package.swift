@@ -1,6 +1,10 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// Scripts/fuzz/run sets LANCOMPUTE_FUZZ: only then are the libFuzzer targets part of the package,
+// compiled with FUZZING so that libFuzzer's main drives them (see Docs/security.md, Fuzzing).
+let fuzzing = Context.environment["LANCOMPUTE_FUZZ"] != nil
+
 let package = Package(
     name: "LANCompute",
     platforms: [.macOS(.v15)],  // Synchronization (Atomic, Mutex) needs macOS 15
@@ -64,6 +68,12 @@ let package = Package(
             dependencies: ["LANCompute", .product(name: "HummingbirdTesting", package: "hummingbird")],
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "IntegrationTests", dependencies: ["LANCompute", "ZeroMQ"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LANCompute", "ZeroMQ"], exclude: ["Peers"]),
     ]
 )
+
+if fuzzing {
+    package.targets += ["FuzzWire", "FuzzTopology"].map { name in
+        .executableTarget(name: name, dependencies: ["LANCompute"], path: "Scripts/fuzz/\(name)", swiftSettings: [.define("FUZZING")])
+    }
+}

@@ -92,7 +92,7 @@ struct PipelineRunOptions: ParsableArguments {
     var json = false
 
     @Option(name: .customLong("max-frame-size"), help: "Largest frame a peer may send, e.g. 64MiB; a larger one drops that connection.")
-    var maxFrameSize: String = "512MiB"
+    var maxFrameSize: String = "64MiB"
 
     @Option(help: "State directory of the journal a crashed run resumes from (default: <sink>.state beside a file sink, else <pipeline>.state); 'none' for no journal.")
     var state: String?
@@ -109,7 +109,21 @@ struct PipelineRunOptions: ParsableArguments {
     @Option(name: .customLong("max-item-size"), help: "Largest item acknowledged intake takes, e.g. 16MiB; a larger one is dead-lettered.")
     var maxItemSize: String = "64MiB"
 
+    @Option(name: .customLong("max-credit"), help: "Most items one worker connection may hold, whatever credit it announces.")
+    var maxCredit: Int = WorkerLimits.defaultMaxCredit
+
+    @Option(name: .customLong("stall-timeout"), help: "Seconds a worker may hold items without finishing one before its items go to others; 0: never.")
+    var stallTimeout: Double = 600
+
+    @Option(name: .customLong("max-client-bytes"), help: "Most bytes of MDP client requests the broker holds at once; more are answered 'error' (LC3008).")
+    var maxClientBytes: String = "256MiB"
+
     func validate() throws {
+        guard ByteSize.parse(maxClientBytes) != nil else {
+            throw ValidationError("--max-client-bytes: '\(maxClientBytes)' is not a size such as 256MiB")
+        }
+        if maxCredit < 1 { throw ValidationError("--max-credit must be at least 1") }
+        if stallTimeout < 0 { throw ValidationError("--stall-timeout must not be negative") }
         guard let size = ByteSize.parse(maxFrameSize), size > 0 else {
             throw ValidationError("--max-frame-size: '\(maxFrameSize)' is not a size such as 64MiB")
         }
@@ -152,8 +166,11 @@ struct PipelineRunOptions: ParsableArguments {
             eventsEndpoint: events == "none" ? nil : events, eventsRequired: eventsRequired,
             deadLetterPath: deadLetter, metricsInterval: .milliseconds(Int(metricsInterval * 1000)),
             metricsHTTP: http ?? metricsHTTP, gracePeriod: .milliseconds(Int(grace * 1000)))
-        configuration.maxFrameSize = Int64(ByteSize.parse(maxFrameSize) ?? 512 * 1024 * 1024)
+        configuration.maxFrameSize = Int64(ByteSize.parse(maxFrameSize) ?? 64 * 1024 * 1024)
         configuration.maxItemSize = Int64(ByteSize.parse(maxItemSize) ?? 64 * 1024 * 1024)
+        configuration.workerLimits = WorkerLimits(
+            maxCredit: maxCredit, stallTimeout: stallTimeout > 0 ? .milliseconds(Int(stallTimeout * 1000)) : nil,
+            clientRequestBytes: ByteSize.parse(maxClientBytes) ?? WorkerLimits.defaultClientRequestBytes)
         // The engine refuses an unencrypted bind the network can reach (LC2005) unless this is set.
         configuration.insecure = insecure
         configuration.journal = journal(for: topology)

@@ -29,6 +29,7 @@ struct LANComputeCommand: ParsableCommand {
     }
 
     static func main() {
+        if let problem = LibraryRequirement.problem() { fail(problem) }
         let arguments = Array(CommandLine.arguments.dropFirst())
         if let message = unknownSubcommandError(arguments) { fail(message, code: ExitCode.validationFailure.rawValue) }
         main(HTTPOption.expandingBareHTTP(arguments))

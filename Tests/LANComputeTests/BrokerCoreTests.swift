@@ -9,11 +9,12 @@ final class CoreDriver {
     var now = ContinuousClock.now
     var actions: [BrokerAction] = []
 
-    init(_ stages: [StageSpec], heartbeat: Duration = .milliseconds(500), liveness: Int = 3, ackTimeout: Duration = .seconds(30)) {
+    init(_ stages: [StageSpec], heartbeat: Duration = .milliseconds(500), liveness: Int = 3, ackTimeout: Duration = .seconds(30),
+         limits: WorkerLimits = WorkerLimits()) {
         var topology = Topology(name: "t", source: SourceSpec(kind: .stdin), stages: stages, sink: SinkSpec(kind: .stdout))
         topology.broker.heartbeatInterval = heartbeat
         topology.broker.heartbeatLiveness = liveness
-        core = BrokerCore(topology: topology, ackTimeout: ackTimeout)
+        core = BrokerCore(topology: topology, ackTimeout: ackTimeout, limits: limits)
     }
 
     /// Feeds one input and returns (and keeps) what the core did.

@@ -36,7 +36,7 @@ struct SocketFactoryTests {
         #expect(try router.get(.receiveHighWaterMark) == 0)
         #expect(try router.get(.maxMessageSize) == 4096)
         #expect(try router.get(.linger) == .zero)
-        #expect(try router.get(.handshakeInterval) == .seconds(30))
+        #expect(try router.get(.handshakeInterval) == .seconds(2))
 
         let sink = try factory.socket(.sink)
         #expect(try sink.get(.linger) == .seconds(10))
@@ -48,6 +48,14 @@ struct SocketFactoryTests {
         let pull = try factory.socket(.aggregator(maxMessageSize: 1 << 20))
         #expect(try pull.get(.receiveHighWaterMark) == 10_000)
         #expect(try pull.get(.maxMessageSize) == 1 << 20)
+        #expect(try pull.get(.handshakeInterval) == .seconds(2))
+        let source = try factory.socket(.source(maxMessageSize: 1 << 20))
+        #expect(try source.get(.handshakeInterval) == .seconds(2))
+
+        // A subscription is a short topic: a larger message drops the subscriber before libzmq stores it.
+        let events = try factory.socket(.eventsPublisher)
+        #expect(try events.get(.maxMessageSize) == 4096)
+        #expect(try events.get(.handshakeInterval) == .seconds(2))
 
         // A worker's connections give up on a stalled connect or unacknowledged outputs, so a
         // healed network is used again within seconds instead of after TCP's backoff.

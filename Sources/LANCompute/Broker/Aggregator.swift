@@ -335,10 +335,9 @@ struct SinkWriter {
                 closeFile = true
                 return
             }
-            guard let handle = fopen(path, "wb") else {
-                throw AggregatorFailure("LC2013: cannot open sink file \(path): \(String(cString: strerror(errno)))")
+            do { file = try OutputFiles.openFile(path, .replace) } catch {
+                throw AggregatorFailure("LC2013: cannot open sink file \(error.path): \(error.reason)")
             }
-            file = handle
             closeFile = true
         case .stdout:
             file = fdopen(dup(1), "wb")

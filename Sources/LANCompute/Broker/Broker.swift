@@ -33,10 +33,12 @@ public struct BrokerConfiguration: Sendable {
     public var inprocName: String?
     /// The largest frame a peer may send to the broker's sockets; a larger one drops that peer's
     /// connection (libzmq's `ZMQ_MAXMSGSIZE`), so no peer can make the broker allocate without bound.
-    public var maxFrameSize: Int64 = 512 * 1024 * 1024
+    public var maxFrameSize: Int64 = 64 * 1024 * 1024
     /// The largest item acknowledged intake takes into the pipeline; a larger one is dead-lettered
     /// (and the producer told so in the ack) instead of processed.
     public var maxItemSize: Int64 = 64 * 1024 * 1024
+    /// What a worker may hold whatever it announces: the credit cap and the stall timeout.
+    public var workerLimits = WorkerLimits()
     /// Allow binding to addresses the network can reach without encryption; otherwise such a bind
     /// fails with LC2005 (``SocketFactory``).
     public var insecure = false
@@ -256,6 +258,7 @@ final class BrokerLoop {
     var sourceFailure: String?
     var inSink = 0
     var protocolErrors = 0
+    var protocolLog = PeerLogThrottle()
     /// Messages from workers the broker had already let go of (late replies after a redelivery).
     var lateMessages = 0
     /// Outcomes for items of another run (a worker kept them across a broker restart): refused.
@@ -313,7 +316,8 @@ final class BrokerLoop {
             keyWatcher = FileChangeWatcher(path: security.authorizedKeysPath)
         }
         // A new epoch for every run, so outputs a worker still holds from a run before a restart are refused.
-        self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout)
+        self.core = BrokerCore(topology: configuration.topology, epoch: UInt32.random(in: 1...UInt32.max), ackTimeout: configuration.ackTimeout,
+                               limits: configuration.workerLimits)
         sockets = SocketFactory(context: context, insecure: configuration.insecure,
                                 curve: configuration.security.map { CurveSetup(server: $0.keyPair) })
         do {
@@ -349,6 +353,7 @@ final class BrokerLoop {
     }
 
     func run(onReady: @Sendable (BrokerEndpoints) -> Void, onProgress: (@Sendable (RunProgress) -> Void)?) throws(BrokerError) -> RunSummary {
+        try checkOutputPaths()
         try openJournal()
         try startAggregator()
         try startSource()
@@ -501,9 +506,21 @@ final class BrokerLoop {
         }
     }
 
+    /// The sink file and the dead-letter file are written (and the dead letters of an earlier run
+    /// removed) only where that harms nothing: a path that does not exist yet, or a regular file of ours.
+    private func checkOutputPaths() throws(BrokerError) {
+        let deadLetters = configuration.resolvedDeadLetterPath
+        if let problem = OutputFiles.problem(deadLetters) {
+            throw BrokerError(.deadLetterOpen, "the dead-letter file \(deadLetters) \(problem); the broker writes and removes only regular files of its own: give --dead-letter another path")
+        }
+        if case .file(let path) = configuration.topology.sink.kind, let problem = OutputFiles.problem(path) {
+            throw BrokerError(.sinkCreate, "the sink file \(path) \(problem); the broker writes only regular files of its own: give the sink another path")
+        }
+    }
+
     private func removeStaleDeadLetterFile() {
         let path = configuration.resolvedDeadLetterPath
-        if FileManager.default.fileExists(atPath: path) { try? FileManager.default.removeItem(atPath: path) }
+        do { try OutputFiles.remove(path) } catch { logger.error("LC2016: cannot remove the dead letters of an earlier run: \(error)") }
     }
 
     // MARK: Input
@@ -769,8 +786,8 @@ final class BrokerLoop {
     private func countProtocolError(peer: PeerID, code: ProtocolErrorCode, detail: String) {
         protocolErrors += 1
         let reason = ProtocolError(code, detail).description
-        if protocolErrors <= 10 || protocolErrors % 1000 == 0 {
-            logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far)")
+        if protocolLog.admit(peer, at: .now) {
+            logger.warning("dropped a message from peer \(hex(peer)): \(reason) (\(protocolErrors) so far; one line per peer per \(protocolLog.interval))")
         }
         telemetry.protocolError(peer: hex(peer), reason: reason)
     }
@@ -901,8 +918,9 @@ final class BrokerLoop {
             let path = configuration.resolvedDeadLetterPath
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            deadLetterFile = fopen(path, "ab")
-            if deadLetterFile == nil { logger.error("LC2016: cannot open the dead-letter file \(path)") }
+            do { deadLetterFile = try OutputFiles.openFile(path, .append) } catch {
+                logger.error("LC2016: cannot open the dead-letter file \(error)")
+            }
         }
         guard let file = deadLetterFile else { return }
         var record: [String: Any] = [

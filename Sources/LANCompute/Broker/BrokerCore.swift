@@ -99,9 +99,35 @@ final class BrokerItem {
 struct ClientReturn: Equatable {
     var peer: PeerID
     var service: String
+    /// The request's size as counted against ``WorkerLimits/clientRequestBytes`` until it is answered.
+    var bytes: Int = 0
 }
 
 /// Why a worker left the broker's table: an enumerated reason, with a sentence of detail beside it.
+/// What the broker lets a worker hold, whatever the worker announces (Docs/security.md, Hardening).
+public struct WorkerLimits: Sendable, Equatable {
+    /// The most items one worker connection may hold in flight: a larger `credit` capability is cut
+    /// to this (or to the stage's `credit`, when set and smaller), so no worker can take every item of a stage.
+    public var maxCredit: Int
+    /// A worker that holds items and finishes none of them for this long is expired and its items
+    /// go to others, even on a stage without a `timeout`; nil: never.
+    public var stallTimeout: Duration?
+    /// The most bytes of MDP client requests the broker holds (queued or in flight) at once; a request
+    /// beyond them is answered `error` (LC3008) at once instead of queued, so clients cannot exhaust its memory.
+    public var clientRequestBytes: Int
+
+    public static let defaultMaxCredit = 1024
+    public static let defaultStallTimeout: Duration = .seconds(600)
+    public static let defaultClientRequestBytes = 256 << 20
+
+    public init(maxCredit: Int = defaultMaxCredit, stallTimeout: Duration? = defaultStallTimeout,
+                clientRequestBytes: Int = defaultClientRequestBytes) {
+        self.maxCredit = max(1, maxCredit)
+        self.stallTimeout = stallTimeout
+        self.clientRequestBytes = max(0, clientRequestBytes)
+    }
+}
+
 public enum WorkerLeaveReason: String, Sendable, Equatable, CaseIterable {
     /// The worker said goodbye (DISCONNECT).
     case disconnect
@@ -355,18 +381,22 @@ final class BrokerCore {
         var sendOrder = FIFOQueue<UInt64>()
         var lastSeen: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
+        /// When the worker last finished an item it held, or took its first one while holding none:
+        /// heartbeats keep a worker registered, only this shows it gets anything done.
+        var lastProgress: ContinuousClock.Instant
         var completed = 0
         /// Items pinned to this worker by group-by, waiting for its credit.
         var pinned = FIFOQueue<BrokerItem>()
 
-        init(peer: PeerID, stage: Int, capabilities: Capabilities, preference: Int, key: String, now: ContinuousClock.Instant) {
+        init(peer: PeerID, stage: Int, capabilities: Capabilities, creditLimit: Int, preference: Int, key: String, now: ContinuousClock.Instant) {
             self.peer = peer
             self.key = key
             self.stage = stage
             self.capabilities = capabilities
-            self.credit = capabilities.credit
-            self.batch = capabilities.batch
-            self.slots = capabilities["slots"].flatMap(Int.init).map { max(1, $0) } ?? capabilities.credit
+            let credit = min(capabilities.credit, creditLimit)
+            self.credit = credit
+            self.batch = min(capabilities.batch, credit)
+            self.slots = min(capabilities["slots"].flatMap(Int.init).map { max(1, $0) } ?? credit, credit)
             self.speaksLANCompute = capabilities.isLANCompute
             self.node = capabilities["node"] ?? "mdp-\(hex(peer))"
             self.host = capabilities["host"] ?? "unknown"
@@ -374,6 +404,7 @@ final class BrokerCore {
             self.preference = preference
             self.lastSeen = now
             self.lastSent = now
+            self.lastProgress = now
         }
 
         var freeCredit: Int { credit - inFlight.count }
@@ -440,10 +471,15 @@ final class BrokerCore {
     let tickInterval: Duration
     /// This run's epoch: it travels with every item, and outcomes of another epoch are refused.
     let epoch: UInt32
+    let limits: WorkerLimits
+    /// Bytes of client requests held, queued or in flight (``WorkerLimits/clientRequestBytes``).
+    private var clientBytes = 0
 
-    init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30), unservedAfter: Duration = .seconds(2)) {
+    init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30), unservedAfter: Duration = .seconds(2),
+         limits: WorkerLimits = WorkerLimits()) {
         self.epoch = epoch
         self.unservedAfter = unservedAfter
+        self.limits = limits
         var index: [String: Int] = [:]
         for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
         stageIndex = index
@@ -506,8 +542,15 @@ final class BrokerCore {
                 Array("stage \(service) runs inside chain \(ChainPlan.describe(chain)): send the request to \(chain[0]), or set chain: false on \(service)".utf8),
             ]))
         case .clientRequest(let stage, let id, let payload, let client, let service):
+            guard clientBytes + payload.count <= limits.clientRequestBytes else {
+                actions.append(.clientReply(peer: client, service: service, body: [Array("error".utf8), Array(
+                    "LC3008: the broker holds \(clientBytes) bytes of client requests and takes at most \(limits.clientRequestBytes); retry when earlier requests are answered".utf8)]))
+                actions.append(.protocolError(peer: client, code: .clientRequestsFull, detail: "request of \(payload.count) bytes for \(service) refused: \(clientBytes) bytes of client requests held"))
+                return
+            }
+            clientBytes += payload.count
             let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
-            item.client = ClientReturn(peer: client, service: service)
+            item.client = ClientReturn(peer: client, service: service, bytes: payload.count)
             enqueue(item, now: now)
             pending += 1
         case .worker(let peer, let message, let key):
@@ -789,6 +832,8 @@ final class BrokerCore {
 
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
         var running = startedCount(of: worker)
+        // An idle worker's stall clock starts with the first item it gets, not when it last finished one.
+        if worker.inFlight.isEmpty { worker.lastProgress = now }
         for item in batch {
             item.attempts += 1
             worker.inFlight.insert(item.id)
@@ -867,7 +912,8 @@ final class BrokerCore {
             }
             return
         }
-        worker.lastSeen = now
+        // Any well-formed message shows the worker is alive; a malformed REPLY does not (below).
+        if case .reply = message {} else { worker.lastSeen = now }
         switch message {
         case .ready:
             actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY from a worker that is already registered"))
@@ -887,7 +933,9 @@ final class BrokerCore {
             actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "REQUEST sent by a worker"))
         case .reply(let client, let body):
             do {
-                switch try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute) {
+                let reply = try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute)
+                worker.lastSeen = now
+                switch reply {
                 case .batch(let reply):
                     for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
                 case .single(let token, let outputs):
@@ -936,7 +984,9 @@ final class BrokerCore {
             actions.append(.disconnect(peer: peer))
             return
         }
-        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, preference: spec.prefers.score(capabilities), key: key, now: now)
+        let creditLimit = min(limits.maxCredit, spec.credit ?? Int.max)
+        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, creditLimit: creditLimit,
+                                  preference: spec.prefers.score(capabilities), key: key, now: now)
         workers[peer] = worker
         stages[stage].workers.append(peer)
         if nodes[worker.node, default: []].isEmpty {
@@ -1013,6 +1063,7 @@ final class BrokerCore {
         guard worker.inFlight.contains(outcome.id), let entry = inFlight[outcome.id], entry.peer == worker.peer,
               entry.item.attempts == Int(outcome.attempt) else { return }
         worker.inFlight.remove(outcome.id)
+        worker.lastProgress = now
         let stage = entry.item.stage
         switch outcome.status {
         case .failed(let message, let stderr):
@@ -1146,6 +1197,7 @@ final class BrokerCore {
         }
         if abandoned {
             pending -= 1
+            if let client = item.client { clientBytes -= client.bytes }
         } else {
             finish(item, settled: .deadLettered)
         }
@@ -1155,6 +1207,7 @@ final class BrokerCore {
     /// (nil). When it was its source item's last unsettled descendant, the source item is finished.
     private func finish(_ item: BrokerItem, settled: Settlement?) {
         pending -= 1
+        if let client = item.client { clientBytes -= client.bytes }
         guard item.client == nil else { return }
         if let settled { actions.append(.itemSettled(id: item.id, root: item.root, settlement: settled)) }
         guard let left = unsettled[item.root] else { return }
@@ -1176,6 +1229,12 @@ final class BrokerCore {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
+            } else if let stall = limits.stallTimeout, !worker.inFlight.isEmpty, now - worker.lastProgress >= stall {
+                removeWorker(worker.peer, reason: .expired,
+                             detail: "held \(worker.inFlight.count) items for \(seconds(stall)) without finishing one on stage \(stages[worker.stage].spec.name)",
+                             now: now, countAttempt: true)
+                // It may well be alive (it still heartbeats): tell it so, and it registers afresh.
+                actions.append(.disconnect(peer: worker.peer))
             } else if now - worker.lastSent >= heartbeatInterval {
                 worker.lastSent = now
                 actions.append(.heartbeat(peer: worker.peer))

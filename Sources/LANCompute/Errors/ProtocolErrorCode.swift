@@ -13,6 +13,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
     case requestBody = 3005
     case malformedFromBroker = 3006
     case malformedIntake = 3007
+    case clientRequestsFull = 3008
 
     /// `LC` and the four digits, as printed: `LC3001`.
     public var code: String { "LC\(rawValue)" }
@@ -28,6 +29,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
         case .requestBody: "a request without exactly one body frame"
         case .malformedFromBroker: "a malformed message from the broker"
         case .malformedIntake: "a malformed acknowledged-intake batch"
+        case .clientRequestsFull: "a client request refused: the broker holds its limit of client requests"
         }
     }
 
@@ -41,6 +43,7 @@ public enum ProtocolErrorCode: Int, Sendable, CaseIterable, CustomStringConverti
         case .requestBody: "Send one frame: the item."
         case .malformedFromBroker: "Point workers at a LANCompute broker."
         case .malformedIntake: "Follow protocol.md, section 14.1."
+        case .clientRequestsFull: "Wait for answers before sending more requests, or raise `--max-client-bytes` on the broker."
         }
     }
 }

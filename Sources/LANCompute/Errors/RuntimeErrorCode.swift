@@ -57,6 +57,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
     case brokerWrongSocket = 2082
     case unknownStage = 2090
     case brokerUnreachable = 2091
+    case libzmqTooOld = 2085
     case unclassified = 2099
 
     /// `LC` and the four digits, as printed: `LC2001`.
@@ -117,6 +118,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerWrongSocket: "the broker's address is a ZeroMQ socket that takes no workers"
         case .unknownStage: "a stage name the broker's pipeline does not have"
         case .brokerUnreachable: "doctor: the broker did not answer mmi.topology"
+        case .libzmqTooOld: "the libzmq this program runs with is older than 4.3.3"
         case .unclassified: "a failure without a code of its own"
         }
     }
@@ -180,6 +182,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
         case .brokerWrongSocket: "Give the dispatch endpoint, not the events (5556) or aggregator (5557) one."
         case .unknownStage: "Use a stage name of the topology the broker runs; the message lists them."
         case .brokerUnreachable: "Start the broker, give its dispatch endpoint (not the events one), and check a firewall lets the port through; with keys, pass --broker-key."
+        case .libzmqTooOld: "Install libzmq 4.3.3 or later (Debian 11+ `libzmq5`, Homebrew `zeromq`) and make sure the program loads it (`ldd $(which lancompute)`)."
         case .unclassified: "Report it with the message and the log; it is a defect that the failure has no code."
         }
     }

@@ -13,13 +13,13 @@ enum SinkFiles {
     /// last recorded: what was written after it belongs to items that are done again.
     static func reopen(_ path: String, at length: UInt64) throws -> UnsafeMutablePointer<FILE> {
         var info = stat()
-        let exists = stat(path, &info) == 0
-        let size = exists ? UInt64(info.st_size) : 0
+        let size = lstat(path, &info) == 0 ? UInt64(info.st_size) : 0
         guard size >= length else {
             throw AggregatorFailure("LC2063: cannot resume: \(path) holds \(size) bytes, but the journal recorded \(length) in the sink; was it changed since the crash? Restore it, or start over with --fresh")
         }
-        guard let file = fopen(path, exists ? "r+b" : "wb") else {
-            throw AggregatorFailure("LC2013: cannot open sink file \(path): \(String(cString: strerror(errno)))")
+        let file: UnsafeMutablePointer<FILE>
+        do { file = try OutputFiles.openFile(path, .update) } catch {
+            throw AggregatorFailure("LC2013: cannot open sink file \(error.path): \(error.reason)")
         }
         if ftruncate(fileno(file), off_t(length)) != 0 || fseeko(file, off_t(length), SEEK_SET) != 0 {
             fclose(file)

@@ -99,9 +99,18 @@ public struct SocketProfile: Sendable, Equatable {
 
     // MARK: The engine's profiles
 
+    /// The handshake interval of every socket the broker binds: a connection that has not finished
+    /// the ZMTP (and CURVE) handshake by then is closed, so idle or junk connections cost nothing for long.
+    public static let acceptedHandshakeInterval: Duration = .seconds(2)
+
+    /// The largest message a subscriber may send the events XPUB: a subscription is a topic such as
+    /// `event.` or `metrics`, so anything larger is an attack (libzmq keeps every subscription in a trie).
+    public static let subscriptionLimit: Int64 = 4096
+
     /// The broker's ROUTER: no HWM (credit bounds what is queued), a failed send means a gone peer.
     public static func dispatch(maxMessageSize: Int64) -> SocketProfile {
         SocketProfile(role: .dispatch, type: .router).with {
+            $0.handshakeInterval = acceptedHandshakeInterval
             $0.routerMandatory = true
             $0.maxMessageSize = maxMessageSize
             $0.sendHighWaterMark = 0
@@ -110,7 +119,10 @@ public struct SocketProfile: Sendable, Equatable {
     }
 
     /// The broker's events XPUB (best effort: a slow subscriber loses messages at the HWM).
-    public static let eventsPublisher = SocketProfile(role: .events, type: .xpub)
+    public static let eventsPublisher = SocketProfile(role: .events, type: .xpub).with {
+        $0.handshakeInterval = acceptedHandshakeInterval
+        $0.maxMessageSize = subscriptionLimit
+    }
 
     /// A SUB reading the events feed; `receiveHighWaterMark` nil: libzmq's 1000.
     public static func eventsSubscriber(receiveHighWaterMark: Int? = nil) -> SocketProfile {
@@ -122,6 +134,7 @@ public struct SocketProfile: Sendable, Equatable {
     /// The aggregator's PULL: a deep queue, so workers rarely wait for the sink.
     public static func aggregator(maxMessageSize: Int64) -> SocketProfile {
         SocketProfile(role: .aggregator, type: .pull).with {
+            $0.handshakeInterval = acceptedHandshakeInterval
             $0.receiveHighWaterMark = 10_000
             $0.maxMessageSize = maxMessageSize
         }
@@ -130,6 +143,7 @@ public struct SocketProfile: Sendable, Equatable {
     /// The broker's source PULL (from producers, or from its own source reader).
     public static func source(maxMessageSize: Int64) -> SocketProfile {
         SocketProfile(role: .source, type: .pull).with {
+            $0.handshakeInterval = acceptedHandshakeInterval
             $0.receiveHighWaterMark = 1000
             $0.maxMessageSize = maxMessageSize
         }
