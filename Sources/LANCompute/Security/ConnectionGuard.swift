@@ -91,7 +91,10 @@ public final class ConnectionGuard {
             return RuntimeError(.peerRefused, "the broker at \(endpoint) refused this key\(key) (ZAP status \(event.value)); add it to the broker's authorized_keys with the role this command needs ('lancompute keys add')")
         case .handshakeFailedProtocol where event.value == mechanismMismatch:
             // The two sides speak different security mechanisms: the one with keys meets one without.
+            // (Three tries, as for any failed handshake: the broker counts and reports each.)
             inHandshake = false
+            failedHandshakes += 1
+            guard failedHandshakes >= Self.handshakeFailureLimit else { return nil }
             if secured {
                 return RuntimeError(.brokerNotAuthenticated, "the broker at \(endpoint) runs without keys (--insecure), and this command has them: start the broker with --keys DIR, or drop --key/--broker-key and pass --insecure on a network you trust")
             }
