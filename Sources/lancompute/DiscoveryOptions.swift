@@ -158,7 +158,7 @@ extension DiscoverOptions {
             FileHandle.standardError.write(Data("lancompute worker: discovered broker \(broker.dispatchEndpoint) (cluster \(cluster), via \(broker.mechanism.rawValue))\n".utf8))
         }
         let trap = SignalTrap { worker.stop() }
-        worker.run()
+        if let error = worker.run() { fail(error) }
         _ = trap
     }
 

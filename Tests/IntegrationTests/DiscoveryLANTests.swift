@@ -115,5 +115,12 @@ struct DiscoveryLANTests {
         #expect(feed.wait(timeout: .seconds(30)) == 0, "\(harness.transcripts)")
         #expect(feed.wait(until: { RunCommandTests.lines(harness.path("out.txt")).count == 3 }, timeout: .seconds(10)),
                 "\(harness.transcripts)")
+
+        // A discovering worker that can never serve (a --stages name the pipeline lacks) exits
+        // with the same one line as one given --broker, instead of finding the broker again forever.
+        let misnamed = try harness.start("misnamed", LANHosts.ip, lan.command(on: 2, [
+            CLI.path, "worker", "--discover", "--cluster", "blue", "--stages", "nosuch", "--insecure"]))
+        #expect(misnamed.wait(timeout: .seconds(30)) == 1, "\(harness.transcripts)")
+        #expect(misnamed.standardError.contains("error LC2090"), "\(misnamed.transcript)")
     }
 }

@@ -14,6 +14,8 @@ public final class DiscoveringWorker: Sendable {
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
     private let current = LockedValue<Worker?>(nil)
+    /// What ended a worker for good (a refused key, an unknown `--stages` name): retrying would not help.
+    private let failure = LockedValue<RuntimeError?>(nil)
     /// Called each time a broker is chosen (the CLI prints it).
     private let onBroker: @Sendable (DiscoveredBroker) -> Void
 
@@ -32,11 +34,13 @@ public final class DiscoveringWorker: Sendable {
 
     private var isStopRequested: Bool { stopRequested.load(ordering: .acquiring) }
 
-    /// Returns after ``stop()``.
-    public func run() {
+    /// Returns after ``stop()`` (nil), or the error that ended a worker, as `lancompute worker`
+    /// without discovery would exit with it.
+    @discardableResult
+    public func run() -> RuntimeError? {
         defer { finder.stop() }
         var waitingSaid = false
-        while !isStopRequested {
+        while !isStopRequested, failure.withLock({ $0 }) == nil {
             guard let broker = finder.find(within: .seconds(2), shouldStop: { isStopRequested }) else {
                 if !waitingSaid {
                     logger.notice("looking for a broker of cluster \(finder.options.cluster)\(finder.options.interface.map { " on \($0)" } ?? "")")
@@ -48,6 +52,7 @@ public final class DiscoveringWorker: Sendable {
             onBroker(broker)
             serve(broker)
         }
+        return failure.withLock { $0 }
     }
 
     /// Runs one worker for `broker` until stopped or until another broker should take over.
@@ -60,7 +65,13 @@ public final class DiscoveringWorker: Sendable {
         if isStopRequested { worker.stop() }
         let done = DispatchSemaphore(value: 0)
         let thread = Thread { [logger] in
-            do { try worker.run() } catch { logger.error("worker for \(broker.dispatchEndpoint) failed: \(error)") }
+            do {
+                try worker.run()
+            } catch let error as RuntimeError {
+                self.failure.withLock { $0 = error }
+            } catch {
+                logger.error("worker for \(broker.dispatchEndpoint) failed: \(error)")
+            }
             done.signal()
         }
         thread.name = "lancompute-discovered-worker"
