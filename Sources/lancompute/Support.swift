@@ -41,8 +41,8 @@ func checkEndpoint(_ endpoint: String, option: String, use: Endpoint.Use = .conn
 /// Exits with LC2080 when `endpoint` is TCP to a host name that does not resolve: a typo, most
 /// often, which retrying would never fix.
 func checkResolves(_ endpoint: String) {
-    guard let parsed = try? Endpoint(parsing: endpoint), let host = parsed.host, let port = parsed.port else { return }
-    if case .unresolved(let reason) = Reachability.probe(host: host, port: port, timeout: .milliseconds(1)) {
+    guard let parsed = try? Endpoint(parsing: endpoint), let host = parsed.host, !parsed.isEveryInterface else { return }
+    if let reason = Reachability.resolutionProblem(host: host) {
         fail(RuntimeError(.brokerUnresolved, "cannot resolve '\(host)' of \(endpoint): \(reason); check the name, give an address, or use --discover"))
     }
 }

@@ -25,6 +25,16 @@ public enum Reachability: Equatable, Sendable, CustomStringConvertible {
     /// Nothing answered within the time given.
     case silent(Duration)
 
+    /// Nil when `host` resolves, else the resolver's message; no connection is made.
+    public static func resolutionProblem(host: String) -> String? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(streamSocketType)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, nil, &hints, &list)
+        if status == 0 { freeaddrinfo(list) }
+        return status == 0 ? nil : String(cString: gai_strerror(status))
+    }
+
     /// Connects once to `host`:`port`, trying each address the name resolves to, for at most `timeout` in all.
     public static func probe(host: String, port: Int, timeout: Duration = .seconds(1)) -> Reachability {
         var hints = addrinfo()
