@@ -102,10 +102,24 @@ def main():
     profile = tempfile.mkdtemp(prefix="browser-profile-")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", f"--user-data-dir={profile}", *arguments.flag]
-    browser = Browser(arguments.chromium, flags)
+    # A cold start can keep the browser from answering for a while, and one start in many never
+    # answers at all: wait up to 30 s for its first answer, and start it afresh up to three times.
+    browser = None
+    targets = None
+    for attempt in range(3):
+        browser = Browser(arguments.chromium, flags)
+        try:
+            targets = browser.send("Target.getTargets", timeout=30)["targetInfos"]
+            break
+        except Exception as error:
+            print(f"browser_page: start {attempt + 1}: {error}", file=sys.stderr)
+            browser.process.kill()
+            browser.process.wait(timeout=10)
+    if targets is None:
+        subprocess.run(["rm", "-rf", profile], check=False)
+        return 2
     status = 2
     try:
-        targets = browser.send("Target.getTargets")["targetInfos"]
         page = next(t for t in targets if t["type"] == "page")
         session = browser.send("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})["sessionId"]
         browser.send("Network.enable", session=session)
