@@ -20,9 +20,9 @@ struct DashboardBrowserTests {
         let browser = try #require(chromium)
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
-        // Slow on purpose: 600 items through a 100 ms stage keep the run going for several seconds
-        // after the browser opened the page.
-        try (1...600).map(String.init).joined(separator: "\n").write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
+        // Slow on purpose: 1,800 items through a 100 ms stage keep the run going for about 45 s, so the
+        // page opens while it runs even when the browser starts slowly.
+        try (1...1800).map(String.init).joined(separator: "\n").write(toFile: harness.path("in.txt"), atomically: true, encoding: .utf8)
         try """
             version: 1
             name: dashboard-demo
@@ -88,7 +88,7 @@ struct DashboardBrowserTests {
         #expect(dom.contains(#"<tr data-stage="mark">"#), "the stages table lists mark: \(dom.prefix(2000))")
         #expect(dom.contains(#"<tr data-stage="hold">"#))
         #expect(dom.contains(#"id="stage-1""#) && dom.contains(#"class="edge""#), "the graph is drawn")
-        #expect(dom.contains(#"<td class="completed">600</td>"#), "the last snapshot's counts: \(dom.prefix(4000))")
+        #expect(dom.contains(#"<td class="completed">1,800</td>"#), "the last snapshot's counts: \(dom.prefix(4000))")
         #expect(dom.contains("<tr data-node="), "a node is listed")
         #expect(dom.contains("worker.ready") && dom.contains("pipeline.finished"), "the event stream is shown")
         // Only the live stream can have brought snapshots after the page loaded, and the broker's
