@@ -193,12 +193,12 @@ public struct PlacementCandidate: Sendable, Equatable {
 /// ``PlacementCandidate/offeredSpeed``; otherwise (and on a tie) more free credit; then the worker
 /// fed first.
 ///
-/// With `spread`, hosts come first: the next items go to the host holding the fewest of the
-/// stage's items in flight per core (over all its worker processes), and to the best worker of
-/// that host by the rule above; equal hosts are ordered by their best worker. A host never takes
-/// an item while another host of the stage holds fewer per core, even one whose workers have no
-/// free credit, so it ends at most one item above it: a host does not take more items because it
-/// runs more worker processes, and credit beyond that share stays unused.
+/// With `spread`, hosts come first. A host holding none of the stage's items may take one; any
+/// other host only while, with it, it would hold no more items per core (over all its worker
+/// processes) than the full host (none of its workers has free credit) holding the fewest. Of the
+/// hosts that may, the one holding the fewest per core gets the next items, equal ones ordered by
+/// their best worker by the rule above, and within it that best worker. So a host does not take
+/// more items because it runs more worker processes; credit beyond its share stays unused.
 public struct PlacementPicker<ID> {
     public struct Pick {
         public var id: ID
@@ -277,9 +277,16 @@ public struct PlacementPicker<ID> {
     /// The worker for the next items, or nil when none may take any now.
     public func pick() -> Pick? {
         guard spread else { return overall.best(speedsComparable: speedsComparable).map { Pick(id: $0.id, limit: nil) } }
+        // The full host (no worker with free credit) holding the fewest items per core bounds the others.
+        var bound: Host?
+        for host in hosts where host.leader.byCredit == nil {
+            if let current = bound, Self.compareOccupancy(host, current) >= 0 { continue }
+            bound = host
+        }
         var chosen: (index: Int, best: PlacementCandidate)?
         for (index, host) in hosts.enumerated() {
             guard let best = host.leader.best(speedsComparable: speedsComparable)?.candidate else { continue }
+            if let bound, host.inFlight > 0, (host.inFlight + 1) * bound.cores > bound.inFlight * host.cores { continue }
             guard let current = chosen else {
                 chosen = (index, best)
                 continue
@@ -289,16 +296,19 @@ public struct PlacementPicker<ID> {
         }
         guard let chosen, let id = hosts[chosen.index].leader.best(speedsComparable: speedsComparable)?.id else { return nil }
         let host = hosts[chosen.index]
-        var lowestOther: Host?
-        for (index, other) in hosts.enumerated() where index != chosen.index {
-            if let current = lowestOther, Self.compareOccupancy(other, current) >= 0 { continue }
-            lowestOther = other
+        // Room: up to the full host's items per core, and one item above the least occupied other open host.
+        var limit: Int?
+        if let bound { limit = bound.inFlight * host.cores / bound.cores - host.inFlight }
+        var lowestOpen: Host?
+        for (index, other) in hosts.enumerated() where index != chosen.index && other.leader.byCredit != nil {
+            if let current = lowestOpen, Self.compareOccupancy(other, current) >= 0 { continue }
+            lowestOpen = other
         }
-        guard let lowestOther else { return Pick(id: id, limit: nil) }
-        // The most the host may hold: the other's items per core times its own cores, plus one.
-        let share = lowestOther.inFlight * host.cores / lowestOther.cores
-        guard host.inFlight <= share else { return nil }
-        return Pick(id: id, limit: share - host.inFlight + 1)
+        if let lowestOpen {
+            let share = lowestOpen.inFlight * host.cores / lowestOpen.cores - host.inFlight + 1
+            limit = min(limit ?? share, share)
+        }
+        return Pick(id: id, limit: limit.map { max(1, $0) })
     }
 
     /// Negative when `lhs` holds fewer items per core than `rhs`, zero when as many, positive when more.
