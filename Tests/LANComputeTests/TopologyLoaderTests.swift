@@ -344,4 +344,56 @@ import Testing
             """)
         #expect(found.map(\.code) == ["LC1024"])
     }
+
+    // MARK: Placement keys
+
+    @Test func gpuKeysAndSpreadLoad() throws {
+        let topology = try Self.load(
+            """
+            version: 1
+            name: gpus
+            source: {stdin: true}
+            stages:
+              - name: train
+                exec: {command: [train]}
+                requires: {min-gpus: 2, gpu-model: "RTX 4090", min-gpu-memory: 16GiB}
+                prefers: {gpu-model: a100}
+                spread: true
+            sink: {stdout: true}
+            """)
+        let train = topology.stages[0]
+        #expect(train.requires == Requirements(minGPUs: 2, gpuModel: "RTX 4090", minGPUMemory: 16 << 30))
+        #expect(train.prefers == Requirements(gpuModel: "a100"))
+        #expect(train.spread)
+        // The encoder writes them back.
+        let again = try Self.load(TopologyEncoder.yaml(for: topology)).stages[0]
+        #expect(again.requires == train.requires)
+        #expect(again.prefers == train.prefers)
+        #expect(again.spread)
+    }
+
+    @Test func badGPUKeysAndSpreadAreLocated() {
+        let found = Self.diagnostics(
+            """
+            version: 1
+            name: bad
+            source: {stdin: true}
+            stages:
+              - name: a
+                requires: {min-gpus: 0, min-gpu-memory: lots, gpu-model: ""}
+              - name: b
+                requires:
+                  gpu: false
+                  gpu-model: T4
+              - name: c
+                group-by: item
+                spread: true
+              - name: d
+                spread: sometimes
+            sink: {stdout: true}
+            """)
+        #expect(found.map(\.code) == ["LC1053", "LC1051", "LC1005", "LC1073", "LC1074", "LC1005"])
+        #expect(found.map(\.location.line) == [6, 6, 6, 10, 13, 15])
+        #expect(found[3].message == "requires in stage 'b' has gpu: false and gpu-model, which asks for a GPU; remove one of them")
+    }
 }

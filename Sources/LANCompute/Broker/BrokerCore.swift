@@ -373,6 +373,11 @@ final class BrokerCore {
         let host: String
         let hash: UInt64
         let preference: Int
+        /// Where `spread` counts it: the `host` capability, or its node when it announced none.
+        let spreadHost: String
+        let cores: Int
+        /// Its speed discounted by its host's load; refreshed with the load.
+        var effectiveSpeed: EffectiveSpeed?
         /// The key its connection authenticated with (ZAP's User-Id); empty without CURVE.
         let key: String
         var inFlight: Set<UInt64> = []
@@ -402,12 +407,20 @@ final class BrokerCore {
             self.host = capabilities["host"] ?? "unknown"
             self.hash = ItemID.mix(fnv1a(peer))
             self.preference = preference
+            self.spreadHost = capabilities["host"] ?? node
+            self.cores = capabilities["cores"].flatMap(Int.init) ?? 1
+            self.effectiveSpeed = EffectiveSpeed(capabilities)
             self.lastSeen = now
             self.lastSent = now
             self.lastProgress = now
         }
 
         var freeCredit: Int { credit - inFlight.count }
+
+        var placement: PlacementCandidate {
+            PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
+                               speed: effectiveSpeed)
+        }
     }
 
     /// A class for the same reason as `BrokerItem`: the in-flight table is on every item's path.
@@ -784,9 +797,9 @@ final class BrokerCore {
                 }
                 continue
             }
-            while !stages[stage].queue.isEmpty, let worker = bestWorker(stage: stage) {
+            while !stages[stage].queue.isEmpty, case let (worker, limit)? = bestWorker(stage: stage) {
                 var batch: [BrokerItem] = []
-                let room = min(worker.batch, worker.freeCredit)
+                let room = min(worker.batch, worker.freeCredit, limit)
                 while batch.count < room, let item = stages[stage].queue.popFirst() {
                     // A suspect (it was running on a worker that died) goes only to an idle worker, alone,
                     // so two suspects never share a worker and an item that kills workers cannot take
@@ -814,20 +827,15 @@ final class BrokerCore {
         return item
     }
 
-    private func bestWorker(stage: Int) -> WorkerRecord? {
-        var best: WorkerRecord?
+    /// The worker for the stage's next items and how many it may take (``PlacementPicker``).
+    private func bestWorker(stage: Int) -> (worker: WorkerRecord, limit: Int)? {
+        var picker = PlacementPicker<PeerID>(spread: stages[stage].spec.spread)
         for peer in stages[stage].workers {
-            guard let worker = workers[peer], worker.freeCredit > 0 else { continue }
-            guard let current = best else {
-                best = worker
-                continue
-            }
-            if worker.preference > current.preference
-                || (worker.preference == current.preference && worker.freeCredit > current.freeCredit) {
-                best = worker
-            }
+            guard let worker = workers[peer] else { continue }
+            picker.consider(peer, worker.placement)
         }
-        return best
+        guard let pick = picker.pick(), let worker = workers[pick.id] else { return nil }
+        return (worker, pick.limit ?? worker.freeCredit)
     }
 
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
@@ -925,6 +933,9 @@ final class BrokerCore {
             // Facts about the node, whichever of its DEALERs carried them; only the dynamic ones.
             for name in fresh.values.keys where Fingerprint.isDynamicCapability(name) {
                 for other in nodes[worker.node] ?? [] { workers[other]?.capabilities[name] = fresh[name] }
+            }
+            for other in nodes[worker.node] ?? [] {
+                if let record = workers[other] { record.effectiveSpeed = EffectiveSpeed(record.capabilities) }
             }
         case .disconnect:
             // A worker that says goodbye did not fail its items: they go back without using an attempt.

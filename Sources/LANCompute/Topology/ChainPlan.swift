@@ -14,7 +14,8 @@ public enum ChainBoundary: Sendable, Equatable, CustomStringConvertible {
     case deadline(stage: String)
     /// An external stage is served by MDP workers of its own.
     case external(stage: String)
-    /// `requires` or `prefers` differ: one worker may not fit both.
+    /// `requires`, `prefers` or `spread` differ: one worker may not fit both, or the broker would
+    /// place the chain's items by the head's rule alone.
     case placement
     /// A fast builtin next to a blocking one (sleep, exec, Swift): they run on different threads.
     case cost
@@ -33,7 +34,7 @@ public enum ChainBoundary: Sendable, Equatable, CustomStringConvertible {
         case .groupBy(let stage): "stage \(stage) has group-by"
         case .deadline(let stage): "stage \(stage) has a deadline"
         case .external(let stage): "stage \(stage) is external (served by MDP workers)"
-        case .placement: "their requires or prefers differ"
+        case .placement: "their requires, prefers or spread differ"
         case .cost: "one is a fast builtin and the other not"
         case .replicas: "their replicas differ"
         case .credit: "their credit differs"
@@ -47,7 +48,7 @@ public enum ChainBoundary: Sendable, Equatable, CustomStringConvertible {
 /// Stage B chains onto stage A when B's only input is A, A's only consumer is B, neither has
 /// `chain: false`, B has neither `group-by` nor `deadline` (the broker applies both while an item
 /// waits in B's queue, and a chained stage has none), neither is external, and they run the same way
-/// in a worker: the same `requires`, `prefers`, `replicas`, `credit`, cost (fast builtin or not) and
+/// in a worker: the same `requires`, `prefers`, `spread`, `replicas`, `credit`, cost (fast builtin or not) and
 /// timeout presence. The head of a chain may have `group-by` and a `deadline`: its items are queued.
 public struct ChainPlan: Sendable, Equatable {
     /// Each chain's stage names, head first.
@@ -99,7 +100,9 @@ public struct ChainPlan: Sendable, Equatable {
         if downstream.deadline != nil { return .deadline(stage: downstream.name) }
         if upstream.handler == .external { return .external(stage: upstream.name) }
         if downstream.handler == .external { return .external(stage: downstream.name) }
-        if upstream.requires != downstream.requires || upstream.prefers != downstream.prefers { return .placement }
+        if upstream.requires != downstream.requires || upstream.prefers != downstream.prefers || upstream.spread != downstream.spread {
+            return .placement
+        }
         if StageHandlers.cost(of: upstream) != StageHandlers.cost(of: downstream) { return .cost }
         if upstream.replicas != downstream.replicas { return .replicas }
         if upstream.credit != downstream.credit { return .credit }

@@ -82,6 +82,7 @@ public enum TopologyEncoder {
         if stage.maxAttempts != 3 { lines.append("\(indent)max-attempts: \(stage.maxAttempts)") }
         if let deadline = stage.deadline { lines.append("\(indent)deadline: \(DurationLiteral.format(deadline))") }
         if !stage.chain { lines.append("\(indent)chain: false") }
+        if stage.spread { lines.append("\(indent)spread: true") }
         return lines
     }
 
@@ -92,6 +93,9 @@ public enum TopologyEncoder {
         if let arch = requirements.arch { lines.append("\(inner)arch: \(scalar(arch))") }
         if let os = requirements.os { lines.append("\(inner)os: \(scalar(os))") }
         if let gpu = requirements.gpu { lines.append("\(inner)gpu: \(gpu)") }
+        if let count = requirements.minGPUs { lines.append("\(inner)min-gpus: \(count)") }
+        if let model = requirements.gpuModel { lines.append("\(inner)gpu-model: \(scalar(model))") }
+        if let memory = requirements.minGPUMemory { lines.append("\(inner)min-gpu-memory: \(ByteSize.format(memory))") }
         if let memory = requirements.minMemory { lines.append("\(inner)min-memory: \(ByteSize.format(memory))") }
         if let cores = requirements.minCores { lines.append("\(inner)min-cores: \(cores)") }
         if !requirements.labels.isEmpty {

@@ -60,6 +60,7 @@ public enum TopologyGraph {
         if !stage.requires.isEmpty { lines.append("requires: \(describe(stage.requires))") }
         if !stage.prefers.isEmpty { lines.append("prefers: \(describe(stage.prefers))") }
         if let key = stage.groupBy { lines.append("group-by: \(describe(key))") }
+        if stage.spread { lines.append("spread over hosts") }
         return lines
     }
 
@@ -68,6 +69,9 @@ public enum TopologyGraph {
         if let arch = requirements.arch { parts.append("arch=\(arch)") }
         if let os = requirements.os { parts.append("os=\(os)") }
         if let gpu = requirements.gpu { parts.append(gpu ? "gpu" : "no gpu") }
+        if let count = requirements.minGPUs { parts.append("gpus>=\(count)") }
+        if let model = requirements.gpuModel { parts.append("gpu-model~\(model)") }
+        if let memory = requirements.minGPUMemory { parts.append("gpu-memory>=\(ByteSize.format(memory))") }
         if let memory = requirements.minMemory { parts.append("memory>=\(ByteSize.format(memory))") }
         if let cores = requirements.minCores { parts.append("cores>=\(cores)") }
         for (name, value) in requirements.labels.sorted(by: { $0.key < $1.key }) { parts.append("\(name)=\(value)") }

@@ -82,10 +82,10 @@ enum Schema {
     static let generate = ["count", "size"]
     static let stage = [
         "name", "builtin", "options", "exec", "from", "replicas", "credit", "requires", "prefers", "group-by",
-        "priority", "timeout", "max-attempts", "deadline", "chain",
+        "priority", "timeout", "max-attempts", "deadline", "chain", "spread",
     ]
     static let exec = ["command", "mode", "output", "working-directory", "environment"]
-    static let requirements = ["arch", "os", "gpu", "min-memory", "min-cores", "labels"]
+    static let requirements = ["arch", "os", "gpu", "min-gpus", "gpu-model", "min-gpu-memory", "min-memory", "min-cores", "labels"]
     static let key = ["json", "regex", "group", "field"]
     static let sink = ["file", "stdout", "push", "format", "aggregate", "key", "key-name"]
     static let sinkKinds = ["file", "stdout", "push"]
@@ -813,6 +813,13 @@ final class TopologyReader {
         }
         if let node = fields["deadline"] { stage.deadline = duration(node, path: "\(path).deadline") }
         if let node = fields["chain"], let value = boolean(node, path: "\(path).chain") { stage.chain = value }
+        if let node = fields["spread"], let value = boolean(node, path: "\(path).spread") {
+            stage.spread = value
+            if value, fields["group-by"] != nil {
+                report(.spreadWithGroupBy, at: fields.keyNode("spread") ?? node,
+                       "\(what) has both spread and group-by: group-by sends each key to one worker, so its items cannot also be spread over hosts; remove one")
+            }
+        }
         draft.spec = stage
         return draft
     }
@@ -976,6 +983,14 @@ final class TopologyReader {
             result.os = text
         }
         if let node = fields["gpu"] { result.gpu = boolean(node, path: "\(path).gpu") }
+        if let node = fields["min-gpus"] { result.minGPUs = integer(node, path: "\(path).min-gpus", range: 1...Int.max) }
+        if let node = fields["gpu-model"] { result.gpuModel = string(node, path: "\(path).gpu-model") }
+        if let node = fields["min-gpu-memory"] { result.minGPUMemory = size(node, path: "\(path).min-gpu-memory") }
+        if result.gpu == false, let written = ["min-gpus", "gpu-model", "min-gpu-memory"].first(where: { fields[$0] != nil }),
+           let node = fields.keyNode(written) {
+            report(.contradictoryRequirements, at: node,
+                   "\(display(path)) has gpu: false and \(written), which asks for a GPU; remove one of them")
+        }
         if let node = fields["min-memory"] { result.minMemory = size(node, path: "\(path).min-memory") }
         if let node = fields["min-cores"] { result.minCores = integer(node, path: "\(path).min-cores", range: 1...Int.max) }
         if let node = fields["labels"] {

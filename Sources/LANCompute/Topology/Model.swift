@@ -197,6 +197,9 @@ public struct StageSpec: Sendable, Equatable, Codable {
     /// Whether the stage may run chained with its neighbours in one worker slot (`chain: false`
     /// keeps it a stage of its own, dispatched by the broker); see ``ChainPlan``.
     public var chain: Bool
+    /// Whether the stage's items are balanced across hosts (`spread: true`) rather than worker
+    /// processes; see ``PlacementPicker``.
+    public var spread: Bool
     /// Where the stage was written (its first key), when it was loaded from a file; the position
     /// of each of its keys is in `Topology.sourceMap`, by key path (`stages[2].replicas`).
     public var location: SourceLocation?
@@ -205,7 +208,8 @@ public struct StageSpec: Sendable, Equatable, Codable {
         name: String, handler: HandlerSpec, from: [String] = [], replicas: Int = 1, credit: Int? = nil,
         requires: Requirements = Requirements(), prefers: Requirements = Requirements(),
         groupBy: KeyExtractor? = nil, priority: Int = 0, timeout: Duration? = nil,
-        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, location: SourceLocation? = nil
+        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, spread: Bool = false,
+        location: SourceLocation? = nil
     ) {
         self.name = name
         self.handler = handler
@@ -220,6 +224,7 @@ public struct StageSpec: Sendable, Equatable, Codable {
         self.maxAttempts = maxAttempts
         self.deadline = deadline
         self.chain = chain
+        self.spread = spread
         self.location = location
     }
 }
@@ -280,22 +285,35 @@ public struct Requirements: Sendable, Equatable, Codable {
     public var gpu: Bool?
     public var minMemory: Int?
     public var minCores: Int?
+    /// At least this many GPUs that match ``gpuModel`` and ``minGPUMemory`` (`min-gpus`).
+    public var minGPUs: Int?
+    /// Part of the GPU's model name, compared without regard to case (`gpu-model`).
+    public var gpuModel: String?
+    /// Bytes of memory the GPU has (`min-gpu-memory`); on unified memory, Metal's recommended working set.
+    public var minGPUMemory: Int?
     public var labels: [String: String]
 
     public init(
         arch: String? = nil, os: String? = nil, gpu: Bool? = nil, minMemory: Int? = nil,
-        minCores: Int? = nil, labels: [String: String] = [:]
+        minCores: Int? = nil, minGPUs: Int? = nil, gpuModel: String? = nil, minGPUMemory: Int? = nil,
+        labels: [String: String] = [:]
     ) {
         self.arch = arch
         self.os = os
         self.gpu = gpu
         self.minMemory = minMemory
         self.minCores = minCores
+        self.minGPUs = minGPUs
+        self.gpuModel = gpuModel
+        self.minGPUMemory = minGPUMemory
         self.labels = labels
     }
 
+    /// Whether any of the GPU keys (`min-gpus`, `gpu-model`, `min-gpu-memory`) is set.
+    public var describesGPUs: Bool { minGPUs != nil || gpuModel != nil || minGPUMemory != nil }
+
     public var isEmpty: Bool {
-        arch == nil && os == nil && gpu == nil && minMemory == nil && minCores == nil && labels.isEmpty
+        arch == nil && os == nil && gpu == nil && minMemory == nil && minCores == nil && !describesGPUs && labels.isEmpty
     }
 }
 
@@ -374,7 +392,7 @@ extension BrokerSettings {
 
 extension StageSpec {
     enum CodingKeys: String, CodingKey {
-        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, location
+        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, spread, location
     }
 
     public init(from decoder: any Decoder) throws {
@@ -393,6 +411,7 @@ extension StageSpec {
             maxAttempts: try container.decode(Int.self, forKey: .maxAttempts),
             deadline: try container.decodeSecondsIfPresent(forKey: .deadline),
             chain: try container.decodeIfPresent(Bool.self, forKey: .chain) ?? true,
+            spread: try container.decodeIfPresent(Bool.self, forKey: .spread) ?? false,
             location: try container.decodeIfPresent(SourceLocation.self, forKey: .location))
     }
 
@@ -412,6 +431,7 @@ extension StageSpec {
         try container.encodeSecondsIfPresent(deadline, forKey: .deadline)
         // Written only when off, so a topology without chains reads the same to older workers.
         if !chain { try container.encode(false, forKey: .chain) }
+        if spread { try container.encode(true, forKey: .spread) }
         try container.encodeIfPresent(location, forKey: .location)
     }
 }
