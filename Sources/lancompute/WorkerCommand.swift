@@ -24,7 +24,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The broker's dispatch endpoint: tcp://HOST:PORT, or HOST alone (port 5555), or HOST:PORT.", valueName: "endpoint"))
     var broker: String = "tcp://127.0.0.1:5555"
 
-    @Option(help: "Handler slots per stage (default: each stage's replicas).")
+    @Option(help: "Handler slots per stage, over the topology's replicas (default: a stage's replicas; without, one per core for exec stages and one for builtins).")
     var slots: Int?
 
     @Option(name: .customLong("label"), help: "A K=V label announced to the broker (repeatable).")

@@ -482,7 +482,7 @@ struct WorkerSessionCore {
     /// How this worker registers `spec`: slots, credit, batch, and where the handler runs.
     /// `chain`: a chain's members, head (`spec`) first; it runs cheaply only if every member does.
     static func plan(for spec: StageSpec, isFinal: Bool, configuration: WorkerConfiguration, chain: [StageSpec] = []) -> StagePlan {
-        let slots = max(1, configuration.slots ?? spec.replicas)
+        let slots = max(1, configuration.slots ?? slotCount(for: [spec] + chain, cores: configuration.cores))
         let cheap = ([spec] + chain).allSatisfy { StageHandlers.cost(of: $0) == .fast }
         let credit = spec.credit ?? slots * (cheap ? 128 : 4)
         // Cheap handlers take several waiting items at once and answer them in one message;
@@ -493,6 +493,15 @@ struct WorkerSessionCore {
         return StagePlan(
             spec: spec, chain: chain.count > 1 ? chain : [], isFinal: isFinal, slots: slots, credit: credit, batch: batch, capabilities: capabilities,
             runsInline: cheap && slots == 1, takeLimit: cheap ? 16 : 1)
+    }
+
+    /// Slots from the stages' rule (a chain's members share `replicas`): one per core when any
+    /// member is an exec stage without `replicas`. `--slots` comes before this, in ``plan(for:isFinal:configuration:chain:)``.
+    static func slotCount(for members: [StageSpec], cores: Int) -> Int {
+        let rules = members.map(\.slotRule)
+        if rules.contains(.perCore) { return max(1, cores) }
+        if case .fixed(let count) = rules.first { return count }
+        return 1
     }
 
     /// An endpoint the broker advertised as bound on all interfaces, made reachable with the broker's host.
