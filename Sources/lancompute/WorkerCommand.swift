@@ -18,6 +18,11 @@ struct WorkerCommand: ParsableCommand {
             be copied here by hand. It tells the broker why it skips a stage. On SIGINT or SIGTERM it takes no new items, \
             finishes and answers the items it holds for up to --grace seconds, hands the rest back and \
             disconnects; a second signal hands everything back at once.
+
+            With --yield-to-owner the machine's owner comes first: while the rest of the machine keeps more \
+            than --owner-threshold of its cores busy for 3 s, the worker takes no new items, finishes those \
+            running and hands back those not started; it takes items again once that load has stayed below \
+            the threshold for 10 s.
             """
     )
 
@@ -41,6 +46,12 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(help: "Seconds a stopped worker lets the items it holds finish before handing the rest back.")
     var grace: Double = 10
+
+    @Flag(name: .customLong("yield-to-owner"), help: "Take no new items while the rest of this machine is busy (see --owner-threshold).")
+    var yieldToOwner = false
+
+    @Option(name: .customLong("owner-threshold"), help: ArgumentHelp("With --yield-to-owner: the share of this machine's cores other processes may keep busy before the worker yields, above 0 and at most 1.", valueName: "fraction"))
+    var ownerThreshold: Double = 0.5
 
     @OptionGroup var keys: ClientKeyOptions
 
@@ -69,6 +80,9 @@ struct WorkerCommand: ParsableCommand {
         }
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
+        if !(ownerThreshold > 0 && ownerThreshold <= 1) {
+            throw ValidationError("--owner-threshold must be above 0 and at most 1 (a share of the machine's cores), got \(ownerThreshold)")
+        }
         for label in labels where !label.contains("=") || label.hasPrefix("=") {
             throw ValidationError("--label takes K=V, got '\(label)'")
         }
@@ -91,6 +105,7 @@ struct WorkerCommand: ParsableCommand {
         configuration.stageFileCache = cache.map { StageFileCache(directory: URL(fileURLWithPath: $0).standardizedFileURL.path) }
             ?? .userDefault
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
+        if yieldToOwner { configuration.ownerThreshold = ownerThreshold * Double(configuration.cores) }
         if discovery.discover { return discovery.serve(configuration) }
         checkResolves(broker)
         let worker = Worker(configuration: configuration)

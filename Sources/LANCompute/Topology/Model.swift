@@ -30,6 +30,9 @@ public struct Topology: Sendable, Equatable, Codable {
     /// workers; nil in a topology file and from a broker that runs no chains, whose workers then run
     /// every stage alone.
     public var chains: [[String]]?
+    /// Set by a broker that reads the owner policy's `yielding` refresh and handed-back outcomes
+    /// (Docs/protocol.md, 7.6); nil in a topology file and from an older broker.
+    public var ownerPolicy: Bool?
 
     public init(
         version: Int = 1, name: String, description: String? = nil, source: SourceSpec,
