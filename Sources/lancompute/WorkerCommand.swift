@@ -47,11 +47,13 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Seconds a stopped worker lets the items it holds finish before handing the rest back.")
     var grace: Double = 10
 
+    static let defaultOwnerThreshold = 0.5
+
     @Flag(name: .customLong("yield-to-owner"), help: "Take no new items while the rest of this machine is busy (see --owner-threshold).")
     var yieldToOwner = false
 
-    @Option(name: .customLong("owner-threshold"), help: ArgumentHelp("With --yield-to-owner: the share of this machine's cores other processes may keep busy before the worker yields, above 0 and at most 1.", valueName: "fraction"))
-    var ownerThreshold: Double = 0.5
+    @Option(name: .customLong("owner-threshold"), help: ArgumentHelp("With --yield-to-owner: the share of this machine's cores other processes may keep busy before the worker yields, above 0 and at most 1 (default: 0.5).", valueName: "fraction"))
+    var ownerThreshold: Double?
 
     @OptionGroup var keys: ClientKeyOptions
 
@@ -80,8 +82,11 @@ struct WorkerCommand: ParsableCommand {
         }
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
-        if !(ownerThreshold > 0 && ownerThreshold <= 1) {
-            throw ValidationError("--owner-threshold must be above 0 and at most 1 (a share of the machine's cores), got \(ownerThreshold)")
+        if let ownerThreshold {
+            guard yieldToOwner else { throw ValidationError("--owner-threshold needs --yield-to-owner") }
+            guard ownerThreshold > 0 && ownerThreshold <= 1 else {
+                throw ValidationError("--owner-threshold must be above 0 and at most 1 (a share of this machine's cores), got \(ownerThreshold)")
+            }
         }
         for label in labels where !label.contains("=") || label.hasPrefix("=") {
             throw ValidationError("--label takes K=V, got '\(label)'")
@@ -105,7 +110,7 @@ struct WorkerCommand: ParsableCommand {
         configuration.stageFileCache = cache.map { StageFileCache(directory: URL(fileURLWithPath: $0).standardizedFileURL.path) }
             ?? .userDefault
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
-        if yieldToOwner { configuration.ownerThreshold = ownerThreshold * Double(configuration.cores) }
+        if yieldToOwner { configuration.ownerThreshold = (ownerThreshold ?? Self.defaultOwnerThreshold) * Double(configuration.cores) }
         if discovery.discover { return discovery.serve(configuration) }
         checkResolves(broker)
         let worker = Worker(configuration: configuration)

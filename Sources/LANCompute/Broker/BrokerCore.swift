@@ -945,7 +945,10 @@ final class BrokerCore {
                 worker.lastSeen = now
                 switch reply {
                 case .batch(let reply):
-                    for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
+                    // Handed-back items each go to the front of their queue: the last first, so they keep their order.
+                    let handedBack = reply.outcomes.filter { $0.status == .returned }
+                    for outcome in reply.outcomes where outcome.status != .returned { complete(outcome, from: worker, now: now) }
+                    for outcome in handedBack.reversed() { complete(outcome, from: worker, now: now) }
                 case .single(let token, let outputs):
                     complete(ItemOutcome(id: token.id, epoch: token.epoch, attempt: token.attempt, status: .completed(outputs: outputs)),
                              from: worker, now: now)
