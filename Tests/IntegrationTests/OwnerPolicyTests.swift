@@ -40,6 +40,13 @@ import Darwin
         return states
     }
 
+    @Test func aThresholdWithoutTheFlagOrOutOfRangeIsRefusedWithOneLine() throws {
+        let alone = try ProcessHarness.run(["worker", "--owner-threshold", "0.3"], timeout: .seconds(30))
+        #expect(alone.status == 64 && alone.standardError.contains("--owner-threshold needs --yield-to-owner"), "\(alone.standardError)")
+        let tooHigh = try ProcessHarness.run(["worker", "--yield-to-owner", "--owner-threshold", "1.5"], timeout: .seconds(30))
+        #expect(tooHigh.status == 64 && tooHigh.standardError.contains("at most 1"), "\(tooHigh.standardError)")
+    }
+
     @Test func aWorkerYieldsWhileTheMachineIsBusyAndAnotherFinishesTheItems() throws {
         let harness = try ProcessHarness()
         var burners: [ChildProcess] = []
