@@ -28,7 +28,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Local workers to start (default: one per core).")
     var workers: Int?
 
-    @Option(help: "Handler slots per stage in each worker (default: each stage's replicas).")
+    @Option(help: "Handler slots per stage in each worker, over the topology's replicas (default: a stage's replicas; without, the worker's share of the cores for exec stages and one for builtins).")
     var slots: Int?
 
     @Flag(help: "Print no progress line.")

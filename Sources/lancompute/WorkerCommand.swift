@@ -18,13 +18,18 @@ struct WorkerCommand: ParsableCommand {
             be copied here by hand. It tells the broker why it skips a stage. On SIGINT or SIGTERM it takes no new items, \
             finishes and answers the items it holds for up to --grace seconds, hands the rest back and \
             disconnects; a second signal hands everything back at once.
+
+            With --yield-to-owner the machine's owner comes first: while the rest of the machine keeps more \
+            than --owner-threshold of its cores busy for 3 s, the worker takes no new items, finishes those \
+            running and hands back those not started; it takes items again once that load has stayed below \
+            the threshold for 10 s.
             """
     )
 
     @Option(help: ArgumentHelp("The broker's dispatch endpoint: tcp://HOST:PORT, or HOST alone (port 5555), or HOST:PORT.", valueName: "endpoint"))
     var broker: String = "tcp://127.0.0.1:5555"
 
-    @Option(help: "Handler slots per stage (default: each stage's replicas).")
+    @Option(help: "Handler slots per stage, over the topology's replicas (default: a stage's replicas; without, one per core for exec stages and one for builtins).")
     var slots: Int?
 
     @Option(name: .customLong("label"), help: "A K=V label announced to the broker (repeatable).")
@@ -41,6 +46,14 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(help: "Seconds a stopped worker lets the items it holds finish before handing the rest back.")
     var grace: Double = 10
+
+    static let defaultOwnerThreshold = 0.5
+
+    @Flag(name: .customLong("yield-to-owner"), help: "Take no new items while the rest of this machine is busy (see --owner-threshold).")
+    var yieldToOwner = false
+
+    @Option(name: .customLong("owner-threshold"), help: ArgumentHelp("With --yield-to-owner: the share of this machine's cores other processes may keep busy before the worker yields, above 0 and at most 1 (default: 0.5).", valueName: "fraction"))
+    var ownerThreshold: Double?
 
     @OptionGroup var keys: ClientKeyOptions
 
@@ -69,6 +82,12 @@ struct WorkerCommand: ParsableCommand {
         }
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
+        if let ownerThreshold {
+            guard yieldToOwner else { throw ValidationError("--owner-threshold needs --yield-to-owner") }
+            guard ownerThreshold > 0 && ownerThreshold <= 1 else {
+                throw ValidationError("--owner-threshold must be above 0 and at most 1 (a share of this machine's cores), got \(ownerThreshold)")
+            }
+        }
         for label in labels where !label.contains("=") || label.hasPrefix("=") {
             throw ValidationError("--label takes K=V, got '\(label)'")
         }
@@ -91,6 +110,7 @@ struct WorkerCommand: ParsableCommand {
         configuration.stageFileCache = cache.map { StageFileCache(directory: URL(fileURLWithPath: $0).standardizedFileURL.path) }
             ?? .userDefault
         if !allowExec.isEmpty { configuration.execPolicy = ExecPolicy(patterns: allowExec) }
+        if yieldToOwner { configuration.ownerThreshold = (ownerThreshold ?? Self.defaultOwnerThreshold) * Double(configuration.cores) }
         if discovery.discover { return discovery.serve(configuration) }
         checkResolves(broker)
         let worker = Worker(configuration: configuration)

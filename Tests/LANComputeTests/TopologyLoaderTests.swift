@@ -103,7 +103,7 @@ import Testing
         #expect(topology.stages[0].from == [])
         #expect(topology.stages[0].handler == .external)
         #expect(topology.stages[1].from == ["a"])
-        #expect(topology.stages[1].replicas == 1)
+        #expect(topology.stages[1].replicas == nil && topology.stages[1].slotRule == .fixed(1))
         #expect(topology.stages[1].maxAttempts == 3)
         #expect(topology.sink == SinkSpec(kind: .stdout))
     }

@@ -67,6 +67,20 @@ import Testing
         #expect(throws: WireError.self) { try ReplyBatch(frames: Array(reply.frames.prefix(2))) }
     }
 
+    @Test func aHandedBackOutcomeTravelsOnlyInVersionThree() throws {
+        let reply = ReplyBatch(outcomes: [
+            ItemOutcome(id: 1, attempt: 1, status: .deliveredToAggregator(count: 1)),
+            ItemOutcome(id: 2, epoch: 9, attempt: 1, status: .returned),
+        ])
+        #expect(reply.frames.count == 1 && reply.frames[0].first == ReplyBatch.chainVersion)
+        #expect(try ReplyBatch(frames: reply.frames) == reply)
+        // A version 2 header with status 4 (as an older worker never writes) is refused, naming it.
+        var older = reply.frames[0]
+        older[0] = ReplyBatch.version
+        #expect(throws: WireError.self) { try ReplyBatch(frames: [older]) }
+        #expect(ReplyBatch(outcomes: [ItemOutcome(id: 1, attempt: 1, status: .failed(message: "", stderr: ""))]).frames[0].first == ReplyBatch.version)
+    }
+
     @Test func derivedIDsAreStableAndDistinct() {
         #expect(ItemID.derived(parent: 5, stageIndex: 1, outputIndex: 0) == ItemID.derived(parent: 5, stageIndex: 1, outputIndex: 0))
         var seen = Set<UInt64>()

@@ -600,6 +600,8 @@ final class BrokerLoop {
             topology.broker.events = endpoints.events ?? "none"
             // The chains this broker dispatches as one stage: workers run exactly these.
             topology.chains = ChainPlan(configuration.topology).chains
+            // This broker reads the `yielding` refresh and handed-back outcomes of the owner policy.
+            topology.ownerPolicy = true
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let json = try? encoder.encode(TopologyAnswer(topology: topology, stageFiles: stageFiles.manifest)) else {
@@ -851,6 +853,10 @@ final class BrokerLoop {
                 telemetry.nodeJoined(node: node, host: host, capabilities: capabilities)
             case .nodeLeft(let node, let reason, let detail):
                 telemetry.nodeLeft(node: node, reason: reason, detail: detail)
+            case .nodeYielding(let node, let host, let yielding, let otherLoad):
+                let load = otherLoad.map { String(format: " (the rest of its machine keeps %.2f cores busy)", $0) } ?? ""
+                logger.notice("node \(node) on \(host) \(yielding ? "yields to its owner: it takes no new items" : "takes items again: its owner is gone")\(load)")
+                telemetry.nodeYielding(node: node, host: host, yielding: yielding, otherLoad: otherLoad)
             case .protocolError(let peer, let code, let detail):
                 countProtocolError(peer: peer, code: code, detail: detail)
             case .admission(let admitted, let refused):

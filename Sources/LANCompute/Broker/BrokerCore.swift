@@ -155,6 +155,8 @@ public enum RetryReason: String, Sendable, Equatable {
     case workerLeft = "worker-left"
     /// The aggregator never confirmed the item's outputs.
     case ackTimeout = "ack-timeout"
+    /// The worker handed it back unstarted (owner policy); the attempt is not counted.
+    case handedBack = "handed-back"
 }
 
 /// Why an item was given up on.
@@ -314,6 +316,8 @@ enum BrokerAction {
     case workerLeft(peer: PeerID, stageName: String, reason: WorkerLeaveReason, detail: String, requeued: Int)
     case nodeJoined(node: String, host: String, capabilities: Capabilities)
     case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
+    /// A node began (`yielding`) or stopped yielding to its owner; `otherLoad`: the cores the rest of its machine used.
+    case nodeYielding(node: String, host: String, yielding: Bool, otherLoad: Double?)
     /// A peer broke the protocol; `code` is its LC3xxx code.
     case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
@@ -415,7 +419,9 @@ final class BrokerCore {
             self.lastProgress = now
         }
 
-        var freeCredit: Int { credit - inFlight.count }
+        var freeCredit: Int { isYielding ? 0 : credit - inFlight.count }
+        /// Its machine's owner is busy (`yielding=true`, owner policy): it is alive and gets nothing new.
+        var isYielding: Bool { capabilities["yielding"] == "true" }
 
         var placement: PlacementCandidate {
             PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
@@ -831,7 +837,8 @@ final class BrokerCore {
     private func bestWorker(stage: Int) -> (worker: WorkerRecord, limit: Int)? {
         var picker = PlacementPicker<PeerID>(spread: stages[stage].spec.spread)
         for peer in stages[stage].workers {
-            guard let worker = workers[peer] else { continue }
+            // A worker yielding to its machine's owner takes nothing new (owner policy).
+            guard let worker = workers[peer], !worker.isYielding else { continue }
             picker.consider(peer, worker.placement)
         }
         guard let pick = picker.pick(), let worker = workers[pick.id] else { return nil }
@@ -930,6 +937,7 @@ final class BrokerCore {
         case .heartbeat:
             break
         case .refresh(let fresh):
+            let wasYielding = worker.isYielding
             // Facts about the node, whichever of its DEALERs carried them; only the dynamic ones.
             for name in fresh.values.keys where Fingerprint.isDynamicCapability(name) {
                 for other in nodes[worker.node] ?? [] { workers[other]?.capabilities[name] = fresh[name] }
@@ -937,6 +945,7 @@ final class BrokerCore {
             for other in nodes[worker.node] ?? [] {
                 if let record = workers[other] { record.effectiveSpeed = EffectiveSpeed(record.capabilities) }
             }
+            ownerPolicyChanged(worker, wasYielding: wasYielding)
         case .disconnect:
             // A worker that says goodbye did not fail its items: they go back without using an attempt.
             removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
@@ -948,7 +957,10 @@ final class BrokerCore {
                 worker.lastSeen = now
                 switch reply {
                 case .batch(let reply):
-                    for outcome in reply.outcomes { complete(outcome, from: worker, now: now) }
+                    // Handed-back items each go to the front of their queue: the last first, so they keep their order.
+                    let handedBack = reply.outcomes.filter { $0.status == .returned }
+                    for outcome in reply.outcomes where outcome.status != .returned { complete(outcome, from: worker, now: now) }
+                    for outcome in handedBack.reversed() { complete(outcome, from: worker, now: now) }
                 case .single(let token, let outputs):
                     complete(ItemOutcome(id: token.id, epoch: token.epoch, attempt: token.attempt, status: .completed(outputs: outputs)),
                              from: worker, now: now)
@@ -1110,7 +1122,27 @@ final class BrokerCore {
             worker.completed += 1
             attemptCompleted(entry.item, now: now)
             entry.repliedAt = now
+        case .returned:
+            handedBack(entry, now: now)
         }
+    }
+
+    // MARK: Owner policy
+
+    /// A refresh changed whether the worker's node yields to its owner: one event for the node.
+    private func ownerPolicyChanged(_ worker: WorkerRecord, wasYielding: Bool) {
+        guard worker.isYielding != wasYielding else { return }
+        let load = worker.capabilities["owner.load"].flatMap(Double.init)
+        actions.append(.nodeYielding(node: worker.node, host: worker.host, yielding: worker.isYielding, otherLoad: load))
+    }
+
+    /// A worker handed an item back unstarted (it yields to its machine's owner): it goes back to the
+    /// front of its queue as it was, without using an attempt.
+    private func handedBack(_ entry: InFlight, now: ContinuousClock.Instant) {
+        inFlight[entry.item.id] = nil
+        entry.item.attempts -= 1
+        actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts, reason: .handedBack))
+        place(entry.item, atFront: true)
     }
 
     /// An attempt succeeded. For a chain, each member after the head counts the item as received and

@@ -184,6 +184,11 @@ final class Telemetry {
                                      reasons: report.reasons.map { UnservedReason(node: $0.node, reason: $0.reason) }))
     }
 
+    func nodeYielding(node: String, host: String, yielding: Bool, otherLoad: Double?) {
+        feed?.publish(yielding ? .workerYielding(node: node, host: host, otherLoad: otherLoad)
+                               : .workerResumed(node: node, host: host, otherLoad: otherLoad))
+    }
+
     func stageServed(_ stage: String) {
         feed?.publish(.stageServed(stage: stage))
     }

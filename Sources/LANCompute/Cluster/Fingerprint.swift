@@ -191,6 +191,8 @@ public struct Fingerprint: Codable, Sendable, Equatable {
     public static func isDynamicCapability(_ name: String) -> Bool {
         switch name {
         case "memory.available", "load.1", "load.5", "load.15", "disk.free": return true
+        // The owner policy's state and the load that set it (Docs/cluster.md, owner policy).
+        case "yielding", "owner.load": return true
         default: break
         }
         // gpu.N.memory.used, gpu.N.utilization

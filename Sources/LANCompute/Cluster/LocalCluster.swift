@@ -55,6 +55,8 @@ public final class LocalCluster: Sendable {
                 configuration.brokerEndpoint = "inproc://\(name)-dispatch"
                 configuration.aggregatorEndpoint = "inproc://\(name)-aggregator"
                 configuration.nodeID = "\(NodeInfo.hostName)-local-\(index)"
+                // One process shares the machine among its workers: per-core stages get their share each.
+                configuration.cores = max(1, self.workerTemplate.cores / self.workerCount)
                 // Same process, nothing crosses a network: the values come from the loaded topology.
                 configuration.stageEnvironment = self.broker.configuration.topology.environmentValues
                 let worker = Worker(configuration: configuration, logger: self.logger, context: self.context)

@@ -36,6 +36,9 @@ public struct NodesReport: Codable, Sendable, Equatable {
         public var inFlight: Int
         public var completed: Int
         public var heartbeatAgeMs: Int
+        /// `serving`, or `yielding to owner` while its machine's owner is busy (owner policy).
+        /// Absent from an older broker's report.
+        public var state: String?
         public var arch: String?
         public var os: String?
         public var cores: Int?
@@ -47,6 +50,9 @@ public struct NodesReport: Codable, Sendable, Equatable {
         /// Every capability as the node announced it (and refreshed it).
         public var capabilities: [String: String]
 
+        public static let servingState = "serving"
+        public static let yieldingState = "yielding to owner"
+
         public init(node: String, host: String, stages: [String], workers: Int, inFlight: Int, completed: Int,
                     heartbeatAgeMs: Int, capabilities: Capabilities) {
             self.node = node
@@ -56,6 +62,7 @@ public struct NodesReport: Codable, Sendable, Equatable {
             self.inFlight = inFlight
             self.completed = completed
             self.heartbeatAgeMs = heartbeatAgeMs
+            self.state = capabilities["yielding"] == "true" ? Self.yieldingState : Self.servingState
             self.arch = capabilities["arch"]
             self.os = capabilities["os"]
             self.cores = capabilities["cores"].flatMap(Int.init)
@@ -103,7 +110,7 @@ public struct NodesReport: Codable, Sendable, Equatable {
 
     /// One line per node under a header, columns padded to their widest cell.
     public func table() -> [String] {
-        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "IN-FLIGHT", "DONE", "HEARTBEAT"]
+        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "STATE", "IN-FLIGHT", "DONE", "HEARTBEAT"]
         let rows = nodes.map { node -> [String] in
             var gpus = node.gpus == 0 ? "-" : String(node.gpus)
             if node.gpus > 0, let model = node.gpuModel {
@@ -111,7 +118,7 @@ public struct NodesReport: Codable, Sendable, Equatable {
             }
             return [
                 node.node, node.host, "\(node.arch ?? "?")/\(node.os ?? "?")", node.cores.map(String.init) ?? "?",
-                node.memoryBytes.map(Self.gibibytes) ?? "?", gpus, node.stages.joined(separator: ","),
+                node.memoryBytes.map(Self.gibibytes) ?? "?", gpus, node.stages.joined(separator: ","), node.state ?? "?",
                 String(node.inFlight), String(node.completed), "\(node.heartbeatAgeMs) ms",
             ]
         }

@@ -208,6 +208,7 @@ final class BrokerJournal {
     static func topologyHash(_ topology: Topology) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.userInfo[StageSpec.hashingKey] = true
         var bytes: [UInt8] = []
         bytes += (try? encoder.encode(topology.stages)).map(Array.init) ?? []
         // A chain's outputs take ids derived from its head's item, not from each member's: a journal of

@@ -54,6 +54,10 @@ public enum ClusterEvent: Sendable, Equatable {
     case stageUnserved(stage: String, waiting: Int, reasons: [UnservedReason])
     /// A stage reported unserved has a worker again.
     case stageServed(stage: String)
+    /// A node's workers yield to its owner: the rest of its machine keeps `otherLoad` cores busy.
+    case workerYielding(node: String, host: String, otherLoad: Double?)
+    /// A node that yielded takes items again.
+    case workerResumed(node: String, host: String, otherLoad: Double?)
 
     /// The topic frame: `event.` then the kind, general to specific, so SUB prefixes select families.
     public var topic: String { "event." + kind }
@@ -78,6 +82,8 @@ public enum ClusterEvent: Sendable, Equatable {
         case .brokerInsecure: "broker.insecure"
         case .stageUnserved: "stage.unserved"
         case .stageServed: "stage.served"
+        case .workerYielding: "worker.yielding"
+        case .workerResumed: "worker.resumed"
         }
     }
 
@@ -120,6 +126,8 @@ public enum ClusterEvent: Sendable, Equatable {
              ("reasons", .array(reasons.map { .object([("node", .string($0.node)), ("reason", .string($0.reason))]) }))]
         case .stageServed(let stage):
             [("stage", .string(stage))]
+        case .workerYielding(let node, let host, let otherLoad), .workerResumed(let node, let host, let otherLoad):
+            [("node", .string(node)), ("host", .string(host))] + (otherLoad.map { [("other_load", JSONText.number($0))] } ?? [])
         }
     }
 

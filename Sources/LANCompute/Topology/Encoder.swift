@@ -72,7 +72,7 @@ public enum TopologyEncoder {
                 lines.append("\(indent)from: [\(stage.from.map(scalar).joined(separator: ", "))]")
             }
         }
-        if stage.replicas != 1 { lines.append("\(indent)replicas: \(stage.replicas)") }
+        if let replicas = stage.replicas { lines.append("\(indent)replicas: \(replicas)") }
         if let credit = stage.credit { lines.append("\(indent)credit: \(credit)") }
         lines.append(contentsOf: requirementLines("requires", stage.requires, indent: indent))
         lines.append(contentsOf: requirementLines("prefers", stage.prefers, indent: indent))

@@ -56,7 +56,10 @@ public enum TopologyGraph {
         case .external:
             lines.append("external workers (MDP)")
         }
-        lines.append("replicas: \(stage.replicas)")
+        switch stage.slotRule {
+        case .fixed(let count): lines.append("replicas: \(count)")
+        case .perCore: lines.append("replicas: one per core")
+        }
         if !stage.requires.isEmpty { lines.append("requires: \(describe(stage.requires))") }
         if !stage.prefers.isEmpty { lines.append("prefers: \(describe(stage.prefers))") }
         if let key = stage.groupBy { lines.append("group-by: \(describe(key))") }

@@ -30,6 +30,9 @@ public struct Topology: Sendable, Equatable, Codable {
     /// workers; nil in a topology file and from a broker that runs no chains, whose workers then run
     /// every stage alone.
     public var chains: [[String]]?
+    /// Set by a broker that reads the owner policy's `yielding` refresh and handed-back outcomes
+    /// (Docs/protocol.md, 7.6); nil in a topology file and from an older broker.
+    public var ownerPolicy: Bool?
 
     public init(
         version: Int = 1, name: String, description: String? = nil, source: SourceSpec,
@@ -181,8 +184,8 @@ public struct StageSpec: Sendable, Equatable, Codable {
     public var handler: HandlerSpec
     /// Upstream stage names; empty means the stage reads the source.
     public var from: [String]
-    /// Handler slots per worker process.
-    public var replicas: Int
+    /// Handler slots per worker process; nil: the worker decides (``slotRule``).
+    public var replicas: Int?
     /// Items a worker may hold in flight for this stage; nil: the worker decides.
     public var credit: Int?
     public var requires: Requirements
@@ -205,7 +208,7 @@ public struct StageSpec: Sendable, Equatable, Codable {
     public var location: SourceLocation?
 
     public init(
-        name: String, handler: HandlerSpec, from: [String] = [], replicas: Int = 1, credit: Int? = nil,
+        name: String, handler: HandlerSpec, from: [String] = [], replicas: Int? = nil, credit: Int? = nil,
         requires: Requirements = Requirements(), prefers: Requirements = Requirements(),
         groupBy: KeyExtractor? = nil, priority: Int = 0, timeout: Duration? = nil,
         maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, spread: Bool = false,
@@ -230,6 +233,24 @@ public struct StageSpec: Sendable, Equatable, Codable {
 }
 
 /// What runs a stage's items.
+/// How many handler slots a worker process gives a stage.
+public enum SlotRule: Sendable, Equatable {
+    /// Exactly this many (`replicas: N`).
+    case fixed(Int)
+    /// One per logical core the worker may use: an exec stage without `replicas`.
+    case perCore
+}
+
+extension StageSpec {
+    /// `replicas` when written; otherwise one slot per core for exec stages (a child process each,
+    /// so they fill the machine), and one for builtins and Swift stages, as before `replicas` was optional.
+    public var slotRule: SlotRule {
+        if let replicas { return .fixed(replicas) }
+        if case .exec = handler { return .perCore }
+        return .fixed(1)
+    }
+}
+
 public enum HandlerSpec: Sendable, Equatable, Codable {
     /// An operator shipped with LANCompute, by name, with its string options.
     case builtin(name: String, options: [String: String])
@@ -392,8 +413,12 @@ extension BrokerSettings {
 
 extension StageSpec {
     enum CodingKeys: String, CodingKey {
-        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, spread, location
+        case name, handler, from, replicas, replicasByWorker, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, spread, location
     }
+
+    /// Set in an encoder's `userInfo` when the encoding is hashed (the journal's topology hash):
+    /// the stage is then written as it was before `replicas` became optional.
+    static let hashingKey = CodingUserInfoKey(rawValue: "lancompute.topologyHash")!
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -401,7 +426,10 @@ extension StageSpec {
             name: try container.decode(String.self, forKey: .name),
             handler: try container.decode(HandlerSpec.self, forKey: .handler),
             from: try container.decode([String].self, forKey: .from),
-            replicas: try container.decode(Int.self, forKey: .replicas),
+            // `replicasByWorker` marks a stage without `replicas`; `replicas` itself is always written
+            // (as 1 then), since workers of earlier versions require it.
+            replicas: try container.decodeIfPresent(Bool.self, forKey: .replicasByWorker) == true
+                ? nil : try container.decodeIfPresent(Int.self, forKey: .replicas),
             credit: try container.decodeIfPresent(Int.self, forKey: .credit),
             requires: try container.decode(Requirements.self, forKey: .requires),
             prefers: try container.decode(Requirements.self, forKey: .prefers),
@@ -420,7 +448,13 @@ extension StageSpec {
         try container.encode(name, forKey: .name)
         try container.encode(handler, forKey: .handler)
         try container.encode(from, forKey: .from)
-        try container.encode(replicas, forKey: .replicas)
+        // An earlier worker requires the key and runs 1 slot without it, as every worker did then.
+        try container.encode(replicas ?? 1, forKey: .replicas)
+        // Left out of the hash, so a journal of a file without `replicas` resumes after an upgrade
+        // (slots do not change item ids).
+        if replicas == nil, encoder.userInfo[Self.hashingKey] as? Bool != true {
+            try container.encode(true, forKey: .replicasByWorker)
+        }
         try container.encodeIfPresent(credit, forKey: .credit)
         try container.encode(requires, forKey: .requires)
         try container.encode(prefers, forKey: .prefers)

@@ -127,6 +127,8 @@ public struct ItemOutcome: Equatable, Sendable {
         case failed(message: String, stderr: String)
         /// The attempt at a chain failed at its member `stage` (the stages before it succeeded).
         case failedAt(stage: String, message: String, stderr: String)
+        /// Not run: handed back unstarted (a worker yielding to its machine's owner); no attempt is used.
+        case returned
     }
 
     public var id: UInt64
@@ -147,13 +149,15 @@ public struct ItemOutcome: Equatable, Sendable {
 /// one header frame, then each item's frames in order (its outputs, or two error frames).
 ///
 /// Header frame: version (1 byte, 2 or 3), count (4), then per item: id (8), epoch (4), attempt (2),
-/// status (1: 0 completed, 1 delivered to the aggregator, 2 failed, 3 failed at a chain member:
-/// version 3 only), number (4: outputs that follow; outputs delivered for status 1; 2 error frames
-/// for status 2; 3 frames, the member's name and the 2 error frames, for status 3).
+/// status (1: 0 completed, 1 delivered to the aggregator, 2 failed, 3 failed at a chain member,
+/// 4 handed back unstarted: 3 and 4 in version 3 only), number (4: outputs that follow; outputs
+/// delivered for status 1; 2 error frames for status 2; 3 frames, the member's name and the 2 error
+/// frames, for status 3; 0 for status 4).
 ///
-/// A reply is written as version 2 unless it holds a status 3, so a broker that knows only
+/// A reply is written as version 2 unless it holds a status 3 or 4, so a broker that knows only
 /// version 2 reads every reply of a worker that runs no chain (and only a broker that announces
-/// chains in `mmi.topology` gets workers that run them).
+/// chains in `mmi.topology` gets workers that run them; only one that announces `ownerPolicy`
+/// gets status 4).
 public struct ReplyBatch: Equatable, Sendable {
     public static let version: UInt8 = 2
     /// The version whose status 3 names the chain member that failed.
@@ -163,7 +167,12 @@ public struct ReplyBatch: Equatable, Sendable {
     public init(outcomes: [ItemOutcome]) { self.outcomes = outcomes }
 
     public var frames: [[UInt8]] {
-        let chained = outcomes.contains { if case .failedAt = $0.status { return true } else { return false } }
+        let chained = outcomes.contains {
+            switch $0.status {
+            case .failedAt, .returned: true
+            case .completed, .deliveredToAggregator, .failed: false
+            }
+        }
         var header: [UInt8] = [chained ? Self.chainVersion : Self.version]
         header.reserveCapacity(5 + outcomes.count * 19)
         header.appendBigEndian(UInt32(outcomes.count))
@@ -191,6 +200,9 @@ public struct ReplyBatch: Equatable, Sendable {
                 rest.append(Array(stage.utf8))
                 rest.append(Array(message.utf8))
                 rest.append(Array(stderr.utf8))
+            case .returned:
+                header.append(4)
+                header.appendBigEndian(UInt32(0))
             }
         }
         return [header] + rest
@@ -240,6 +252,9 @@ public struct ReplyBatch: Equatable, Sendable {
                 let stderr = String(decoding: body[base + next + 2], as: UTF8.self)
                 outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .failedAt(stage: stage, message: message, stderr: stderr)))
                 next += 3
+            case 4 where version == Self.chainVersion:
+                guard number == 0 else { throw WireError("a handed-back outcome has no frames, not \(number)") }
+                outcomes.append(ItemOutcome(id: id, epoch: epoch, attempt: attempt, status: .returned))
             default:
                 throw WireError("unknown outcome status \(status)")
             }

@@ -63,7 +63,7 @@ public enum ServabilityCheck {
                     throw error
                 case .openSession, .reconnect, .finish:
                     done = true
-                case .send, .pushToAggregator, .runJobs, .scheduleTick, .notice:
+                case .send, .pushToAggregator, .runJobs, .withdrawJobs, .scheduleTick, .notice:
                     break
                 }
             }

@@ -48,6 +48,16 @@ final class JobQueue: @unchecked Sendable {
         return taken
     }
 
+    /// Removes and returns every job no slot has taken yet: none of them has started.
+    func withdraw() -> [SlotJob] {
+        condition.lock()
+        defer { condition.unlock() }
+        let waiting = Array(jobs[head...])
+        jobs.removeAll(keepingCapacity: true)
+        head = 0
+        return waiting
+    }
+
     /// Wakes every waiting slot: `take` returns nil from now on, even with jobs left (they are handed back).
     func close() {
         condition.lock()
@@ -182,6 +192,11 @@ final class SlotPools {
         }
         guard let slot = inline[stage] else { return nil }
         return jobs.map { SlotWork.outcome(of: $0, handler: slot.handler, setupFailure: slot.failure) }
+    }
+
+    /// The jobs of `stage` no slot has taken yet, removed from its queue (none for an inline stage).
+    func withdraw(stage: Int) -> [SlotJob] {
+        queues.indices.contains(stage) ? queues[stage]?.withdraw() ?? [] : []
     }
 
     /// Everything the slot threads finished since the last call; drains the wake-ups first.

@@ -9,8 +9,14 @@ import ZeroMQ
 public struct WorkerConfiguration: Sendable {
     /// The broker's dispatch endpoint, e.g. `tcp://head:5555`.
     public var brokerEndpoint: String
-    /// Handler slots per stage; nil: each stage's `replicas`.
+    /// Handler slots per stage, over any `replicas`; nil: each stage's ``StageSpec/slotRule``.
     public var slots: Int?
+    /// Logical cores this worker may fill: the slots of a stage whose rule is one per core.
+    /// The machine's by default; `lancompute run` shares them among its local workers.
+    public var cores = ProcessInfo.processInfo.activeProcessorCount
+    /// The owner policy (`--yield-to-owner`): while the rest of the machine keeps more than this many
+    /// cores busy, the worker takes no new items and hands back those not started. Nil: it never yields.
+    public var ownerThreshold: Double?
     /// `K=V` labels announced to the broker (matched by `requires`/`prefers`).
     public var labels: [String: String]
     /// Serve only these stages; nil: every stage this worker can serve.

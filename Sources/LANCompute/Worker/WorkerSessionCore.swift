@@ -26,6 +26,10 @@ enum WorkerInput: Sendable {
     case stopRequested(immediately: Bool)
     /// The stage file with this SHA-256 is in the cache (`failure` nil), or could not be put there.
     case stageFileStored(sha256: String, failure: String?)
+    /// The cores the rest of the machine kept busy over the last measuring interval (owner policy).
+    case ownerLoad(Double)
+    /// ``WorkerAction/withdrawJobs(stage:)`` took these jobs back from `stage`'s queue: none had started.
+    case jobsWithdrawn(stage: Int, [SlotJob])
 }
 
 /// What the session core asks the shell to do, in order.
@@ -48,6 +52,8 @@ enum WorkerAction: Equatable, Sendable {
     case pushToAggregator(ReplyBatch)
     /// Run these items on `stage`'s slots; results come back as ``WorkerInput/slotResults(stage:_:)``.
     case runJobs(stage: Int, [SlotJob])
+    /// Take back the jobs of `stage` no slot has started; report them as ``WorkerInput/jobsWithdrawn(stage:_:)``.
+    case withdrawJobs(stage: Int)
     /// Feed ``WorkerInput/tick`` at this instant (replaces any earlier request).
     case scheduleTick(at: ContinuousClock.Instant)
     /// Close this session's sockets and slots; the core asks for the topology again after `after`.
@@ -107,14 +113,21 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
     case drained(finished: Int, handedBack: Int)
     case graceExpired(unfinished: Int, handedBack: Int)
     case handedBack(items: Int)
+    case yielding(load: Double, threshold: Double)
+    case resumed(load: Double, threshold: Double)
+    case returnedToBroker(items: Int)
+    case ownerPolicyUnsupported(broker: String)
 
     enum Level { case debug, info, notice, warning, error }
+
+    private static func cores(_ value: Double) -> String { String(format: "%.2f", value) }
 
     var level: Level {
         switch self {
         case .fetchingStageFiles: .debug
         case .noAnswer, .notServing, .serving: .info
-        case .brokerSilent, .brokerDisconnected, .draining, .drained, .handedBack: .notice
+        case .brokerSilent, .brokerDisconnected, .draining, .drained, .handedBack, .yielding, .resumed, .returnedToBroker: .notice
+        case .ownerPolicyUnsupported: .warning
         case .unexpectedTopologyReply, .servesNothing, .malformedMessage, .malformedRequest, .graceExpired: .warning
         case .sessionFailed: .error
         }
@@ -141,6 +154,13 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
         case .graceExpired(let unfinished, let handedBack):
             "grace period over: \(unfinished) unfinished and \(handedBack) not started item(s) handed back; disconnected"
         case .handedBack(let items): "stopping at once: \(items) item(s) held handed back to the broker; disconnected"
+        case .yielding(let load, let threshold):
+            "yielding to owner: the rest of this machine keeps \(Self.cores(load)) cores busy (threshold \(Self.cores(threshold))); taking no new items"
+        case .resumed(let load, let threshold):
+            "owner gone: the rest of this machine keeps \(Self.cores(load)) cores busy (threshold \(Self.cores(threshold))); taking items again"
+        case .returnedToBroker(let items): "yielding to owner: \(items) item(s) not started handed back to the broker"
+        case .ownerPolicyUnsupported(let broker):
+            "the broker at \(broker) does not know the owner policy: --yield-to-owner has no effect with it; upgrade the broker"
         }
     }
 }
@@ -167,12 +187,17 @@ struct WorkerSessionCore {
     private var lifecycle: Lifecycle = .idle
     private var backoff = Self.firstBackoff
     private var scheduled: ContinuousClock.Instant?
+    /// The owner policy's state (`--yield-to-owner`); nil: this worker never yields.
+    private var owner: OwnerPolicy?
+    /// The latest measurement of the rest of the machine's load, for the refresh and the log.
+    private var ownerLoad = 0.0
 
     init(
         configuration: WorkerConfiguration,
         availability: (@Sendable (StageSpec) -> StageAvailability)? = nil
     ) {
         self.configuration = configuration
+        self.owner = configuration.ownerThreshold.map { OwnerPolicy(threshold: $0) }
         let functions = configuration.swiftFunctions
         let directory = configuration.workingDirectory
         let policy = configuration.execPolicy
@@ -208,6 +233,8 @@ struct WorkerSessionCore {
         var stages: [StageState]
         let heartbeatInterval: Duration
         let expiry: Duration
+        /// The broker announced `ownerPolicy`: it reads the `yielding` refresh and handed-back outcomes.
+        let ownerPolicy: Bool
         /// Pushes to the aggregator not yet confirmed as sent: replies wait for them.
         var aggregatorPending = 0
     }
@@ -244,6 +271,7 @@ struct WorkerSessionCore {
         let pipeline: String
         let heartbeatInterval: Duration
         let liveness: Int
+        let ownerPolicy: Bool
     }
 
     private struct Drain {
@@ -264,6 +292,8 @@ struct WorkerSessionCore {
             return []
         case (_, .stopRequested(let immediately)):
             stop(immediately: immediately, now: now, into: &actions)
+        case (_, .ownerLoad(let load)):
+            measured(load, now: now, into: &actions)
         case (.idle, .start):
             askForTopology(now: now, into: &actions)
         case (.fetchingTopology, .topologyReply(let frames)):
@@ -304,7 +334,10 @@ struct WorkerSessionCore {
         case (.registering(var session), .sessionOpened):
             for position in session.stages.indices {
                 let plan = session.stages[position].plan
-                actions.append(.send(stage: position, .ready(service: plan.spec.name, capabilities: plan.capabilities)))
+                var capabilities = plan.capabilities
+                // A worker that yields when it registers (again) says so at once: the broker sends it nothing.
+                if session.ownerPolicy, owner?.isYielding == true { capabilities.values.merge(ownerCapabilities()) { $1 } }
+                actions.append(.send(stage: position, .ready(service: plan.spec.name, capabilities: capabilities)))
                 session.stages[position].lastSent = now
                 session.stages[position].lastHeard = now
             }
@@ -404,6 +437,7 @@ struct WorkerSessionCore {
         _ topology: Topology, manifest: [String: [StageFile]], failures: [String: String], now: ContinuousClock.Instant,
         into actions: inout [WorkerAction]
     ) {
+        let ownerPolicy = topology.ownerPolicy == true
         // The broker sends environment names only; the values are this machine's (Docs/security.md).
         let topology = topology.withLocalEnvironment(configuration.stageEnvironment)
         let finals = Set(topology.terminalStages.map(\.name))
@@ -456,7 +490,8 @@ struct WorkerSessionCore {
             : nil
         let registration = Registration(
             plans: plans, aggregator: aggregator, pipeline: topology.name,
-            heartbeatInterval: topology.broker.heartbeatInterval, liveness: max(1, topology.broker.heartbeatLiveness))
+            heartbeatInterval: topology.broker.heartbeatInterval, liveness: max(1, topology.broker.heartbeatLiveness),
+            ownerPolicy: ownerPolicy)
         guard !unserved.isEmpty else { return open(registration, now: now, into: &actions) }
         // The broker hears why before the session opens, so an unserved stage is explained at once.
         actions.append(.reportUnserved(node: configuration.nodeID, unserved))
@@ -475,14 +510,14 @@ struct WorkerSessionCore {
         let interval = registration.heartbeatInterval
         let session = Session(
             stages: plans.map { StageState(plan: $0, lastHeard: now, lastSent: now) },
-            heartbeatInterval: interval, expiry: interval * registration.liveness)
+            heartbeatInterval: interval, expiry: interval * registration.liveness, ownerPolicy: registration.ownerPolicy)
         lifecycle = .registering(session)
     }
 
     /// How this worker registers `spec`: slots, credit, batch, and where the handler runs.
     /// `chain`: a chain's members, head (`spec`) first; it runs cheaply only if every member does.
     static func plan(for spec: StageSpec, isFinal: Bool, configuration: WorkerConfiguration, chain: [StageSpec] = []) -> StagePlan {
-        let slots = max(1, configuration.slots ?? spec.replicas)
+        let slots = max(1, configuration.slots ?? slotCount(for: [spec] + chain, cores: configuration.cores))
         let cheap = ([spec] + chain).allSatisfy { StageHandlers.cost(of: $0) == .fast }
         let credit = spec.credit ?? slots * (cheap ? 128 : 4)
         // Cheap handlers take several waiting items at once and answer them in one message;
@@ -495,11 +530,55 @@ struct WorkerSessionCore {
             runsInline: cheap && slots == 1, takeLimit: cheap ? 16 : 1)
     }
 
+    /// Slots from the stages' rule (a chain's members share `replicas`): one per core when any
+    /// member is an exec stage without `replicas`. `--slots` comes before this, in ``plan(for:isFinal:configuration:chain:)``.
+    static func slotCount(for members: [StageSpec], cores: Int) -> Int {
+        let rules = members.map(\.slotRule)
+        if rules.contains(.perCore) { return max(1, cores) }
+        if case .fixed(let count) = rules.first { return count }
+        return 1
+    }
+
     /// An endpoint the broker advertised as bound on all interfaces, made reachable with the broker's host.
     static func reachable(_ endpoint: String, via broker: String) -> String {
         guard let advertised = try? Endpoint(parsing: endpoint, use: .bind),
               let brokerHost = (try? Endpoint(parsing: broker))?.host else { return endpoint }
         return advertised.reachable(via: brokerHost).description
+    }
+
+    // MARK: Owner policy
+
+    /// A measurement of the rest of the machine's load: on a change, tell the broker (a capabilities
+    /// refresh on every stage) and, when yielding, take back the jobs no slot has started.
+    private mutating func measured(_ load: Double, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        ownerLoad = load
+        guard var policy = owner else { return }
+        let change = policy.observe(otherLoad: load, at: now)
+        owner = policy
+        guard let change else { return }
+        let yielding = change == .yield
+        actions.append(.notice(yielding ? .yielding(load: load, threshold: policy.threshold) : .resumed(load: load, threshold: policy.threshold)))
+        // Registering or backing off: the next READY says it. Draining: nothing new is started anyway.
+        guard case .serving(var session) = lifecycle else { return }
+        guard session.ownerPolicy else {
+            if yielding { actions.append(.notice(.ownerPolicyUnsupported(broker: configuration.brokerEndpoint))) }
+            return
+        }
+        for position in session.stages.indices where !session.stages[position].disconnected {
+            actions.append(.send(stage: position, .refresh(capabilities: Capabilities(ownerCapabilities()))))
+            session.stages[position].lastSent = now
+            if yielding, !session.stages[position].plan.runsInline { actions.append(.withdrawJobs(stage: position)) }
+        }
+        lifecycle = .serving(session)
+    }
+
+    /// The refresh properties of the owner policy (Docs/protocol.md, 7.6).
+    private func ownerCapabilities() -> [String: String] {
+        ["yielding": owner?.isYielding == true ? "true" : "false", "owner.load": String(format: "%.2f", ownerLoad)]
+    }
+
+    private static func returned(_ item: RequestBatch.Item) -> ItemOutcome {
+        ItemOutcome(id: item.header.id, epoch: item.header.epoch, attempt: item.header.attempt, status: .returned)
     }
 
     // MARK: Serving and draining
@@ -527,6 +606,11 @@ struct WorkerSessionCore {
                     drain?.handedBack += batch.items.count
                     break
                 }
+                if session.ownerPolicy, owner?.isYielding == true {
+                    // Sent before the broker heard this worker yields: straight back, unstarted.
+                    session.stages[position].outcomes += batch.items.map(Self.returned)
+                    break
+                }
                 if client == MDP.clientItemsAddress {
                     session.stages[position].clientItems.formUnion(batch.items.map(\.header.id))
                 }
@@ -546,6 +630,14 @@ struct WorkerSessionCore {
             actions.append(.notice(.malformedMessage))
         case .slotResults(let position, let outcomes) where session.stages.indices.contains(position):
             for outcome in outcomes { record(outcome, in: &session.stages[position]) }
+        case .jobsWithdrawn(let position, let jobs) where session.stages.indices.contains(position):
+            var returned = 0
+            for job in jobs where !session.stages[position].disconnected && session.stages[position].held.remove(job.item.header.id) != nil {
+                session.stages[position].clientItems.remove(job.item.header.id)
+                session.stages[position].outcomes.append(Self.returned(job.item))
+                returned += 1
+            }
+            if returned > 0 { actions.append(.notice(.returnedToBroker(items: returned))) }
         case .aggregatorAccepted:
             session.aggregatorPending = max(0, session.aggregatorPending - 1)
         case .tick:

@@ -39,6 +39,8 @@ final class WorkerShell {
     /// Watches the handshakes of the sockets to the broker: a refused key ends the worker.
     private let connectionGuard: ConnectionGuard
     private var lastGuardCheck = ContinuousClock.now
+    /// The owner policy's counters (`--yield-to-owner`): the previous reading and when it was taken.
+    private var ownerReading: (times: CPUTimes, at: ContinuousClock.Instant)?
 
     init(worker: Worker, context: Context) {
         self.worker = worker
@@ -62,6 +64,7 @@ final class WorkerShell {
                     return failure
                 }
             }
+            measureOwnerLoad()
             let level = worker.requestedStop
             if level > stopSeen {
                 stopSeen = level
@@ -88,6 +91,23 @@ final class WorkerShell {
         }
         closeSession(goodbye: true)
         return failure
+    }
+
+    // MARK: Owner policy
+
+    /// How often the rest of the machine's load is measured, over the interval since the last reading.
+    static let ownerSampleInterval = Duration.seconds(1)
+
+    /// Reads the CPU counters about once a second and gives the core the load that is not this worker's.
+    private func measureOwnerLoad() {
+        guard configuration.ownerThreshold != nil else { return }
+        let now = ContinuousClock.now
+        if let last = ownerReading, now - last.at < Self.ownerSampleInterval { return }
+        guard let times = CPUTimesReader().read() else { return }
+        let previous = ownerReading
+        ownerReading = (times, now)
+        guard let previous else { return }
+        feed(.ownerLoad(times.otherLoad(since: previous.times, elapsed: now - previous.at)))
     }
 
     // MARK: Inputs
@@ -215,6 +235,8 @@ final class WorkerShell {
             if let outcomes = pools?.run(stage: stage, jobs: jobs) {
                 feed(.slotResults(stage: stage, outcomes))
             }
+        case .withdrawJobs(let stage):
+            feed(.jobsWithdrawn(stage: stage, pools?.withdraw(stage: stage) ?? []))
         case .scheduleTick(let instant):
             nextTick = instant
         case .reconnect:
