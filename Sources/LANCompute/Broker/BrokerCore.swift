@@ -1029,6 +1029,8 @@ final class BrokerCore {
         guard credit != worker.credit else { return }
         let before = worker.credit
         worker.credit = credit
+        // What `mmi.nodes` shows among the capabilities is then what the worker holds now, not its READY.
+        worker.capabilities[Capabilities.creditName] = String(credit)
         actions.append(.workerCreditChanged(peer: worker.peer, stageName: stages[worker.stage].spec.name, from: before, to: credit,
                                             roundTrip: worker.roundTrip))
     }
