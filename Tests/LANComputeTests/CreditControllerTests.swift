@@ -57,6 +57,21 @@ import Testing
         #expect(controller.roundTrip == .milliseconds(120))
     }
 
+    @Test func probesLessOftenOnceItHasAWindowOfEchoes() {
+        var controller = CreditController(floor: 8, slots: 2, now: at(0))
+        var sentAt: [Int] = []
+        for time in stride(from: 0, to: 12_000, by: 10) {
+            if let probe = controller.advance(to: at(time)).probe {
+                sentAt.append(time)
+                controller.echoed(probe, at: at(time + 5))
+            }
+        }
+        let gaps = zip(sentAt.dropFirst(), sentAt).map { $0 - $1 }
+        #expect(gaps.prefix(CreditController.rttSampleCount - 1).allSatisfy { $0 == 500 }, "\(gaps)")
+        #expect(gaps.dropFirst(CreditController.rttSampleCount - 1).allSatisfy { $0 == 2000 }, "\(gaps)")
+        #expect(gaps.count > CreditController.rttSampleCount)
+    }
+
     @Test func givesUpProbingABrokerThatNeverEchoesAndKeepsTheFloor() {
         var controller = CreditController(floor: 8, slots: 2, now: at(0))
         var probes = 0

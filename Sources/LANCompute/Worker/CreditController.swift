@@ -20,9 +20,12 @@ struct CreditController: Sendable {
     static let headroom = 2.0
     /// The most credit a worker announces on its own; the broker cuts it further to its `--max-credit`.
     static let defaultCeiling = WorkerLimits.defaultMaxCredit
-    /// Echoes the minimum is taken over: with a probe every ``probeInterval``, the last 4 s.
+    /// Echoes the minimum is taken over: once they are all in, those of the last 16 s.
     static let rttSampleCount = 8
-    static let probeInterval = Duration.milliseconds(500)
+    /// Probes go every 500 ms until ``rttSampleCount`` echoes are in, then every 2 s: while items
+    /// flow a probe and its echo are two messages more (idle, they stand in for heartbeats).
+    static let firstProbeInterval = Duration.milliseconds(500)
+    static let probeInterval = Duration.seconds(2)
     /// A probe not echoed by then is given up (lost, or a broker that does not echo).
     static let probeTimeout = Duration.seconds(2)
     /// Probes given up in a row, with none ever echoed, after which the broker is taken not to echo:
@@ -82,7 +85,7 @@ struct CreditController: Sendable {
         samples.append(now - probe.sentAt)
         if samples.count > Self.rttSampleCount { samples.removeFirst(samples.count - Self.rttSampleCount) }
         roundTrip = samples.min()
-        nextProbeAt = probe.sentAt + Self.probeInterval
+        nextProbeAt = probe.sentAt + (samples.count < Self.rttSampleCount ? Self.firstProbeInterval : Self.probeInterval)
     }
 
     /// Moves time on: gives up a stale probe, sends a due one, and closes a window that is over.
