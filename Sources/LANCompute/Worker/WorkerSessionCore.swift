@@ -231,7 +231,7 @@ struct WorkerSessionCore {
         var disconnected = false
         var lastReplyAt: ContinuousClock.Instant?
         /// Sizes the credit to the link when the topology leaves it to the worker; nil: fixed.
-        var credit: CreditController?
+        var creditController: CreditController?
     }
 
     /// The stage files a session waits for before it registers.
@@ -315,7 +315,7 @@ struct WorkerSessionCore {
                 session.stages[position].lastSent = now
                 session.stages[position].lastHeard = now
                 if plan.adaptiveCredit {
-                    session.stages[position].credit = CreditController(floor: plan.credit, slots: plan.slots, now: now)
+                    session.stages[position].creditController = CreditController(floor: plan.credit, slots: plan.slots, now: now)
                 }
             }
             lifecycle = .serving(session)
@@ -553,7 +553,7 @@ struct WorkerSessionCore {
                 }
             case .refresh(let capabilities):
                 // The broker's echo of a probe (Docs/protocol.md 7.7).
-                if let probe = capabilities.probe { session.stages[position].credit?.echoed(probe, at: now) }
+                if let probe = capabilities.probe { session.stages[position].creditController?.echoed(probe, at: now) }
             case .heartbeat, .ready, .reply:
                 break
             }
@@ -639,9 +639,9 @@ struct WorkerSessionCore {
     /// Sends what the stage's credit controller has due: a probe, a new credit, or both in one refresh
     /// (which is also the stage's heartbeat).
     private func adaptCredit(_ stage: inout StageState, position: Int, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
-        guard var controller = stage.credit else { return }
+        guard var controller = stage.creditController else { return }
         let step = controller.advance(to: now)
-        stage.credit = controller
+        stage.creditController = controller
         guard step.probe != nil || step.credit != nil else { return }
         actions.append(.send(stage: position, .refresh(capabilities: .creditRefresh(
             probe: step.probe, credit: step.credit, roundTrip: controller.roundTrip))))
@@ -656,7 +656,7 @@ struct WorkerSessionCore {
     private func record(_ outcome: ItemOutcome, in stage: inout StageState) {
         guard !stage.disconnected else { return }
         stage.held.remove(outcome.id)
-        stage.credit?.finished(1)
+        stage.creditController?.finished(1)
         let fromClient = stage.clientItems.remove(outcome.id) != nil
         if stage.plan.isFinal, !fromClient, case .completed(let outputs) = outcome.status {
             stage.aggregated.append(outcome)
@@ -751,7 +751,7 @@ struct WorkerSessionCore {
         var next = drain?.deadline
         for stage in session.stages where !stage.disconnected {
             var due = [stage.lastSent + session.heartbeatInterval, stage.lastHeard + session.expiry]
-            if drain == nil, let credit = stage.credit { due.append(credit.nextDue) }
+            if drain == nil, let controller = stage.creditController { due.append(controller.nextDue) }
             // A goodbye time is only due once the stage owes nothing (else it would be due again and again).
             if drain != nil, owesNothing(stage, session), let goodbye = goodbyeTime(stage, session), goodbye > now {
                 due.append(goodbye)
