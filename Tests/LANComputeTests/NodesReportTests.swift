@@ -83,3 +83,31 @@ import Testing
         #expect(lines[2].contains("?/?") && lines[2].hasSuffix("5 ms"))
     }
 }
+
+extension NodesReportTests {
+    @Test func eachNodeShowsItsWorkersCreditsAndTheRoundTripTheyMeasured() throws {
+        let driver = CoreDriver([StageSpec(name: "first", handler: .external), StageSpec(name: "second", handler: .external, from: ["first"])])
+        driver.ready([1], "first", Self.capabilities(node: "a", gpus: 0))
+        driver.ready([2], "second", Self.capabilities(node: "a", gpus: 0))
+        driver.ready([3], "second", Self.capabilities(node: "b", gpus: 0))
+        driver.feed(.worker(peer: [1], message: .refresh(capabilities: .creditRefresh(probe: nil, credit: 96, roundTrip: .microseconds(101_260)))))
+        let report = NodesReport(pipeline: "t", summaries: driver.core.nodeSummaries(now: driver.now))
+        #expect(report.nodes[0].credits == ["first": 96, "second": 4])
+        #expect(report.nodes[0].rttMs == 101.3)
+        #expect(report.nodes[0].capabilities["credit"] == "96" || report.nodes[0].capabilities["credit"] == "4")
+        #expect(report.nodes[1].credits == ["second": 4])
+        #expect(report.nodes[1].rttMs == nil)
+        let json = String(decoding: try report.jsonData(), as: UTF8.self)
+        #expect(json.contains("\"credits\":{\"first\":96,\"second\":4}") && json.contains("\"rtt_ms\":101.3"), "\(json)")
+        #expect(try NodesReport(json: report.jsonData()) == report)
+
+        let lines = report.table()
+        #expect(lines[0].contains("IN-FLIGHT  CREDIT") && lines[0].contains("RTT"))
+        #expect(lines[1].contains("first=96,second=4") && lines[1].contains("101.3 ms"))
+        #expect(lines[2].contains("  4  ") && lines[2].contains("  -  "))
+        // An older broker's report has neither: it still decodes, and the table says so.
+        let old = try NodesReport(json: Data(#"{"schema":1,"pipeline":"t","nodes":[{"node":"x","host":"h","stages":["s"],"workers":1,"in_flight":0,"completed":0,"heartbeat_age_ms":1,"gpus":0,"labels":{},"capabilities":{}}]}"#.utf8))
+        #expect(old.nodes[0].credits == nil && old.nodes[0].rttMs == nil)
+        #expect(old.table()[1].contains("  -  "))
+    }
+}

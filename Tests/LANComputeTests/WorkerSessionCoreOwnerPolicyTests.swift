@@ -23,7 +23,7 @@ extension WorkerSessionCoreTests {
         seconds.flatMap { core.handle(.ownerLoad(load), at: at($0 * 1000)) }
     }
 
-    func refreshes(_ actions: [WorkerAction]) -> [Capabilities] {
+    func ownerRefreshes(_ actions: [WorkerAction]) -> [Capabilities] {
         sends(actions).compactMap { if case .refresh(let capabilities) = $0.message { capabilities } else { nil } }
     }
 
@@ -32,11 +32,11 @@ extension WorkerSessionCoreTests {
         let run = core.handle(.brokerMessage(stage: 0, request([1, 2, 3])), at: at(100))
         let jobs = run.compactMap { if case .runJobs(0, let jobs) = $0 { jobs } else { nil } }.flatMap { $0 }
         #expect(jobs.count == 3)
-        #expect(refreshes(measure(&core, load: 1.9, seconds: 1...3)).isEmpty, "not yet: the load must last")
+        #expect(ownerRefreshes(measure(&core, load: 1.9, seconds: 1...3)).isEmpty, "not yet: the load must last")
         let yielded = core.handle(.ownerLoad(1.9), at: at(4000))
         #expect(yielded.contains(.notice(.yielding(load: 1.9, threshold: 1))))
-        #expect(refreshes(yielded).map { $0["yielding"] } == ["true"])
-        #expect(refreshes(yielded).first?["owner.load"] == "1.90")
+        #expect(ownerRefreshes(yielded).map { $0["yielding"] } == ["true"])
+        #expect(ownerRefreshes(yielded).first?["owner.load"] == "1.90")
         #expect(yielded.contains(.withdrawJobs(stage: 0)))
         // Item 1 runs in a slot; 2 and 3 waited: they go back, unstarted, without an attempt.
         let handedBack = try replies(core.handle(.jobsWithdrawn(stage: 0, Array(jobs.dropFirst())), at: at(4001)))
@@ -57,10 +57,10 @@ extension WorkerSessionCoreTests {
     @Test func theWorkerResumesOnceTheMachineStaysQuiet() throws {
         var core = try yieldingCore()
         _ = measure(&core, load: 1.9, seconds: 1...4)
-        #expect(refreshes(measure(&core, load: 0.2, seconds: 5...14)).isEmpty)
+        #expect(ownerRefreshes(measure(&core, load: 0.2, seconds: 5...14)).isEmpty)
         let resumed = core.handle(.ownerLoad(0.2), at: at(15000))
         #expect(resumed.contains(.notice(.resumed(load: 0.2, threshold: 1))))
-        #expect(refreshes(resumed).map { $0["yielding"] } == ["false"])
+        #expect(ownerRefreshes(resumed).map { $0["yielding"] } == ["false"])
         let run = core.handle(.brokerMessage(stage: 0, request([9])), at: at(15100))
         #expect(run.contains { if case .runJobs(0, let jobs) = $0 { jobs.map(\.item.header.id) == [9] } else { false } })
     }
@@ -83,6 +83,6 @@ extension WorkerSessionCoreTests {
         var core = try yieldingCore(brokerKnowsPolicy: false)
         let actions = measure(&core, load: 1.9, seconds: 1...4)
         #expect(actions.contains(.notice(.ownerPolicyUnsupported(broker: broker))))
-        #expect(refreshes(actions).isEmpty && !actions.contains(.withdrawJobs(stage: 0)))
+        #expect(ownerRefreshes(actions).isEmpty && !actions.contains(.withdrawJobs(stage: 0)))
     }
 }

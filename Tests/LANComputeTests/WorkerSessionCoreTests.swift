@@ -125,8 +125,9 @@ import Testing
     // MARK: Heartbeats and reconnection
 
     @Test func heartbeatsEveryStageAtTheInterval() throws {
+        // A fixed credit: no probes (see adaptiveCredit... below), only heartbeats.
         var (core, actions) = try serving(topology([
-            StageSpec(name: "a", handler: .external), StageSpec(name: "b", handler: .external, from: ["a"]),
+            StageSpec(name: "a", handler: .external, credit: 4), StageSpec(name: "b", handler: .external, from: ["a"], credit: 4),
         ]))
         #expect(actions.contains(.scheduleTick(at: at(500))))
         #expect(sends(core.handle(.tick, at: at(250))).isEmpty)
@@ -409,5 +410,63 @@ import Testing
         #expect(failure.code == .unknownStage)
         #expect(failure.message.contains("'nosuch'") && failure.message.contains("its stages are shout"))
         #expect(core.isFinished)
+    }
+}
+
+// MARK: Adaptive credit
+
+extension WorkerSessionCoreTests {
+    func refreshes(_ actions: [WorkerAction]) -> [(stage: Int, capabilities: Capabilities)] {
+        sends(actions).compactMap { if case .refresh(let capabilities) = $0.message { ($0.stage, capabilities) } else { nil } }
+    }
+
+    @Test func aStageWithoutCreditProbesTheRoundTripAndAnnouncesTheCreditItGrowsTo() throws {
+        var (core, opened) = try serving(topology([StageSpec(name: "a", handler: .external)]))
+        #expect(opened.contains(.scheduleTick(at: at(0))))
+        // The first probe goes at once; it is the stage's heartbeat too.
+        let first = refreshes(core.handle(.tick, at: at(0)))
+        #expect(first.map(\.stage) == [0])
+        #expect(first.first?.capabilities.values == ["probe": "1"])
+        // The broker's echo, 100 ms later.
+        _ = core.handle(.brokerMessage(stage: 0, .refresh(capabilities: Capabilities(["probe": "1"]))), at: at(100))
+        // Four items every 10 ms, answered at once: 400 items/s, at the floor credit of 4.
+        var next: UInt64 = 1
+        for time in stride(from: 100, to: 250, by: 10) {
+            let ids = Array(next..<next + 4)
+            next += 4
+            _ = core.handle(.brokerMessage(stage: 0, request(ids)), at: at(time))
+            _ = core.handle(.slotResults(stage: 0, completed(ids)), at: at(time + 1))
+        }
+        // The window closes: 400/s x 100 ms x 2 + 1 slot = 81, at most doubling: credit 8, with the round trip behind it.
+        let announced = refreshes(core.handle(.tick, at: at(250)))
+        #expect(announced.map(\.stage) == [0])
+        #expect(announced.first?.capabilities.refreshedCredit == 8)
+        #expect(announced.first?.capabilities.roundTrip == .milliseconds(100))
+    }
+
+    @Test func aCreditTheTopologySetsIsNeverProbedNorChanged() throws {
+        var (core, _) = try serving(topology([StageSpec(name: "a", handler: .external, credit: 4)]))
+        var next: UInt64 = 1
+        for time in stride(from: 0, to: 3000, by: 10) {
+            let ids = Array(next..<next + 4)
+            next += 4
+            let actions = core.handle(.brokerMessage(stage: 0, request(ids)), at: at(time))
+                + core.handle(.slotResults(stage: 0, completed(ids)), at: at(time + 1))
+                + core.handle(.tick, at: at(time + 5))
+            #expect(refreshes(actions).isEmpty)
+        }
+    }
+
+    @Test func aDrainingWorkerNeitherProbesNorChangesItsCredit() throws {
+        var (core, _) = try serving(topology([StageSpec(name: "a", handler: .external)]), grace: .seconds(10))
+        _ = core.handle(.tick, at: at(0))
+        _ = core.handle(.brokerMessage(stage: 0, .refresh(capabilities: Capabilities(["probe": "1"]))), at: at(100))
+        _ = core.handle(.brokerMessage(stage: 0, request([1, 2])), at: at(110))
+        _ = core.handle(.stopRequested(immediately: false), at: at(120))
+        var sent: [(stage: Int, capabilities: Capabilities)] = []
+        for time in stride(from: 130, to: 2000, by: 50) {
+            sent += refreshes(core.handle(.slotResults(stage: 0, completed([])), at: at(time)) + core.handle(.tick, at: at(time + 1)))
+        }
+        #expect(sent.isEmpty)
     }
 }

@@ -821,6 +821,15 @@ final class BrokerLoop {
                 if failedSends[peer] == nil && !send(routed: [peer] + WorkerMessage.heartbeat.frames, to: peer, itemIDs: []) {
                     failedSends[peer] = []
                 }
+            case .probeEcho(let peer, let probe):
+                // Counts as the broker's heartbeat to the worker; a peer whose send failed gets none.
+                let echo = WorkerMessage.refresh(capabilities: .creditRefresh(probe: probe, credit: nil, roundTrip: nil))
+                if failedSends[peer] == nil && !send(routed: [peer] + echo.frames, to: peer, itemIDs: []) {
+                    failedSends[peer] = []
+                }
+            case .workerCreditChanged(let peer, let stage, let from, let to, let roundTrip):
+                let measured = roundTrip.map { String(format: " (round trip %.1f ms)", CreditController.seconds($0) * 1000) } ?? ""
+                logger.debug("worker \(hex(peer)) for stage \(stage): credit \(from) -> \(to)\(measured)")
             case .disconnect(let peer):
                 send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
             case .clientReply(let peer, let service, let body):

@@ -284,6 +284,10 @@ enum BrokerAction {
     /// Send these items to `peer` in one REQUEST.
     case request(peer: PeerID, form: RequestForm, items: [DispatchedItem])
     case heartbeat(peer: PeerID)
+    /// Answer a worker's probe at once with a HEARTBEAT carrying it back (Docs/protocol.md 7.7).
+    case probeEcho(peer: PeerID, probe: UInt64)
+    /// A worker's credit refresh changed what it may hold (``roundTrip``: what it measured, if it said).
+    case workerCreditChanged(peer: PeerID, stageName: String, from: Int, to: Int, roundTrip: Duration?)
     case disconnect(peer: PeerID)
     /// Answer an MDP client: its outputs, or `["error", reason]`.
     case clientReply(peer: PeerID, service: String, body: [[UInt8]])
@@ -368,8 +372,16 @@ final class BrokerCore {
         let stage: Int
         /// As announced on READY, with the dynamic values of the latest capabilities refresh.
         var capabilities: Capabilities
-        let credit: Int
-        let batch: Int
+        /// Items it may hold: announced on READY, changed by a credit refresh (Docs/protocol.md 7.7),
+        /// always within `creditLimit`. Lowered below what it holds, it is sent nothing until it is under.
+        var credit: Int
+        /// The broker's bound on this worker's credit: `--max-credit`, or the stage's `credit` when smaller.
+        let creditLimit: Int
+        /// The batch size it announced on READY; what a REQUEST carries is also cut to the credit.
+        let announcedBatch: Int
+        var batch: Int { max(1, min(announcedBatch, credit)) }
+        /// The round trip the worker last reported with a credit refresh; nil: none reported.
+        var roundTrip: Duration?
         /// Items the worker works on at once; the rest of its credit waits in its own queue.
         let slots: Int
         let speaksLANCompute: Bool
@@ -404,7 +416,8 @@ final class BrokerCore {
             self.capabilities = capabilities
             let credit = min(capabilities.credit, creditLimit)
             self.credit = credit
-            self.batch = min(capabilities.batch, credit)
+            self.creditLimit = creditLimit
+            self.announcedBatch = capabilities.batch
             self.slots = min(capabilities["slots"].flatMap(Int.init).map { max(1, $0) } ?? credit, credit)
             self.speaksLANCompute = capabilities.isLANCompute
             self.node = capabilities["node"] ?? "mdp-\(hex(peer))"
@@ -701,7 +714,9 @@ final class BrokerCore {
             let lastSeen = records.map(\.lastSeen).max()!
             return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
                                completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
-                               stages: Set(records.flatMap { servedStages(of: $0) }).sorted())
+                               stages: Set(records.flatMap { servedStages(of: $0) }).sorted(),
+                               credits: Dictionary(records.map { (stages[$0.stage].spec.name, $0.credit) }, uniquingKeysWith: +),
+                               roundTrip: records.compactMap(\.roundTrip).min())
         }
     }
 
@@ -946,6 +961,7 @@ final class BrokerCore {
                 if let record = workers[other] { record.effectiveSpeed = EffectiveSpeed(record.capabilities) }
             }
             ownerPolicyChanged(worker, wasYielding: wasYielding)
+            refreshCredit(of: worker, from: fresh, now: now)
         case .disconnect:
             // A worker that says goodbye did not fail its items: they go back without using an attempt.
             removeWorker(peer, reason: .disconnect, detail: "the worker said goodbye", now: now, countAttempt: false)
@@ -1019,6 +1035,27 @@ final class BrokerCore {
         actions.append(.workerJoined(JoinedWorker(peer: peer, stageName: service, node: worker.node, host: worker.host,
                                                   credit: worker.credit, capabilities: capabilities)))
         repin(stage: stage)
+    }
+
+    /// A refresh's session properties, which concern this connection alone: a probe is echoed at once
+    /// (the worker times the round trip with it), and a new credit replaces the old one within the
+    /// broker's bound. Items already in flight stay where they are whatever the new credit: a
+    /// lowered credit only holds back further items until the worker holds fewer than it.
+    private func refreshCredit(of worker: WorkerRecord, from fresh: Capabilities, now: ContinuousClock.Instant) {
+        if let probe = fresh.probe {
+            actions.append(.probeEcho(peer: worker.peer, probe: probe))
+            worker.lastSent = now
+        }
+        guard let asked = fresh.refreshedCredit else { return }
+        worker.roundTrip = fresh.roundTrip ?? worker.roundTrip
+        let credit = min(asked, worker.creditLimit)
+        guard credit != worker.credit else { return }
+        let before = worker.credit
+        worker.credit = credit
+        // What `mmi.nodes` shows among the capabilities is then what the worker holds now, not its READY.
+        worker.capabilities[Capabilities.creditName] = String(credit)
+        actions.append(.workerCreditChanged(peer: worker.peer, stageName: stages[worker.stage].spec.name, from: before, to: credit,
+                                            roundTrip: worker.roundTrip))
     }
 
     private func removeWorker(_ peer: PeerID, reason: WorkerLeaveReason, detail: String, now: ContinuousClock.Instant, countAttempt: Bool) {
@@ -1345,6 +1382,10 @@ struct NodeSummary {
     var capabilities: Capabilities
     /// The stages the node's workers serve.
     var stages: [String] = []
+    /// Each registered stage's credit now (a chain under its head's name).
+    var credits: [String: Int] = [:]
+    /// The smallest round trip its workers reported with a credit refresh; nil: none did.
+    var roundTrip: Duration?
 }
 
 /// A duration as people read it in a log line: `1.5s`, `500ms`.

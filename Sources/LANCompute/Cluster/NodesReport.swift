@@ -49,12 +49,19 @@ public struct NodesReport: Codable, Sendable, Equatable {
         public var labels: [String: String]
         /// Every capability as the node announced it (and refreshed it).
         public var capabilities: [String: String]
+        /// Items each of its workers may hold now, by the stage it registered (a chain by its head):
+        /// the credit announced on READY or, when it adapts, the latest refresh. Absent from an older broker.
+        public var credits: [String: Int]?
+        /// The round trip to the broker its workers last measured, in milliseconds; nil until one reports it.
+        public var rttMs: Double?
 
         public static let servingState = "serving"
         public static let yieldingState = "yielding to owner"
 
         public init(node: String, host: String, stages: [String], workers: Int, inFlight: Int, completed: Int,
-                    heartbeatAgeMs: Int, capabilities: Capabilities) {
+                    heartbeatAgeMs: Int, capabilities: Capabilities, credits: [String: Int]? = nil, rttMs: Double? = nil) {
+            self.credits = credits
+            self.rttMs = rttMs
             self.node = node
             self.host = host
             self.stages = stages
@@ -87,7 +94,8 @@ public struct NodesReport: Codable, Sendable, Equatable {
             return Node(node: summary.node, host: summary.host, stages: summary.stages, workers: summary.workers,
                         inFlight: summary.inFlight, completed: summary.completed,
                         heartbeatAgeMs: Int(age.seconds * 1000 + age.attoseconds / 1_000_000_000_000_000),
-                        capabilities: summary.capabilities)
+                        capabilities: summary.capabilities, credits: summary.credits,
+                        rttMs: summary.roundTrip.map { (CreditController.seconds($0) * 10_000).rounded() / 10 })
         })
         self.unserved = unserved.map { report in
             UnservedStageEntry(stage: report.stageName, waiting: report.waiting,
@@ -110,7 +118,7 @@ public struct NodesReport: Codable, Sendable, Equatable {
 
     /// One line per node under a header, columns padded to their widest cell.
     public func table() -> [String] {
-        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "STATE", "IN-FLIGHT", "DONE", "HEARTBEAT"]
+        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "STATE", "IN-FLIGHT", "CREDIT", "RTT", "DONE", "HEARTBEAT"]
         let rows = nodes.map { node -> [String] in
             var gpus = node.gpus == 0 ? "-" : String(node.gpus)
             if node.gpus > 0, let model = node.gpuModel {
@@ -119,7 +127,8 @@ public struct NodesReport: Codable, Sendable, Equatable {
             return [
                 node.node, node.host, "\(node.arch ?? "?")/\(node.os ?? "?")", node.cores.map(String.init) ?? "?",
                 node.memoryBytes.map(Self.gibibytes) ?? "?", gpus, node.stages.joined(separator: ","), node.state ?? "?",
-                String(node.inFlight), String(node.completed), "\(node.heartbeatAgeMs) ms",
+                String(node.inFlight), Self.creditCell(node.credits), node.rttMs.map { String(format: "%.1f ms", $0) } ?? "-",
+                String(node.completed), "\(node.heartbeatAgeMs) ms",
             ]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
@@ -137,6 +146,13 @@ public struct NodesReport: Codable, Sendable, Equatable {
             let why = entry.reasons.isEmpty ? "no worker registered" : entry.reasons.map { "\($0.node): \($0.reason)" }.joined(separator: "; ")
             return "UNSERVED stage \(entry.stage): \(entry.waiting) item(s) wait; \(why)"
         }
+    }
+
+    /// One stage: its credit; several: `stage=credit` each, by name; none known: `-`.
+    static func creditCell(_ credits: [String: Int]?) -> String {
+        guard let credits, !credits.isEmpty else { return "-" }
+        if credits.count == 1 { return String(credits.first!.value) }
+        return credits.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
     }
 
     static func gibibytes(_ bytes: Int) -> String {

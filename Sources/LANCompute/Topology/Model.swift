@@ -186,7 +186,7 @@ public struct StageSpec: Sendable, Equatable, Codable {
     public var from: [String]
     /// Handler slots per worker process; nil: the worker decides (``slotRule``).
     public var replicas: Int?
-    /// Items a worker may hold in flight for this stage; nil: the worker decides.
+    /// Items a worker may hold in flight for this stage; nil: the worker adapts it to its link, starting from its default (Docs/protocol.md 7.7).
     public var credit: Int?
     public var requires: Requirements
     public var prefers: Requirements

@@ -106,3 +106,39 @@ extension Capabilities {
         return (result, trimmed)
     }
 }
+
+extension Capabilities {
+    /// In a worker's capabilities refresh: the credit this connection now asks for (Docs/protocol.md 7.7).
+    static let creditName = "credit"
+    /// In a worker's refresh: the round trip it measured on this connection, in microseconds.
+    static let roundTripName = "rtt.us"
+    /// In a worker's refresh, a probe the broker echoes at once; in the broker's HEARTBEAT, the echo.
+    static let probeName = "probe"
+
+    /// The credit a refresh asks for: a decimal ≥ 0 (0: send nothing more for now); nil when absent or not a number.
+    public var refreshedCredit: Int? {
+        values[Self.creditName].flatMap(Int.init).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// The round trip a refresh reports; nil when absent or not a number.
+    public var roundTrip: Duration? {
+        values[Self.roundTripName].flatMap(Int.init).flatMap { $0 >= 0 ? Duration.microseconds($0) : nil }
+    }
+
+    /// A probe's token; nil when absent or not a decimal.
+    public var probe: UInt64? { values[Self.probeName].flatMap { UInt64($0) } }
+
+    /// A worker's refresh on one stage connection: a probe, a new credit and the round trip behind it, or both.
+    static func creditRefresh(probe: UInt64?, credit: Int?, roundTrip: Duration?) -> Capabilities {
+        var capabilities = Capabilities()
+        if let probe { capabilities[probeName] = String(probe) }
+        if let credit {
+            capabilities[creditName] = String(max(0, credit))
+            if let roundTrip {
+                let (whole, atto) = roundTrip.components
+                capabilities[roundTripName] = String(whole * 1_000_000 + atto / 1_000_000_000_000)
+            }
+        }
+        return capabilities
+    }
+}

@@ -94,6 +94,8 @@ struct StagePlan: Equatable, Sendable {
     var runsInline: Bool
     /// Items a slot thread takes from the queue at once (answered together).
     var takeLimit: Int
+    /// `credit` is only the start: the worker sizes it to the link as it runs (``CreditController``).
+    var adaptiveCredit = false
 }
 
 /// Something the operator should know, with the level it deserves.
@@ -103,6 +105,7 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
     case unexpectedTopologyReply(broker: String, reason: String)
     case notServing(stage: String, reason: String)
     case serving(stage: String, slots: Int, credit: Int)
+    case creditChanged(stage: String, credit: Int, roundTrip: Duration, rate: Double)
     case servesNothing(pipeline: String)
     case brokerSilent(expiry: Duration)
     case brokerDisconnected(stage: String)
@@ -124,7 +127,7 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
 
     var level: Level {
         switch self {
-        case .fetchingStageFiles: .debug
+        case .fetchingStageFiles, .creditChanged: .debug
         case .noAnswer, .notServing, .serving: .info
         case .brokerSilent, .brokerDisconnected, .draining, .drained, .handedBack, .yielding, .resumed, .returnedToBroker: .notice
         case .ownerPolicyUnsupported: .warning
@@ -141,6 +144,8 @@ enum WorkerNotice: Equatable, Sendable, CustomStringConvertible {
             "the broker at \(broker) answered mmi.topology with something unexpected: \(reason)"
         case .notServing(let stage, let reason): "not serving stage \(stage): \(reason)"
         case .serving(let stage, let slots, let credit): "serving stage \(stage) with \(slots) slot(s), credit \(credit)"
+        case .creditChanged(let stage, let credit, let roundTrip, let rate):
+            "stage \(stage): credit now \(credit) (round trip \(Int((CreditController.seconds(roundTrip) * 1000).rounded())) ms, \(Int(rate.rounded())) items/s)"
         case .servesNothing(let pipeline): "this worker can serve none of the stages of pipeline \(pipeline); waiting"
         case .brokerSilent(let expiry): "no word from the broker for \(expiry); reconnecting"
         case .brokerDisconnected(let stage): "the broker disconnected this worker from stage \(stage); re-registering"
@@ -252,6 +257,8 @@ struct WorkerSessionCore {
         /// No longer registered: DISCONNECT was sent or received.
         var disconnected = false
         var lastReplyAt: ContinuousClock.Instant?
+        /// Sizes the credit to the link when the topology leaves it to the worker; nil: fixed.
+        var creditController: CreditController?
     }
 
     /// The stage files a session waits for before it registers.
@@ -340,6 +347,9 @@ struct WorkerSessionCore {
                 actions.append(.send(stage: position, .ready(service: plan.spec.name, capabilities: capabilities)))
                 session.stages[position].lastSent = now
                 session.stages[position].lastHeard = now
+                if plan.adaptiveCredit {
+                    session.stages[position].creditController = CreditController(floor: plan.credit, slots: plan.slots, now: now)
+                }
             }
             lifecycle = .serving(session)
         case (.registering, .sessionFailed(let reason)), (.serving, .sessionFailed(let reason)):
@@ -525,9 +535,12 @@ struct WorkerSessionCore {
         let batch = max(1, min(credit, cheap ? 64 : slots))
         let capabilities = NodeInfo.capabilities(
             node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch)
-        return StagePlan(
+        var plan = StagePlan(
             spec: spec, chain: chain.count > 1 ? chain : [], isFinal: isFinal, slots: slots, credit: credit, batch: batch, capabilities: capabilities,
             runsInline: cheap && slots == 1, takeLimit: cheap ? 16 : 1)
+        // A `credit` the topology sets stays as it is; the default above is where adapting starts (its floor).
+        plan.adaptiveCredit = spec.credit == nil
+        return plan
     }
 
     /// Slots from the stages' rule (a chain's members share `replicas`): one per core when any
@@ -622,7 +635,10 @@ struct WorkerSessionCore {
                     actions.append(.notice(.brokerDisconnected(stage: session.stages[position].plan.spec.name)))
                     reconnect = true
                 }
-            case .heartbeat, .refresh, .ready, .reply:
+            case .refresh(let capabilities):
+                // The broker's echo of a probe (Docs/protocol.md 7.7).
+                if let probe = capabilities.probe { session.stages[position].creditController?.echoed(probe, at: now) }
+            case .heartbeat, .ready, .reply:
                 break
             }
         case .malformedBrokerMessage(let position) where session.stages.indices.contains(position):
@@ -647,6 +663,7 @@ struct WorkerSessionCore {
                     reconnect = true
                     break
                 }
+                if drain == nil { adaptCredit(&session.stages[position], position: position, now: now, into: &actions) }
                 if now - session.stages[position].lastSent >= session.heartbeatInterval {
                     actions.append(.send(stage: position, .heartbeat))
                     session.stages[position].lastSent = now
@@ -711,11 +728,27 @@ struct WorkerSessionCore {
         session.stages.reduce(0) { $0 + ($1.disconnected ? 0 : $1.held.count) }
     }
 
+    /// Sends what the stage's credit controller has due: a probe, a new credit, or both in one refresh
+    /// (which is also the stage's heartbeat).
+    private func adaptCredit(_ stage: inout StageState, position: Int, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        guard var controller = stage.creditController else { return }
+        let step = controller.advance(to: now)
+        stage.creditController = controller
+        guard step.probe != nil || step.credit != nil else { return }
+        actions.append(.send(stage: position, .refresh(capabilities: .creditRefresh(
+            probe: step.probe, credit: step.credit, roundTrip: controller.roundTrip))))
+        stage.lastSent = now
+        if let credit = step.credit, let roundTrip = controller.roundTrip {
+            actions.append(.notice(.creditChanged(stage: stage.plan.spec.name, credit: credit, roundTrip: roundTrip, rate: controller.rate ?? 0)))
+        }
+    }
+
     /// Files an item's outcome for the next flush: a final stage's outputs go to the aggregator,
     /// announced in the REPLY; a client's items and everything else are answered in the REPLY.
     private func record(_ outcome: ItemOutcome, in stage: inout StageState) {
         guard !stage.disconnected else { return }
         stage.held.remove(outcome.id)
+        stage.creditController?.finished(1)
         let fromClient = stage.clientItems.remove(outcome.id) != nil
         if stage.plan.isFinal, !fromClient, case .completed(let outputs) = outcome.status {
             stage.aggregated.append(outcome)
@@ -810,6 +843,7 @@ struct WorkerSessionCore {
         var next = drain?.deadline
         for stage in session.stages where !stage.disconnected {
             var due = [stage.lastSent + session.heartbeatInterval, stage.lastHeard + session.expiry]
+            if drain == nil, let controller = stage.creditController { due.append(controller.nextDue) }
             // A goodbye time is only due once the stage owes nothing (else it would be due again and again).
             if drain != nil, owesNothing(stage, session), let goodbye = goodbyeTime(stage, session), goodbye > now {
                 due.append(goodbye)
