@@ -54,6 +54,13 @@ public enum ClusterEvent: Sendable, Equatable {
     case stageUnserved(stage: String, waiting: Int, reasons: [UnservedReason])
     /// A stage reported unserved has a worker again.
     case stageServed(stage: String)
+    /// A worker's circuit breaker at a stage opened: `failures` of its last `window` attempts failed,
+    /// and it gets none of the stage's items for `cooldownMs`.
+    case breakerOpened(worker: String, node: String, stage: String, failures: Int, window: Int, cooldownMs: Int)
+    /// Its cool-down is over: the worker may take one item (the probe).
+    case breakerProbing(worker: String, node: String, stage: String)
+    /// Its probe succeeded: the worker gets the stage's items again.
+    case breakerClosed(worker: String, node: String, stage: String)
 
     /// The topic frame: `event.` then the kind, general to specific, so SUB prefixes select families.
     public var topic: String { "event." + kind }
@@ -78,6 +85,9 @@ public enum ClusterEvent: Sendable, Equatable {
         case .brokerInsecure: "broker.insecure"
         case .stageUnserved: "stage.unserved"
         case .stageServed: "stage.served"
+        case .breakerOpened: "breaker.opened"
+        case .breakerProbing: "breaker.probing"
+        case .breakerClosed: "breaker.closed"
         }
     }
 
@@ -120,6 +130,11 @@ public enum ClusterEvent: Sendable, Equatable {
              ("reasons", .array(reasons.map { .object([("node", .string($0.node)), ("reason", .string($0.reason))]) }))]
         case .stageServed(let stage):
             [("stage", .string(stage))]
+        case .breakerOpened(let worker, let node, let stage, let failures, let window, let cooldownMs):
+            [("worker", .string(worker)), ("node", .string(node)), ("stage", .string(stage)), ("failures", .int(failures)),
+             ("window", .int(window)), ("cooldown_ms", .int(cooldownMs))]
+        case .breakerProbing(let worker, let node, let stage), .breakerClosed(let worker, let node, let stage):
+            [("worker", .string(worker)), ("node", .string(node)), ("stage", .string(stage))]
         }
     }
 

@@ -113,4 +113,6 @@ public enum TopologyErrorCode: String, Sendable, CaseIterable {
     case aggregateNeedsKey = "LC1061"
     /// `key` or `key-name` with an aggregate that does not use a key.
     case keyWithoutAggregate = "LC1062"
+    /// A circuit breaker whose `failures` exceed its `window`: it could never open.
+    case breakerNeverOpens = "LC1070"
 }

@@ -82,6 +82,11 @@ public enum TopologyEncoder {
         if stage.maxAttempts != 3 { lines.append("\(indent)max-attempts: \(stage.maxAttempts)") }
         if let deadline = stage.deadline { lines.append("\(indent)deadline: \(DurationLiteral.format(deadline))") }
         if !stage.chain { lines.append("\(indent)chain: false") }
+        if !stage.breaker.enabled {
+            lines.append("\(indent)breaker: false")
+        } else if stage.breaker != .standard {
+            lines.append("\(indent)breaker: {failures: \(stage.breaker.failures), window: \(stage.breaker.window), cooldown: \(DurationLiteral.format(stage.breaker.cooldown))}")
+        }
         return lines
     }
 

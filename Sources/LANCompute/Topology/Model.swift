@@ -197,6 +197,8 @@ public struct StageSpec: Sendable, Equatable, Codable {
     /// Whether the stage may run chained with its neighbours in one worker slot (`chain: false`
     /// keeps it a stage of its own, dispatched by the broker); see ``ChainPlan``.
     public var chain: Bool
+    /// When the broker quarantines a worker that keeps failing this stage's items (``BreakerPolicy``).
+    public var breaker: BreakerPolicy
     /// Where the stage was written (its first key), when it was loaded from a file; the position
     /// of each of its keys is in `Topology.sourceMap`, by key path (`stages[2].replicas`).
     public var location: SourceLocation?
@@ -205,7 +207,8 @@ public struct StageSpec: Sendable, Equatable, Codable {
         name: String, handler: HandlerSpec, from: [String] = [], replicas: Int = 1, credit: Int? = nil,
         requires: Requirements = Requirements(), prefers: Requirements = Requirements(),
         groupBy: KeyExtractor? = nil, priority: Int = 0, timeout: Duration? = nil,
-        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, location: SourceLocation? = nil
+        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, breaker: BreakerPolicy = .standard,
+        location: SourceLocation? = nil
     ) {
         self.name = name
         self.handler = handler
@@ -220,7 +223,51 @@ public struct StageSpec: Sendable, Equatable, Codable {
         self.maxAttempts = maxAttempts
         self.deadline = deadline
         self.chain = chain
+        self.breaker = breaker
         self.location = location
+    }
+}
+
+/// A stage's circuit breaker: a worker whose recent attempts at the stage mostly fail gets none of its
+/// items for a cool-down, then one probe (Docs/cluster.md, Health).
+public struct BreakerPolicy: Sendable, Equatable, Codable {
+    /// `breaker: false` turns it off: every worker keeps getting items whatever it fails.
+    public var enabled: Bool
+    /// Failed attempts among the last `window` outcomes that open the breaker (when they are also at
+    /// least half of them).
+    public var failures: Int
+    /// How many of a worker's latest outcomes at the stage are weighed.
+    public var window: Int
+    /// How long the first quarantine lasts; it doubles each time a probe fails, up to ``maxCooldown``.
+    public var cooldown: Duration
+
+    public static let standard = BreakerPolicy(enabled: true, failures: 5, window: 20, cooldown: .seconds(30))
+    public static let off = BreakerPolicy(enabled: false, failures: 5, window: 20, cooldown: .seconds(30))
+
+    public init(enabled: Bool, failures: Int, window: Int, cooldown: Duration) {
+        self.enabled = enabled
+        self.failures = failures
+        self.window = window
+        self.cooldown = cooldown
+    }
+
+    /// The longest quarantine: ten first cool-downs (5 minutes with the standard 30 s).
+    public var maxCooldown: Duration { cooldown * 10 }
+
+    enum CodingKeys: String, CodingKey { case enabled, failures, window, cooldown }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(enabled: try container.decode(Bool.self, forKey: .enabled), failures: try container.decode(Int.self, forKey: .failures),
+                  window: try container.decode(Int.self, forKey: .window), cooldown: try container.decodeSeconds(forKey: .cooldown))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(enabled, forKey: .enabled)
+        try container.encode(failures, forKey: .failures)
+        try container.encode(window, forKey: .window)
+        try container.encodeSeconds(cooldown, forKey: .cooldown)
     }
 }
 
@@ -374,7 +421,7 @@ extension BrokerSettings {
 
 extension StageSpec {
     enum CodingKeys: String, CodingKey {
-        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, location
+        case name, handler, from, replicas, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, breaker, location
     }
 
     public init(from decoder: any Decoder) throws {
@@ -393,6 +440,7 @@ extension StageSpec {
             maxAttempts: try container.decode(Int.self, forKey: .maxAttempts),
             deadline: try container.decodeSecondsIfPresent(forKey: .deadline),
             chain: try container.decodeIfPresent(Bool.self, forKey: .chain) ?? true,
+            breaker: try container.decodeIfPresent(BreakerPolicy.self, forKey: .breaker) ?? .standard,
             location: try container.decodeIfPresent(SourceLocation.self, forKey: .location))
     }
 
@@ -412,6 +460,7 @@ extension StageSpec {
         try container.encodeSecondsIfPresent(deadline, forKey: .deadline)
         // Written only when off, so a topology without chains reads the same to older workers.
         if !chain { try container.encode(false, forKey: .chain) }
+        if breaker != .standard { try container.encode(breaker, forKey: .breaker) }
         try container.encodeIfPresent(location, forKey: .location)
     }
 }
