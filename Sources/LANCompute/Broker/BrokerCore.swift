@@ -1377,7 +1377,11 @@ final class BrokerCore {
 
     /// Open breakers whose cool-down is over start probing; those of nodes long gone are forgotten.
     private func expireBreakers(now: ContinuousClock.Instant) {
-        for key in breakers.keys.sorted() {
+        // Every tick, so only the few breakers with something to do are sorted (for a stable order of actions).
+        let due = breakers.filter { key, breaker in
+            breaker.isOpen || (nodes[key.node] == nil && now - breaker.lastUsed > breaker.policy.maxCooldown * 2)
+        }
+        for key in due.keys.sorted() {
             guard let breaker = breakers[key] else { continue }
             let worker = nodes[key.node]?.compactMap { workers[$0] }.first { $0.stage == key.stage }
             if worker == nil, now - breaker.lastUsed > breaker.policy.maxCooldown * 2 {
