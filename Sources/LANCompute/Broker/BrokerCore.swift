@@ -511,7 +511,8 @@ final class BrokerCore {
     /// What each node said it cannot serve (stage index to reason), and when it last said so.
     private var unservedReports: [String: (stages: [Int: String], at: ContinuousClock.Instant)] = [:]
     /// Each worker process's breaker at each stage it served; kept while it is away, so a worker that
-    /// registers again finds its quarantine, and forgotten a longest cool-down after its node left.
+    /// registers again finds its quarantine, and forgotten two longest cool-downs after it was last used
+    /// with no worker of its node left at its stage.
     private var breakers: [BreakerKey: CircuitBreaker] = [:]
 
     /// How long a stage may have items waiting with no worker before it is reported unserved: long
