@@ -59,6 +59,10 @@ import ZeroMQ
             (.messagesDropped(socket: "aggregator", dropped: 12), "event.feed.dropped", ["dropped": "12"]),
             (.pipelineFinished(pipeline: "p", items: 10, deadLettered: 1, durationMs: 1500), "event.pipeline.finished",
              ["duration_ms": "1500"]),
+            (.breakerOpened(worker: "0a1b", node: "n1", stage: "s", failures: 5, window: 7, cooldownMs: 30000), "event.breaker.opened",
+             ["worker": "0a1b", "node": "n1", "stage": "s", "failures": "5", "window": "7", "cooldown_ms": "30000"]),
+            (.breakerProbing(worker: "0a1b", node: "n1", stage: "s"), "event.breaker.probing", ["node": "n1", "stage": "s"]),
+            (.breakerClosed(worker: "", node: "n1", stage: "s"), "event.breaker.closed", ["worker": "", "stage": "s"]),
         ]
         for (event, topic, fields) in cases {
             #expect(event.topic == topic)

@@ -82,6 +82,32 @@ import Testing
         #expect(lines[1].contains("arm64/macos") && lines[1].contains("1 x Apple M2 Pro 24.0 GiB") && lines[1].contains("first,second"))
         #expect(lines[2].contains("?/?") && lines[2].hasSuffix("5 ms"))
     }
+
+    @Test func eachWorkersBreakerShowsInTheJSONAndTheTable() throws {
+        let policy = BreakerPolicy(enabled: true, failures: 2, window: 4, cooldown: .seconds(30))
+        let driver = CoreDriver([StageSpec(name: "work", handler: .external, maxAttempts: 5, breaker: policy),
+                                 StageSpec(name: "tail", handler: .external, from: ["work"], breaker: .off)])
+        driver.ready([1], "work", lanCompute(credit: 2, node: "bad"))
+        driver.ready([2], "work", lanCompute(credit: 1, node: "good"))
+        driver.ready([3], "tail", lanCompute(credit: 1, node: "good"))
+        for id: UInt64 in 1...3 { driver.feed(.accepted(id: id, payload: [1])) }
+        driver.completed([2], 3)
+        driver.failed([1], 1)
+        driver.failed([1], 2)
+        driver.advance(.milliseconds(4500))
+        let report = NodesReport(pipeline: "t", summaries: driver.core.nodeSummaries(now: driver.now))
+        #expect(report.nodes.map(\.node) == ["bad", "good"])
+        #expect(report.nodes[0].breakers == [NodesReport.Breaker(stage: "work", state: "open", probeInMs: 25_500, failures: 2, outcomes: 2)])
+        #expect(report.nodes[1].breakers == [NodesReport.Breaker(stage: "work", state: "closed", failures: 0, outcomes: 1)],
+                "tail has breaker: false")
+        let json = String(decoding: try report.jsonData(), as: UTF8.self)
+        #expect(json.contains(#""breakers":[{"failures":2,"outcomes":2,"probe_in_ms":25500,"stage":"work","state":"open"}]"#))
+        #expect(try NodesReport(json: report.jsonData()) == report)
+        let table = report.table()
+        #expect(table[0].contains("BREAKERS"))
+        #expect(table[1].contains("work open 26s"))
+        #expect(table[2].contains("work closed"))
+    }
 }
 
 extension NodesReportTests {

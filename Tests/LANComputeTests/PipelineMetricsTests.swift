@@ -132,7 +132,7 @@ import Testing
         let stage = try #require((object["stages"] as? [[String: Any]])?.first)
         #expect(Set(stage.keys) == [
             "name", "received", "completed", "failed", "retried", "dead_lettered", "queued", "in_flight", "rate",
-            "latency_ms", "unserved",
+            "latency_ms", "unserved", "breakers_opened",
         ])
         #expect((stage["completed"] as? NSNumber)?.intValue == 1)
         let latency = try #require(stage["latency_ms"] as? [String: Any])
@@ -152,7 +152,7 @@ import Testing
         let json = String(decoding: snapshot.jsonData(), as: UTF8.self)
         #expect(json == #"{"type":"metrics","seq":3,"ts":1800000001,"pipeline":"p","stages":[{"name":"a","received":0,"#
             + #""completed":0,"failed":0,"retried":0,"dead_lettered":0,"queued":0,"in_flight":0,"rate":0,"#
-            + #""latency_ms":{"p50":0,"p90":0,"p99":0,"max":0},"unserved":false}],"nodes":[{"id":"n1","host":"h","workers":0,"in_flight":0,"#
+            + #""latency_ms":{"p50":0,"p90":0,"p99":0,"max":0},"unserved":false,"breakers_opened":0}],"nodes":[{"id":"n1","host":"h","workers":0,"in_flight":0,"#
             + #""completed":0,"heartbeat_age_ms":0,"capabilities":{}}]}"#)
     }
 

@@ -64,6 +64,7 @@ import Testing
         // The parser reports a counter's family without its `_total` suffix.
         let expected: [String: String] = [
             "lancompute_stage_items": "counter",
+            "lancompute_stage_breakers_opened": "counter",
             "lancompute_stage_queued": "gauge",
             "lancompute_stage_in_flight": "gauge",
             "lancompute_stage_latency_seconds": "histogram",

@@ -51,7 +51,7 @@ import Testing
     @Test func everyKeyIsDocumented() throws {
         let reference = try Self.read("topology.md")
         let keys = Schema.root + Schema.source + Schema.generate + Schema.stage + Schema.exec + Schema.requirements
-            + Schema.key + Schema.sink + Schema.broker
+            + Schema.key + Schema.sink + Schema.broker + Schema.breaker
         for key in Set(keys) {
             #expect(reference.contains("`\(key)`"), "key \(key) is missing from Docs/topology.md")
         }

@@ -396,4 +396,56 @@ import Testing
         #expect(found.map(\.location.line) == [6, 6, 6, 10, 13, 15])
         #expect(found[3].message == "requires in stage 'b' has gpu: false and gpu-model, which asks for a GPU; remove one of them")
     }
+
+    // MARK: Circuit breaker
+
+    @Test func breakerTakesFalseTrueOrItsThresholdsAndRoundTrips() throws {
+        let topology = try Self.load(
+            """
+            version: 1
+            name: breakers
+            source: {stdin: true}
+            stages:
+              - name: plain
+                builtin: identity
+              - name: off
+                builtin: identity
+                breaker: false
+              - name: tuned
+                builtin: identity
+                breaker: {failures: 2, cooldown: 1500ms}
+            sink: {stdout: true}
+            """)
+        #expect(topology.stages[0].breaker == .standard)
+        #expect(topology.stages[1].breaker.enabled == false)
+        #expect(topology.stages[2].breaker == BreakerPolicy(enabled: true, failures: 2, window: 20, cooldown: .milliseconds(1500)))
+        let again = try TopologyLoader.load(yaml: TopologyEncoder.yaml(for: topology), file: "again.yaml", environment: [:])
+        #expect(again.stages.map(\.breaker) == topology.stages.map(\.breaker))
+        let decoded = try JSONDecoder().decode(Topology.self, from: JSONEncoder().encode(topology))
+        #expect(decoded.stages.map(\.breaker) == topology.stages.map(\.breaker))
+    }
+
+    @Test func aBreakerThatCouldNeverOpenOrHasBadFieldsIsLocated() {
+        let found = Self.diagnostics(
+            """
+            version: 1
+            name: bad
+            source: {stdin: true}
+            stages:
+              - name: a
+                builtin: identity
+                breaker: {failures: 30, window: 20}
+              - name: b
+                builtin: identity
+                breaker: {failures: 0, cooldown: 5, windows: 3}
+              - name: c
+                builtin: identity
+                breaker: sometimes
+            sink: {stdout: true}
+            """)
+        #expect(found.map(\.code) == ["LC1070", "LC1053", "LC1052", "LC1004", "LC1005"])
+        #expect(found.map(\.location.line) == [7, 10, 10, 10, 13])
+        #expect(found.first?.message.contains("breaker in stage 'a'") == true)
+        #expect(found.first?.message.contains("make failures at most window") == true)
+    }
 }

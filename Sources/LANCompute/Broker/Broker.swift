@@ -896,6 +896,17 @@ final class BrokerLoop {
                 if foreignOutcomes <= 10 || foreignOutcomes % 1000 == 0 {
                     logger.warning("refused worker \(hex(peer))'s outcome for item \(id) of another run (epoch \(epoch)); \(foreignOutcomes) so far")
                 }
+            case .breakerChanged(let change):
+                let worker = change.peer.map { "worker \(hex($0)) (node \(change.node))" } ?? "node \(change.node)"
+                switch change.state {
+                case .open:
+                    logger.warning("circuit breaker of \(worker) at stage \(change.stageName) opened: \(change.failures) of its last \(change.outcomes) attempts failed; it gets none of the stage's items for \(seconds(change.cooldown ?? .zero)), then one probe")
+                case .probing:
+                    logger.notice("circuit breaker of \(worker) at stage \(change.stageName) is probing: its cool-down is over, it may take one item")
+                case .closed:
+                    logger.notice("circuit breaker of \(worker) at stage \(change.stageName) closed: its probe succeeded")
+                }
+                telemetry.breakerChanged(change)
             case .scheduleTick(let at):
                 nextTick = at
             }

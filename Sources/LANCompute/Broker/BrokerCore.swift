@@ -43,6 +43,7 @@ final class BrokerItem {
         var lastError = ""
         var lastStderr = ""
         var suspect = false
+        var failedOn: [String] = []
     }
 
     init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant, root: UInt64? = nil) {
@@ -82,6 +83,12 @@ final class BrokerItem {
     var suspect: Bool {
         get { rare?.suspect ?? false }
         set { if newValue || rare != nil { rareFields.suspect = newValue } }
+    }
+
+    /// The worker processes (nodes) its attempts at this stage failed on: a retry goes elsewhere when it can.
+    var failedOn: [String] {
+        get { rare?.failedOn ?? [] }
+        set { if !newValue.isEmpty || rare != nil { rareFields.failedOn = newValue } }
     }
 
     var lastError: String {
@@ -336,8 +343,36 @@ enum BrokerAction {
     case stageUnserved(UnservedStageReport)
     /// A stage reported unserved has a worker again.
     case stageServed(stage: Int, stageName: String)
+    /// A worker's circuit breaker at a stage changed state (Docs/cluster.md, Health).
+    case breakerChanged(BreakerChange)
     /// The core wants a `.tick` no later than this.
     case scheduleTick(at: ContinuousClock.Instant)
+}
+
+/// A circuit breaker's transition, for the log, the events and the metrics.
+struct BreakerChange: Equatable {
+    /// The worker connection serving the stage for that node, when one is registered.
+    var peer: PeerID?
+    var node: String
+    var stage: Int
+    var stageName: String
+    /// The state it moved to.
+    var state: BreakerState
+    /// Failed attempts among the outcomes weighed (for an opening: those that opened it).
+    var failures: Int
+    var outcomes: Int
+    /// For an opening: how long the quarantine lasts.
+    var cooldown: Duration?
+}
+
+/// A worker's breaker at a stage, as `lancompute nodes` shows it.
+struct BreakerSummary: Equatable {
+    var stage: String
+    var state: BreakerState
+    /// Until the probe, while open.
+    var probeIn: Duration?
+    var failures: Int
+    var outcomes: Int
 }
 
 /// The broker's state machine: no sockets and no clock of its own. The shell feeds it inputs
@@ -408,9 +443,13 @@ final class BrokerCore {
         var completed = 0
         /// Items pinned to this worker by group-by, waiting for its credit.
         var pinned = FIFOQueue<BrokerItem>()
+        /// Its process's breaker at this stage; nil when the stage has `breaker: false`.
+        let breaker: CircuitBreaker?
 
-        init(peer: PeerID, stage: Int, capabilities: Capabilities, creditLimit: Int, preference: Int, key: String, now: ContinuousClock.Instant) {
+        init(peer: PeerID, stage: Int, capabilities: Capabilities, creditLimit: Int, preference: Int, key: String, breaker: CircuitBreaker?,
+             now: ContinuousClock.Instant) {
             self.peer = peer
+            self.breaker = breaker
             self.key = key
             self.stage = stage
             self.capabilities = capabilities
@@ -440,6 +479,28 @@ final class BrokerCore {
             PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
                                speed: effectiveSpeed)
         }
+
+        /// Whether an item may be sent to it now: free credit, and a breaker that is not open (or
+        /// probing with nothing in flight). Dispatch consults this for every stage, grouped or not.
+        var canTake: Bool { freeCredit > 0 && breakerAdmits }
+
+        /// Whether its breaker (if any) lets an item through now: closed, or probing with nothing in flight.
+        var breakerAdmits: Bool { breaker?.admits(holding: inFlight.count) ?? true }
+
+        /// Items one REQUEST may carry now: a batch within its free credit, one while its breaker probes.
+        var room: Int {
+            let room = min(batch, freeCredit)
+            return breaker?.room(room) ?? room
+        }
+
+        /// Its breaker is open: it gets none of the stage's items until the cool-down ends.
+        var isQuarantined: Bool { breaker?.isOpen ?? false }
+    }
+
+    private struct BreakerKey: Hashable, Comparable {
+        var node: String
+        var stage: Int
+        static func < (left: Self, right: Self) -> Bool { (left.node, left.stage) < (right.node, right.stage) }
     }
 
     /// A class for the same reason as `BrokerItem`: the in-flight table is on every item's path.
@@ -484,6 +545,10 @@ final class BrokerCore {
     private var settledEarlier = Set<UInt64>()
     /// What each node said it cannot serve (stage index to reason), and when it last said so.
     private var unservedReports: [String: (stages: [Int: String], at: ContinuousClock.Instant)] = [:]
+    /// Each worker process's breaker at each stage it served; kept while it is away, so a worker that
+    /// registers again finds its quarantine, and forgotten two longest cool-downs after it was last used
+    /// with no worker of its node left at its stage.
+    private var breakers: [BreakerKey: CircuitBreaker] = [:]
 
     /// How long a stage may have items waiting with no worker before it is reported unserved: long
     /// enough for the workers of a starting cluster to register, short enough to be noticed.
@@ -644,6 +709,16 @@ final class BrokerCore {
         unservedReports.keys.sorted().compactMap { node in unservedReports[node]?.stages[stage].map { (node, $0) } }
     }
 
+    /// What the nodes said, and for each registered worker whose breaker is open, that it is quarantined; by node.
+    private func unservedReasons(for stage: Int) -> [(node: String, reason: String)] {
+        var all = reasons(for: stage)
+        for peer in stages[stage].workers {
+            guard let worker = workers[peer], let breaker = worker.breaker, breaker.isOpen else { continue }
+            all.append((worker.node, "quarantined by the circuit breaker (cool-down \(seconds(breaker.cooldown)), then a probe)"))
+        }
+        return all.sorted { $0.node < $1.node }
+    }
+
     /// Reports each stage whose items have waited with no worker for ``unservedAfter``, once per
     /// episode and again when the reasons change; and each such stage that has a worker again.
     private func checkUnserved(now: ContinuousClock.Instant) {
@@ -651,7 +726,8 @@ final class BrokerCore {
             unservedReports[node] = nil
         }
         for stage in stages.indices {
-            if !stages[stage].workers.isEmpty {
+            // A stage whose every worker is quarantined by its breaker waits like one with none.
+            if stages[stage].workers.contains(where: { workers[$0]?.isQuarantined == false }) {
                 stages[stage].unservedSince = nil
                 if stages[stage].reportedReasons != nil {
                     stages[stage].reportedReasons = nil
@@ -667,7 +743,7 @@ final class BrokerCore {
             let since = stages[stage].unservedSince ?? now
             stages[stage].unservedSince = since
             guard now - since >= unservedAfter || stages[stage].reportedReasons != nil else { continue }
-            let current = reasons(for: stage)
+            let current = unservedReasons(for: stage)
             let keyed = Dictionary(current.map { ($0.node, $0.reason) }, uniquingKeysWith: { first, _ in first })
             guard stages[stage].reportedReasons != keyed else { continue }
             let isNew = stages[stage].reportedReasons == nil
@@ -682,7 +758,7 @@ final class BrokerCore {
         stages.indices.compactMap { stage in
             guard stages[stage].reportedReasons != nil else { return nil }
             return UnservedStageReport(stage: stage, stageName: stages[stage].spec.name, waiting: stages[stage].queue.count,
-                                       reasons: reasons(for: stage), isNew: false)
+                                       reasons: unservedReasons(for: stage), isNew: false)
         }
     }
 
@@ -716,7 +792,8 @@ final class BrokerCore {
                                completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
                                stages: Set(records.flatMap { servedStages(of: $0) }).sorted(),
                                credits: Dictionary(records.map { (stages[$0.stage].spec.name, $0.credit) }, uniquingKeysWith: +),
-                               roundTrip: records.compactMap(\.roundTrip).min())
+                               roundTrip: records.compactMap(\.roundTrip).min(),
+                               breakers: records.compactMap { breakerSummary(of: $0, now: now) }.sorted { $0.stage < $1.stage })
         }
     }
 
@@ -761,7 +838,7 @@ final class BrokerCore {
 
     /// Puts an item in its stage queue, or (group-by) in the queue of the worker its key is pinned to.
     private func place(_ item: BrokerItem, atFront: Bool = false) {
-        if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage) {
+        if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage, avoiding: item.failedOn) {
             if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
             return
         }
@@ -772,13 +849,22 @@ final class BrokerCore {
         }
     }
 
-    /// Rendezvous hashing: the live worker with the highest score for the key; keys move only when workers come and go.
-    private func pinnedWorker(for key: [UInt8], stage: Int) -> WorkerRecord? {
+    /// Rendezvous hashing: the live worker with the highest score for the key; keys move only when workers
+    /// come and go, or a breaker opens or probes. A quarantined worker has no keys; a retry leaves the
+    /// workers in `avoiding` (where it failed) when another can take it. Nil: every worker is quarantined.
+    private func pinnedWorker(for key: [UInt8], stage: Int, avoiding: [String] = []) -> WorkerRecord? {
+        if !avoiding.isEmpty, let elsewhere = pinnedWorker(for: key, stage: stage, where: { !avoiding.contains($0.node) }) {
+            return elsewhere
+        }
+        return pinnedWorker(for: key, stage: stage, where: { _ in true })
+    }
+
+    private func pinnedWorker(for key: [UInt8], stage: Int, where eligible: (WorkerRecord) -> Bool) -> WorkerRecord? {
         let keyHash = fnv1a(key)
         var best: WorkerRecord?
         var bestScore: UInt64 = 0
         for peer in stages[stage].workers {
-            guard let worker = workers[peer] else { continue }
+            guard let worker = workers[peer], !worker.isQuarantined, eligible(worker) else { continue }
             let score = ItemID.mix(keyHash ^ worker.hash)
             if best == nil || score > bestScore {
                 best = worker
@@ -806,9 +892,9 @@ final class BrokerCore {
             if stages[stage].isGrouped {
                 for peer in stages[stage].workers {
                     guard let worker = workers[peer] else { continue }
-                    while worker.freeCredit > 0, !worker.pinned.isEmpty {
+                    while worker.canTake, !worker.pinned.isEmpty {
                         var batch: [BrokerItem] = []
-                        let room = min(worker.batch, worker.freeCredit)
+                        let room = worker.room
                         while batch.count < room, let item = worker.pinned.popFirst() {
                             if let item = admit(item, now: now) { batch.append(item) }
                         }
@@ -818,10 +904,16 @@ final class BrokerCore {
                 }
                 continue
             }
+            // Retries that failed on the worker at hand wait here while another worker qualifies.
+            var passedOver: [BrokerItem] = []
             while !stages[stage].queue.isEmpty, case let (worker, limit)? = bestWorker(stage: stage) {
                 var batch: [BrokerItem] = []
-                let room = min(worker.batch, worker.freeCredit, limit)
+                let room = min(worker.room, limit)
                 while batch.count < room, let item = stages[stage].queue.popFirst() {
+                    if !item.failedOn.isEmpty, item.failedOn.contains(worker.node), anotherQualifies(for: item, besides: worker) {
+                        passedOver.append(item)
+                        continue
+                    }
                     // A suspect (it was running on a worker that died) goes only to an idle worker, alone,
                     // so two suspects never share a worker and an item that kills workers cannot take
                     // innocent items down with it more than once.
@@ -835,6 +927,26 @@ final class BrokerCore {
                 if batch.isEmpty { break }
                 send(batch, to: worker, now: now)
             }
+            // Each goes alone to the best worker it has not failed on, or back to the front to wait for one.
+            var waiting: [BrokerItem] = []
+            for item in passedOver {
+                if let worker = bestWorker(stage: stage, where: { !item.failedOn.contains($0.node) })?.worker,
+                   !item.suspect || worker.inFlight.isEmpty {
+                    if let item = admit(item, now: now) { send([item], to: worker, now: now) }
+                } else {
+                    waiting.append(item)
+                }
+            }
+            for item in waiting.reversed() { stages[stage].queue.prepend(item, priority: item.priority) }
+        }
+    }
+
+    /// Whether a worker of the item's stage other than `worker`, not quarantined and not one the item
+    /// failed on, serves the stage (with free credit now or not): then the item waits for it.
+    private func anotherQualifies(for item: BrokerItem, besides worker: WorkerRecord) -> Bool {
+        stages[item.stage].workers.contains { peer in
+            guard peer != worker.peer, let other = workers[peer] else { return false }
+            return !other.isQuarantined && !other.isYielding && !item.failedOn.contains(other.node)
         }
     }
 
@@ -849,11 +961,14 @@ final class BrokerCore {
     }
 
     /// The worker for the stage's next items and how many it may take (``PlacementPicker``).
-    private func bestWorker(stage: Int) -> (worker: WorkerRecord, limit: Int)? {
+    /// `eligible`: a further condition (a retry avoids the workers it failed on).
+    private func bestWorker(stage: Int, where eligible: (WorkerRecord) -> Bool = { _ in true }) -> (worker: WorkerRecord, limit: Int)? {
         var picker = PlacementPicker<PeerID>(spread: stages[stage].spec.spread)
         for peer in stages[stage].workers {
-            // A worker yielding to its machine's owner takes nothing new (owner policy).
-            guard let worker = workers[peer], !worker.isYielding else { continue }
+            // A worker yielding to its machine's owner takes nothing new (owner policy); one whose
+            // breaker is open takes nothing of this stage (health).
+            // Workers without free credit stay in: spread weighs what every host holds.
+            guard let worker = workers[peer], !worker.isYielding, worker.breakerAdmits, eligible(worker) else { continue }
             picker.consider(peer, worker.placement)
         }
         guard let pick = picker.pick(), let worker = workers[pick.id] else { return nil }
@@ -1024,8 +1139,14 @@ final class BrokerCore {
             return
         }
         let creditLimit = min(limits.maxCredit, spec.credit ?? Int.max)
+        var breaker: CircuitBreaker?
+        if spec.breaker.enabled {
+            let breakerKey = BreakerKey(node: capabilities["node"] ?? "mdp-\(hex(peer))", stage: stage)
+            breaker = breakers[breakerKey] ?? CircuitBreaker(policy: spec.breaker, now: now)
+            breakers[breakerKey] = breaker
+        }
         let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, creditLimit: creditLimit,
-                                  preference: spec.prefers.score(capabilities), key: key, now: now)
+                                  preference: spec.prefers.score(capabilities), key: key, breaker: breaker, now: now)
         workers[peer] = worker
         stages[stage].workers.append(peer)
         if nodes[worker.node, default: []].isEmpty {
@@ -1075,7 +1196,7 @@ final class BrokerCore {
                 entry.item.suspect = true
                 fail(entry.item, retryReason: .workerLost,
                      message: "worker \(hex(peer)) on \(worker.host) was lost (\(reason.rawValue): \(detail)) while processing the item",
-                     stderr: "", now: now)
+                     stderr: "", now: now, on: worker.node)
             } else {
                 entry.item.attempts -= 1
                 actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts,
@@ -1129,7 +1250,9 @@ final class BrokerCore {
         case .failed(let message, let stderr):
             inFlight[outcome.id] = nil
             actions.append(.attemptFailed(stage: stage))
-            fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now)
+            // The breaker first, so a retry already avoids a worker it just quarantined.
+            recordOutcome(of: worker, failed: true, now: now)
+            fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now, on: worker.node)
         case .failedAt(let member, let message, let stderr):
             // A chain failed at one of its members: the item starts the chain again from its head,
             // and that member's max-attempts and name go with the failure. A name that is not a
@@ -1137,9 +1260,11 @@ final class BrokerCore {
             inFlight[outcome.id] = nil
             let failing = stageIndex[member].flatMap { stages[stage].chain.contains($0) ? $0 : nil } ?? stage
             actions.append(.attemptFailed(stage: failing))
-            fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now, at: failing)
+            recordOutcome(of: worker, failed: true, now: now)
+            fail(entry.item, retryReason: .failed, message: message, stderr: stderr, now: now, at: failing, on: worker.node)
         case .completed(let outputs):
             worker.completed += 1
+            recordOutcome(of: worker, failed: false, now: now)
             attemptCompleted(entry.item, now: now)
             if let client = entry.item.client {
                 inFlight[outcome.id] = nil
@@ -1157,6 +1282,7 @@ final class BrokerCore {
             }
         case .deliveredToAggregator:
             worker.completed += 1
+            recordOutcome(of: worker, failed: false, now: now)
             attemptCompleted(entry.item, now: now)
             entry.repliedAt = now
         case .returned:
@@ -1251,7 +1377,10 @@ final class BrokerCore {
     }
 
     /// `at`: the chain member that failed, whose max-attempts applies and whom a dead letter names.
-    private func fail(_ item: BrokerItem, retryReason: RetryReason, message: String, stderr: String, now: ContinuousClock.Instant, at member: Int? = nil) {
+    /// `node`: the worker process the attempt failed on, which its retry avoids when another can take it.
+    private func fail(_ item: BrokerItem, retryReason: RetryReason, message: String, stderr: String, now: ContinuousClock.Instant,
+                      at member: Int? = nil, on node: String? = nil) {
+        if let node, !item.failedOn.contains(node) { item.failedOn.append(node) }
         item.lastError = message
         item.lastStderr = stderr
         let maxAttempts = max(1, stages[member ?? item.stage].spec.maxAttempts)
@@ -1299,6 +1428,69 @@ final class BrokerCore {
         }
     }
 
+    // MARK: Circuit breakers
+
+    /// Weighs one attempt's outcome in the worker's breaker, and opens, reopens or closes it.
+    private func recordOutcome(of worker: WorkerRecord, failed: Bool, now: ContinuousClock.Instant) {
+        guard let breaker = worker.breaker else { return }
+        switch breaker.record(failed: failed, at: now) {
+        case .unchanged:
+            return
+        case .tripped:
+            // Only while another worker of the stage shows it works: when every worker fails, the
+            // stage or its items are at fault, and quarantining all of them would only stall the run.
+            let othersDoBetter = stages[worker.stage].workers.contains { peer in
+                guard let other = workers[peer], other.node != worker.node else { return false }
+                return other.breaker?.isHealthy ?? false
+            }
+            guard othersDoBetter else { return }
+            let failures = breaker.failuresInWindow
+            let outcomes = breaker.outcomesInWindow
+            let cooldown = breaker.open(at: now)
+            announce(breaker, of: worker.node, stage: worker.stage, peer: worker.peer, failures: failures, outcomes: outcomes, cooldown: cooldown)
+        case .reopened(let cooldown):
+            announce(breaker, of: worker.node, stage: worker.stage, peer: worker.peer, failures: 1, outcomes: 1, cooldown: cooldown)
+        case .closed:
+            announce(breaker, of: worker.node, stage: worker.stage, peer: worker.peer, failures: 0, outcomes: 1, cooldown: nil)
+        }
+        // Keys of a grouped stage leave a quarantined worker and come back when it probes.
+        repin(stage: worker.stage)
+    }
+
+    private func announce(_ breaker: CircuitBreaker, of node: String, stage: Int, peer: PeerID?, failures: Int, outcomes: Int, cooldown: Duration?) {
+        actions.append(.breakerChanged(BreakerChange(peer: peer, node: node, stage: stage, stageName: stages[stage].spec.name, state: breaker.state,
+                                                     failures: failures, outcomes: outcomes, cooldown: cooldown)))
+    }
+
+    /// Open breakers whose cool-down is over start probing; those of nodes long gone are forgotten.
+    private func expireBreakers(now: ContinuousClock.Instant) {
+        // Every tick, so only the few breakers with something to do are sorted (for a stable order of actions).
+        let due = breakers.filter { key, breaker in
+            breaker.isOpen || (nodes[key.node] == nil && now - breaker.lastUsed > breaker.policy.maxCooldown * 2)
+        }
+        for key in due.keys.sorted() {
+            guard let breaker = breakers[key] else { continue }
+            let worker = nodes[key.node]?.compactMap { workers[$0] }.first { $0.stage == key.stage }
+            if worker == nil, now - breaker.lastUsed > breaker.policy.maxCooldown * 2 {
+                breakers[key] = nil
+                continue
+            }
+            guard breaker.expire(at: now) else { continue }
+            announce(breaker, of: key.node, stage: key.stage, peer: worker?.peer, failures: breaker.failuresInWindow,
+                     outcomes: breaker.outcomesInWindow, cooldown: nil)
+            repin(stage: key.stage)
+        }
+    }
+
+    /// Each worker's breaker at its stage, for `lancompute nodes`.
+    private func breakerSummary(of worker: WorkerRecord, now: ContinuousClock.Instant) -> BreakerSummary? {
+        guard let breaker = worker.breaker else { return nil }
+        var probeIn: Duration?
+        if case .open(let until) = breaker.state { probeIn = max(.zero, until - now) }
+        return BreakerSummary(stage: stages[worker.stage].spec.name, state: breaker.state, probeIn: probeIn,
+                              failures: breaker.failuresInWindow, outcomes: breaker.outcomesInWindow)
+    }
+
     // MARK: Time
 
     /// Heartbeats, expiry of silent workers, attempt timeouts and ack timeouts.
@@ -1330,20 +1522,25 @@ final class BrokerCore {
         }
         for (id, entry, reason) in expired.sorted(by: { $0.0 < $1.0 }) {
             inFlight[id] = nil
-            workers[entry.peer]?.inFlight.remove(id)
+            let worker = workers[entry.peer]
+            worker?.inFlight.remove(id)
             let stage = entry.item.stage
             actions.append(.attemptFailed(stage: stage))
+            // A timeout, or outputs the aggregator never got, count against the worker's breaker like a failure.
+            if let worker { recordOutcome(of: worker, failed: true, now: now) }
             if reason == .ackTimeout {
                 // Counted as a failed attempt: a worker that cannot reach the aggregator would
                 // otherwise get the same item back forever.
                 fail(entry.item, retryReason: .ackTimeout,
                      message: "the aggregator never confirmed the outputs within \(seconds(ackTimeout)) of worker \(hex(entry.peer))'s reply; can that worker reach the aggregator endpoint?",
-                     stderr: "", now: now)
+                     stderr: "", now: now, on: worker?.node)
             } else {
-                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(attemptTimeout(stage: stage)!))", stderr: "", now: now)
+                fail(entry.item, retryReason: .timeout, message: "timed out after \(seconds(attemptTimeout(stage: stage)!))", stderr: "", now: now,
+                     on: worker?.node)
             }
         }
         for worker in workers.values where !worker.inFlight.isEmpty { startedCount(of: worker, now: now) }
+        expireBreakers(now: now)
         // Queued items past their deadline go now, not only when a worker would have taken them.
         for stage in stages.indices where stages[stage].spec.deadline != nil {
             let late = stages[stage].queue.removeAll { item in item.deadline.map { now >= $0 } ?? false }
@@ -1386,6 +1583,8 @@ struct NodeSummary {
     var credits: [String: Int] = [:]
     /// The smallest round trip its workers reported with a credit refresh; nil: none did.
     var roundTrip: Duration?
+    /// Its workers' breakers, by stage; none for stages with `breaker: false`.
+    var breakers: [BreakerSummary] = []
 }
 
 /// A duration as people read it in a log line: `1.5s`, `500ms`.

@@ -193,6 +193,22 @@ final class Telemetry {
         feed?.publish(.stageServed(stage: stage))
     }
 
+    func breakerChanged(_ change: BreakerChange) {
+        let worker = change.peer.map(hex) ?? ""
+        switch change.state {
+        case .open:
+            metrics.breakerOpened(stageAt: change.stage)
+            let milliseconds = (change.cooldown ?? .zero).components
+            feed?.publish(.breakerOpened(worker: worker, node: change.node, stage: change.stageName, failures: change.failures,
+                                         window: change.outcomes,
+                                         cooldownMs: Int(milliseconds.seconds * 1000 + milliseconds.attoseconds / 1_000_000_000_000_000)))
+        case .probing:
+            feed?.publish(.breakerProbing(worker: worker, node: change.node, stage: change.stageName))
+        case .closed:
+            feed?.publish(.breakerClosed(worker: worker, node: change.node, stage: change.stageName))
+        }
+    }
+
     func nodeLeft(node: String, reason: WorkerLeaveReason, detail: String) {
         feed?.publish(.nodeLeft(id: node, reason: reason.rawValue, detail: detail))
     }

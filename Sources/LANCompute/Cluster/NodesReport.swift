@@ -25,6 +25,32 @@ public struct NodesReport: Codable, Sendable, Equatable {
         }
     }
 
+    /// One worker's circuit breaker at one stage.
+    public struct Breaker: Codable, Sendable, Equatable {
+        public var stage: String
+        /// `closed`, `open` or `probing`.
+        public var state: String
+        /// While open: milliseconds until its probe.
+        public var probeInMs: Int?
+        /// Failed attempts among the outcomes it weighs now.
+        public var failures: Int
+        public var outcomes: Int
+
+        public init(stage: String, state: String, probeInMs: Int? = nil, failures: Int, outcomes: Int) {
+            self.stage = stage
+            self.state = state
+            self.probeInMs = probeInMs
+            self.failures = failures
+            self.outcomes = outcomes
+        }
+
+        /// `thumbs open 25s`, `thumbs probing`, `thumbs closed`.
+        var cell: String {
+            guard let probeInMs, state == "open" else { return "\(stage) \(state)" }
+            return "\(stage) open \((probeInMs + 999) / 1000)s"
+        }
+    }
+
     public struct Node: Codable, Sendable, Equatable {
         /// The worker process's id (`HOST-PID-XXXXXXXX`), or `mdp-HEX` for a plain MDP worker.
         public var node: String
@@ -57,6 +83,9 @@ public struct NodesReport: Codable, Sendable, Equatable {
 
         public static let servingState = "serving"
         public static let yieldingState = "yielding to owner"
+        /// Its workers' circuit breakers, by stage (none for a stage with `breaker: false`). Absent
+        /// from an older broker's report.
+        public var breakers: [Breaker]?
 
         public init(node: String, host: String, stages: [String], workers: Int, inFlight: Int, completed: Int,
                     heartbeatAgeMs: Int, capabilities: Capabilities, credits: [String: Int]? = nil, rttMs: Double? = nil) {
@@ -90,17 +119,26 @@ public struct NodesReport: Codable, Sendable, Equatable {
 
     init(pipeline: String, summaries: [NodeSummary], unserved: [UnservedStageReport] = []) {
         self.init(pipeline: pipeline, nodes: summaries.map { summary in
-            let age = summary.heartbeatAge.components
-            return Node(node: summary.node, host: summary.host, stages: summary.stages, workers: summary.workers,
-                        inFlight: summary.inFlight, completed: summary.completed,
-                        heartbeatAgeMs: Int(age.seconds * 1000 + age.attoseconds / 1_000_000_000_000_000),
-                        capabilities: summary.capabilities, credits: summary.credits,
-                        rttMs: summary.roundTrip.map { (CreditController.seconds($0) * 10_000).rounded() / 10 })
+            var node = Node(node: summary.node, host: summary.host, stages: summary.stages, workers: summary.workers,
+                            inFlight: summary.inFlight, completed: summary.completed,
+                            heartbeatAgeMs: Self.milliseconds(summary.heartbeatAge), capabilities: summary.capabilities,
+                            credits: summary.credits,
+                            rttMs: summary.roundTrip.map { (CreditController.seconds($0) * 10_000).rounded() / 10 })
+            node.breakers = summary.breakers.map { breaker in
+                Breaker(stage: breaker.stage, state: breaker.state.name, probeInMs: breaker.probeIn.map(Self.milliseconds),
+                        failures: breaker.failures, outcomes: breaker.outcomes)
+            }
+            return node
         })
         self.unserved = unserved.map { report in
             UnservedStageEntry(stage: report.stageName, waiting: report.waiting,
                                reasons: report.reasons.map { UnservedStageEntry.Reason(node: $0.node, reason: $0.reason) })
         }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        let parts = duration.components
+        return Int(parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000)
     }
 
     public func jsonData(pretty: Bool = false) throws -> Data {
@@ -118,7 +156,7 @@ public struct NodesReport: Codable, Sendable, Equatable {
 
     /// One line per node under a header, columns padded to their widest cell.
     public func table() -> [String] {
-        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "STATE", "IN-FLIGHT", "CREDIT", "RTT", "DONE", "HEARTBEAT"]
+        let header = ["NODE", "HOST", "ARCH/OS", "CORES", "MEMORY", "GPUS", "STAGES", "STATE", "IN-FLIGHT", "CREDIT", "RTT", "DONE", "BREAKERS", "HEARTBEAT"]
         let rows = nodes.map { node -> [String] in
             var gpus = node.gpus == 0 ? "-" : String(node.gpus)
             if node.gpus > 0, let model = node.gpuModel {
@@ -128,7 +166,8 @@ public struct NodesReport: Codable, Sendable, Equatable {
                 node.node, node.host, "\(node.arch ?? "?")/\(node.os ?? "?")", node.cores.map(String.init) ?? "?",
                 node.memoryBytes.map(Self.gibibytes) ?? "?", gpus, node.stages.joined(separator: ","), node.state ?? "?",
                 String(node.inFlight), Self.creditCell(node.credits), node.rttMs.map { String(format: "%.1f ms", $0) } ?? "-",
-                String(node.completed), "\(node.heartbeatAgeMs) ms",
+                String(node.completed),
+                node.breakers.map { $0.isEmpty ? "-" : $0.map(\.cell).joined(separator: ",") } ?? "-", "\(node.heartbeatAgeMs) ms",
             ]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }

@@ -58,6 +58,13 @@ public enum ClusterEvent: Sendable, Equatable {
     case workerYielding(node: String, host: String, otherLoad: Double?)
     /// A node that yielded takes items again.
     case workerResumed(node: String, host: String, otherLoad: Double?)
+    /// A worker's circuit breaker at a stage opened: `failures` of its last `window` attempts failed,
+    /// and it gets none of the stage's items for `cooldownMs`.
+    case breakerOpened(worker: String, node: String, stage: String, failures: Int, window: Int, cooldownMs: Int)
+    /// Its cool-down is over: the worker may take one item (the probe).
+    case breakerProbing(worker: String, node: String, stage: String)
+    /// Its probe succeeded: the worker gets the stage's items again.
+    case breakerClosed(worker: String, node: String, stage: String)
 
     /// The topic frame: `event.` then the kind, general to specific, so SUB prefixes select families.
     public var topic: String { "event." + kind }
@@ -84,6 +91,9 @@ public enum ClusterEvent: Sendable, Equatable {
         case .stageServed: "stage.served"
         case .workerYielding: "worker.yielding"
         case .workerResumed: "worker.resumed"
+        case .breakerOpened: "breaker.opened"
+        case .breakerProbing: "breaker.probing"
+        case .breakerClosed: "breaker.closed"
         }
     }
 
@@ -128,6 +138,11 @@ public enum ClusterEvent: Sendable, Equatable {
             [("stage", .string(stage))]
         case .workerYielding(let node, let host, let otherLoad), .workerResumed(let node, let host, let otherLoad):
             [("node", .string(node)), ("host", .string(host))] + (otherLoad.map { [("other_load", JSONText.number($0))] } ?? [])
+        case .breakerOpened(let worker, let node, let stage, let failures, let window, let cooldownMs):
+            [("worker", .string(worker)), ("node", .string(node)), ("stage", .string(stage)), ("failures", .int(failures)),
+             ("window", .int(window)), ("cooldown_ms", .int(cooldownMs))]
+        case .breakerProbing(let worker, let node, let stage), .breakerClosed(let worker, let node, let stage):
+            [("worker", .string(worker)), ("node", .string(node)), ("stage", .string(stage))]
         }
     }
 

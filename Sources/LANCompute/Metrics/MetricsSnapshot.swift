@@ -91,13 +91,16 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
         public var latencyMs: Latency
         /// Items wait and no live worker serves the stage (false in an older broker's snapshot).
         public var unserved: Bool
+        /// Times a worker's circuit breaker at the stage opened (0 in an older broker's snapshot).
+        public var breakersOpened: Int
 
         public init(
             name: String, received: Int = 0, completed: Int = 0, failed: Int = 0, retried: Int = 0,
             deadLettered: Int = 0, queued: Int = 0, inFlight: Int = 0, rate: Double = 0, latencyMs: Latency = Latency(),
-            unserved: Bool = false
+            unserved: Bool = false, breakersOpened: Int = 0
         ) {
             self.unserved = unserved
+            self.breakersOpened = breakersOpened
             self.name = name
             self.received = received
             self.completed = completed
@@ -119,7 +122,7 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
                     ("p50", .number(latencyMs.p50)), ("p90", .number(latencyMs.p90)),
                     ("p99", .number(latencyMs.p99)), ("max", .number(latencyMs.max)),
                 ])),
-                ("unserved", .bool(unserved)),
+                ("unserved", .bool(unserved)), ("breakers_opened", .int(breakersOpened)),
             ])
         }
 
@@ -131,7 +134,8 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
                 retried: try container.decode(Int.self, forKey: .retried), deadLettered: try container.decode(Int.self, forKey: .deadLettered),
                 queued: try container.decode(Int.self, forKey: .queued), inFlight: try container.decode(Int.self, forKey: .inFlight),
                 rate: try container.decode(Double.self, forKey: .rate), latencyMs: try container.decode(Latency.self, forKey: .latencyMs),
-                unserved: try container.decodeIfPresent(Bool.self, forKey: .unserved) ?? false)
+                unserved: try container.decodeIfPresent(Bool.self, forKey: .unserved) ?? false,
+                breakersOpened: try container.decodeIfPresent(Int.self, forKey: .breakersOpened) ?? 0)
         }
 
         enum CodingKeys: String, CodingKey {
@@ -142,6 +146,7 @@ public struct MetricsSnapshot: Sendable, Codable, Equatable {
             case rate
             case latencyMs = "latency_ms"
             case unserved
+            case breakersOpened = "breakers_opened"
         }
     }
 

@@ -103,6 +103,7 @@ public final class PipelineMetrics {
     func itemFailed(stageAt index: Int) { stages[index].failed += 1 }
     func itemRetried(stageAt index: Int) { stages[index].retried += 1 }
     func itemDeadLettered(stageAt index: Int) { stages[index].deadLettered += 1 }
+    func breakerOpened(stageAt index: Int) { stages[index].breakersOpened += 1 }
     /// Items the stage is done with: completed or dead-lettered.
     func finishedCount(stageAt index: Int) -> Int { stages[index].completed + stages[index].deadLettered }
 
@@ -144,6 +145,12 @@ public final class PipelineMetrics {
                 text.sample("lancompute_stage_items_total",
                             labels: [pipelineLabel, ("stage", stage.name), ("outcome", outcome)], value: value)
             }
+        }
+
+        text.family("lancompute_stage_breakers_opened_total", type: "counter",
+                    help: "Times a worker's circuit breaker at a stage opened (the worker was quarantined for a cool-down).")
+        for stage in stages {
+            text.sample("lancompute_stage_breakers_opened_total", labels: [pipelineLabel, ("stage", stage.name)], value: stage.breakersOpened)
         }
 
         text.family("lancompute_stage_queued", type: "gauge", help: "Items waiting in a stage's queue.")
@@ -218,6 +225,7 @@ private struct StageState {
     var queued = 0
     var inFlight = 0
     var unserved = false
+    var breakersOpened = 0
     var rate = 0.0
     var completedAtPreviousSnapshot = 0
     /// Latencies in microseconds: 1 µs to one hour at three significant digits.
@@ -268,6 +276,7 @@ private struct StageState {
         return MetricsSnapshot.Stage(
             name: name, received: received, completed: completed, failed: failed, retried: retried,
             deadLettered: deadLettered, queued: queued, inFlight: inFlight,
-            rate: (rate * 100).rounded() / 100, latencyMs: latency, unserved: unserved)
+            rate: (rate * 100).rounded() / 100, latencyMs: latency, unserved: unserved,
+            breakersOpened: breakersOpened)
     }
 }

@@ -113,6 +113,8 @@ public enum TopologyErrorCode: String, Sendable, CaseIterable {
     case aggregateNeedsKey = "LC1061"
     /// `key` or `key-name` with an aggregate that does not use a key.
     case keyWithoutAggregate = "LC1062"
+    /// A circuit breaker whose `failures` exceed its `window`: it could never open.
+    case breakerNeverOpens = "LC1070"
     /// Requirements that contradict each other: `gpu: false` with `min-gpus`, `gpu-model` or `min-gpu-memory`.
     case contradictoryRequirements = "LC1073"
     /// `spread: true` on a stage with `group-by`, which pins each key to one worker.

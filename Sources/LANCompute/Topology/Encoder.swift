@@ -83,6 +83,11 @@ public enum TopologyEncoder {
         if let deadline = stage.deadline { lines.append("\(indent)deadline: \(DurationLiteral.format(deadline))") }
         if !stage.chain { lines.append("\(indent)chain: false") }
         if stage.spread { lines.append("\(indent)spread: true") }
+        if !stage.breaker.enabled {
+            lines.append("\(indent)breaker: false")
+        } else if stage.breaker != .standard {
+            lines.append("\(indent)breaker: {failures: \(stage.breaker.failures), window: \(stage.breaker.window), cooldown: \(DurationLiteral.format(stage.breaker.cooldown))}")
+        }
         return lines
     }
 

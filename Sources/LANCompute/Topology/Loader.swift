@@ -82,8 +82,9 @@ enum Schema {
     static let generate = ["count", "size"]
     static let stage = [
         "name", "builtin", "options", "exec", "from", "replicas", "credit", "requires", "prefers", "group-by",
-        "priority", "timeout", "max-attempts", "deadline", "chain", "spread",
+        "priority", "timeout", "max-attempts", "deadline", "chain", "spread", "breaker",
     ]
+    static let breaker = ["failures", "window", "cooldown"]
     static let exec = ["command", "mode", "output", "working-directory", "environment"]
     static let requirements = ["arch", "os", "gpu", "min-gpus", "gpu-model", "min-gpu-memory", "min-memory", "min-cores", "labels"]
     static let key = ["json", "regex", "group", "field"]
@@ -820,8 +821,28 @@ final class TopologyReader {
                        "\(what) has both spread and group-by: group-by sends each key to one worker, so its items cannot also be spread over hosts; remove one")
             }
         }
+        if let node = fields["breaker"], let value = breaker(node, path: "\(path).breaker") { stage.breaker = value }
         draft.spec = stage
         return draft
+    }
+
+    /// `breaker: false`, `breaker: true`, or `breaker: {failures: N, window: N, cooldown: D}` (each key optional).
+    func breaker(_ node: Node, path: String) -> BreakerPolicy? {
+        if case .scalar = node {
+            guard let enabled = boolean(node, path: path) else { return nil }
+            return enabled ? .standard : .off
+        }
+        guard let fields = fields(node, path: path, allowed: Schema.breaker, what: display(path)) else { return nil }
+        var policy = BreakerPolicy.standard
+        if let value = fields["failures"], let failures = integer(value, path: "\(path).failures", range: 1...10_000) { policy.failures = failures }
+        if let value = fields["window"], let window = integer(value, path: "\(path).window", range: 1...10_000) { policy.window = window }
+        if let value = fields["cooldown"], let cooldown = duration(value, path: "\(path).cooldown") { policy.cooldown = cooldown }
+        if policy.failures > policy.window {
+            report(.breakerNeverOpens, at: fields["failures"] ?? fields["window"] ?? node,
+                   "\(display(path)) asks for \(policy.failures) failures among the last \(policy.window) attempts, so it could never open; make failures at most window")
+            return nil
+        }
+        return policy
     }
 
     static func stageNameProblem(_ name: String) -> String? {

@@ -203,6 +203,8 @@ public struct StageSpec: Sendable, Equatable, Codable {
     /// Whether the stage's items are balanced across hosts (`spread: true`) rather than worker
     /// processes; see ``PlacementPicker``.
     public var spread: Bool
+    /// When the broker quarantines a worker that keeps failing this stage's items (``BreakerPolicy``).
+    public var breaker: BreakerPolicy
     /// Where the stage was written (its first key), when it was loaded from a file; the position
     /// of each of its keys is in `Topology.sourceMap`, by key path (`stages[2].replicas`).
     public var location: SourceLocation?
@@ -211,7 +213,7 @@ public struct StageSpec: Sendable, Equatable, Codable {
         name: String, handler: HandlerSpec, from: [String] = [], replicas: Int? = nil, credit: Int? = nil,
         requires: Requirements = Requirements(), prefers: Requirements = Requirements(),
         groupBy: KeyExtractor? = nil, priority: Int = 0, timeout: Duration? = nil,
-        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, spread: Bool = false,
+        maxAttempts: Int = 3, deadline: Duration? = nil, chain: Bool = true, spread: Bool = false, breaker: BreakerPolicy = .standard,
         location: SourceLocation? = nil
     ) {
         self.name = name
@@ -228,7 +230,51 @@ public struct StageSpec: Sendable, Equatable, Codable {
         self.deadline = deadline
         self.chain = chain
         self.spread = spread
+        self.breaker = breaker
         self.location = location
+    }
+}
+
+/// A stage's circuit breaker: a worker whose recent attempts at the stage mostly fail gets none of its
+/// items for a cool-down, then one probe (Docs/cluster.md, Health).
+public struct BreakerPolicy: Sendable, Equatable, Codable {
+    /// `breaker: false` turns it off: every worker keeps getting items whatever it fails.
+    public var enabled: Bool
+    /// Failed attempts among the last `window` outcomes that open the breaker (when they are also at
+    /// least half of them).
+    public var failures: Int
+    /// How many of a worker's latest outcomes at the stage are weighed.
+    public var window: Int
+    /// How long the first quarantine lasts; it doubles each time a probe fails, up to ``maxCooldown``.
+    public var cooldown: Duration
+
+    public static let standard = BreakerPolicy(enabled: true, failures: 5, window: 20, cooldown: .seconds(30))
+    public static let off = BreakerPolicy(enabled: false, failures: 5, window: 20, cooldown: .seconds(30))
+
+    public init(enabled: Bool, failures: Int, window: Int, cooldown: Duration) {
+        self.enabled = enabled
+        self.failures = failures
+        self.window = window
+        self.cooldown = cooldown
+    }
+
+    /// The longest quarantine: ten first cool-downs (5 minutes with the standard 30 s).
+    public var maxCooldown: Duration { cooldown * 10 }
+
+    enum CodingKeys: String, CodingKey { case enabled, failures, window, cooldown }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(enabled: try container.decode(Bool.self, forKey: .enabled), failures: try container.decode(Int.self, forKey: .failures),
+                  window: try container.decode(Int.self, forKey: .window), cooldown: try container.decodeSeconds(forKey: .cooldown))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(enabled, forKey: .enabled)
+        try container.encode(failures, forKey: .failures)
+        try container.encode(window, forKey: .window)
+        try container.encodeSeconds(cooldown, forKey: .cooldown)
     }
 }
 
@@ -413,7 +459,7 @@ extension BrokerSettings {
 
 extension StageSpec {
     enum CodingKeys: String, CodingKey {
-        case name, handler, from, replicas, replicasByWorker, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, spread, location
+        case name, handler, from, replicas, replicasByWorker, credit, requires, prefers, groupBy, priority, timeout, maxAttempts, deadline, chain, spread, breaker, location
     }
 
     /// Set in an encoder's `userInfo` when the encoding is hashed (the journal's topology hash):
@@ -440,6 +486,7 @@ extension StageSpec {
             deadline: try container.decodeSecondsIfPresent(forKey: .deadline),
             chain: try container.decodeIfPresent(Bool.self, forKey: .chain) ?? true,
             spread: try container.decodeIfPresent(Bool.self, forKey: .spread) ?? false,
+            breaker: try container.decodeIfPresent(BreakerPolicy.self, forKey: .breaker) ?? .standard,
             location: try container.decodeIfPresent(SourceLocation.self, forKey: .location))
     }
 
@@ -466,6 +513,7 @@ extension StageSpec {
         // Written only when off, so a topology without chains reads the same to older workers.
         if !chain { try container.encode(false, forKey: .chain) }
         if spread { try container.encode(true, forKey: .spread) }
+        if breaker != .standard { try container.encode(breaker, forKey: .breaker) }
         try container.encodeIfPresent(location, forKey: .location)
     }
 }
