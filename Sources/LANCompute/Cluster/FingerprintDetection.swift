@@ -35,7 +35,10 @@ extension Fingerprint {
     /// Reads again what changes while a worker runs: available memory, load, free disk, and the
     /// memory use and utilisation of NVIDIA GPUs. GPUs found at start stay listed (a failing
     /// nvidia-smi leaves their last figures) so placement never sees a GPU vanish mid-run.
+    /// `gpus`: run nvidia-smi too (a subprocess, so it may block for up to `gpuTimeout`); without
+    /// it only /proc (or sysctl) and statfs are read, which do not block.
     public mutating func refreshDynamic(
+        gpus readGPUs: Bool = true, gpuTimeout: Duration = .seconds(5),
         environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "lancompute.fingerprint")
     ) {
@@ -44,8 +47,8 @@ extension Fingerprint {
         memory.availableBytes = system.memory.availableBytes ?? memory.availableBytes
         load = system.load ?? load
         if let path = disk?.path { disk = Self.freeDisk(at: path) ?? disk }
-        guard gpus.contains(where: { $0.vendor == "nvidia" }) else { return }
-        let fresh = Self.queryNvidia(environment: environment, notes: &notes, logger: logger)
+        guard readGPUs, gpus.contains(where: { $0.vendor == "nvidia" }) else { return }
+        let fresh = Self.queryNvidia(environment: environment, timeout: gpuTimeout, notes: &notes, logger: logger)
         for position in gpus.indices where gpus[position].vendor == "nvidia" {
             guard let now = fresh.first(where: { $0.index == gpus[position].index }) else { continue }
             gpus[position].memoryUsedBytes = now.memoryUsedBytes
@@ -93,7 +96,9 @@ extension Fingerprint {
 
     /// NVIDIA GPUs as nvidia-smi lists them; none, with a note and a log line saying why, when it
     /// is missing, fails, hangs or prints nothing that parses.
-    static func queryNvidia(environment: [String: String], notes: inout [String], logger: Logger) -> [GPU] {
+    static func queryNvidia(
+        environment: [String: String], timeout: Duration = .seconds(5), notes: inout [String], logger: Logger
+    ) -> [GPU] {
         guard let executable = findExecutable("nvidia-smi", path: environment["PATH"]) else {
             notes.append("no NVIDIA GPU: nvidia-smi is not on PATH")
             logger.debug("no NVIDIA GPU: nvidia-smi is not on PATH")
@@ -105,7 +110,7 @@ extension Fingerprint {
             return []
         }
         let run: (status: Int32, output: String)
-        switch ToolRun.run(executable, arguments: nvidiaSMIArguments, timeout: .seconds(5)) {
+        switch ToolRun.run(executable, arguments: nvidiaSMIArguments, timeout: timeout) {
         case .failure(let reason): return noGPU("\(executable) \(reason)")
         case .success(let result): run = result
         }

@@ -30,6 +30,8 @@ enum WorkerInput: Sendable {
     case ownerLoad(Double)
     /// ``WorkerAction/withdrawJobs(stage:)`` took these jobs back from `stage`'s queue: none had started.
     case jobsWithdrawn(stage: Int, [SlotJob])
+    /// The machine's dynamic capability values read again (``Fingerprint/dynamicCapabilityValues``).
+    case fingerprintRead([String: String])
 }
 
 /// What the session core asks the shell to do, in order.
@@ -196,6 +198,9 @@ struct WorkerSessionCore {
     private var owner: OwnerPolicy?
     /// The latest measurement of the rest of the machine's load, for the refresh and the log.
     private var ownerLoad = 0.0
+    /// The machine's dynamic capability values as last read; nil until the first reading (READY
+    /// then carries those of the worker's start).
+    private var dynamicValues: [String: String]?
 
     init(
         configuration: WorkerConfiguration,
@@ -238,8 +243,11 @@ struct WorkerSessionCore {
         var stages: [StageState]
         let heartbeatInterval: Duration
         let expiry: Duration
-        /// The broker announced `ownerPolicy`: it reads the `yielding` refresh and handed-back outcomes.
+        /// The broker announced `ownerPolicy`: it reads the `yielding` refresh and handed-back outcomes,
+        /// and takes the node's fingerprint refreshes (no other broker gets four-frame HEARTBEATs).
         let ownerPolicy: Bool
+        /// The dynamic capability values the broker last heard from this node (READY or a refresh).
+        var announced: [String: String] = [:]
         /// Pushes to the aggregator not yet confirmed as sent: replies wait for them.
         var aggregatorPending = 0
     }
@@ -301,6 +309,8 @@ struct WorkerSessionCore {
             stop(immediately: immediately, now: now, into: &actions)
         case (_, .ownerLoad(let load)):
             measured(load, now: now, into: &actions)
+        case (_, .fingerprintRead(let values)):
+            read(values, now: now, into: &actions)
         case (.idle, .start):
             askForTopology(now: now, into: &actions)
         case (.fetchingTopology, .topologyReply(let frames)):
@@ -342,6 +352,12 @@ struct WorkerSessionCore {
             for position in session.stages.indices {
                 let plan = session.stages[position].plan
                 var capabilities = plan.capabilities
+                // The machine as it is now, not as it was when the worker started.
+                if let dynamicValues {
+                    capabilities.values.merge(dynamicValues) { $1 }
+                    capabilities = capabilities.bounded(toBytes: NodeInfo.capabilitiesLimit, valueBytes: NodeInfo.capabilityValueLimit).capabilities
+                }
+                if position == 0 { session.announced = Self.dynamicPart(of: capabilities) }
                 // A worker that yields when it registers (again) says so at once: the broker sends it nothing.
                 if session.ownerPolicy, owner?.isYielding == true { capabilities.values.merge(ownerCapabilities()) { $1 } }
                 actions.append(.send(stage: position, .ready(service: plan.spec.name, capabilities: capabilities)))
@@ -583,6 +599,68 @@ struct WorkerSessionCore {
             if yielding, !session.stages[position].plan.runsInline { actions.append(.withdrawJobs(stage: position)) }
         }
         lifecycle = .serving(session)
+    }
+
+    // MARK: Fingerprint refresh
+
+    /// How far `load.1` moves before the broker hears of it.
+    static let loadStep = 0.1
+    /// How far available memory (of the total) or free disk (of what it was) moves before the broker hears of it.
+    static let memoryFraction = 0.01
+
+    /// A new reading of the machine's changing facts: when it moved far enough from what the broker
+    /// last heard, one refresh with only the dynamic properties, on the first stage connection (the
+    /// broker applies them to every worker of the node, Docs/protocol.md 7.6). A broker that did not
+    /// announce `ownerPolicy` gets none; registering, backing off or draining, the next READY says it.
+    private mutating func read(_ values: [String: String], now: ContinuousClock.Instant, into actions: inout [WorkerAction]) {
+        let fresh = values.filter { Self.isFingerprintValue($0.key) }
+        dynamicValues = fresh
+        guard case .serving(var session) = lifecycle, session.ownerPolicy,
+              let position = session.stages.indices.first(where: { !session.stages[$0].disconnected }) else { return }
+        let total = session.stages[position].plan.capabilities["memory"].flatMap(Double.init)
+        guard Self.movedEnough(from: session.announced, to: fresh, memoryTotal: total) else { return }
+        let refresh = Capabilities(fresh).bounded(toBytes: NodeInfo.capabilitiesLimit, valueBytes: NodeInfo.capabilityValueLimit).capabilities
+        actions.append(.send(stage: position, .refresh(capabilities: refresh)))
+        session.stages[position].lastSent = now
+        // A property a refresh leaves out keeps its value at the broker.
+        session.announced.merge(refresh.values) { $1 }
+        lifecycle = .serving(session)
+    }
+
+    /// Whether `fresh` differs from `announced` enough to be worth a refresh: `load.1` by
+    /// ``loadStep``, available memory by ``memoryFraction`` of `memoryTotal`, free disk by that
+    /// fraction of its last value, any GPU figure at all, or a property the broker has not heard
+    /// yet. `load.5` and `load.15` follow `load.1` and ride along with it; a property the reading
+    /// lacks (a figure that could not be read) keeps its value at the broker and counts as unchanged.
+    static func movedEnough(from announced: [String: String], to fresh: [String: String], memoryTotal: Double?) -> Bool {
+        func number(_ values: [String: String], _ name: String) -> Double? { values[name].flatMap(Double.init) }
+        for (name, after) in fresh where name != "load.5" && name != "load.15" {
+            guard let before = announced[name] else { return true }
+            guard before != after else { continue }
+            let old = number(announced, name), new = number(fresh, name)
+            switch name {
+            case "load.1":
+                if let old, let new, abs(new - old) < loadStep - 1e-9 { continue }
+            case "memory.available":
+                if let old, let new, abs(new - old) < memoryFraction * (memoryTotal ?? old) { continue }
+            case "disk.free":
+                if let old, let new, abs(new - old) < memoryFraction * old { continue }
+            default:
+                break
+            }
+            return true
+        }
+        return false
+    }
+
+    /// A dynamic property of the fingerprint (not one of the owner policy's, which it sends itself).
+    private static func isFingerprintValue(_ name: String) -> Bool {
+        Fingerprint.isDynamicCapability(name) && name != "yielding" && name != "owner.load"
+    }
+
+    /// The fingerprint's dynamic properties among `capabilities`.
+    private static func dynamicPart(of capabilities: Capabilities) -> [String: String] {
+        capabilities.values.filter { isFingerprintValue($0.key) }
     }
 
     /// The refresh properties of the owner policy (Docs/protocol.md, 7.6).

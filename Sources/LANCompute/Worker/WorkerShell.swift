@@ -55,6 +55,9 @@ final class WorkerShell {
     /// Serves until the core says finish (after a stop), or until the broker refuses this worker
     /// (returned). Every socket is closed when it returns.
     func run() -> RuntimeError? {
+        // Load, memory, disk and GPU use, read again on a thread of its own, for the refreshes.
+        let sampler = FingerprintSampler(fingerprint: NodeInfo.fingerprint, logger: logger)
+        defer { sampler.stop() }
         feed(.start)
         while !finished {
             if ContinuousClock.now - lastGuardCheck >= .milliseconds(100) {
@@ -65,6 +68,7 @@ final class WorkerShell {
                 }
             }
             measureOwnerLoad()
+            if let values = sampler.take() { feed(.fingerprintRead(values)) }
             let level = worker.requestedStop
             if level > stopSeen {
                 stopSeen = level
