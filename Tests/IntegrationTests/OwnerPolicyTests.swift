@@ -10,15 +10,6 @@ import Darwin
 #endif
 
 @Suite(.serialized, .timeLimit(.minutes(5))) struct OwnerPolicyTests {
-    /// The `processed.log` lines `pid item`: the pid is the worker whose exec child ran the item.
-    static func processed(_ path: String) -> [(worker: String, item: String)] {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ", maxSplits: 1)
-            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-        }
-    }
-
     /// Polls `condition` every 100 ms for at most `timeout`.
     static func wait(_ timeout: Duration, until condition: () -> Bool) -> Bool {
         let start = ContinuousClock.now
@@ -96,7 +87,7 @@ import Darwin
         let spare = try harness.lancompute("spare", ["worker", "--broker", dispatch, "--workdir", harness.path("")])
         let ownedPID = String(owned.process.processIdentifier)
         let sparePID = String(spare.process.processIdentifier)
-        func ran(_ pid: String) -> Int { Self.processed(log).filter { $0.worker == pid }.count }
+        func ran(_ pid: String) -> Int { ProcessedLog.read(log).filter { $0.pid == pid }.count }
         #expect(Self.wait(.seconds(60)) { ran(ownedPID) >= 3 }, "the owned worker never ran items: \(harness.transcripts)")
 
         // The owner comes back: one busy loop per core, each ending by itself after two minutes at most.
@@ -132,7 +123,7 @@ import Darwin
         #expect(Self.wait(.seconds(60)) { ran(ownedPID) > ownedResumed }, "the worker resumed but took nothing")
 
         #expect(broker.wait(timeout: .seconds(180)) == 0, "\(harness.transcripts)")
-        let runs = Self.processed(log).map(\.item)
+        let runs = ProcessedLog.read(log).map(\.item)
         #expect(runs.count == count, "items were run \(runs.count) times for \(count) items")
         #expect(Set(runs) == Set(lines))
         let sink = try String(contentsOfFile: harness.path("out.txt"), encoding: .utf8)

@@ -10,15 +10,6 @@ import Darwin
 #endif
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct WorkerDrainTests {
-    /// The `processed.log` lines `pid item`, one per item the slow program ran.
-    static func processed(_ path: String) -> [(pid: String, item: String)] {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ", maxSplits: 1)
-            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-        }
-    }
-
     @Test func aSigtermedWorkerFinishesItsItemsSoNoneIsRunTwice() throws {
         let harness = try ProcessHarness()
         defer { harness.shutDown() }
@@ -69,22 +60,22 @@ import Darwin
 
         // Stop the victim once it has run a few items: it holds more, two of them running.
         let start = ContinuousClock.now
-        while Self.processed(log).count < 4 && ContinuousClock.now - start < .seconds(60) && victim.isRunning {
+        while ProcessedLog.read(log).count < 4 && ContinuousClock.now - start < .seconds(60) && victim.isRunning {
             Thread.sleep(forTimeInterval: 0.02)
         }
         let victimPID = String(victim.process.processIdentifier)
-        let before = Self.processed(log).filter { $0.pid == victimPID }.count
+        let before = ProcessedLog.read(log).filter { $0.pid == victimPID }.count
         #expect(before >= 4, "the victim never ran items: \(harness.transcripts)")
         victim.signal(SIGTERM)
         let status = victim.wait(timeout: .seconds(30))
         #expect(status == 0, "victim exit status \(String(describing: status)): \(harness.transcripts)")
-        let after = Self.processed(log).filter { $0.pid == victimPID }.count
+        let after = ProcessedLog.read(log).filter { $0.pid == victimPID }.count
         #expect(after > before, "the victim finished nothing it held after SIGTERM: \(victim.transcript)")
 
         try harness.lancompute("rest", ["worker", "--broker", dispatch, "--stages", "slow", "--workdir", harness.path("")])
         #expect(broker.wait(timeout: .seconds(90)) == 0, "\(harness.transcripts)")
 
-        let runs = Self.processed(log).map(\.item)
+        let runs = ProcessedLog.read(log).map(\.item)
         #expect(runs.count == count, "items were run \(runs.count) times for \(count) items: the drain redelivered some")
         #expect(Set(runs) == Set(lines))
         let sink = try String(contentsOfFile: harness.path("out.txt"), encoding: .utf8)

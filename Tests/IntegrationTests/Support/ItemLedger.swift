@@ -55,3 +55,15 @@ struct ItemLedger {
         #expect(found.count == expected.count, "\(found.count) entries for \(expected.count) items\n\(context())", sourceLocation: sourceLocation)
     }
 }
+
+/// The lines `PID ITEM` a test's exec program appends to its log, one per item it ran: which
+/// worker (the pid of the exec child's parent) ran which item.
+enum ProcessedLog {
+    static func read(_ path: String) -> [(pid: String, item: String)] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }
+    }
+}
