@@ -52,6 +52,9 @@ struct CreditController: Sendable {
     private var everEchoed = false
     private var windowStart: ContinuousClock.Instant
     private var finishedInWindow = 0
+    /// Whether an announcement carried the round trip yet: the first measured one is announced
+    /// even when the credit stays, so `lancompute nodes` shows every adapting worker's round trip.
+    private var roundTripAnnounced = false
 
     init(floor: Int, ceiling: Int = Self.defaultCeiling, slots: Int, now: ContinuousClock.Instant) {
         self.floor = max(1, floor)
@@ -134,7 +137,9 @@ struct CreditController: Sendable {
         let product = (smoothed * Self.seconds(roundTrip) * Self.headroom).rounded(.up)
         let target = min(max(Int(min(product, Double(ceiling))) + slots, floor), ceiling)
         let gap = target - credit
-        guard abs(gap) >= max(1, credit / 8) else { return nil }
+        let announcedRoundTrip = roundTripAnnounced
+        roundTripAnnounced = true
+        guard abs(gap) >= max(1, credit / 8) else { return announcedRoundTrip ? nil : credit }
         credit = gap > 0 ? min(target, credit * 2) : credit - max(1, -gap / 4)
         return credit
     }
