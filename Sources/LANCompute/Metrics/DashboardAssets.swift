@@ -22,7 +22,7 @@ enum DashboardAssets {
 <table><thead><tr><th>stage</th><th>rate/s</th><th>received</th><th>completed</th><th>queued</th><th>in flight</th><th>failed</th><th>retried</th><th>dead letters</th><th>p50 / p99 ms</th><th>backpressure</th><th>throughput · latency</th></tr></thead>
 <tbody id="stages-body"></tbody></table></section>
 <section id="nodes-panel"><h2>Nodes</h2>
-<table><thead><tr><th>node</th><th>host</th><th>arch · OS</th><th>cores</th><th>memory</th><th>GPU</th><th>stages</th><th>workers</th><th>in flight (load)</th><th>completed</th><th>heartbeat age</th></tr></thead>
+<table><thead><tr><th>node</th><th>host</th><th>arch · OS</th><th>cores</th><th>memory</th><th>GPU</th><th>stages</th><th>state</th><th>workers</th><th>in flight (load)</th><th>completed</th><th>heartbeat age</th></tr></thead>
 <tbody id="nodes-body"></tbody></table></section>
 <div class="columns">
 <section id="events-panel"><h2>Events</h2><ul id="events-list"></ul></section>
@@ -184,6 +184,7 @@ enum DashboardAssets {
         element("td", {}, [bytes(c.memory)]),
         element("td", {}, [gpu]),
         element("td", {}, [stages]),
+        element("td", { class: c["yielding"] === "true" ? "late" : "" }, [c["yielding"] === "true" ? "yielding to owner" : "serving"]),
         element("td", {}, [number(node.workers)]),
         element("td", {}, [number(node.in_flight) + " (" + load + "/worker" + (c["load.1"] ? ", load " + c["load.1"] : "") + ")"]),
         element("td", {}, [number(node.completed)]),
