@@ -1023,7 +1023,9 @@ final class BrokerCore {
         var running = 0
         var looked = 0
         // Bounded: answered ids may sit between live ones until they reach the front.
-        for id in worker.sendOrder.elements where running < worker.slots && looked < worker.slots * 4 + 64 {
+        for id in worker.sendOrder.elements {
+            // Both counts only grow: once either bound is reached, the rest need not be looked at.
+            guard running < worker.slots && looked < worker.slots * 4 + 64 else { break }
             looked += 1
             guard isLive(id), let entry = inFlight[id] else { continue }
             if entry.startedAt == nil {
@@ -1241,9 +1243,10 @@ final class BrokerCore {
         }
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
-        guard worker.inFlight.contains(outcome.id), let entry = inFlight[outcome.id], entry.peer == worker.peer,
-              entry.item.attempts == Int(outcome.attempt) else { return }
-        worker.inFlight.remove(outcome.id)
+        // The worker's own set is checked last, by the removal itself (one hash lookup, not two);
+        // nothing has changed when any check fails.
+        guard let entry = inFlight[outcome.id], entry.peer == worker.peer, entry.item.attempts == Int(outcome.attempt),
+              worker.inFlight.remove(outcome.id) != nil else { return }
         worker.lastProgress = now
         let stage = entry.item.stage
         switch outcome.status {
@@ -1363,8 +1366,8 @@ final class BrokerCore {
 
     private func acknowledge(_ ids: [UInt64], now: ContinuousClock.Instant) {
         for id in ids {
-            guard let entry = inFlight[id] else { continue }  // a duplicate, already done
-            inFlight[id] = nil
+            // One hash lookup: the removal returns the entry.
+            guard let entry = inFlight.removeValue(forKey: id) else { continue }  // a duplicate, already done
             actions.append(.itemInSink(id: id, latency: now - entry.item.bornAt))
             if !entry.replied, let worker = workers[entry.peer] {
                 // The ack overtook the worker's REPLY: the item is done; free the credit now.
@@ -1419,12 +1422,13 @@ final class BrokerCore {
         if let client = item.client { clientBytes -= client.bytes }
         guard item.client == nil else { return }
         if let settled { actions.append(.itemSettled(id: item.id, root: item.root, settlement: settled)) }
-        guard let left = unsettled[item.root] else { return }
-        if left <= 1 {
-            unsettled[item.root] = nil
+        // One hash lookup: the count is changed or removed through its index.
+        guard let index = unsettled.index(forKey: item.root) else { return }
+        if unsettled.values[index] <= 1 {
+            unsettled.remove(at: index)
             actions.append(.sourceItemFinished(root: item.root))
         } else {
-            unsettled[item.root] = left - 1
+            unsettled.values[index] -= 1
         }
     }
 
