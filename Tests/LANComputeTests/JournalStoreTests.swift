@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import LANCompute
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -37,6 +38,62 @@ import Darwin
 
     static func segments(_ directory: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("segment-") }.sorted()
+    }
+
+    /// With `batch` and a sync thread, a write is released only once the thread says it is on disk;
+    /// records written while a sync runs go together in the next one (group commit).
+    @Test func batchReleasesAWriteOnlyWhenTheSyncThreadHasForcedIt() throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let context = try Context()
+        let journal = try BrokerJournal(configuration: JournalConfiguration(directory: directory, fsync: .batch),
+                                        identity: Self.identity, settlesOnAdmission: false, context: context)
+        let socket = try #require(journal.syncSocket)
+        func waitForRelease(of generation: UInt64) throws {
+            let poller = Poller()
+            let index = poller.add(socket)
+            for _ in 0..<500 where journal.releasedGeneration < generation {
+                _ = try poller.poll(timeout: .milliseconds(20))
+                if poller.isReadable(index) { try journal.drainSyncs() }
+            }
+        }
+        try waitForRelease(of: journal.writtenGeneration)
+        for round in 0..<3 {
+            journal.consume(.itemSettled(id: UInt64(round), root: UInt64(round), settlement: .inSink))
+            journal.consume(.sourceItemFinished(root: UInt64(round)))
+            let before = journal.writtenGeneration
+            try journal.flush(now: .now)
+            let written = journal.writtenGeneration
+            #expect(written == before + 1)
+            // The flush returned before the disk was asked to answer: not released yet.
+            #expect(journal.releasedGeneration < written)
+            try waitForRelease(of: written)
+            #expect(journal.releasedGeneration == written)
+        }
+        // Two writes while the first sync may still run: both end up released.
+        journal.consume(.sourceItemFinished(root: 10))
+        try journal.flush(now: .now)
+        journal.consume(.sourceItemFinished(root: 11))
+        try journal.flush(now: .now)
+        try waitForRelease(of: journal.writtenGeneration)
+        #expect(journal.releasedGeneration == journal.writtenGeneration)
+        try journal.finish(removingState: false)
+        #expect(try JournalStore.recover(directory: directory).state.finished.ranges == [0...2, 10...11])
+    }
+
+    /// Without `batch`, a write is released as soon as it is written: nothing waits for the disk.
+    @Test func intervalAndNeverReleaseWhatIsWritten() throws {
+        for policy in [JournalFsyncPolicy.interval, .never] {
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let journal = try BrokerJournal(configuration: JournalConfiguration(directory: directory, fsync: policy),
+                                            identity: Self.identity, settlesOnAdmission: false, context: try Context())
+            journal.consume(.sourceItemFinished(root: 1))
+            try journal.flush(now: .now)
+            #expect(journal.releasedGeneration == journal.writtenGeneration, "\(policy)")
+            #expect((journal.syncSocket == nil) == (policy == .never), "\(policy)")
+            try journal.finish(removingState: false)
+        }
     }
 
     @Test func whatWasWrittenIsRecovered() throws {

@@ -289,8 +289,12 @@ final class BrokerLoop {
     var unauthorized = 0
     // Journal (Journal/BrokerLoop+Journal.swift): the loop only appends to it, and flushes it once per iteration.
     var journal: BrokerJournal?
-    /// Admissions held until the journal has them (sinks that cannot be cut back: stdout, push).
+    /// Admissions held until the journal has them (sinks that cannot be cut back: stdout, push),
+    /// gathered in this loop iteration: ``commitJournal(now:)`` writes their records and tags them.
     var heldAdmissions: [AggregatorCommand] = []
+    /// Effects waiting for the write that carried their records to be released (on disk, with
+    /// `--fsync batch`), in the order they arose.
+    var heldForDisk: [(generation: UInt64, effect: HeldEffect)] = []
     /// Source items the journal says an earlier run finished, skipped at intake.
     var alreadyDone = 0
     /// Added to the ids a stdin source reader gives, so a resumed run's new lines follow the old ones.
@@ -386,6 +390,7 @@ final class BrokerLoop {
         let feedIndex = telemetry.feedSocket.map { poller.add($0) }
         let zapIndex = zap.map { poller.add($0.socket) }
         let monitorIndex = routerMonitor.map { poller.add($0.socket) }
+        let journalIndex = journal?.syncSocket.map { poller.add($0) }
         var lastKeyCheck = ContinuousClock.now
         var lastInsecureEvent = ContinuousClock.now
 
@@ -425,6 +430,7 @@ final class BrokerLoop {
                 // A new subscriber hears at once that the broker is exposed, not up to a minute later.
                 if telemetry.subscriptionsSeen > seen && !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
             }
+            if let journalIndex, poller.isReadable(journalIndex) { releaseDurable() }
             if afterPoll >= nextTick { perform(core.handle(.tick, at: afterPoll)) }
             try commitJournal(now: afterPoll)
             if let journalFailure { throw journalFailure }
@@ -631,7 +637,7 @@ final class BrokerLoop {
                 journalFailure = error
                 return
             }
-            reply(step.reply)
+            afterJournal(.routed([peer] + ClientMessage(service: message.service, body: step.reply).frames, peer: peer))
         case "mmi.nodes":
             // The cluster as it is: each node's capabilities, stages and counts (Docs/cluster.md).
             let report = NodesReport(pipeline: configuration.topology.name, summaries: core.nodeSummaries(now: now),
@@ -928,7 +934,7 @@ final class BrokerLoop {
 
     /// Sends frames whose first is the peer's routing id; false when the peer is gone or not keeping up.
     @discardableResult
-    private func send(routed frames: [[UInt8]], to peer: PeerID, itemIDs: [UInt64]) -> Bool {
+    func send(routed frames: [[UInt8]], to peer: PeerID, itemIDs: [UInt64]) -> Bool {
         do {
             if try router.trySend(multipart: frames) { return true }
             if core.isRegistered(peer) { logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back") }
@@ -980,6 +986,8 @@ final class BrokerLoop {
 
     private func finish() throws(BrokerError) -> RunSummary {
         let interrupted = broker.isStopRequested
+        // What still waits for the disk leaves before the aggregator is told to finish.
+        try commitJournalToDisk(now: .now)
         // Tell the aggregator to write the final aggregate and wait for it to confirm.
         var outputs = 0
         if let aggregator {

@@ -1,6 +1,7 @@
 // The broker's journal: a consumer of the core's actions and of the shell's intake, and what a resumed run starts from.
 
 import Foundation
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -51,7 +52,9 @@ final class BrokerJournal {
 
     /// Opens (creating, or with `fresh` first removing) the state directory, recovers what is there,
     /// checks it belongs to this pipeline, and records this run.
-    init(configuration: JournalConfiguration, identity: RunIdentity, settlesOnAdmission: Bool) throws(RuntimeError) {
+    /// With a `context`, `fsync`s run on a thread of their own and what depends on them waits for
+    /// ``releasedGeneration`` (the broker's loop); without one, each ``flush(now:)`` syncs inline.
+    init(configuration: JournalConfiguration, identity: RunIdentity, settlesOnAdmission: Bool, context: Context? = nil) throws(RuntimeError) {
         self.configuration = configuration
         self.settlesOnAdmission = settlesOnAdmission
         let manager = FileManager.default
@@ -70,7 +73,7 @@ final class BrokerJournal {
         recovered = found.state
         droppedTail = found.droppedTail
         state = found.state
-        do { store = try JournalStore(configuration: configuration, startingAt: found.nextSequence) } catch {
+        do { store = try JournalStore(configuration: configuration, startingAt: found.nextSequence, context: context) } catch {
             close(lock)
             throw error
         }
@@ -165,6 +168,21 @@ final class BrokerJournal {
             finishedRoots.removeAll(keepingCapacity: true)
         }
         try store.flush(state: state, now: now)
+    }
+
+    /// The write that carried the records appended before the last ``flush(now:)``.
+    var writtenGeneration: UInt64 { store.writtenGeneration }
+    /// Effects waiting for a write up to this one may leave the broker (with `batch`: it is on disk).
+    var releasedGeneration: UInt64 { store.releasedGeneration }
+    /// Readable when an `fsync` finished: call ``drainSyncs()``.
+    var syncSocket: Socket? { store.syncSocket }
+    func drainSyncs() throws(RuntimeError) { try store.drainSyncs() }
+
+    /// Appends and writes what was gathered, then forces it to disk on this thread: afterwards every
+    /// held effect may leave.
+    func flushAndSync(now: ContinuousClock.Instant) throws(RuntimeError) {
+        try flush(now: now)
+        try store.syncNow()
     }
 
     /// Segments rolled (and compacted) during this run.

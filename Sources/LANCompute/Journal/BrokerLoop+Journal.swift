@@ -20,7 +20,7 @@ extension BrokerLoop {
         case .stdout, .push: settlesOnAdmission = true
         }
         let opened = try BrokerJournal(configuration: settings, identity: BrokerJournal.identity(of: topology, epoch: core.epoch),
-                                       settlesOnAdmission: settlesOnAdmission)
+                                       settlesOnAdmission: settlesOnAdmission, context: sockets.context)
         journal = opened
         if opened.droppedTail > 0 {
             logger.warning("journal: dropped a record cut short (\(opened.droppedTail) bytes) at the end of the newest segment in \(settings.directory)")
@@ -96,11 +96,57 @@ extension BrokerLoop {
 
     /// Writes this iteration's records (and syncs them, as the policy says), then sends what had to
     /// wait for them. Call before anything that depends on the journal, such as acknowledging intake.
+    ///
+    /// The `fsync` of `--fsync batch` runs on the journal's sync thread: the loop goes on
+    /// dispatching, and what must wait for the disk (held admissions, intake acknowledgements) waits
+    /// in ``heldForDisk`` for the write that carried its records (``releaseDurable()``).
     func commitJournal(now: ContinuousClock.Instant) throws(BrokerError) {
         guard let journal else { return }
         try journal.flush(now: now)
-        for command in heldAdmissions { try? aggregator?.send(command) }
+        for command in heldAdmissions { heldForDisk.append((journal.writtenGeneration, .aggregator(command))) }
         heldAdmissions.removeAll(keepingCapacity: true)
+        sendReleased()
+    }
+
+    /// As ``commitJournal(now:)``, then forces the journal to disk on this thread and sends
+    /// everything held: at the end of a run.
+    func commitJournalToDisk(now: ContinuousClock.Instant) throws(BrokerError) {
+        guard let journal else { return }
+        try commitJournal(now: now)
+        try journal.flushAndSync(now: now)
+        sendReleased()
+    }
+
+    /// An effect of records already written by ``commitJournal(now:)``: it leaves once they are
+    /// released (at once without a journal, or when the policy does not wait for the disk).
+    func afterJournal(_ effect: HeldEffect) {
+        guard let journal else { return carryOut(effect) }
+        heldForDisk.append((journal.writtenGeneration, effect))
+        sendReleased()
+    }
+
+    /// The journal's sync thread answered: what waited for those writes leaves.
+    func releaseDurable() {
+        do { try journal?.drainSyncs() } catch { journalFailure = journalFailure ?? error }
+        sendReleased()
+    }
+
+    private func sendReleased() {
+        guard let journal, !heldForDisk.isEmpty else { return }
+        let released = journal.releasedGeneration
+        var count = 0
+        while count < heldForDisk.count, heldForDisk[count].generation <= released {
+            carryOut(heldForDisk[count].effect)
+            count += 1
+        }
+        heldForDisk.removeFirst(count)
+    }
+
+    private func carryOut(_ effect: HeldEffect) {
+        switch effect {
+        case .aggregator(let command): try? aggregator?.send(command)
+        case .routed(let frames, let peer): send(routed: frames, to: peer, itemIDs: [])
+        }
     }
 
     /// Closes the journal at the end of the run; a complete run removes its state, so running the
@@ -126,4 +172,12 @@ extension BrokerLoop {
         }
         if kept.count != data.count { try? kept.write(to: URL(fileURLWithPath: path), options: .atomic) }
     }
+}
+
+/// What waits for the journal before it leaves the broker.
+enum HeldEffect {
+    /// An admission or outputs for the aggregator (a sink that cannot be cut back).
+    case aggregator(AggregatorCommand)
+    /// A reply to a peer of the ROUTER (an intake acknowledgement).
+    case routed([[UInt8]], peer: PeerID)
 }

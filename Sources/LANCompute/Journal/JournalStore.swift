@@ -1,6 +1,7 @@
 // The journal's files: append-only segments rolled at a size, a snapshot that replaces the rolled ones, and recovery.
 
 import Foundation
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -49,7 +50,8 @@ struct RecoveredJournal {
     var droppedTail = 0
 }
 
-/// The segment and snapshot files of one state directory. Used by one thread (the broker's).
+/// The segment and snapshot files of one state directory. Used by one thread (the broker's); its
+/// `fsync`s may run on the syncer's (``JournalSyncer``), which touches nothing else.
 final class JournalStore {
     static let magic: [UInt8] = Array("LCJRNL01".utf8)
 
@@ -60,6 +62,15 @@ final class JournalStore {
     private var buffer: [UInt8] = []
     private var unsynced = false
     private var lastSync = ContinuousClock.now
+    /// Counts the writes to the segment files: effects that depend on records wait for the write
+    /// that carried them to be on disk (see ``releasedGeneration``).
+    private(set) var writtenGeneration: UInt64 = 0
+    /// Every write up to this one has been forced to disk.
+    private(set) var durableGeneration: UInt64 = 0
+    /// Runs the `fsync`s, so the broker thread does not wait for the disk; nil: the store syncs inline.
+    private var syncer: ActorThread<JournalSyncCommand, JournalSynced>?
+    /// The generation the syncer is forcing to disk now.
+    private var syncing: UInt64?
     /// Segments rolled and snapshots written, for tests and the log.
     private(set) var rolls = 0
 
@@ -70,11 +81,47 @@ final class JournalStore {
         return String(repeating: "0", count: max(0, 12 - digits.count)) + digits
     }
 
-    /// Opens a new segment after what `recovered` found.
-    init(configuration: JournalConfiguration, startingAt sequence: UInt64) throws(RuntimeError) {
+    /// Opens a new segment after what `recovered` found. With a `context`, the policy's `fsync`s run
+    /// on a thread of their own (group commit: ``syncSocket``, ``drainSyncs()``); without one, inline.
+    init(configuration: JournalConfiguration, startingAt sequence: UInt64, context: Context? = nil) throws(RuntimeError) {
         self.configuration = configuration
         self.sequence = sequence
         try openSegment()
+        if let context, configuration.fsync != .never {
+            do { syncer = try JournalSyncer.start(context: context) } catch {
+                throw RuntimeError(.journalWrite, "cannot start the journal's sync thread: \(error)")
+            }
+        }
+    }
+
+    /// Readable when the syncer has answered: call ``drainSyncs()``.
+    var syncSocket: Socket? { syncer?.socket }
+
+    /// The writes whose dependent effects may leave the broker now: with `batch`, those on disk;
+    /// with the other policies, every write (the operating system has them, so a killed process
+    /// loses nothing).
+    var releasedGeneration: UInt64 { configuration.fsync == .batch ? durableGeneration : writtenGeneration }
+
+    /// Takes the syncer's answers; with `batch`, asks at once for the writes made while it synced.
+    func drainSyncs() throws(RuntimeError) {
+        guard let syncer else { return }
+        do {
+            while let answer = try syncer.tryReceive() {
+                durableGeneration = max(durableGeneration, answer.generation)
+                syncing = nil
+            }
+        } catch let error as RuntimeError {
+            throw error
+        } catch {
+            throw RuntimeError(.journalWrite, "the journal's sync thread failed: \(error)")
+        }
+        if configuration.fsync == .batch, writtenGeneration > durableGeneration { try requestSync() }
+    }
+
+    /// Forces what was written to disk now, on this thread (the end of a run, before a roll).
+    func syncNow() throws(RuntimeError) {
+        if !buffer.isEmpty { try writeBuffer() }
+        try sync()
     }
 
     deinit { if descriptor >= 0 { close(descriptor) } }
@@ -106,10 +153,28 @@ final class JournalStore {
         if !buffer.isEmpty {
             try writeBuffer()
             unsynced = true
-            if configuration.fsync == .batch { try sync() }
+            if configuration.fsync == .batch { try requestSync() }
         }
-        if unsynced, configuration.fsync == .interval, now - lastSync >= .milliseconds(100) { try sync() }
+        if unsynced, configuration.fsync == .interval, now - lastSync >= .milliseconds(100) { try requestSync() }
         if segmentBytes >= configuration.segmentSize { try roll(state: state()) }
+    }
+
+    /// Has the syncer force everything written so far to disk; one sync at a time, so records
+    /// written meanwhile go together in the next (group commit). Inline without a syncer.
+    private func requestSync() throws(RuntimeError) {
+        guard let syncer else { return try sync() }
+        guard syncing == nil, writtenGeneration > durableGeneration else { return }
+        let copy = dup(descriptor)
+        guard copy >= 0 else { throw Self.writeError("cannot duplicate the descriptor of \(path(Self.segmentName(sequence)))") }
+        do {
+            try syncer.send(JournalSyncCommand(generation: writtenGeneration, descriptor: copy, path: path(Self.segmentName(sequence))))
+        } catch {
+            close(copy)
+            throw RuntimeError(.journalWrite, "cannot reach the journal's sync thread: \(error)")
+        }
+        syncing = writtenGeneration
+        unsynced = false
+        lastSync = .now
     }
 
     private func writeBuffer() throws(RuntimeError) {
@@ -125,11 +190,13 @@ final class JournalStore {
         }
         segmentBytes += total
         buffer.removeAll(keepingCapacity: true)
+        writtenGeneration += 1
     }
 
     private func sync() throws(RuntimeError) {
         guard descriptor >= 0 else { return }
         if fsync(descriptor) != 0 { throw Self.writeError("cannot sync \(path(Self.segmentName(sequence)))") }
+        durableGeneration = writtenGeneration
         unsynced = false
         lastSync = .now
     }
@@ -175,6 +242,8 @@ final class JournalStore {
         try sync()
         if descriptor >= 0 { close(descriptor) }
         descriptor = -1
+        syncer?.stop()
+        syncer = nil
     }
 
     // MARK: Recovery
