@@ -22,6 +22,11 @@ final class WorkerShell {
 
     private var topologySocket: Socket?
     private var dealers: [Socket] = []
+    /// Messages a stage DEALER could not take at once, in order (one list per dealer). Its high-water
+    /// mark is unlimited, so this holds something only while the DEALER has no connection to queue on
+    /// (an inproc broker that closed, a TCP connection being made): a blocking send would stop the
+    /// whole worker there, heartbeats and stop requests included.
+    private var dealerBacklogs: [[[[UInt8]]]] = []
     private var aggregator: Socket?
     /// Final outputs the aggregator PUSH could not take yet, in order; each one sent is reported to the core.
     private var aggregatorBacklog: [[[UInt8]]] = []
@@ -136,12 +141,16 @@ final class WorkerShell {
         if poller?.generation != generation { rebuildPoller() }
         guard let (poller, session, aggregatorIndex, wakeIndex, topologyIndex) = poller else { return }
         if let aggregatorIndex { poller.setEvents(aggregatorBacklog.isEmpty ? [] : .out, at: aggregatorIndex) }
+        for position in dealers.indices { poller.setEvents(dealerBacklogs[position].isEmpty ? .in : [.in, .out], at: position) }
         if poller.count == 0 {
             Thread.sleep(forTimeInterval: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
             return
         }
         guard try poller.poll(timeout: timeout) > 0 else { return }
 
+        for position in dealers.indices where session == generation && poller.readyEvents(at: position).contains(.out) {
+            flushDealer(position)
+        }
         for position in dealers.indices where session == generation && poller.isReadable(position) {
             var received = 0
             while received < 1000, session == generation, let frames = try dealers[position].tryReceiveMultipart() {
@@ -227,11 +236,8 @@ final class WorkerShell {
             }
         case .send(let stage, let message):
             guard dealers.indices.contains(stage) else { return }
-            do {
-                try dealers[stage].send(multipart: message.frames)
-            } catch {
-                feed(.sessionFailed("cannot send to the broker: \(error)"))
-            }
+            dealerBacklogs[stage].append(message.frames)
+            flushDealer(stage)
         case .pushToAggregator(let batch):
             aggregatorBacklog.append(batch.frames)
             flushAggregator()
@@ -271,6 +277,7 @@ final class WorkerShell {
         for _ in plans {
             let dealer = try makeSocket(.stage)
             dealers.append(dealer)
+            dealerBacklogs.append([])
             try dealer.connect(configuration.brokerEndpoint)
         }
         let wakeEndpoint = "inproc://lancompute-worker-slots-\(UUID().uuidString)"
@@ -282,6 +289,17 @@ final class WorkerShell {
             let push = try makeSocket(.aggregator)
             aggregator = push
             try push.connect(aggregatorEndpoint)
+        }
+    }
+
+    /// Sends what a stage DEALER takes now, in order, without waiting; the rest goes when it can.
+    private func flushDealer(_ stage: Int) {
+        do {
+            while let next = dealerBacklogs[stage].first, try dealers[stage].trySend(multipart: next) {
+                dealerBacklogs[stage].removeFirst()
+            }
+        } catch {
+            feed(.sessionFailed("cannot send to the broker: \(error)"))
         }
     }
 
@@ -308,6 +326,7 @@ final class WorkerShell {
             socket.close()
         }
         dealers.removeAll()
+        dealerBacklogs.removeAll()
         aggregator = nil
         aggregatorBacklog.removeAll()
         closeTopologySocket()
