@@ -10,11 +10,11 @@ final class CoreDriver {
     var actions: [BrokerAction] = []
 
     init(_ stages: [StageSpec], heartbeat: Duration = .milliseconds(500), liveness: Int = 3, ackTimeout: Duration = .seconds(30),
-         limits: WorkerLimits = WorkerLimits()) {
+         limits: WorkerLimits = WorkerLimits(), compactQueuesAfter: Int = StageQueue.defaultCompactAfter) {
         var topology = Topology(name: "t", source: SourceSpec(kind: .stdin), stages: stages, sink: SinkSpec(kind: .stdout))
         topology.broker.heartbeatInterval = heartbeat
         topology.broker.heartbeatLiveness = liveness
-        core = BrokerCore(topology: topology, ackTimeout: ackTimeout, limits: limits)
+        core = BrokerCore(topology: topology, ackTimeout: ackTimeout, limits: limits, compactQueuesAfter: compactQueuesAfter)
     }
 
     /// Feeds one input and returns (and keeps) what the core did.

@@ -1,4 +1,4 @@
-// Measures what a queued item costs the broker in heap bytes: BrokerItem, its payload, its queue slot.
+// Measures what a queued item costs the broker in heap bytes: as an object (BrokerItem, payload, slot) and compactly.
 
 import Testing
 @testable import LANCompute
@@ -22,7 +22,7 @@ private func blockBytes(_ pointer: UnsafeRawPointer) -> Int { mallocUsableSize(p
     @Test func queuedSmallItemCostIsBrokenDown() {
         let now = ContinuousClock.now
         let count = 100_000
-        var queue = PriorityFIFO<BrokerItem>()
+        var queue = FIFOQueue<BrokerItem>()
         var objectBytes = 0
         var payloadBytes = 0
         for index in 0..<count {
@@ -30,7 +30,7 @@ private func blockBytes(_ pointer: UnsafeRawPointer) -> Int { mallocUsableSize(p
             objectBytes += blockBytes(Unmanaged.passUnretained(item).toOpaque())
             // A non-empty array is one pointer to its heap storage object.
             payloadBytes += blockBytes(unsafeBitCast(item.payload, to: UnsafeRawPointer.self))
-            queue.append(item, priority: 0)
+            queue.append(item)
         }
         let slotBytes = Double(queue.allocatedSlots * MemoryLayout<BrokerItem>.stride) / Double(count)
         let object = Double(objectBytes) / Double(count)
@@ -51,6 +51,33 @@ private func blockBytes(_ pointer: UnsafeRawPointer) -> Int { mallocUsableSize(p
         #expect(payload >= 48 && payload < 66, "a 12-byte payload takes \(payload) bytes")
         #expect(slotBytes <= 16, "a queue slot takes \(slotBytes) bytes")
         #expect(queue.count == count)
+    }
+
+    /// A long queue keeps plain items compactly: what that costs for 100-byte items, against the object form.
+    @Test func compactQueuedItemCostsLittleMoreThanItsPayload() {
+        let now = ContinuousClock.now
+        let count = 100_000
+        var objects = 0
+        var queue = StageQueue(stage: 0)
+        for index in 0..<count {
+            let item = BrokerItem(id: UInt64(index), stage: 0, payload: SourceReader.generated(index: index, size: 100),
+                                  enqueuedAt: now + .milliseconds(Int64(index / 256)), bornAt: now + .milliseconds(Int64(index / 256)))
+            if queue.takesCompactly(item) {
+                queue.append(compactly: item, priority: 0, rootCounted: false)
+            } else {
+                objects += blockBytes(Unmanaged.passUnretained(item).toOpaque()) + blockBytes(unsafeBitCast(item.payload, to: UnsafeRawPointer.self))
+                queue.append(item, priority: 0)
+            }
+        }
+        let compact = queue.compactCount
+        #expect(compact == count - StageQueue.defaultCompactAfter, "the first \(StageQueue.defaultCompactAfter) items stay objects")
+        let perCompact = Double(queue.compactHeapBytes) / Double(compact)
+        let perObject = Double(objects) / Double(count - compact)
+        print("heap bytes per queued 100-byte item: compact \(perCompact), as an object with its payload \(perObject) (and a queue slot)")
+        // 100 payload bytes, an 8-byte id, a 4-byte end, a share of its batch's instant and of the
+        // runs' unused room; the goal is under 150 (1.5x the payload).
+        #expect(perCompact >= 112 && perCompact < 120, "a compact 100-byte item takes \(perCompact) bytes")
+        #expect(perObject >= 230, "an object and its payload array take \(perObject) bytes")
     }
 }
 #endif

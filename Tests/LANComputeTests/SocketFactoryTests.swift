@@ -51,6 +51,10 @@ struct SocketFactoryTests {
         #expect(try pull.get(.handshakeInterval) == .seconds(2))
         let source = try factory.socket(.source(maxMessageSize: 1 << 20))
         #expect(try source.get(.handshakeInterval) == .seconds(2))
+        #expect(try source.get(.receiveHighWaterMark) == 1000)
+        // The broker's end of its own reader's pipe is as short as the reader's end.
+        let fromReader = try factory.socket(.source(maxMessageSize: 1 << 20, fromReader: true))
+        #expect(try fromReader.get(.receiveHighWaterMark) == 16)
 
         // A subscription is a short topic: a larger message drops the subscriber before libzmq stores it.
         let events = try factory.socket(.eventsPublisher)

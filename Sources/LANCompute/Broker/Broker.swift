@@ -326,7 +326,9 @@ final class BrokerLoop {
                                 curve: configuration.security.map { CurveSetup(server: $0.keyPair) })
         do {
             router = try sockets.socket(.dispatch(maxMessageSize: configuration.maxFrameSize))
-            source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize))
+            var fromReader = true
+            if case .pull = configuration.topology.source.kind { fromReader = false }
+            source = try sockets.socket(.source(maxMessageSize: configuration.maxFrameSize, fromReader: fromReader))
             if configuration.security != nil {
                 routerMonitor = try router.monitor(events: [.handshakeFailedProtocol, .handshakeFailedNoDetail])
             }

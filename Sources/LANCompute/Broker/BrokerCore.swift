@@ -9,7 +9,8 @@ public typealias PeerID = [UInt8]
 /// many times, and a reference moves with one retain where a struct copied every field.
 /// Only the broker thread touches it. Queued items are the broker's memory, so the fields
 /// most items never use (deadline, key, client, last error) live in a side object made on
-/// first use: an item costs its payload plus some 80 bytes.
+/// first use: an item costs its payload plus some 80 bytes. A long queue keeps its plain items
+/// without an object at all (``StageQueue``).
 final class BrokerItem {
     var id: UInt64
     /// The id of the source item this one descends from (itself for a source item): the journal
@@ -54,6 +55,9 @@ final class BrokerItem {
         self.enqueuedAt = enqueuedAt
         self.bornAt = bornAt
     }
+
+    /// First attempt and none of the rare fields set: a queue may keep it as its id and payload alone.
+    var isPlain: Bool { rare == nil && attemptCount == 0 }
 
     private var rareFields: Rare {
         if let rare { return rare }
@@ -391,7 +395,7 @@ final class BrokerCore {
         var timeout: Duration?
         /// The highest priority of a chain's members after the head: its outputs carry it on.
         var chainPriority = 0
-        var queue = PriorityFIFO<BrokerItem>()
+        var queue: StageQueue
         /// Live workers serving this stage, in the order they registered.
         var workers: [PeerID] = []
         /// Since when items have waited with no worker to take them; nil: served, or nothing waits.
@@ -539,7 +543,9 @@ final class BrokerCore {
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
-    /// Unsettled descendants of each source item in progress (client requests are not counted).
+    /// Unsettled descendants of each source item in progress (client requests are not counted). A
+    /// source item of the sole entry stage still waiting in its queue compactly is entered only when
+    /// it leaves the queue (``StageQueue/popFirst()`` says so): a long queue costs no entry per item.
     private var unsettled: [UInt64: Int32] = [:]
     /// Items that settled in an earlier run (resume): skipped when queued again, then forgotten.
     private var settledEarlier = Set<UInt64>()
@@ -572,16 +578,18 @@ final class BrokerCore {
     /// Bytes of client requests held, queued or in flight (``WorkerLimits/clientRequestBytes``).
     private var clientBytes = 0
 
+    /// `compactQueuesAfter`: how long a stage queue grows before it keeps plain items compactly (``StageQueue``).
     init(topology: Topology, epoch: UInt32 = 1, ackTimeout: Duration = .seconds(30), unservedAfter: Duration = .seconds(2),
-         limits: WorkerLimits = WorkerLimits()) {
+         limits: WorkerLimits = WorkerLimits(), compactQueuesAfter: Int = StageQueue.defaultCompactAfter) {
         self.epoch = epoch
         self.unservedAfter = unservedAfter
         self.limits = limits
         var index: [String: Int] = [:]
         for (position, stage) in topology.stages.enumerated() { index[stage.name] = position }
         stageIndex = index
-        var states = topology.stages.map { spec in
-            StageState(spec: spec, downstream: topology.downstream(of: spec.name).compactMap { index[$0.name] }, timeout: spec.timeout)
+        var states = topology.stages.enumerated().map { position, spec in
+            StageState(spec: spec, downstream: topology.downstream(of: spec.name).compactMap { index[$0.name] }, timeout: spec.timeout,
+                       queue: StageQueue(stage: position, compactAfter: compactQueuesAfter))
         }
         // Decided once from the topology: each chain is dispatched as its head, and answered as its tail.
         for names in ChainPlan(topology).chains {
@@ -811,18 +819,44 @@ final class BrokerCore {
             // With several entry stages each gets its own copy, with its own id.
             let itemID = entries.count == 1 ? id : ItemID.derived(parent: id, stageIndex: stage, outputIndex: 0)
             pending += 1
-            unsettled[id, default: 0] += 1
-            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now)
+            // The only descendant so far of a sole entry stage's source item is counted when it is
+            // placed as an object, or when it leaves the queue; with several, each copy counts at once,
+            // so the source item cannot finish while another copy waits.
+            if entries.count > 1 { unsettled[id, default: 0] += 1 }
+            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now,
+                    rootCounted: entries.count > 1)
         }
     }
 
-    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
+    /// Counts an item among its source item's unsettled descendants, when it was not yet (`counted` false).
+    private func countRoot(of item: BrokerItem, counted: Bool) {
+        if !counted { unsettled[item.root, default: 0] += 1 }
+    }
+
+    /// The first item of a stage's queue, counted among its source item's unsettled descendants.
+    private func popQueued(stage: Int) -> BrokerItem? {
+        guard let (item, counted) = stages[stage].queue.popFirst() else { return nil }
+        countRoot(of: item, counted: counted)
+        return item
+    }
+
+    /// Every item of a stage's queue, counted as ``popQueued(stage:)`` does.
+    private func drainQueue(stage: Int) -> [BrokerItem] {
+        stages[stage].queue.drain().map { item, counted in
+            countRoot(of: item, counted: counted)
+            return item
+        }
+    }
+
+    /// `rootCounted`: whether the item is counted among its source item's unsettled descendants yet.
+    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant, rootCounted: Bool = true) {
         // Read single fields of the stage: a copy of the whole stage state would share its
         // queue's storage and make the append below copy the queue.
         item.enqueuedAt = now
         if item.attempts == 0, !settledEarlier.isEmpty, settledEarlier.remove(item.id) != nil {
             // Its outputs reached the sink (or it was dead-lettered) before a restart: not again.
             actions.append(.itemSkipped(stage: item.stage, id: item.id))
+            countRoot(of: item, counted: rootCounted)
             finish(item, settled: nil)
             return
         }
@@ -833,15 +867,22 @@ final class BrokerCore {
             actions.append(.itemReceived(stage: item.stage))
             if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
         }
-        place(item)
+        place(item, rootCounted: rootCounted)
     }
 
     /// Puts an item in its stage queue, or (group-by) in the queue of the worker its key is pinned to.
-    private func place(_ item: BrokerItem, atFront: Bool = false) {
+    /// Only a plain item appended to its stage queue may stay uncounted (`rootCounted` false) there.
+    private func place(_ item: BrokerItem, atFront: Bool = false, rootCounted: Bool = true) {
         if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage, avoiding: item.failedOn) {
+            countRoot(of: item, counted: rootCounted)
             if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
             return
         }
+        if !atFront, stages[item.stage].queue.takesCompactly(item) {
+            stages[item.stage].queue.append(compactly: item, priority: item.priority, rootCounted: rootCounted)
+            return
+        }
+        countRoot(of: item, counted: rootCounted)
         if atFront {
             stages[item.stage].queue.prepend(item, priority: item.priority)
         } else {
@@ -877,7 +918,7 @@ final class BrokerCore {
     /// Re-pins every queued item of a grouped stage after its worker set changed.
     private func repin(stage: Int) {
         guard stages[stage].isGrouped else { return }
-        var items = stages[stage].queue.drain()
+        var items = drainQueue(stage: stage)
         for peer in stages[stage].workers {
             if let worker = workers[peer] { items += worker.pinned.drain() }
         }
@@ -909,7 +950,7 @@ final class BrokerCore {
             while !stages[stage].queue.isEmpty, case let (worker, limit)? = bestWorker(stage: stage) {
                 var batch: [BrokerItem] = []
                 let room = min(worker.room, limit)
-                while batch.count < room, let item = stages[stage].queue.popFirst() {
+                while batch.count < room, let item = popQueued(stage: stage) {
                     if !item.failedOn.isEmpty, item.failedOn.contains(worker.node), anotherQualifies(for: item, besides: worker) {
                         passedOver.append(item)
                         continue
@@ -1547,7 +1588,8 @@ final class BrokerCore {
         expireBreakers(now: now)
         // Queued items past their deadline go now, not only when a worker would have taken them.
         for stage in stages.indices where stages[stage].spec.deadline != nil {
-            let late = stages[stage].queue.removeAll { item in item.deadline.map { now >= $0 } ?? false }
+            // Items with a deadline are objects in the queue: compact ones carry none.
+            let late = stages[stage].queue.removeObjects { item in item.deadline.map { now >= $0 } ?? false }
             for item in late { _ = admit(item, now: now) }
         }
         checkUnserved(now: now)
@@ -1556,7 +1598,8 @@ final class BrokerCore {
     /// Dead-letters every item not yet finished — queued, pinned or in flight — with `reason`.
     private func abandonAll(reason: DeadLetterReason) {
         var items: [BrokerItem] = []
-        for stage in stages.indices { items += stages[stage].queue.drain() }
+        // Not counted among their source items' descendants: that table is emptied below.
+        for stage in stages.indices { items += stages[stage].queue.drain().map(\.item) }
         for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             items += worker.pinned.drain()
             worker.inFlight.removeAll()

@@ -140,11 +140,14 @@ public struct SocketProfile: Sendable, Equatable {
         }
     }
 
-    /// The broker's source PULL (from producers, or from its own source reader).
-    public static func source(maxMessageSize: Int64) -> SocketProfile {
+    /// The broker's source PULL (from producers, or, `fromReader`, from its own source reader).
+    /// Over inproc the queue is the sum of both ends' HWMs: with the reader's 16 batches here too,
+    /// a file or generated source is read at most 32 batches (8,192 items) ahead of what the broker
+    /// took; with 1000, some 260,000 items waited in the pipe, and their memory stayed with the broker.
+    public static func source(maxMessageSize: Int64, fromReader: Bool = false) -> SocketProfile {
         SocketProfile(role: .source, type: .pull).with {
             $0.handshakeInterval = acceptedHandshakeInterval
-            $0.receiveHighWaterMark = 1000
+            $0.receiveHighWaterMark = fromReader ? 16 : 1000
             $0.maxMessageSize = maxMessageSize
         }
     }
