@@ -291,6 +291,10 @@ struct UnservedStageReport: Equatable {
 }
 
 /// What the core asks the shell to do, and the facts metrics, events and the journal consume.
+///
+/// Several values per item are built, copied and switched on, so the cases that arise per item are
+/// kept small and the rare large ones are `indirect` (boxed): the enum is as large as its largest
+/// inline case, and each copy moves that many bytes.
 enum BrokerAction {
     /// Send these items to `peer` in one REQUEST.
     case request(peer: PeerID, form: RequestForm, items: [DispatchedItem])
@@ -298,10 +302,10 @@ enum BrokerAction {
     /// Answer a worker's probe at once with a HEARTBEAT carrying it back (Docs/protocol.md 7.7).
     case probeEcho(peer: PeerID, probe: UInt64)
     /// A worker's credit refresh changed what it may hold (``roundTrip``: what it measured, if it said).
-    case workerCreditChanged(peer: PeerID, stageName: String, from: Int, to: Int, roundTrip: Duration?)
+    indirect case workerCreditChanged(peer: PeerID, stageName: String, from: Int, to: Int, roundTrip: Duration?)
     case disconnect(peer: PeerID)
     /// Answer an MDP client: its outputs, or `["error", reason]`.
-    case clientReply(peer: PeerID, service: String, body: [[UInt8]])
+    indirect case clientReply(peer: PeerID, service: String, body: [[UInt8]])
     /// Final outputs the worker returned in its REPLY: the aggregator must write them (they are admitted).
     case forwardToAggregator([ItemOutcome])
     /// The answer to ``BrokerInput/outputsOffered(_:)``: the aggregator writes the admitted ones and
@@ -315,7 +319,7 @@ enum BrokerAction {
     case attemptFailed(stage: Int)
     /// An item went back to its queue for attempt `attempt + 1`.
     case itemRetried(stage: Int, id: UInt64, attempt: Int, reason: RetryReason)
-    case deadLettered(DeadLetter)
+    indirect case deadLettered(DeadLetter)
     /// A final-stage item is in the sink, `latency` after its source item entered the pipeline.
     case itemInSink(id: UInt64, latency: Duration)
     /// For the journal: item `id`, descended from source item `root`, settled as `settlement` says.
@@ -327,28 +331,28 @@ enum BrokerAction {
     /// An item queued at `stage` had settled in an earlier run (``BrokerInput/settledEarlier(ids:)``): not processed again.
     case itemSkipped(stage: Int, id: UInt64)
 
-    case workerJoined(JoinedWorker)
-    case workerLeft(peer: PeerID, stageName: String, reason: WorkerLeaveReason, detail: String, requeued: Int)
-    case nodeJoined(node: String, host: String, capabilities: Capabilities)
-    case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
+    indirect case workerJoined(JoinedWorker)
+    indirect case workerLeft(peer: PeerID, stageName: String, reason: WorkerLeaveReason, detail: String, requeued: Int)
+    indirect case nodeJoined(node: String, host: String, capabilities: Capabilities)
+    indirect case nodeLeft(node: String, reason: WorkerLeaveReason, detail: String)
     /// A node began (`yielding`) or stopped yielding to its owner; `otherLoad`: the cores the rest of its machine used.
-    case nodeYielding(node: String, host: String, yielding: Bool, otherLoad: Double?)
+    indirect case nodeYielding(node: String, host: String, yielding: Bool, otherLoad: Double?)
     /// A peer broke the protocol; `code` is its LC3xxx code.
-    case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
+    indirect case protocolError(peer: PeerID, code: ProtocolErrorCode, detail: String)
     /// A worker the broker had already let go of answered late: ignored, and told to register again.
     case lateMessage(peer: PeerID)
     /// Outputs offered for an item in flight to another key than the one that PUSHed them: refused,
     /// and the shell counts an unauthorized attempt.
-    case impostorOutcome(id: UInt64, sender: String)
+    indirect case impostorOutcome(id: UInt64, sender: String)
     /// A worker answered for an item of another run (a broker restarted under it): refused.
-    case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
+    indirect case foreignOutcome(peer: PeerID, id: UInt64, epoch: UInt32)
     /// A stage has had items waiting and no live worker for ``BrokerCore/unservedAfter`` (or, once
     /// so, nodes gave new reasons): its items wait, and the operator should know why.
-    case stageUnserved(UnservedStageReport)
+    indirect case stageUnserved(UnservedStageReport)
     /// A stage reported unserved has a worker again.
-    case stageServed(stage: Int, stageName: String)
+    indirect case stageServed(stage: Int, stageName: String)
     /// A worker's circuit breaker at a stage changed state (Docs/cluster.md, Health).
-    case breakerChanged(BreakerChange)
+    indirect case breakerChanged(BreakerChange)
     /// The core wants a `.tick` no later than this.
     case scheduleTick(at: ContinuousClock.Instant)
 }
