@@ -425,7 +425,9 @@ final class BrokerCore {
         /// Counted in its stage's `available`; kept by ``BrokerCore/updateStanding(_:)``.
         var isAvailable = false
         /// As announced on READY, with the dynamic values of the latest capabilities refresh.
-        var capabilities: Capabilities
+        var capabilities: Capabilities {
+            didSet { isYielding = capabilities["yielding"] == "true" }
+        }
         /// Items it may hold: announced on READY, changed by a credit refresh (Docs/protocol.md 7.7),
         /// always within `creditLimit`. Lowered below what it holds, it is sent nothing until it is under.
         var credit: Int
@@ -473,6 +475,7 @@ final class BrokerCore {
             self.key = key
             self.stage = stage
             self.capabilities = capabilities
+            self.isYielding = capabilities["yielding"] == "true"
             let credit = min(capabilities.credit, creditLimit)
             self.credit = credit
             self.creditLimit = creditLimit
@@ -493,7 +496,8 @@ final class BrokerCore {
 
         var freeCredit: Int { isYielding ? 0 : credit - inFlight.count }
         /// Its machine's owner is busy (`yielding=true`, owner policy): it is alive and gets nothing new.
-        var isYielding: Bool { capabilities["yielding"] == "true" }
+        /// Kept with `capabilities`, not looked up: every pick asks it of each worker it weighs.
+        private(set) var isYielding: Bool
 
         var placement: PlacementCandidate {
             PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
