@@ -97,8 +97,8 @@ def reference_broker(port_out, stop, size):
                 break
             if len(frames) >= 4 and frames[3] in (READY, REPLY):
                 router.send_multipart([frames[0], b"", WORKER, REQUEST, b"client", b"", payload])
-    router.close(linger=0)
-    context.term()
+    # destroy, not term: term waits for every socket's teardown and once hung with 500 peers.
+    context.destroy(linger=0)
 
 
 def proc_stat(pid):
@@ -157,7 +157,7 @@ sink:
         threading.Thread(target=lambda: [log.write(l) for l in broker_process.stderr], daemon=True).start()
     else:
         port = mp.Value("i", 0, lock=False)
-        reference = mp.Process(target=reference_broker, args=(port, stop, args.size))
+        reference = mp.Process(target=reference_broker, args=(port, stop, args.size), daemon=True)
         reference.start()
         while port.value == 0:
             time.sleep(0.01)
@@ -212,6 +212,8 @@ sink:
         broker_process.wait()
     else:
         reference.join(timeout=10)
+        if reference.is_alive():
+            reference.kill()
     elapsed = t1 - t0
     report = {"broker": args.label or args.broker, "workers": args.workers, "host": args.host,
               "broker_cpu_cores": (cpu1 - cpu0) / elapsed, "broker_rss_mib": rss / 2**20}
