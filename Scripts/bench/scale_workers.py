@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Many plain MDP/0.1 workers (DEALER, credit 1) on one broker: items/s, broker CPU and RSS, dispatch latency.
 
-The workers are spread over a few processes, each serving hundreds of DEALER sockets from one
-poll loop (the protocol of Topologies/workers/mdp_worker.py: READY, then one REQUEST at a time,
-each answered with a REPLY carrying the body unchanged; HEARTBEAT when idle). The broker is
+The workers run in a worker host: with --host c (the default of Scripts/bench/scale) the C
+program Scripts/bench/scale_workers.c, whose threads each serve their share of the DEALERs from
+one epoll set; with --host python, a few Python processes (--processes), each serving hundreds
+of DEALER sockets from one zmq.Poller loop. Both speak the protocol of
+Topologies/workers/mdp_worker.py: READY, then one REQUEST at a time, each answered with a REPLY
+carrying the body unchanged; HEARTBEAT when idle. The broker is
 either `lancompute broker` (--broker lancompute) or, as the reference, a minimal raw pyzmq
 ROUTER (--broker reference) that answers every READY or REPLY with the next REQUEST and keeps
 no other state: what the same worker processes reach without any of LANCompute's bookkeeping.
 
 Dispatch latency: from a worker's REPLY (which gives its credit back) to its next REQUEST, as the
-worker sees it, so it includes the worker process's own poll loop. Prints one JSON object.
+worker sees it, so it includes the worker host's own poll loop. Prints one JSON object.
 """
 import argparse
 import json
@@ -94,8 +97,8 @@ def reference_broker(port_out, stop, size):
                 break
             if len(frames) >= 4 and frames[3] in (READY, REPLY):
                 router.send_multipart([frames[0], b"", WORKER, REQUEST, b"client", b"", payload])
-    router.close(linger=0)
-    context.term()
+    # destroy, not term: term waits for every socket's teardown and once hung with 500 peers.
+    context.destroy(linger=0)
 
 
 def proc_stat(pid):
@@ -110,7 +113,11 @@ def proc_stat(pid):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--broker", choices=["lancompute", "reference"], required=True)
+    parser.add_argument("--label", help="the broker's name in the report (default: --broker)")
     parser.add_argument("--binary", help="the lancompute binary (with --broker lancompute)")
+    parser.add_argument("--host", choices=["c", "python"], default="python", help="the worker host")
+    parser.add_argument("--host-binary", help="the built scale_workers.c (with --host c)")
+    parser.add_argument("--threads", type=int, default=2, help="worker threads of the C host")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
@@ -150,49 +157,77 @@ sink:
         threading.Thread(target=lambda: [log.write(l) for l in broker_process.stderr], daemon=True).start()
     else:
         port = mp.Value("i", 0, lock=False)
-        reference = mp.Process(target=reference_broker, args=(port, stop, args.size))
+        reference = mp.Process(target=reference_broker, args=(port, stop, args.size), daemon=True)
         reference.start()
         while port.value == 0:
             time.sleep(0.01)
         endpoint = f"tcp://127.0.0.1:{port.value}"
         pid = reference.pid
 
-    per_process = [args.workers // args.processes + (1 if i < args.workers % args.processes else 0) for i in range(args.processes)]
-    counters = [mp.Value("q", 0, lock=False) for _ in per_process]
-    samples_out = mp.Queue()
-    hosts = [mp.Process(target=worker_host, args=(endpoint, b"echo", n, counters[i], measuring, samples_out, args.heartbeat, stop))
-             for i, n in enumerate(per_process)]
-    for host in hosts:
-        host.start()
-    time.sleep(args.warmup)
-    cpu0, _ = proc_stat(pid)
-    served0, t0 = sum(c.value for c in counters), time.monotonic()
-    measuring.value = 1
-    time.sleep(args.window)
-    measuring.value = 0
-    cpu1, rss = proc_stat(pid)
-    served1, t1 = sum(c.value for c in counters), time.monotonic()
-    stop.value = 1
-    samples = []
-    for _ in hosts:
-        samples.extend(samples_out.get(timeout=60))
-    for host in hosts:
-        host.join(timeout=10)
+    if args.host == "c":
+        # The C host times its own window; the broker's CPU is read when it opens and closes.
+        host = subprocess.Popen(
+            [args.host_binary, "--endpoint", endpoint, "--service", "echo", "--workers", str(args.workers),
+             "--threads", str(args.threads), "--heartbeat", str(args.heartbeat), "--warmup", str(args.warmup),
+             "--window", str(args.window)], stdout=subprocess.PIPE, text=True)
+        if host.stdout.readline().strip() != "measuring":
+            sys.exit("scale bench: the C worker host did not start")
+        cpu0, _ = proc_stat(pid)
+        host_cpu0, _ = proc_stat(host.pid)
+        t0 = time.monotonic()
+        if host.stdout.readline().strip() != "window-end":
+            sys.exit("scale bench: the C worker host stopped before the end of its window")
+        cpu1, rss = proc_stat(pid)
+        host_cpu1, _ = proc_stat(host.pid)
+        t1 = time.monotonic()
+        measured = json.loads(host.stdout.readline())
+        host.wait(timeout=60)
+        stop.value = 1
+        samples = []
+    else:
+        measured = None
+        per_process = [args.workers // args.processes + (1 if i < args.workers % args.processes else 0) for i in range(args.processes)]
+        counters = [mp.Value("q", 0, lock=False) for _ in per_process]
+        samples_out = mp.Queue()
+        hosts = [mp.Process(target=worker_host, args=(endpoint, b"echo", n, counters[i], measuring, samples_out, args.heartbeat, stop))
+                 for i, n in enumerate(per_process)]
+        for host in hosts:
+            host.start()
+        time.sleep(args.warmup)
+        cpu0, _ = proc_stat(pid)
+        served0, t0 = sum(c.value for c in counters), time.monotonic()
+        measuring.value = 1
+        time.sleep(args.window)
+        measuring.value = 0
+        cpu1, rss = proc_stat(pid)
+        served1, t1 = sum(c.value for c in counters), time.monotonic()
+        stop.value = 1
+        samples = []
+        for _ in hosts:
+            samples.extend(samples_out.get(timeout=60))
+        for host in hosts:
+            host.join(timeout=10)
     if broker_process:
         broker_process.kill()
         broker_process.wait()
     else:
         reference.join(timeout=10)
-    samples.sort()
+        if reference.is_alive():
+            reference.kill()
     elapsed = t1 - t0
-    report = {
-        "broker": args.broker, "workers": args.workers, "processes": args.processes,
-        "items_per_second": (served1 - served0) / elapsed,
-        "broker_cpu_cores": (cpu1 - cpu0) / elapsed, "broker_rss_mib": rss / 2**20,
-        "dispatch_p50_ms": samples[len(samples) // 2] * 1000 if samples else None,
-        "dispatch_p99_ms": samples[int(len(samples) * 0.99)] * 1000 if samples else None,
-        "ever_served": served1,
-    }
+    report = {"broker": args.label or args.broker, "workers": args.workers, "host": args.host,
+              "broker_cpu_cores": (cpu1 - cpu0) / elapsed, "broker_rss_mib": rss / 2**20}
+    if measured:
+        report.update(measured)
+        report["host_cpu_cores"] = (host_cpu1 - host_cpu0) / elapsed
+    else:
+        samples.sort()
+        report.update({
+            "processes": args.processes, "items_per_second": (served1 - served0) / elapsed,
+            "dispatch_p50_ms": samples[len(samples) // 2] * 1000 if samples else None,
+            "dispatch_p99_ms": samples[int(len(samples) * 0.99)] * 1000 if samples else None,
+            "ever_served": served1,
+        })
     print(json.dumps(report))
 
 

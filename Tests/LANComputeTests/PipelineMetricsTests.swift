@@ -114,6 +114,18 @@ import Testing
         #expect(nodes.map(\.id) == ["n2"])
     }
 
+    @Test func nodesLeavingTogetherLeaveTheOthersUpdatableInPlace() {
+        let metrics = PipelineMetrics(pipeline: "p", stageNames: [], startedAt: start)
+        for index in 0..<6 { metrics.updateNode(NodeMetrics(id: "n\(index)", host: "h", workers: 1)) }
+        metrics.removeNodes(["n0", "n3", "n9"])
+        // The nodes after the removed ones moved: an update must still replace, not add.
+        metrics.updateNode(NodeMetrics(id: "n5", host: "h", workers: 7))
+        metrics.updateNode(NodeMetrics(id: "n1", host: "h", workers: 3))
+        let nodes = metrics.snapshot(at: start.addingTimeInterval(1)).nodes
+        #expect(nodes.map(\.id) == ["n1", "n2", "n4", "n5"])
+        #expect(nodes.map(\.workers) == [3, 1, 1, 7])
+    }
+
     @Test func snapshotJSONHasExactlyTheDocumentedKeys() throws {
         let metrics = PipelineMetrics(pipeline: "thumbs", stageNames: ["resize"], startedAt: start)
         metrics.itemReceived(stage: "resize")

@@ -402,6 +402,13 @@ final class BrokerCore {
         var queue: StageQueue
         /// Live workers serving this stage, in the order they registered.
         var workers: [PeerID] = []
+        /// Those that may take items now (``WorkerRecord/canTake``), by preference score, highest first:
+        /// a pick looks only at these, and at no more than ``BrokerCore/pickCandidates`` of them.
+        var open: [OpenLevel] = []
+        /// Those neither quarantined by their breaker nor yielding to their machine's owner.
+        var available = 0
+        /// Items pinned by group-by to its workers, waiting for their credit.
+        var pinnedCount = 0
         /// Since when items have waited with no worker to take them; nil: served, or nothing waits.
         var unservedSince: ContinuousClock.Instant?
         /// The reasons last reported as unserved; nil: not reported in this episode.
@@ -410,11 +417,25 @@ final class BrokerCore {
         var isGrouped: Bool { spec.groupBy != nil }
     }
 
+    /// The open workers of a stage that share one preference score.
+    private struct OpenLevel {
+        let preference: Int
+        var members = RotatingSet<PeerID, WorkerRecord>()
+    }
+
     private final class WorkerRecord {
         let peer: PeerID
         let stage: Int
+        /// Registrations before it: among equally good workers the one registered first wins a pick.
+        let sequence: Int
+        /// In its stage's `open` set; kept by ``BrokerCore/updateStanding(_:)``.
+        var isOpen = false
+        /// Counted in its stage's `available`; kept by ``BrokerCore/updateStanding(_:)``.
+        var isAvailable = false
         /// As announced on READY, with the dynamic values of the latest capabilities refresh.
-        var capabilities: Capabilities
+        var capabilities: Capabilities {
+            didSet { isYielding = capabilities["yielding"] == "true" }
+        }
         /// Items it may hold: announced on READY, changed by a credit refresh (Docs/protocol.md 7.7),
         /// always within `creditLimit`. Lowered below what it holds, it is sent nothing until it is under.
         var credit: Int
@@ -454,13 +475,15 @@ final class BrokerCore {
         /// Its process's breaker at this stage; nil when the stage has `breaker: false`.
         let breaker: CircuitBreaker?
 
-        init(peer: PeerID, stage: Int, capabilities: Capabilities, creditLimit: Int, preference: Int, key: String, breaker: CircuitBreaker?,
-             now: ContinuousClock.Instant) {
+        init(peer: PeerID, stage: Int, sequence: Int, capabilities: Capabilities, creditLimit: Int, preference: Int, key: String,
+             breaker: CircuitBreaker?, now: ContinuousClock.Instant) {
             self.peer = peer
+            self.sequence = sequence
             self.breaker = breaker
             self.key = key
             self.stage = stage
             self.capabilities = capabilities
+            self.isYielding = capabilities["yielding"] == "true"
             let credit = min(capabilities.credit, creditLimit)
             self.credit = credit
             self.creditLimit = creditLimit
@@ -481,7 +504,8 @@ final class BrokerCore {
 
         var freeCredit: Int { isYielding ? 0 : credit - inFlight.count }
         /// Its machine's owner is busy (`yielding=true`, owner policy): it is alive and gets nothing new.
-        var isYielding: Bool { capabilities["yielding"] == "true" }
+        /// Kept with `capabilities`, not looked up: every pick asks it of each worker it weighs.
+        private(set) var isYielding: Bool
 
         var placement: PlacementCandidate {
             PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
@@ -538,6 +562,10 @@ final class BrokerCore {
     private var stages: [StageState]
     private let stageIndex: [String: Int]
     private var workers: [PeerID: WorkerRecord] = [:]
+    /// Workers registered so far (``WorkerRecord/sequence``).
+    private var registrations = 0
+    /// The candidates of the pick being made, kept to reuse its storage.
+    private var candidates: [WorkerRecord] = []
     private var inFlight: [UInt64: InFlight] = [:]
     private var nodes: [String: Set<PeerID>] = [:]
     /// Workers let go of recently (expired, unreachable), so a late word from one is not a protocol error.
@@ -569,6 +597,12 @@ final class BrokerCore {
     /// The timeout of an attempt at an external stage that sets none: a plain MDP worker that never
     /// answers would otherwise hold its item (and, at credit 1, the worker) forever.
     static let externalStageTimeout = Duration.seconds(60)
+    /// The most workers a pick weighs (``bestWorker(stage:where:)``): with thousands of workers a pick
+    /// costs the same as with a hundred, and the cursor of each preference level moves on past the
+    /// ones weighed, so over successive picks every open worker is weighed in turn. Few, because
+    /// each worker weighed is a few cache misses (its record, its in-flight set): with 64, weighing
+    /// was a fifth of the broker's time at 5,000 workers, with most picks between equal workers.
+    static let pickCandidates = 16
 
     let heartbeatInterval: Duration
     let liveness: Int
@@ -787,7 +821,7 @@ final class BrokerCore {
     var queuedTotal: Int { stages.indices.reduce(0) { $0 + queuedCount(stage: $1) } }
 
     func queuedCount(stage: Int) -> Int {
-        stages[stage].queue.count + stages[stage].workers.reduce(0) { $0 + (workers[$1]?.pinned.count ?? 0) }
+        stages[stage].queue.count + stages[stage].pinnedCount
     }
 
     func inFlightCount(stage: Int) -> Int {
@@ -880,6 +914,7 @@ final class BrokerCore {
         if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage, avoiding: item.failedOn) {
             countRoot(of: item, counted: rootCounted)
             if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
+            stages[item.stage].pinnedCount += 1
             return
         }
         if !atFront, stages[item.stage].queue.takesCompactly(item) {
@@ -926,6 +961,7 @@ final class BrokerCore {
         for peer in stages[stage].workers {
             if let worker = workers[peer] { items += worker.pinned.drain() }
         }
+        stages[stage].pinnedCount = 0
         for item in items { place(item) }
     }
 
@@ -941,6 +977,7 @@ final class BrokerCore {
                         var batch: [BrokerItem] = []
                         let room = worker.room
                         while batch.count < room, let item = worker.pinned.popFirst() {
+                            stages[stage].pinnedCount -= 1
                             if let item = admit(item, now: now) { batch.append(item) }
                         }
                         if batch.isEmpty { break }
@@ -988,11 +1025,21 @@ final class BrokerCore {
 
     /// Whether a worker of the item's stage other than `worker`, not quarantined and not one the item
     /// failed on, serves the stage (with free credit now or not): then the item waits for it.
+    ///
+    /// Counted, not searched: the stage's available workers less those of the nodes the item failed
+    /// on and `worker`, so it costs the workers of those few nodes, not all the stage's.
     private func anotherQualifies(for item: BrokerItem, besides worker: WorkerRecord) -> Bool {
-        stages[item.stage].workers.contains { peer in
-            guard peer != worker.peer, let other = workers[peer] else { return false }
-            return !other.isQuarantined && !other.isYielding && !item.failedOn.contains(other.node)
+        var excluded = 0
+        var excludedWorker = false
+        for node in Set(item.failedOn) {
+            for peer in nodes[node] ?? [] {
+                guard let other = workers[peer], other.stage == item.stage, other.isAvailable else { continue }
+                excluded += 1
+                if other === worker { excludedWorker = true }
+            }
         }
+        if worker.isAvailable && !excludedWorker { excluded += 1 }
+        return stages[item.stage].available > excluded
     }
 
     /// Dead-letters an item whose deadline passed; otherwise returns it.
@@ -1007,17 +1054,90 @@ final class BrokerCore {
 
     /// The worker for the stage's next items and how many it may take (``PlacementPicker``).
     /// `eligible`: a further condition (a retry avoids the workers it failed on).
+    ///
+    /// Only the stage's open workers are looked at (free credit, not yielding, breaker admitting),
+    /// the highest preference level that has an eligible one first, and of that level at most
+    /// ``pickCandidates`` from its cursor on: a pick costs the same whatever the number of workers.
+    /// A level of at most that many is weighed whole, in registration order, so the pick is the one
+    /// a scan of every worker would make. `spread` weighs every host, so it scans all the stage's workers.
     private func bestWorker(stage: Int, where eligible: (WorkerRecord) -> Bool = { _ in true }) -> (worker: WorkerRecord, limit: Int)? {
-        var picker = PlacementPicker<PeerID>(spread: stages[stage].spec.spread)
+        if stages[stage].spec.spread { return spreadWorker(stage: stage, where: eligible) }
+        var level = 0
+        while level < stages[stage].open.count {
+            let members = stages[stage].open[level].members.count
+            candidates.removeAll(keepingCapacity: true)
+            var looked = 0
+            var stale: [WorkerRecord] = []
+            while looked < members && candidates.count < Self.pickCandidates {
+                let worker = stages[stage].open[level].members.value(afterCursor: looked)
+                looked += 1
+                // Every change of what a worker may take updates the set; this only guards it.
+                guard worker.canTake else {
+                    stale.append(worker)
+                    continue
+                }
+                if eligible(worker) { candidates.append(worker) }
+            }
+            stages[stage].open[level].members.advanceCursor(by: looked)
+            if !stale.isEmpty {
+                // Removing them may remove the level: look at this index again either way.
+                for worker in stale { updateStanding(worker) }
+                continue
+            }
+            if members <= Self.pickCandidates { candidates.sort { $0.sequence < $1.sequence } }
+            var picker = PlacementPicker<Int>(spread: false)
+            for (index, worker) in candidates.enumerated() { picker.consider(index, worker.placement) }
+            if let pick = picker.pick() {
+                let worker = candidates[pick.id]
+                return (worker, pick.limit ?? worker.freeCredit)
+            }
+            level += 1
+        }
+        return nil
+    }
+
+    /// ``bestWorker(stage:where:)`` for a stage with `spread`: every worker of the stage is weighed,
+    /// those without free credit too, since spread compares what each host holds.
+    private func spreadWorker(stage: Int, where eligible: (WorkerRecord) -> Bool) -> (worker: WorkerRecord, limit: Int)? {
+        var picker = PlacementPicker<PeerID>(spread: true)
         for peer in stages[stage].workers {
             // A worker yielding to its machine's owner takes nothing new (owner policy); one whose
             // breaker is open takes nothing of this stage (health).
-            // Workers without free credit stay in: spread weighs what every host holds.
             guard let worker = workers[peer], !worker.isYielding, worker.breakerAdmits, eligible(worker) else { continue }
             picker.consider(peer, worker.placement)
         }
         guard let pick = picker.pick(), let worker = workers[pick.id] else { return nil }
         return (worker, pick.limit ?? worker.freeCredit)
+    }
+
+    /// Brings the worker's stage's open set and available count up to date with what the worker may
+    /// do now. Called wherever its credit, its items in flight, its breaker, its yielding or its
+    /// registration changes: dispatch trusts the set instead of looking at every worker.
+    private func updateStanding(_ worker: WorkerRecord) {
+        let registered = workers[worker.peer] === worker
+        let open = registered && worker.canTake
+        if open != worker.isOpen {
+            worker.isOpen = open
+            let stage = worker.stage
+            if let level = stages[stage].open.firstIndex(where: { $0.preference == worker.preference }) {
+                if open {
+                    stages[stage].open[level].members.insert(worker.peer, worker)
+                } else {
+                    stages[stage].open[level].members.remove(worker.peer)
+                    if stages[stage].open[level].members.isEmpty { stages[stage].open.remove(at: level) }
+                }
+            } else if open {
+                var level = OpenLevel(preference: worker.preference)
+                level.members.insert(worker.peer, worker)
+                let position = stages[stage].open.firstIndex { $0.preference < worker.preference } ?? stages[stage].open.count
+                stages[stage].open.insert(level, at: position)
+            }
+        }
+        let available = registered && !worker.isQuarantined && !worker.isYielding
+        if available != worker.isAvailable {
+            worker.isAvailable = available
+            stages[worker.stage].available += available ? 1 : -1
+        }
     }
 
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
@@ -1036,6 +1156,7 @@ final class BrokerCore {
             inFlight[item.id] = entry
         }
         worker.lastSent = now
+        updateStanding(worker)
         func dispatched(_ item: BrokerItem) -> DispatchedItem {
             DispatchedItem(ItemHeader(id: item.id, epoch: epoch, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
                            item.payload)
@@ -1120,7 +1241,10 @@ final class BrokerCore {
                 for other in nodes[worker.node] ?? [] { workers[other]?.capabilities[name] = fresh[name] }
             }
             for other in nodes[worker.node] ?? [] {
-                if let record = workers[other] { record.effectiveSpeed = EffectiveSpeed(record.capabilities) }
+                guard let record = workers[other] else { continue }
+                record.effectiveSpeed = EffectiveSpeed(record.capabilities)
+                // `yielding` describes the machine: every worker of the node starts or stops taking items.
+                updateStanding(record)
             }
             ownerPolicyChanged(worker, wasYielding: wasYielding)
             refreshCredit(of: worker, from: fresh, now: now)
@@ -1148,6 +1272,8 @@ final class BrokerCore {
             }
             startedCount(of: worker, now: now)
         }
+        // Credit given back or changed, a breaker moved, a second READY removed it: the open set follows.
+        updateStanding(worker)
     }
 
     private func register(peer: PeerID, service: String, capabilities: Capabilities, key: String, now: ContinuousClock.Instant) {
@@ -1192,10 +1318,12 @@ final class BrokerCore {
             breaker = breakers[breakerKey] ?? CircuitBreaker(policy: spec.breaker, now: now)
             breakers[breakerKey] = breaker
         }
-        let worker = WorkerRecord(peer: peer, stage: stage, capabilities: capabilities, creditLimit: creditLimit,
+        let worker = WorkerRecord(peer: peer, stage: stage, sequence: registrations, capabilities: capabilities, creditLimit: creditLimit,
                                   preference: spec.prefers.score(capabilities), key: key, breaker: breaker, now: now)
+        registrations += 1
         workers[peer] = worker
         stages[stage].workers.append(peer)
+        updateStanding(worker)
         if nodes[worker.node, default: []].isEmpty {
             actions.append(.nodeJoined(node: worker.node, host: worker.host, capabilities: capabilities))
         }
@@ -1229,6 +1357,7 @@ final class BrokerCore {
     private func removeWorker(_ peer: PeerID, reason: WorkerLeaveReason, detail: String, now: ContinuousClock.Instant, countAttempt: Bool) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         stages[worker.stage].workers.removeAll { $0 == peer }
+        updateStanding(worker)
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
         // Highest id first: each goes back to the front, so they end up in their original order.
@@ -1258,7 +1387,9 @@ final class BrokerCore {
             requeued += 1
             retry(entry.item, reason: .workerLost)
         }
-        for item in worker.pinned.drain() { place(item) }
+        let unpinned = worker.pinned.drain()
+        stages[worker.stage].pinnedCount -= unpinned.count
+        for item in unpinned { place(item) }
         repin(stage: worker.stage)
         actions.append(.workerLeft(peer: peer, stageName: stages[worker.stage].spec.name, reason: reason, detail: detail, requeued: requeued))
         nodes[worker.node]?.remove(peer)
@@ -1418,6 +1549,7 @@ final class BrokerCore {
                 // The ack overtook the worker's REPLY: the item is done; free the credit now.
                 worker.inFlight.remove(id)
                 worker.completed += 1
+                updateStanding(worker)
                 attemptCompleted(entry.item, now: now)
             }
             finish(entry.item, settled: .inSink)
@@ -1502,6 +1634,7 @@ final class BrokerCore {
         case .closed:
             announce(breaker, of: worker.node, stage: worker.stage, peer: worker.peer, failures: 0, outcomes: 1, cooldown: nil)
         }
+        updateStanding(worker)
         // Keys of a grouped stage leave a quarantined worker and come back when it probes.
         repin(stage: worker.stage)
     }
@@ -1525,6 +1658,7 @@ final class BrokerCore {
                 continue
             }
             guard breaker.expire(at: now) else { continue }
+            if let worker { updateStanding(worker) }
             announce(breaker, of: key.node, stage: key.stage, peer: worker?.peer, failures: breaker.failuresInWindow,
                      outcomes: breaker.outcomesInWindow, cooldown: nil)
             repin(stage: key.stage)
@@ -1545,7 +1679,12 @@ final class BrokerCore {
     /// Heartbeats, expiry of silent workers, attempt timeouts and ack timeouts.
     private func tick(now: ContinuousClock.Instant) {
         let expiry = heartbeatInterval * liveness
-        for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
+        // Once a tick: only the workers with something due are sorted (for a stable order of actions).
+        let due = workers.values.filter { worker in
+            now - worker.lastSeen >= expiry || now - worker.lastSent >= heartbeatInterval
+                || (limits.stallTimeout.map { !worker.inFlight.isEmpty && now - worker.lastProgress >= $0 } ?? false)
+        }
+        for worker in due.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             if now - worker.lastSeen >= expiry {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
@@ -1573,6 +1712,7 @@ final class BrokerCore {
             inFlight[id] = nil
             let worker = workers[entry.peer]
             worker?.inFlight.remove(id)
+            if let worker { updateStanding(worker) }
             let stage = entry.item.stage
             actions.append(.attemptFailed(stage: stage))
             // A timeout, or outputs the aggregator never got, count against the worker's breaker like a failure.
@@ -1603,10 +1743,14 @@ final class BrokerCore {
     private func abandonAll(reason: DeadLetterReason) {
         var items: [BrokerItem] = []
         // Not counted among their source items' descendants: that table is emptied below.
-        for stage in stages.indices { items += stages[stage].queue.drain().map(\.item) }
+        for stage in stages.indices {
+            items += stages[stage].queue.drain().map(\.item)
+            stages[stage].pinnedCount = 0
+        }
         for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             items += worker.pinned.drain()
             worker.inFlight.removeAll()
+            updateStanding(worker)
         }
         items += inFlight.values.map(\.item).sorted { $0.id < $1.id }
         inFlight.removeAll()

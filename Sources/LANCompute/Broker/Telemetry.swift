@@ -100,7 +100,7 @@ final class Telemetry {
                 heartbeatAgeMs: Int(age.seconds * 1000 + age.attoseconds / 1_000_000_000_000_000),
                 capabilities: node.capabilities.values))
         }
-        for id in knownNodes.subtracting(live) { metrics.removeNode(id: id) }
+        metrics.removeNodes(knownNodes.subtracting(live))
         knownNodes = live
         // Messages libzmq refused on the feed since the last interval: say so on the feed itself.
         if let feed, feed.droppedMessages > droppedReported {
