@@ -398,6 +398,7 @@ final class BrokerLoop {
 
         var lastProgress = ContinuousClock.now
         var lastMetrics = ContinuousClock.now
+        var heapTrim = HeapTrim()
         let queueLimit = max(1, configuration.topology.broker.queueLimit)
         var backpressure = false
         lifecycle = .running
@@ -447,6 +448,7 @@ final class BrokerLoop {
                 if !exposed.isEmpty { telemetry.insecure(endpoints: exposed) }
             }
 
+            heapTrim.check(queued: core.queuedTotal, now: afterPoll)
             if afterPoll - lastMetrics >= configuration.metricsInterval {
                 lastMetrics = afterPoll
                 telemetry.publishMetrics(core: core, now: afterPoll)
