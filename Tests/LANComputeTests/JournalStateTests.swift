@@ -59,6 +59,28 @@ import Testing
         #expect(rebuilt.unfinishedPayloads.keys.sorted() == [3, 5, 6, 7, 9])
     }
 
+    /// A source item that settles itself (its own root) is kept apart from the descendants of other
+    /// source items: it must still be skipped on resume while unfinished, and be forgotten when it
+    /// finishes, also after a snapshot.
+    @Test func sourceItemsThatSettleThemselvesAreSkippedUntilFinished() {
+        var state = JournalState()
+        state.apply(.run(RunIdentity(epoch: 1, topologyHash: "h", source: "s")))
+        state.apply(.settled(.admitted, entries: [SettledEntry(id: 7, root: 7), SettledEntry(id: 8, root: 8)], sinkLength: nil))
+        state.apply(.settled(.inSink, entries: [SettledEntry(id: 7, root: 7), SettledEntry(id: 90, root: 9)], sinkLength: 12))
+        state.apply(.settled(.deadLettered, entries: [SettledEntry(id: 10, root: 10)], sinkLength: nil))
+        #expect(state.settledIDs == [7, 8, 10, 90])
+        state.apply(.finished(roots: [7, 10]))
+        #expect(state.settledIDs == [8, 90], "finished source items are forgotten, whatever settled them")
+        #expect(state.selfSettled == [8: .admitted])
+        var rebuilt = JournalState()
+        for record in state.snapshotRecords { rebuilt.apply(record) }
+        #expect(rebuilt == state)
+        state.apply(.settled(.inSink, entries: [SettledEntry(id: 7, root: 7)], sinkLength: nil))
+        #expect(state.settledIDs == [8, 90], "an item settled again after its source item finished is not remembered")
+        state.apply(.finished(roots: [8, 9]))
+        #expect(state.settledIDs.isEmpty && state.selfSettled.isEmpty && state.settlements.isEmpty)
+    }
+
     @Test func intakeBatchesAreKeptUpToTheirBoundInOrder() {
         var state = JournalState()
         let total = JournalState.intakeMemory * 2

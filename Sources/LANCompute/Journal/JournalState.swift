@@ -62,9 +62,14 @@ struct JournalState: Equatable, Sendable {
     /// Runs recorded, the first included: 2 after one resume.
     var runs = 0
     var finished = IDRanges()
-    /// Items that settled, grouped by the source item they descend from, for source items not finished.
+    /// Items that settled, grouped by the source item they descend from, for source items not finished;
+    /// a source item that settled itself (its own root) is in `selfSettled` instead.
     var settledUnfinished: [UInt64: [SettledEntry]] = [:]
     var settlements: [UInt64: Settlement] = [:]
+    /// Source items of a sole entry stage that settled themselves and are not finished (most often
+    /// for one flush, until the finish recorded after them): one table entry each, where a grouped
+    /// entry costs an array and two tables, kept on the broker thread for every item.
+    var selfSettled: [UInt64: Settlement] = [:]
     /// Payloads of accepted source items not finished (sources that cannot be read again).
     var unfinishedPayloads: [UInt64: [UInt8]] = [:]
     /// The sink's length after the last acknowledged outputs; nil until the first.
@@ -89,8 +94,12 @@ struct JournalState: Equatable, Sendable {
             }
         case .settled(let settlement, let entries, let sinkLength):
             for entry in entries where !finished.contains(entry.root) {
-                settledUnfinished[entry.root, default: []].append(entry)
-                settlements[entry.id] = settlement
+                if entry.id == entry.root {
+                    selfSettled[entry.id] = settlement
+                } else {
+                    settledUnfinished[entry.root, default: []].append(entry)
+                    settlements[entry.id] = settlement
+                }
             }
             if let sinkLength { self.sinkLength = sinkLength }
         case .finished(let roots):
@@ -111,16 +120,18 @@ struct JournalState: Equatable, Sendable {
 
     private mutating func finish(_ root: UInt64) {
         finished.insert(root)
-        if let entries = settledUnfinished.removeValue(forKey: root) {
+        // The tables are often empty (no descendants, no payloads journaled): then no lookup at all.
+        if !selfSettled.isEmpty { selfSettled[root] = nil }
+        if !settledUnfinished.isEmpty, let entries = settledUnfinished.removeValue(forKey: root) {
             for entry in entries { settlements[entry.id] = nil }
         }
-        unfinishedPayloads[root] = nil
+        if !unfinishedPayloads.isEmpty { unfinishedPayloads[root] = nil }
         nextSourceID = max(nextSourceID, root &+ 1)
     }
 
     /// Ids of items that settled while their source item is still unfinished: the core skips them
     /// when the source item is redone.
-    var settledIDs: [UInt64] { settledUnfinished.values.flatMap { $0.map(\.id) }.sorted() }
+    var settledIDs: [UInt64] { (settledUnfinished.values.flatMap { $0.map(\.id) } + selfSettled.keys).sorted() }
 
     /// Records that rebuild this state from nothing: what a snapshot holds.
     var snapshotRecords: [JournalRecord] {
@@ -136,7 +147,8 @@ struct JournalState: Equatable, Sendable {
             records.append(.accepted(firstID: unfinished[index], payloads: unfinished[index..<end].map { unfinishedPayloads[$0]! }))
             index = end
         }
-        let byKind = Dictionary(grouping: settledUnfinished.values.flatMap { $0 }) { settlements[$0.id] ?? .inSink }
+        var byKind = Dictionary(grouping: settledUnfinished.values.flatMap { $0 }) { settlements[$0.id] ?? .inSink }
+        for (id, settlement) in selfSettled { byKind[settlement, default: []].append(SettledEntry(id: id, root: id)) }
         for kind in [Settlement.admitted, .deadLettered, .inSink] {
             let entries = (byKind[kind] ?? []).sorted { $0.id < $1.id }
             if !entries.isEmpty { records.append(.settled(kind, entries: entries, sinkLength: nil)) }
