@@ -846,10 +846,9 @@ final class BrokerLoop {
                 send(routed: [peer] + ClientMessage(service: service, body: body).frames, to: peer, itemIDs: [])
             case .forwardToAggregator(let outcomes):
                 aggregatorOutbox += outcomes
-            case .itemReceived(let stage):
-                telemetry.metrics.itemReceived(stageAt: stage)
-            case .attemptCompleted(let stage, let latency):
-                telemetry.metrics.itemCompleted(stageAt: stage, latency: latency)
+            case .stageCounts(let stage, let received, let latencies):
+                telemetry.metrics.itemsReceived(stageAt: stage, count: received)
+                for latency in latencies { telemetry.metrics.itemCompleted(stageAt: stage, latency: latency) }
             case .attemptFailed(let stage):
                 telemetry.metrics.itemFailed(stageAt: stage)
             case .itemRetried(let stage, let id, let attempt, let reason):

@@ -312,10 +312,11 @@ enum BrokerAction {
     /// drops the others (their item was dead-lettered, finished already, or is of another run).
     case admission(admitted: [UInt64], refused: [UInt64])
 
-    /// An item entered `stage` for the first time.
-    case itemReceived(stage: Int)
-    /// An attempt at `stage` succeeded, `latency` after the item was queued there.
-    case attemptCompleted(stage: Int, latency: Duration)
+    /// What `stage` counted during one ``BrokerCore/handle(batch:at:)``: `received` items entered it for
+    /// the first time, and attempts at it succeeded `latencies` after their items were queued there
+    /// (one per attempt). One action per stage and call, where one per item and stage was most of
+    /// the actions of a chained pipeline.
+    indirect case stageCounts(stage: Int, received: Int, latencies: [Duration])
     case attemptFailed(stage: Int)
     /// An item went back to its queue for attempt `attempt + 1`.
     case itemRetried(stage: Int, id: UInt64, attempt: Int, reason: RetryReason)
@@ -572,6 +573,10 @@ final class BrokerCore {
     private var departed = FIFOQueue<PeerID>()
     private var departedSet = Set<PeerID>()
     private var actions: [BrokerAction] = []
+    /// Per stage, what this `handle` call counted so far (``BrokerAction/stageCounts(stage:received:latencies:)``).
+    private var counts: [(received: Int, latencies: [Duration])] = []
+    /// The stages with something in `counts`, in the order they first counted.
+    private var countedStages: [Int] = []
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
@@ -643,6 +648,7 @@ final class BrokerCore {
             states[head].timeout = timeouts.count == members.count ? timeouts.reduce(.zero, +) : nil
         }
         stages = states
+        counts = Array(repeating: (0, []), count: states.count)
         heartbeatInterval = topology.broker.heartbeatInterval
         liveness = max(1, topology.broker.heartbeatLiveness)
         self.ackTimeout = ackTimeout
@@ -664,8 +670,25 @@ final class BrokerCore {
             if case .shutDown = input { shutDown = true }
         }
         if !shutDown { dispatch(now: now) }
+        for stage in countedStages {
+            actions.append(.stageCounts(stage: stage, received: counts[stage].received, latencies: counts[stage].latencies))
+            counts[stage] = (0, [])
+        }
+        countedStages.removeAll(keepingCapacity: true)
         defer { actions.removeAll(keepingCapacity: true) }
         return actions
+    }
+
+    /// Counts an item entering `stage` for the first time.
+    private func countReceived(stage: Int) {
+        if counts[stage].received == 0 && counts[stage].latencies.isEmpty { countedStages.append(stage) }
+        counts[stage].received += 1
+    }
+
+    /// Counts a successful attempt at `stage`, `latency` after its item was queued there.
+    private func countCompleted(stage: Int, latency: Duration) {
+        if counts[stage].received == 0 && counts[stage].latencies.isEmpty { countedStages.append(stage) }
+        counts[stage].latencies.append(latency)
     }
 
     private func apply(_ input: BrokerInput, at now: ContinuousClock.Instant) {
@@ -902,7 +925,7 @@ final class BrokerCore {
         if item.attempts == 0 {
             // Priority flows downstream: an item carries the highest priority of the stages it passed.
             item.priority = max(item.priority, Int16(clamping: stages[item.stage].spec.priority))
-            actions.append(.itemReceived(stage: item.stage))
+            countReceived(stage: item.stage)
             if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
         }
         place(item, rootCounted: rootCounted)
@@ -1491,10 +1514,10 @@ final class BrokerCore {
     /// completed too (the chain's latency), so per-stage counts show the items that went through it.
     private func attemptCompleted(_ item: BrokerItem, now: ContinuousClock.Instant) {
         let latency = now - item.enqueuedAt
-        actions.append(.attemptCompleted(stage: item.stage, latency: latency))
+        countCompleted(stage: item.stage, latency: latency)
         for member in stages[item.stage].chain.dropFirst() {
-            actions.append(.itemReceived(stage: member))
-            actions.append(.attemptCompleted(stage: member, latency: latency))
+            countReceived(stage: member)
+            countCompleted(stage: member, latency: latency)
         }
     }
 

@@ -104,7 +104,7 @@ public final class PipelineMetrics {
     // MARK: Recording by position (the broker's hot path)
 
     // `index` is the stage's position in `stageNames`, as given to `init`.
-    func itemReceived(stageAt index: Int) { stages[index].received += 1 }
+    func itemsReceived(stageAt index: Int, count: Int) { stages[index].received += count }
     func itemCompleted(stageAt index: Int, latency: Duration) {
         stages[index].completed += 1
         stages[index].record(latency: latency)
