@@ -117,6 +117,11 @@ public final class Message {
     /// sent. Nil when the connection has no such property (a NULL-mechanism or inproc connection has
     /// no `User-Id`). The corresponding call is `zmq_msg_gets`.
     public func property(_ name: String) -> String? {
+        name.withCString { property(cString: $0) }
+    }
+
+    /// As ``property(_:)``, with the name already a C string (a receive loop converts it once).
+    public func property(cString name: UnsafePointer<CChar>) -> String? {
         guard let value = zmq_msg_gets(pointer, name) else { return nil }
         return String(cString: value)
     }

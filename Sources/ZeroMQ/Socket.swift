@@ -317,15 +317,21 @@ public final class Socket {
     /// made by the socket itself and carries no metadata, the frames from the peer do.
     public func tryReceiveMultipart(property: String) throws(ZMQError) -> (frames: [[UInt8]], property: String?)? {
         let message = scratch
-        guard try receive(into: message, dontWait: true) else { return nil }
-        var value = message.property(property)
-        var frames = [message.bytes]
-        while message.hasMore {
-            _ = try receive(into: message, dontWait: false)
-            if value == nil { value = message.property(property) }
-            frames.append(message.bytes)
+        // The name as a C string once per message, not once per frame asked.
+        let outcome = property.withCString { name in
+            Result { () throws(ZMQError) -> (frames: [[UInt8]], property: String?)? in
+                guard try receive(into: message, dontWait: true) else { return nil }
+                var value = message.property(cString: name)
+                var frames = [message.bytes]
+                while message.hasMore {
+                    _ = try receive(into: message, dontWait: false)
+                    if value == nil { value = message.property(cString: name) }
+                    frames.append(message.bytes)
+                }
+                return (frames, value)
+            }
         }
-        return (frames, value)
+        return try outcome.get()
     }
 
     /// Whether the last frame received is followed by more parts (`ZMQ_RCVMORE`).
