@@ -72,23 +72,46 @@ public struct RequestBatch: Equatable, Sendable {
     }
 
     /// The item header frame for `count` items with these headers.
-    public static func headerFrame(_ headers: some Sequence<ItemHeader>, count: Int) -> [UInt8] {
-        var header: [UInt8] = [Self.version]
-        header.reserveCapacity(5 + count * 28)
-        header.appendBigEndian(UInt32(count))
-        for item in headers {
-            header.appendBigEndian(item.id)
-            header.appendBigEndian(item.epoch)
-            header.appendBigEndian(item.attempt)
-            header.appendBigEndian(item.priority)
-            header.appendBigEndian(item.deadline)
-            header.appendBigEndian(UInt16(min(item.key.count, Int(UInt16.max))))
-            header += item.key.prefix(Int(UInt16.max))
-            header.append(UInt8(min(item.traceparent.count, 255)))
-            header += item.traceparent.prefix(255)
+    public static func headerFrame(_ headers: some Collection<ItemHeader>, count: Int) -> [UInt8] {
+        // Sized first, then written in place: the broker writes one of these per REQUEST, and
+        // appending field by field was a few percent of its thread.
+        var size = 5
+        for item in headers { size += fixedHeaderSize + min(item.key.count, Int(UInt16.max)) + min(item.traceparent.count, 255) }
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            let base = UnsafeMutableRawPointer(buffer.baseAddress!)
+            var offset = 0
+            func put<T: FixedWidthInteger>(_ value: T) {
+                base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
+                offset += MemoryLayout<T>.size
+            }
+            func put(_ bytes: ArraySlice<UInt8>) {
+                bytes.withUnsafeBytes { source in
+                    if let start = source.baseAddress, source.count > 0 { (base + offset).copyMemory(from: start, byteCount: source.count) }
+                }
+                offset += bytes.count
+            }
+            put(Self.version)
+            put(UInt32(count))
+            for item in headers {
+                put(item.id)
+                put(item.epoch)
+                put(item.attempt)
+                put(item.priority)
+                put(item.deadline)
+                let key = item.key.prefix(Int(UInt16.max))
+                put(UInt16(key.count))
+                put(key)
+                let traceparent = item.traceparent.prefix(255)
+                put(UInt8(traceparent.count))
+                put(traceparent)
+            }
+            precondition(offset == size, "item header frame: wrote \(offset) of \(size) bytes")
+            initialized = offset
         }
-        return header
     }
+
+    /// The bytes of one item's header without its key and traceparent.
+    private static let fixedHeaderSize = 8 + 4 + 2 + 2 + 8 + 2 + 1
 
     public init(frames body: [[UInt8]]) throws(WireError) {
         guard let first = body.first else { throw WireError("request body has no item header frame") }
