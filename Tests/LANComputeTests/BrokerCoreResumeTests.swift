@@ -5,9 +5,13 @@ import Testing
 
 extension CoreDriver {
     var settled: [(id: UInt64, root: UInt64, settlement: Settlement)] {
-        actions.compactMap { if case .itemSettled(let id, let root, let settlement) = $0 { (id, root, settlement) } else { nil } }
+        actions.flatMap { action -> [(id: UInt64, root: UInt64, settlement: Settlement)] in
+            if case .itemsSettled(let settlement, let entries) = action { entries.map { ($0.id, $0.root, settlement) } } else { [] }
+        }
     }
-    var finishedSources: [UInt64] { actions.compactMap { if case .sourceItemFinished(let root) = $0 { root } else { nil } } }
+    var finishedSources: [UInt64] {
+        actions.flatMap { action -> [UInt64] in if case .sourceItemsFinished(let roots) = action { roots } else { [] } }
+    }
     var skipped: [UInt64] { actions.compactMap { if case .itemSkipped(_, let id) = $0 { id } else { nil } } }
 }
 
@@ -33,8 +37,8 @@ extension CoreDriver {
         #expect(driver.settled.map(\.settlement) == [.inSink, .inSink])
         #expect(driver.finishedSources == [7])
         // The fact comes after the settlement it depends on, so a journal writes them in that order.
-        let last = driver.actions.lastIndex { if case .sourceItemFinished = $0 { true } else { false } }!
-        let settledLast = driver.actions.lastIndex { if case .itemSettled = $0 { true } else { false } }!
+        let last = driver.actions.lastIndex { if case .sourceItemsFinished = $0 { true } else { false } }!
+        let settledLast = driver.actions.lastIndex { if case .itemsSettled = $0 { true } else { false } }!
         #expect(settledLast < last)
     }
 

@@ -58,7 +58,9 @@ final class CoreDriver {
     func sentIDs(to peer: PeerID) -> [UInt64] { requests(to: peer).flatMap { $0.items.map(\.header.id) } }
 
     var deadLetters: [DeadLetter] { actions.compactMap { if case .deadLettered(let letter) = $0 { letter } else { nil } } }
-    var inSink: [UInt64] { actions.compactMap { if case .itemInSink(let id, _) = $0 { id } else { nil } } }
+    var inSink: [UInt64] {
+        actions.flatMap { action -> [UInt64] in if case .itemsSettled(.inSink, let entries) = action { entries.map(\.id) } else { [] } }
+    }
     var retries: [(id: UInt64, reason: RetryReason)] {
         actions.compactMap { if case .itemRetried(_, let id, _, let reason) = $0 { (id, reason) } else { nil } }
     }

@@ -26,8 +26,8 @@ import Darwin
                                         identity: identity, settlesOnAdmission: false)
         for batch in batches {
             for id in batch {
-                journal.consume(.itemSettled(id: id, root: id, settlement: .inSink))
-                journal.consume(.sourceItemFinished(root: id))
+                journal.consume(.itemsSettled(.inSink, entries: [SettledEntry(id: id, root: id)]))
+                journal.consume(.sourceItemsFinished(roots: [id]))
             }
             journal.sinkCommitted(length: (batch.last ?? 0) * 10)
             try journal.flush(now: .now)
@@ -59,8 +59,8 @@ import Darwin
         }
         try waitForRelease(of: journal.writtenGeneration)
         for round in 0..<3 {
-            journal.consume(.itemSettled(id: UInt64(round), root: UInt64(round), settlement: .inSink))
-            journal.consume(.sourceItemFinished(root: UInt64(round)))
+            journal.consume(.itemsSettled(.inSink, entries: [SettledEntry(id: UInt64(round), root: UInt64(round))]))
+            journal.consume(.sourceItemsFinished(roots: [UInt64(round)]))
             let before = journal.writtenGeneration
             try journal.flush(now: .now)
             let written = journal.writtenGeneration
@@ -71,9 +71,9 @@ import Darwin
             #expect(journal.releasedGeneration == written)
         }
         // Two writes while the first sync may still run: both end up released.
-        journal.consume(.sourceItemFinished(root: 10))
+        journal.consume(.sourceItemsFinished(roots: [10]))
         try journal.flush(now: .now)
-        journal.consume(.sourceItemFinished(root: 11))
+        journal.consume(.sourceItemsFinished(roots: [11]))
         try journal.flush(now: .now)
         try waitForRelease(of: journal.writtenGeneration)
         #expect(journal.releasedGeneration == journal.writtenGeneration)
@@ -88,7 +88,7 @@ import Darwin
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let journal = try BrokerJournal(configuration: JournalConfiguration(directory: directory, fsync: policy),
                                             identity: Self.identity, settlesOnAdmission: false, context: try Context())
-            journal.consume(.sourceItemFinished(root: 1))
+            journal.consume(.sourceItemsFinished(roots: [1]))
             try journal.flush(now: .now)
             #expect(journal.releasedGeneration == journal.writtenGeneration, "\(policy)")
             #expect((journal.syncSocket == nil) == (policy == .never), "\(policy)")
@@ -204,8 +204,8 @@ import Darwin
             journal.accepted(firstID: first, payloads: (0..<10).map { Array("item \(first + UInt64($0))".utf8) })
             // Every id but those ending in 7 finishes.
             for id in first..<first + 10 where id % 10 != 7 {
-                journal.consume(.itemSettled(id: id, root: id, settlement: .admitted))
-                journal.consume(.sourceItemFinished(root: id))
+                journal.consume(.itemsSettled(.admitted, entries: [SettledEntry(id: id, root: id)]))
+                journal.consume(.sourceItemsFinished(roots: [id]))
             }
             try journal.flush(now: .now)
         }

@@ -857,10 +857,12 @@ final class BrokerLoop {
                 deadLetteredTotal += 1
                 writeDeadLetter(letter)
                 telemetry.deadLettered(letter)
-            case .itemInSink(_, let latency):
-                inSink += 1
-                let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
-                _ = self.latency.record(UInt64(max(0, micros)))
+            case .itemsInSink(let latencies):
+                inSink += latencies.count
+                for latency in latencies {
+                    let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
+                    _ = self.latency.record(UInt64(max(0, micros)))
+                }
             case .workerJoined(let worker):
                 logger.info("worker \(hex(worker.peer)) (node \(worker.node) on \(worker.host)) serves stage \(worker.stageName) (credit \(worker.credit))")
                 telemetry.workerReady(worker)
@@ -883,7 +885,7 @@ final class BrokerLoop {
                 } else {
                     try? aggregator?.send(.admission(admitted: admitted, refused: refused))
                 }
-            case .itemSettled, .sourceItemFinished, .itemSkipped:
+            case .itemsSettled, .sourceItemsFinished, .itemSkipped:
                 break  // the journal's
             case .lateMessage:
                 lateMessages += 1

@@ -321,14 +321,17 @@ enum BrokerAction {
     /// An item went back to its queue for attempt `attempt + 1`.
     case itemRetried(stage: Int, id: UInt64, attempt: Int, reason: RetryReason)
     indirect case deadLettered(DeadLetter)
-    /// A final-stage item is in the sink, `latency` after its source item entered the pipeline.
-    case itemInSink(id: UInt64, latency: Duration)
-    /// For the journal: item `id`, descended from source item `root`, settled as `settlement` says.
-    case itemSettled(id: UInt64, root: UInt64, settlement: Settlement)
-    /// For the journal: every item descended from source item `root` has settled (in the sink or
-    /// dead-lettered), so a resumed run need not read it again. Not emitted for client requests, nor
+    /// Final-stage items reached the sink during one ``BrokerCore/handle(batch:at:)``, each `latency`
+    /// after its source item entered the pipeline (one per item, in the order they arrived).
+    indirect case itemsInSink(latencies: [Duration])
+    /// For the journal: items settled as `settlement` says during one handle call, each with the
+    /// source item it descends from, in the order they settled. Emitted before the call's
+    /// ``sourceItemsFinished(roots:)``, so the items come before the source items they finish.
+    indirect case itemsSettled(Settlement, entries: [SettledEntry])
+    /// For the journal: every item descended from these source items has settled (in the sink or
+    /// dead-lettered), so a resumed run need not read them again. Not emitted for client requests, nor
     /// for items abandoned by ``BrokerInput/shutDown(reason:)`` (they are unfinished, not settled).
-    case sourceItemFinished(root: UInt64)
+    indirect case sourceItemsFinished(roots: [UInt64])
     /// An item queued at `stage` had settled in an earlier run (``BrokerInput/settledEarlier(ids:)``): not processed again.
     case itemSkipped(stage: Int, id: UInt64)
 
@@ -577,6 +580,12 @@ final class BrokerCore {
     private var counts: [(received: Int, latencies: [Duration])] = []
     /// The stages with something in `counts`, in the order they first counted.
     private var countedStages: [Int] = []
+    /// Items settled during this `handle` call, by ``Settlement`` (its raw value less one).
+    private var settledNow: [[SettledEntry]] = [[], [], []]
+    /// End-to-end latencies of the items that reached the sink during this `handle` call.
+    private var inSinkNow: [Duration] = []
+    /// Source items finished during this `handle` call.
+    private var finishedNow: [UInt64] = []
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
@@ -675,8 +684,25 @@ final class BrokerCore {
             counts[stage] = (0, [])
         }
         countedStages.removeAll(keepingCapacity: true)
+        for settlement in [Settlement.deadLettered, .admitted, .inSink] where !settledNow[Int(settlement.rawValue) - 1].isEmpty {
+            actions.append(.itemsSettled(settlement, entries: settledNow[Int(settlement.rawValue) - 1]))
+            settledNow[Int(settlement.rawValue) - 1] = []
+        }
+        if !inSinkNow.isEmpty {
+            actions.append(.itemsInSink(latencies: inSinkNow))
+            inSinkNow = []
+        }
+        if !finishedNow.isEmpty {
+            actions.append(.sourceItemsFinished(roots: finishedNow))
+            finishedNow = []
+        }
         defer { actions.removeAll(keepingCapacity: true) }
         return actions
+    }
+
+    /// Records for the journal that an item settled (``BrokerAction/itemsSettled(_:entries:)``).
+    private func settled(_ id: UInt64, root: UInt64, as settlement: Settlement) {
+        settledNow[Int(settlement.rawValue) - 1].append(SettledEntry(id: id, root: root))
     }
 
     /// Counts an item entering `stage` for the first time.
@@ -1476,7 +1502,7 @@ final class BrokerCore {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
                 entry.repliedAt = now
                 entry.admitted = true
-                actions.append(.itemSettled(id: entry.item.id, root: entry.item.root, settlement: .admitted))
+                settled(entry.item.id, root: entry.item.root, as: .admitted)
                 actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
                 inFlight[outcome.id] = nil
@@ -1558,7 +1584,7 @@ final class BrokerCore {
             // Any attempt's outputs will do (processing is at-least-once); the first offered wins.
             entry.admitted = true
             admitted.append(offer.id)
-            actions.append(.itemSettled(id: offer.id, root: entry.item.root, settlement: .admitted))
+            settled(offer.id, root: entry.item.root, as: .admitted)
         }
         actions.append(.admission(admitted: admitted, refused: refused))
     }
@@ -1567,7 +1593,7 @@ final class BrokerCore {
         for id in ids {
             // One hash lookup: the removal returns the entry.
             guard let entry = inFlight.removeValue(forKey: id) else { continue }  // a duplicate, already done
-            actions.append(.itemInSink(id: id, latency: now - entry.item.bornAt))
+            inSinkNow.append(now - entry.item.bornAt)
             if !entry.replied, let worker = workers[entry.peer] {
                 // The ack overtook the worker's REPLY: the item is done; free the credit now.
                 worker.inFlight.remove(id)
@@ -1621,12 +1647,12 @@ final class BrokerCore {
         pending -= 1
         if let client = item.client { clientBytes -= client.bytes }
         guard item.client == nil else { return }
-        if let settled { actions.append(.itemSettled(id: item.id, root: item.root, settlement: settled)) }
+        if let settlement = settled { self.settled(item.id, root: item.root, as: settlement) }
         // One hash lookup: the count is changed or removed through its index.
         guard let index = unsettled.index(forKey: item.root) else { return }
         if unsettled.values[index] <= 1 {
             unsettled.remove(at: index)
-            actions.append(.sourceItemFinished(root: item.root))
+            finishedNow.append(item.root)
         } else {
             unsettled.values[index] -= 1
         }

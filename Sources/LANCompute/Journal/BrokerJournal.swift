@@ -131,14 +131,14 @@ final class BrokerJournal {
     /// Takes what the journal records from one of the core's actions.
     func consume(_ action: BrokerAction) {
         switch action {
-        case .itemSettled(let id, let root, let settlement):
+        case .itemsSettled(let settlement, let entries):
             switch settlement {
-            case .inSink: if !settlesOnAdmission { inSink.append(SettledEntry(id: id, root: root)) }
-            case .admitted: if settlesOnAdmission { admitted.append(SettledEntry(id: id, root: root)) }
-            case .deadLettered: deadLettered.append(SettledEntry(id: id, root: root))
+            case .inSink: if !settlesOnAdmission { inSink += entries }
+            case .admitted: if settlesOnAdmission { admitted += entries }
+            case .deadLettered: deadLettered += entries
             }
-        case .sourceItemFinished(let root):
-            finishedRoots.append(root)
+        case .sourceItemsFinished(let roots):
+            finishedRoots += roots
         default:
             break
         }
