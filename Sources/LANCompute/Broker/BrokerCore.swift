@@ -460,10 +460,14 @@ final class BrokerCore {
         var effectiveSpeed: EffectiveSpeed?
         /// The key its connection authenticated with (ZAP's User-Id); empty without CURVE.
         let key: String
-        var inFlight: Set<UInt64> = []
-        /// In-flight ids in the order they were sent (entries no longer in flight are skipped lazily):
-        /// the worker takes its items in this order, which is how the core knows when one started.
-        var sendOrder = FIFOQueue<UInt64>()
+        /// The in-flight entries sent to it, in the order they were sent: the worker takes its items
+        /// in this order, which is how the core knows when one started. Entries it no longer holds
+        /// (``InFlight/holder`` cleared: answered, taken back, acknowledged) are dropped lazily from the
+        /// front, and all at once when they outnumber the held ones, so a stuck first item cannot make
+        /// the queue (and the items it keeps alive) grow without bound.
+        private(set) var sendOrder = FIFOQueue<InFlight>()
+        /// Entries of `sendOrder` it holds: what its credit is measured against.
+        private(set) var holding = 0
         var lastSeen: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
         /// When the worker last finished an item it held, or took its first one while holding none:
@@ -502,13 +506,13 @@ final class BrokerCore {
             self.lastProgress = now
         }
 
-        var freeCredit: Int { isYielding ? 0 : credit - inFlight.count }
+        var freeCredit: Int { isYielding ? 0 : credit - holding }
         /// Its machine's owner is busy (`yielding=true`, owner policy): it is alive and gets nothing new.
         /// Kept with `capabilities`, not looked up: every pick asks it of each worker it weighs.
         private(set) var isYielding: Bool
 
         var placement: PlacementCandidate {
-            PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
+            PlacementCandidate(preference: preference, credit: credit, inFlight: holding, host: spreadHost, cores: cores,
                                speed: effectiveSpeed)
         }
 
@@ -517,7 +521,7 @@ final class BrokerCore {
         var canTake: Bool { freeCredit > 0 && breakerAdmits }
 
         /// Whether its breaker (if any) lets an item through now: closed, or probing with nothing in flight.
-        var breakerAdmits: Bool { breaker?.admits(holding: inFlight.count) ?? true }
+        var breakerAdmits: Bool { breaker?.admits(holding: holding) ?? true }
 
         /// Items one REQUEST may carry now: a batch within its free credit, one while its breaker probes.
         var room: Int {
@@ -527,6 +531,34 @@ final class BrokerCore {
 
         /// Its breaker is open: it gets none of the stage's items until the cool-down ends.
         var isQuarantined: Bool { breaker?.isOpen ?? false }
+
+        /// An entry sent to it: it holds it until ``release(_:)``.
+        func hold(_ entry: InFlight) {
+            entry.holder = self
+            sendOrder.append(entry)
+            holding += 1
+        }
+
+        /// It no longer holds the entry (answered, taken back, acknowledged).
+        func release(_ entry: InFlight) {
+            precondition(entry.holder === self, "an entry is released by the worker that holds it")
+            entry.holder = nil
+            holding -= 1
+            if sendOrder.count > 2 * holding + 64 { _ = sendOrder.removeAll { $0.holder !== self } }
+        }
+
+        /// Drops the entries it no longer holds from the front of `sendOrder`.
+        func dropReleasedFront() {
+            while let first = sendOrder.first, first.holder !== self { _ = sendOrder.popFirst() }
+        }
+
+        /// Releases every entry it holds and returns them in the order they were sent.
+        func releaseAll() -> [InFlight] {
+            let held = sendOrder.drain().filter { $0.holder === self }
+            for entry in held { entry.holder = nil }
+            holding = 0
+            return held
+        }
     }
 
     private struct BreakerKey: Hashable, Comparable {
@@ -539,6 +571,10 @@ final class BrokerCore {
     private final class InFlight {
         let item: BrokerItem
         let peer: PeerID
+        /// The worker that holds the item, while it does: cleared when the worker answers it, gives it
+        /// back, loses it or the aggregator's ack overtakes the answer. A worker finds its own items
+        /// through these entries (``WorkerRecord/sendOrder``), not through a set of their ids.
+        var holder: WorkerRecord?
         /// The key of the worker it was sent to: only that key's outputs may be written for it.
         let key: String
         let sentAt: ContinuousClock.Instant
@@ -649,6 +685,11 @@ final class BrokerCore {
         tickInterval = min(heartbeatInterval / 2, .milliseconds(250))
     }
 
+    deinit {
+        // A worker and the entries it holds refer to each other until they are released.
+        for worker in workers.values { _ = worker.releaseAll() }
+    }
+
     // MARK: The one entry point
 
     /// Applies one input at `now` and returns what the shell must do, in order.
@@ -714,7 +755,9 @@ final class BrokerCore {
             // its worker ends in the dead letters after max-attempts.
             if let worker = workers[peer] {
                 for id in unsent.reversed() {
-                    guard worker.inFlight.remove(id) != nil, let entry = inFlight.removeValue(forKey: id) else { continue }
+                    guard let index = inFlight.index(forKey: id), inFlight.values[index].holder === worker else { continue }
+                    let entry = inFlight.remove(at: index).value
+                    worker.release(entry)
                     entry.item.attempts -= 1
                     place(entry.item, atFront: true)
                 }
@@ -825,7 +868,7 @@ final class BrokerCore {
     }
 
     func inFlightCount(stage: Int) -> Int {
-        stages[stage].workers.reduce(0) { $0 + (workers[$1]?.inFlight.count ?? 0) }
+        stages[stage].workers.reduce(0) { $0 + (workers[$1]?.holding ?? 0) }
     }
 
     /// A node's view for metrics: workers, items in flight, completed, last heartbeat.
@@ -834,7 +877,7 @@ final class BrokerCore {
             let records = nodes[node]!.compactMap { workers[$0] }
             guard let first = records.first else { return nil }
             let lastSeen = records.map(\.lastSeen).max()!
-            return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
+            return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.holding },
                                completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
                                stages: Set(records.flatMap { servedStages(of: $0) }).sorted(),
                                credits: Dictionary(records.map { (stages[$0.stage].spec.name, $0.credit) }, uniquingKeysWith: +),
@@ -999,7 +1042,7 @@ final class BrokerCore {
                     // A suspect (it was running on a worker that died) goes only to an idle worker, alone,
                     // so two suspects never share a worker and an item that kills workers cannot take
                     // innocent items down with it more than once.
-                    if item.suspect && !(batch.isEmpty && worker.inFlight.isEmpty) {
+                    if item.suspect && !(batch.isEmpty && worker.holding == 0) {
                         stages[stage].queue.prepend(item, priority: item.priority)
                         break
                     }
@@ -1013,7 +1056,7 @@ final class BrokerCore {
             var waiting: [BrokerItem] = []
             for item in passedOver {
                 if let worker = bestWorker(stage: stage, where: { !item.failedOn.contains($0.node) })?.worker,
-                   !item.suspect || worker.inFlight.isEmpty {
+                   !item.suspect || worker.holding == 0 {
                     if let item = admit(item, now: now) { send([item], to: worker, now: now) }
                 } else {
                     waiting.append(item)
@@ -1143,16 +1186,15 @@ final class BrokerCore {
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
         var running = startedCount(of: worker)
         // An idle worker's stall clock starts with the first item it gets, not when it last finished one.
-        if worker.inFlight.isEmpty { worker.lastProgress = now }
+        if worker.holding == 0 { worker.lastProgress = now }
         for item in batch {
             item.attempts += 1
-            worker.inFlight.insert(item.id)
-            worker.sendOrder.append(item.id)
             let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: now)
             if running < worker.slots {
                 entry.startedAt = now
                 running += 1
             }
+            worker.hold(entry)
             inFlight[item.id] = entry
         }
         worker.lastSent = now
@@ -1184,16 +1226,15 @@ final class BrokerCore {
     /// and their timeout has not started. Without `now`, nothing is marked: it only counts.
     @discardableResult
     private func startedCount(of worker: WorkerRecord, now: ContinuousClock.Instant? = nil) -> Int {
-        func isLive(_ id: UInt64) -> Bool { worker.inFlight.contains(id) }
-        while let first = worker.sendOrder.first, !isLive(first) { _ = worker.sendOrder.popFirst() }
+        worker.dropReleasedFront()
         var running = 0
         var looked = 0
-        // Bounded: answered ids may sit between live ones until they reach the front.
-        for id in worker.sendOrder.elements {
+        // Bounded: answered entries may sit between held ones until they reach the front.
+        for entry in worker.sendOrder.elements {
             // Both counts only grow: once either bound is reached, the rest need not be looked at.
             guard running < worker.slots && looked < worker.slots * 4 + 64 else { break }
             looked += 1
-            guard isLive(id), let entry = inFlight[id] else { continue }
+            guard entry.holder === worker else { continue }
             if entry.startedAt == nil {
                 guard let now else { break }
                 entry.startedAt = now
@@ -1361,10 +1402,10 @@ final class BrokerCore {
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
         // Highest id first: each goes back to the front, so they end up in their original order.
-        for id in worker.inFlight.sorted(by: >) {
+        for entry in worker.releaseAll().sorted(by: { $0.item.id > $1.item.id }) {
             // Outputs the aggregator is writing already: the item only waits for its ack.
-            if inFlight[id]?.admitted == true { continue }
-            guard let entry = inFlight.removeValue(forKey: id) else { continue }
+            if entry.admitted { continue }
+            inFlight[entry.item.id] = nil
             requeued += 1
             // Only the items the worker had started may have killed it: they pay an attempt and are
             // suspects from now on; those still waiting inside it go back as they were.
@@ -1419,15 +1460,22 @@ final class BrokerCore {
         }
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
-        // The worker's own set is checked last, by the removal itself (one hash lookup, not two);
-        // nothing has changed when any check fails.
-        guard let entry = inFlight[outcome.id], entry.peer == worker.peer, entry.item.attempts == Int(outcome.attempt),
-              worker.inFlight.remove(outcome.id) != nil else { return }
+        // One hash lookup: the entry says which worker holds it, and is removed through its index.
+        guard let index = inFlight.index(forKey: outcome.id) else { return }
+        let entry = inFlight.values[index]
+        guard entry.holder === worker, entry.item.attempts == Int(outcome.attempt) else { return }
+        worker.release(entry)
         worker.lastProgress = now
         let stage = entry.item.stage
+        // A final stage's item waits for the aggregator's ack; every other outcome is done with the entry.
+        switch outcome.status {
+        case .completed where entry.item.client == nil && stages[stage].isFinal, .deliveredToAggregator:
+            break
+        default:
+            inFlight.remove(at: index)
+        }
         switch outcome.status {
         case .failed(let message, let stderr):
-            inFlight[outcome.id] = nil
             actions.append(.attemptFailed(stage: stage))
             // The breaker first, so a retry already avoids a worker it just quarantined.
             recordOutcome(of: worker, failed: true, now: now)
@@ -1436,7 +1484,6 @@ final class BrokerCore {
             // A chain failed at one of its members: the item starts the chain again from its head,
             // and that member's max-attempts and name go with the failure. A name that is not a
             // member of this chain counts as the head's failure.
-            inFlight[outcome.id] = nil
             let failing = stageIndex[member].flatMap { stages[stage].chain.contains($0) ? $0 : nil } ?? stage
             actions.append(.attemptFailed(stage: failing))
             recordOutcome(of: worker, failed: true, now: now)
@@ -1446,7 +1493,6 @@ final class BrokerCore {
             recordOutcome(of: worker, failed: false, now: now)
             attemptCompleted(entry.item, now: now)
             if let client = entry.item.client {
-                inFlight[outcome.id] = nil
                 actions.append(.clientReply(peer: client.peer, service: client.service, body: outputs.isEmpty ? [[]] : outputs))
                 finish(entry.item, settled: nil)
             } else if stages[stage].isFinal {
@@ -1456,7 +1502,6 @@ final class BrokerCore {
                 actions.append(.itemSettled(id: entry.item.id, root: entry.item.root, settlement: .admitted))
                 actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
-                inFlight[outcome.id] = nil
                 forward(entry.item, outputs: outputs, now: now)
             }
         case .deliveredToAggregator:
@@ -1481,7 +1526,6 @@ final class BrokerCore {
     /// A worker handed an item back unstarted (it yields to its machine's owner): it goes back to the
     /// front of its queue as it was, without using an attempt.
     private func handedBack(_ entry: InFlight, now: ContinuousClock.Instant) {
-        inFlight[entry.item.id] = nil
         entry.item.attempts -= 1
         actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts, reason: .handedBack))
         place(entry.item, atFront: true)
@@ -1545,9 +1589,10 @@ final class BrokerCore {
             // One hash lookup: the removal returns the entry.
             guard let entry = inFlight.removeValue(forKey: id) else { continue }  // a duplicate, already done
             actions.append(.itemInSink(id: id, latency: now - entry.item.bornAt))
-            if !entry.replied, let worker = workers[entry.peer] {
-                // The ack overtook the worker's REPLY: the item is done; free the credit now.
-                worker.inFlight.remove(id)
+            // The ack overtook the worker's REPLY: the item is done; free the credit now. (Once the worker
+            // was let go its entries have no holder; one registered since under the same routing id counts it.)
+            if !entry.replied, let worker = entry.holder ?? workers[entry.peer] {
+                if entry.holder === worker { worker.release(entry) }
                 worker.completed += 1
                 updateStanding(worker)
                 attemptCompleted(entry.item, now: now)
@@ -1682,16 +1727,16 @@ final class BrokerCore {
         // Once a tick: only the workers with something due are sorted (for a stable order of actions).
         let due = workers.values.filter { worker in
             now - worker.lastSeen >= expiry || now - worker.lastSent >= heartbeatInterval
-                || (limits.stallTimeout.map { !worker.inFlight.isEmpty && now - worker.lastProgress >= $0 } ?? false)
+                || (limits.stallTimeout.map { worker.holding > 0 && now - worker.lastProgress >= $0 } ?? false)
         }
         for worker in due.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             if now - worker.lastSeen >= expiry {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
-            } else if let stall = limits.stallTimeout, !worker.inFlight.isEmpty, now - worker.lastProgress >= stall {
+            } else if let stall = limits.stallTimeout, worker.holding > 0, now - worker.lastProgress >= stall {
                 removeWorker(worker.peer, reason: .expired,
-                             detail: "held \(worker.inFlight.count) items for \(seconds(stall)) without finishing one on stage \(stages[worker.stage].spec.name)",
+                             detail: "held \(worker.holding) items for \(seconds(stall)) without finishing one on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
                 // It may well be alive (it still heartbeats): tell it so, and it registers afresh.
                 actions.append(.disconnect(peer: worker.peer))
@@ -1711,7 +1756,7 @@ final class BrokerCore {
         for (id, entry, reason) in expired.sorted(by: { $0.0 < $1.0 }) {
             inFlight[id] = nil
             let worker = workers[entry.peer]
-            worker?.inFlight.remove(id)
+            entry.holder?.release(entry)
             if let worker { updateStanding(worker) }
             let stage = entry.item.stage
             actions.append(.attemptFailed(stage: stage))
@@ -1728,7 +1773,7 @@ final class BrokerCore {
                      on: worker?.node)
             }
         }
-        for worker in workers.values where !worker.inFlight.isEmpty { startedCount(of: worker, now: now) }
+        for worker in workers.values where worker.holding > 0 { startedCount(of: worker, now: now) }
         expireBreakers(now: now)
         // Queued items past their deadline go now, not only when a worker would have taken them.
         for stage in stages.indices where stages[stage].spec.deadline != nil {
@@ -1749,7 +1794,7 @@ final class BrokerCore {
         }
         for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             items += worker.pinned.drain()
-            worker.inFlight.removeAll()
+            _ = worker.releaseAll()
             updateStanding(worker)
         }
         items += inFlight.values.map(\.item).sorted { $0.id < $1.id }
