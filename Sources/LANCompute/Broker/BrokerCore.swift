@@ -611,9 +611,12 @@ final class BrokerCore {
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
-    /// Unsettled descendants of each source item in progress (client requests are not counted). A
-    /// source item of the sole entry stage still waiting in its queue compactly is entered only when
-    /// it leaves the queue (``StageQueue/popFirst()`` says so): a long queue costs no entry per item.
+    /// Unsettled descendants of each source item in progress that has others than itself: its
+    /// children, or its copies when there are several entry stages (client requests are not counted).
+    /// A source item that is its own only descendant (its id is its root: the sole entry stage's
+    /// copy, or one rejected at intake) has no entry, so an item that goes from the source straight
+    /// to the sink costs the table nothing; ``finish(_:settled:)`` finishes its source item when it
+    /// finds no entry for it, and ``forward(_:outputs:now:)`` enters it with its children.
     private var unsettled: [UInt64: Int32] = [:]
     /// Items that settled in an earlier run (resume): skipped when queued again, then forgotten.
     private var settledEarlier = Set<UInt64>()
@@ -716,8 +719,7 @@ final class BrokerCore {
         case .rejected(let id, let payload, let reason, let detail):
             let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: now, bornAt: now)
             item.lastError = detail
-            pending += 1  // deadLetter finishes it
-            unsettled[id, default: 0] += 1
+            pending += 1  // deadLetter finishes it, and its source item with it (it is its own root)
             deadLetter(item, reason: reason, detail: detail)
         case .clientRequest(let stage, _, _, let client, let service) where stages[stage].chainHead != nil:
             let chain = stages[stages[stage].chainHead!].chain.map { stages[$0].spec.name }
@@ -896,48 +898,35 @@ final class BrokerCore {
 
     private func accept(id: UInt64, payload: [UInt8], now: ContinuousClock.Instant) {
         let entries = entryStages
+        // The sole entry stage's copy is the source item itself, counted nowhere (``unsettled``). With
+        // several, every copy is counted before the first is queued, so the source item cannot finish
+        // while another copy is still to come (a copy that settled in an earlier run settles at once).
+        if entries.count > 1 { unsettled[id, default: 0] += Int32(entries.count) }
         for stage in entries {
             // With several entry stages each gets its own copy, with its own id.
             let itemID = entries.count == 1 ? id : ItemID.derived(parent: id, stageIndex: stage, outputIndex: 0)
             pending += 1
-            // The only descendant so far of a sole entry stage's source item is counted when it is
-            // placed as an object, or when it leaves the queue; with several, each copy counts at once,
-            // so the source item cannot finish while another copy waits.
-            if entries.count > 1 { unsettled[id, default: 0] += 1 }
-            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now,
-                    rootCounted: entries.count > 1)
+            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now)
         }
     }
 
-    /// Counts an item among its source item's unsettled descendants, when it was not yet (`counted` false).
-    private func countRoot(of item: BrokerItem, counted: Bool) {
-        if !counted { unsettled[item.root, default: 0] += 1 }
-    }
-
-    /// The first item of a stage's queue, counted among its source item's unsettled descendants.
+    /// The first item of a stage's queue.
     private func popQueued(stage: Int) -> BrokerItem? {
-        guard let (item, counted) = stages[stage].queue.popFirst() else { return nil }
-        countRoot(of: item, counted: counted)
-        return item
+        stages[stage].queue.popFirst()?.item
     }
 
-    /// Every item of a stage's queue, counted as ``popQueued(stage:)`` does.
+    /// Every item of a stage's queue, first to last.
     private func drainQueue(stage: Int) -> [BrokerItem] {
-        stages[stage].queue.drain().map { item, counted in
-            countRoot(of: item, counted: counted)
-            return item
-        }
+        stages[stage].queue.drain().map(\.item)
     }
 
-    /// `rootCounted`: whether the item is counted among its source item's unsettled descendants yet.
-    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant, rootCounted: Bool = true) {
+    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
         // Read single fields of the stage: a copy of the whole stage state would share its
         // queue's storage and make the append below copy the queue.
         item.enqueuedAt = now
         if item.attempts == 0, !settledEarlier.isEmpty, settledEarlier.remove(item.id) != nil {
             // Its outputs reached the sink (or it was dead-lettered) before a restart: not again.
             actions.append(.itemSkipped(stage: item.stage, id: item.id))
-            countRoot(of: item, counted: rootCounted)
             finish(item, settled: nil)
             return
         }
@@ -948,23 +937,20 @@ final class BrokerCore {
             actions.append(.itemReceived(stage: item.stage))
             if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
         }
-        place(item, rootCounted: rootCounted)
+        place(item)
     }
 
     /// Puts an item in its stage queue, or (group-by) in the queue of the worker its key is pinned to.
-    /// Only a plain item appended to its stage queue may stay uncounted (`rootCounted` false) there.
-    private func place(_ item: BrokerItem, atFront: Bool = false, rootCounted: Bool = true) {
+    private func place(_ item: BrokerItem, atFront: Bool = false) {
         if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage, avoiding: item.failedOn) {
-            countRoot(of: item, counted: rootCounted)
             if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
             stages[item.stage].pinnedCount += 1
             return
         }
         if !atFront, stages[item.stage].queue.takesCompactly(item) {
-            stages[item.stage].queue.append(compactly: item, priority: item.priority, rootCounted: rootCounted)
+            stages[item.stage].queue.append(compactly: item, priority: item.priority)
             return
         }
-        countRoot(of: item, counted: rootCounted)
         if atFront {
             stages[item.stage].queue.prepend(item, priority: item.priority)
         } else {
@@ -1544,13 +1530,19 @@ final class BrokerCore {
 
     /// Sends each output of a completed item to every downstream stage, with derived stable ids.
     private func forward(_ item: BrokerItem, outputs: [[UInt8]], now: ContinuousClock.Instant) {
+        let children = stages[item.stage].downstream.count * outputs.count
+        if item.client == nil, children > 0 {
+            // Counted before the first is queued (one may settle at once, skipped on resume). An item that
+            // is its own root was counted nowhere: it is entered now, with its children, and ``finish``
+            // below takes its own count off again.
+            unsettled[item.root, default: 0] += Int32(children) + (item.id == item.root ? 1 : 0)
+        }
         for downstream in stages[item.stage].downstream {
             for (index, output) in outputs.enumerated() {
                 let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
                                        stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt, root: item.root)
                 child.priority = max(item.priority, Int16(clamping: stages[item.stage].chainPriority))
                 pending += 1
-                if item.client == nil { unsettled[item.root, default: 0] += 1 }
                 enqueue(child, now: now)
             }
         }
@@ -1644,8 +1636,13 @@ final class BrokerCore {
         if let client = item.client { clientBytes -= client.bytes }
         guard item.client == nil else { return }
         if let settled { actions.append(.itemSettled(id: item.id, root: item.root, settlement: settled)) }
-        // One hash lookup: the count is changed or removed through its index.
-        guard let index = unsettled.index(forKey: item.root) else { return }
+        // At most one hash lookup, none while no source item has other descendants: the count is
+        // changed or removed through its index.
+        guard !unsettled.isEmpty, let index = unsettled.index(forKey: item.root) else {
+            // A source item counted nowhere (``unsettled``) was its own last descendant.
+            if item.id == item.root { actions.append(.sourceItemFinished(root: item.root)) }
+            return
+        }
         if unsettled.values[index] <= 1 {
             unsettled.remove(at: index)
             actions.append(.sourceItemFinished(root: item.root))
