@@ -464,10 +464,14 @@ final class BrokerCore {
         var effectiveSpeed: EffectiveSpeed?
         /// The key its connection authenticated with (ZAP's User-Id); empty without CURVE.
         let key: String
-        var inFlight: Set<UInt64> = []
-        /// In-flight ids in the order they were sent (entries no longer in flight are skipped lazily):
-        /// the worker takes its items in this order, which is how the core knows when one started.
-        var sendOrder = FIFOQueue<UInt64>()
+        /// The in-flight entries sent to it, in the order they were sent: the worker takes its items
+        /// in this order, which is how the core knows when one started. Entries it no longer holds
+        /// (``InFlight/holder`` cleared: answered, taken back, acknowledged) are dropped lazily from the
+        /// front, and all at once when they outnumber the held ones, so a stuck first item cannot make
+        /// the queue (and the items it keeps alive) grow without bound.
+        private(set) var sendOrder = FIFOQueue<InFlight>()
+        /// Entries of `sendOrder` it holds: what its credit is measured against.
+        private(set) var holding = 0
         var lastSeen: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
         /// When the worker last finished an item it held, or took its first one while holding none:
@@ -506,13 +510,13 @@ final class BrokerCore {
             self.lastProgress = now
         }
 
-        var freeCredit: Int { isYielding ? 0 : credit - inFlight.count }
+        var freeCredit: Int { isYielding ? 0 : credit - holding }
         /// Its machine's owner is busy (`yielding=true`, owner policy): it is alive and gets nothing new.
         /// Kept with `capabilities`, not looked up: every pick asks it of each worker it weighs.
         private(set) var isYielding: Bool
 
         var placement: PlacementCandidate {
-            PlacementCandidate(preference: preference, credit: credit, inFlight: inFlight.count, host: spreadHost, cores: cores,
+            PlacementCandidate(preference: preference, credit: credit, inFlight: holding, host: spreadHost, cores: cores,
                                speed: effectiveSpeed)
         }
 
@@ -521,7 +525,7 @@ final class BrokerCore {
         var canTake: Bool { freeCredit > 0 && breakerAdmits }
 
         /// Whether its breaker (if any) lets an item through now: closed, or probing with nothing in flight.
-        var breakerAdmits: Bool { breaker?.admits(holding: inFlight.count) ?? true }
+        var breakerAdmits: Bool { breaker?.admits(holding: holding) ?? true }
 
         /// Items one REQUEST may carry now: a batch within its free credit, one while its breaker probes.
         var room: Int {
@@ -531,6 +535,34 @@ final class BrokerCore {
 
         /// Its breaker is open: it gets none of the stage's items until the cool-down ends.
         var isQuarantined: Bool { breaker?.isOpen ?? false }
+
+        /// An entry sent to it: it holds it until ``release(_:)``.
+        func hold(_ entry: InFlight) {
+            entry.holder = self
+            sendOrder.append(entry)
+            holding += 1
+        }
+
+        /// It no longer holds the entry (answered, taken back, acknowledged).
+        func release(_ entry: InFlight) {
+            precondition(entry.holder === self, "an entry is released by the worker that holds it")
+            entry.holder = nil
+            holding -= 1
+            if sendOrder.count > 2 * holding + 64 { _ = sendOrder.removeAll { $0.holder !== self } }
+        }
+
+        /// Drops the entries it no longer holds from the front of `sendOrder`.
+        func dropReleasedFront() {
+            while let first = sendOrder.first, first.holder !== self { _ = sendOrder.popFirst() }
+        }
+
+        /// Releases every entry it holds and returns them in the order they were sent.
+        func releaseAll() -> [InFlight] {
+            let held = sendOrder.drain().filter { $0.holder === self }
+            for entry in held { entry.holder = nil }
+            holding = 0
+            return held
+        }
     }
 
     private struct BreakerKey: Hashable, Comparable {
@@ -543,6 +575,10 @@ final class BrokerCore {
     private final class InFlight {
         let item: BrokerItem
         let peer: PeerID
+        /// The worker that holds the item, while it does: cleared when the worker answers it, gives it
+        /// back, loses it or the aggregator's ack overtakes the answer. A worker finds its own items
+        /// through these entries (``WorkerRecord/sendOrder``), not through a set of their ids.
+        var holder: WorkerRecord?
         /// The key of the worker it was sent to: only that key's outputs may be written for it.
         let key: String
         let sentAt: ContinuousClock.Instant
@@ -589,9 +625,12 @@ final class BrokerCore {
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
-    /// Unsettled descendants of each source item in progress (client requests are not counted). A
-    /// source item of the sole entry stage still waiting in its queue compactly is entered only when
-    /// it leaves the queue (``StageQueue/popFirst()`` says so): a long queue costs no entry per item.
+    /// Unsettled descendants of each source item in progress that has others than itself: its
+    /// children, or its copies when there are several entry stages (client requests are not counted).
+    /// A source item that is its own only descendant (its id is its root: the sole entry stage's
+    /// copy, or one rejected at intake) has no entry, so an item that goes from the source straight
+    /// to the sink costs the table nothing; ``finish(_:settled:)`` finishes its source item when it
+    /// finds no entry for it, and ``forward(_:outputs:now:)`` enters it with its children.
     private var unsettled: [UInt64: Int32] = [:]
     /// Items that settled in an earlier run (resume): skipped when queued again, then forgotten.
     private var settledEarlier = Set<UInt64>()
@@ -664,6 +703,11 @@ final class BrokerCore {
         tickInterval = min(heartbeatInterval / 2, .milliseconds(250))
     }
 
+    deinit {
+        // A worker and the entries it holds refer to each other until they are released.
+        for worker in workers.values { _ = worker.releaseAll() }
+    }
+
     // MARK: The one entry point
 
     /// Applies one input at `now` and returns what the shell must do, in order.
@@ -724,8 +768,7 @@ final class BrokerCore {
         case .rejected(let id, let payload, let reason, let detail):
             let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: now, bornAt: now)
             item.lastError = detail
-            pending += 1  // deadLetter finishes it
-            unsettled[id, default: 0] += 1
+            pending += 1  // deadLetter finishes it, and its source item with it (it is its own root)
             deadLetter(item, reason: reason, detail: detail)
         case .clientRequest(let stage, _, _, let client, let service) where stages[stage].chainHead != nil:
             let chain = stages[stages[stage].chainHead!].chain.map { stages[$0].spec.name }
@@ -763,7 +806,9 @@ final class BrokerCore {
             // its worker ends in the dead letters after max-attempts.
             if let worker = workers[peer] {
                 for id in unsent.reversed() {
-                    guard worker.inFlight.remove(id) != nil, let entry = inFlight.removeValue(forKey: id) else { continue }
+                    guard let index = inFlight.index(forKey: id), inFlight.values[index].holder === worker else { continue }
+                    let entry = inFlight.remove(at: index).value
+                    worker.release(entry)
                     entry.item.attempts -= 1
                     place(entry.item, atFront: true)
                 }
@@ -874,7 +919,7 @@ final class BrokerCore {
     }
 
     func inFlightCount(stage: Int) -> Int {
-        stages[stage].workers.reduce(0) { $0 + (workers[$1]?.inFlight.count ?? 0) }
+        stages[stage].workers.reduce(0) { $0 + (workers[$1]?.holding ?? 0) }
     }
 
     /// A node's view for metrics: workers, items in flight, completed, last heartbeat.
@@ -883,7 +928,7 @@ final class BrokerCore {
             let records = nodes[node]!.compactMap { workers[$0] }
             guard let first = records.first else { return nil }
             let lastSeen = records.map(\.lastSeen).max()!
-            return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.inFlight.count },
+            return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.holding },
                                completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
                                stages: Set(records.flatMap { servedStages(of: $0) }).sorted(),
                                credits: Dictionary(records.map { (stages[$0.stage].spec.name, $0.credit) }, uniquingKeysWith: +),
@@ -902,48 +947,35 @@ final class BrokerCore {
 
     private func accept(id: UInt64, payload: [UInt8], now: ContinuousClock.Instant) {
         let entries = entryStages
+        // The sole entry stage's copy is the source item itself, counted nowhere (``unsettled``). With
+        // several, every copy is counted before the first is queued, so the source item cannot finish
+        // while another copy is still to come (a copy that settled in an earlier run settles at once).
+        if entries.count > 1 { unsettled[id, default: 0] += Int32(entries.count) }
         for stage in entries {
             // With several entry stages each gets its own copy, with its own id.
             let itemID = entries.count == 1 ? id : ItemID.derived(parent: id, stageIndex: stage, outputIndex: 0)
             pending += 1
-            // The only descendant so far of a sole entry stage's source item is counted when it is
-            // placed as an object, or when it leaves the queue; with several, each copy counts at once,
-            // so the source item cannot finish while another copy waits.
-            if entries.count > 1 { unsettled[id, default: 0] += 1 }
-            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now,
-                    rootCounted: entries.count > 1)
+            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now)
         }
     }
 
-    /// Counts an item among its source item's unsettled descendants, when it was not yet (`counted` false).
-    private func countRoot(of item: BrokerItem, counted: Bool) {
-        if !counted { unsettled[item.root, default: 0] += 1 }
-    }
-
-    /// The first item of a stage's queue, counted among its source item's unsettled descendants.
+    /// The first item of a stage's queue.
     private func popQueued(stage: Int) -> BrokerItem? {
-        guard let (item, counted) = stages[stage].queue.popFirst() else { return nil }
-        countRoot(of: item, counted: counted)
-        return item
+        stages[stage].queue.popFirst()?.item
     }
 
-    /// Every item of a stage's queue, counted as ``popQueued(stage:)`` does.
+    /// Every item of a stage's queue, first to last.
     private func drainQueue(stage: Int) -> [BrokerItem] {
-        stages[stage].queue.drain().map { item, counted in
-            countRoot(of: item, counted: counted)
-            return item
-        }
+        stages[stage].queue.drain().map(\.item)
     }
 
-    /// `rootCounted`: whether the item is counted among its source item's unsettled descendants yet.
-    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant, rootCounted: Bool = true) {
+    private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
         // Read single fields of the stage: a copy of the whole stage state would share its
         // queue's storage and make the append below copy the queue.
         item.enqueuedAt = now
         if item.attempts == 0, !settledEarlier.isEmpty, settledEarlier.remove(item.id) != nil {
             // Its outputs reached the sink (or it was dead-lettered) before a restart: not again.
             actions.append(.itemSkipped(stage: item.stage, id: item.id))
-            countRoot(of: item, counted: rootCounted)
             finish(item, settled: nil)
             return
         }
@@ -954,23 +986,20 @@ final class BrokerCore {
             countReceived(stage: item.stage)
             if let groupBy = stages[item.stage].spec.groupBy { item.key = groupBy.key(of: item.payload) ?? [] }
         }
-        place(item, rootCounted: rootCounted)
+        place(item)
     }
 
     /// Puts an item in its stage queue, or (group-by) in the queue of the worker its key is pinned to.
-    /// Only a plain item appended to its stage queue may stay uncounted (`rootCounted` false) there.
-    private func place(_ item: BrokerItem, atFront: Bool = false, rootCounted: Bool = true) {
+    private func place(_ item: BrokerItem, atFront: Bool = false) {
         if stages[item.stage].isGrouped, let worker = pinnedWorker(for: item.key, stage: item.stage, avoiding: item.failedOn) {
-            countRoot(of: item, counted: rootCounted)
             if atFront { worker.pinned.prepend(item) } else { worker.pinned.append(item) }
             stages[item.stage].pinnedCount += 1
             return
         }
         if !atFront, stages[item.stage].queue.takesCompactly(item) {
-            stages[item.stage].queue.append(compactly: item, priority: item.priority, rootCounted: rootCounted)
+            stages[item.stage].queue.append(compactly: item, priority: item.priority)
             return
         }
-        countRoot(of: item, counted: rootCounted)
         if atFront {
             stages[item.stage].queue.prepend(item, priority: item.priority)
         } else {
@@ -1048,7 +1077,7 @@ final class BrokerCore {
                     // A suspect (it was running on a worker that died) goes only to an idle worker, alone,
                     // so two suspects never share a worker and an item that kills workers cannot take
                     // innocent items down with it more than once.
-                    if item.suspect && !(batch.isEmpty && worker.inFlight.isEmpty) {
+                    if item.suspect && !(batch.isEmpty && worker.holding == 0) {
                         stages[stage].queue.prepend(item, priority: item.priority)
                         break
                     }
@@ -1062,7 +1091,7 @@ final class BrokerCore {
             var waiting: [BrokerItem] = []
             for item in passedOver {
                 if let worker = bestWorker(stage: stage, where: { !item.failedOn.contains($0.node) })?.worker,
-                   !item.suspect || worker.inFlight.isEmpty {
+                   !item.suspect || worker.holding == 0 {
                     if let item = admit(item, now: now) { send([item], to: worker, now: now) }
                 } else {
                     waiting.append(item)
@@ -1192,16 +1221,15 @@ final class BrokerCore {
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
         var running = startedCount(of: worker)
         // An idle worker's stall clock starts with the first item it gets, not when it last finished one.
-        if worker.inFlight.isEmpty { worker.lastProgress = now }
+        if worker.holding == 0 { worker.lastProgress = now }
         for item in batch {
             item.attempts += 1
-            worker.inFlight.insert(item.id)
-            worker.sendOrder.append(item.id)
             let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: now)
             if running < worker.slots {
                 entry.startedAt = now
                 running += 1
             }
+            worker.hold(entry)
             inFlight[item.id] = entry
         }
         worker.lastSent = now
@@ -1233,16 +1261,15 @@ final class BrokerCore {
     /// and their timeout has not started. Without `now`, nothing is marked: it only counts.
     @discardableResult
     private func startedCount(of worker: WorkerRecord, now: ContinuousClock.Instant? = nil) -> Int {
-        func isLive(_ id: UInt64) -> Bool { worker.inFlight.contains(id) }
-        while let first = worker.sendOrder.first, !isLive(first) { _ = worker.sendOrder.popFirst() }
+        worker.dropReleasedFront()
         var running = 0
         var looked = 0
-        // Bounded: answered ids may sit between live ones until they reach the front.
-        for id in worker.sendOrder.elements {
+        // Bounded: answered entries may sit between held ones until they reach the front.
+        for entry in worker.sendOrder.elements {
             // Both counts only grow: once either bound is reached, the rest need not be looked at.
             guard running < worker.slots && looked < worker.slots * 4 + 64 else { break }
             looked += 1
-            guard isLive(id), let entry = inFlight[id] else { continue }
+            guard entry.holder === worker else { continue }
             if entry.startedAt == nil {
                 guard let now else { break }
                 entry.startedAt = now
@@ -1410,10 +1437,10 @@ final class BrokerCore {
         if reason != .disconnect { rememberDeparture(peer) }
         var requeued = 0
         // Highest id first: each goes back to the front, so they end up in their original order.
-        for id in worker.inFlight.sorted(by: >) {
+        for entry in worker.releaseAll().sorted(by: { $0.item.id > $1.item.id }) {
             // Outputs the aggregator is writing already: the item only waits for its ack.
-            if inFlight[id]?.admitted == true { continue }
-            guard let entry = inFlight.removeValue(forKey: id) else { continue }
+            if entry.admitted { continue }
+            inFlight[entry.item.id] = nil
             requeued += 1
             // Only the items the worker had started may have killed it: they pay an attempt and are
             // suspects from now on; those still waiting inside it go back as they were.
@@ -1468,15 +1495,22 @@ final class BrokerCore {
         }
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
-        // The worker's own set is checked last, by the removal itself (one hash lookup, not two);
-        // nothing has changed when any check fails.
-        guard let entry = inFlight[outcome.id], entry.peer == worker.peer, entry.item.attempts == Int(outcome.attempt),
-              worker.inFlight.remove(outcome.id) != nil else { return }
+        // One hash lookup: the entry says which worker holds it, and is removed through its index.
+        guard let index = inFlight.index(forKey: outcome.id) else { return }
+        let entry = inFlight.values[index]
+        guard entry.holder === worker, entry.item.attempts == Int(outcome.attempt) else { return }
+        worker.release(entry)
         worker.lastProgress = now
         let stage = entry.item.stage
+        // A final stage's item waits for the aggregator's ack; every other outcome is done with the entry.
+        switch outcome.status {
+        case .completed where entry.item.client == nil && stages[stage].isFinal, .deliveredToAggregator:
+            break
+        default:
+            inFlight.remove(at: index)
+        }
         switch outcome.status {
         case .failed(let message, let stderr):
-            inFlight[outcome.id] = nil
             actions.append(.attemptFailed(stage: stage))
             // The breaker first, so a retry already avoids a worker it just quarantined.
             recordOutcome(of: worker, failed: true, now: now)
@@ -1485,7 +1519,6 @@ final class BrokerCore {
             // A chain failed at one of its members: the item starts the chain again from its head,
             // and that member's max-attempts and name go with the failure. A name that is not a
             // member of this chain counts as the head's failure.
-            inFlight[outcome.id] = nil
             let failing = stageIndex[member].flatMap { stages[stage].chain.contains($0) ? $0 : nil } ?? stage
             actions.append(.attemptFailed(stage: failing))
             recordOutcome(of: worker, failed: true, now: now)
@@ -1495,7 +1528,6 @@ final class BrokerCore {
             recordOutcome(of: worker, failed: false, now: now)
             attemptCompleted(entry.item, now: now)
             if let client = entry.item.client {
-                inFlight[outcome.id] = nil
                 actions.append(.clientReply(peer: client.peer, service: client.service, body: outputs.isEmpty ? [[]] : outputs))
                 finish(entry.item, settled: nil)
             } else if stages[stage].isFinal {
@@ -1505,7 +1537,6 @@ final class BrokerCore {
                 settled(entry.item.id, root: entry.item.root, as: .admitted)
                 actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
             } else {
-                inFlight[outcome.id] = nil
                 forward(entry.item, outputs: outputs, now: now)
             }
         case .deliveredToAggregator:
@@ -1530,7 +1561,6 @@ final class BrokerCore {
     /// A worker handed an item back unstarted (it yields to its machine's owner): it goes back to the
     /// front of its queue as it was, without using an attempt.
     private func handedBack(_ entry: InFlight, now: ContinuousClock.Instant) {
-        inFlight[entry.item.id] = nil
         entry.item.attempts -= 1
         actions.append(.itemRetried(stage: entry.item.stage, id: entry.item.id, attempt: entry.item.attempts, reason: .handedBack))
         place(entry.item, atFront: true)
@@ -1549,13 +1579,19 @@ final class BrokerCore {
 
     /// Sends each output of a completed item to every downstream stage, with derived stable ids.
     private func forward(_ item: BrokerItem, outputs: [[UInt8]], now: ContinuousClock.Instant) {
+        let children = stages[item.stage].downstream.count * outputs.count
+        if item.client == nil, children > 0 {
+            // Counted before the first is queued (one may settle at once, skipped on resume). An item that
+            // is its own root was counted nowhere: it is entered now, with its children, and ``finish``
+            // below takes its own count off again.
+            unsettled[item.root, default: 0] += Int32(children) + (item.id == item.root ? 1 : 0)
+        }
         for downstream in stages[item.stage].downstream {
             for (index, output) in outputs.enumerated() {
                 let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
                                        stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt, root: item.root)
                 child.priority = max(item.priority, Int16(clamping: stages[item.stage].chainPriority))
                 pending += 1
-                if item.client == nil { unsettled[item.root, default: 0] += 1 }
                 enqueue(child, now: now)
             }
         }
@@ -1594,9 +1630,10 @@ final class BrokerCore {
             // One hash lookup: the removal returns the entry.
             guard let entry = inFlight.removeValue(forKey: id) else { continue }  // a duplicate, already done
             inSinkNow.append(now - entry.item.bornAt)
-            if !entry.replied, let worker = workers[entry.peer] {
-                // The ack overtook the worker's REPLY: the item is done; free the credit now.
-                worker.inFlight.remove(id)
+            // The ack overtook the worker's REPLY: the item is done; free the credit now. (Once the worker
+            // was let go its entries have no holder; one registered since under the same routing id counts it.)
+            if !entry.replied, let worker = entry.holder ?? workers[entry.peer] {
+                if entry.holder === worker { worker.release(entry) }
                 worker.completed += 1
                 updateStanding(worker)
                 attemptCompleted(entry.item, now: now)
@@ -1648,8 +1685,13 @@ final class BrokerCore {
         if let client = item.client { clientBytes -= client.bytes }
         guard item.client == nil else { return }
         if let settlement = settled { self.settled(item.id, root: item.root, as: settlement) }
-        // One hash lookup: the count is changed or removed through its index.
-        guard let index = unsettled.index(forKey: item.root) else { return }
+        // At most one hash lookup, none while no source item has other descendants: the count is
+        // changed or removed through its index.
+        guard !unsettled.isEmpty, let index = unsettled.index(forKey: item.root) else {
+            // A source item counted nowhere (``unsettled``) was its own last descendant.
+            if item.id == item.root { finishedNow.append(item.root) }
+            return
+        }
         if unsettled.values[index] <= 1 {
             unsettled.remove(at: index)
             finishedNow.append(item.root)
@@ -1731,16 +1773,16 @@ final class BrokerCore {
         // Once a tick: only the workers with something due are sorted (for a stable order of actions).
         let due = workers.values.filter { worker in
             now - worker.lastSeen >= expiry || now - worker.lastSent >= heartbeatInterval
-                || (limits.stallTimeout.map { !worker.inFlight.isEmpty && now - worker.lastProgress >= $0 } ?? false)
+                || (limits.stallTimeout.map { worker.holding > 0 && now - worker.lastProgress >= $0 } ?? false)
         }
         for worker in due.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             if now - worker.lastSeen >= expiry {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
-            } else if let stall = limits.stallTimeout, !worker.inFlight.isEmpty, now - worker.lastProgress >= stall {
+            } else if let stall = limits.stallTimeout, worker.holding > 0, now - worker.lastProgress >= stall {
                 removeWorker(worker.peer, reason: .expired,
-                             detail: "held \(worker.inFlight.count) items for \(seconds(stall)) without finishing one on stage \(stages[worker.stage].spec.name)",
+                             detail: "held \(worker.holding) items for \(seconds(stall)) without finishing one on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
                 // It may well be alive (it still heartbeats): tell it so, and it registers afresh.
                 actions.append(.disconnect(peer: worker.peer))
@@ -1760,7 +1802,7 @@ final class BrokerCore {
         for (id, entry, reason) in expired.sorted(by: { $0.0 < $1.0 }) {
             inFlight[id] = nil
             let worker = workers[entry.peer]
-            worker?.inFlight.remove(id)
+            entry.holder?.release(entry)
             if let worker { updateStanding(worker) }
             let stage = entry.item.stage
             actions.append(.attemptFailed(stage: stage))
@@ -1777,7 +1819,7 @@ final class BrokerCore {
                      on: worker?.node)
             }
         }
-        for worker in workers.values where !worker.inFlight.isEmpty { startedCount(of: worker, now: now) }
+        for worker in workers.values where worker.holding > 0 { startedCount(of: worker, now: now) }
         expireBreakers(now: now)
         // Queued items past their deadline go now, not only when a worker would have taken them.
         for stage in stages.indices where stages[stage].spec.deadline != nil {
@@ -1798,7 +1840,7 @@ final class BrokerCore {
         }
         for worker in workers.values.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
             items += worker.pinned.drain()
-            worker.inFlight.removeAll()
+            _ = worker.releaseAll()
             updateStanding(worker)
         }
         items += inFlight.values.map(\.item).sorted { $0.id < $1.id }

@@ -1,8 +1,12 @@
 // A first-in first-out queue with O(1) amortised push and pop.
 
 /// A FIFO queue backed by an array and a moving head.
+///
+/// A popped element's slot is emptied at once: an element that is an object (an item, an in-flight
+/// entry) is released when it leaves the queue, not when the storage before the head is next cut off.
 struct FIFOQueue<Element> {
-    private var storage: [Element] = []
+    /// Slots before `head` are nil; those from it on hold the elements.
+    private var storage: [Element?] = []
     private var head = 0
 
     var count: Int { storage.count - head }
@@ -24,6 +28,7 @@ struct FIFOQueue<Element> {
     mutating func popFirst() -> Element? {
         guard head < storage.count else { return nil }
         let element = storage[head]
+        storage[head] = nil
         head += 1
         if head >= 1024 && head * 2 >= storage.count {
             storage.removeFirst(head)
@@ -33,16 +38,16 @@ struct FIFOQueue<Element> {
     }
 
     var first: Element? { head < storage.count ? storage[head] : nil }
-    var last: Element? { head < storage.count ? storage.last : nil }
+    var last: Element? { head < storage.count ? storage[storage.count - 1] : nil }
 
     /// The elements, first to last.
-    var elements: ArraySlice<Element> { storage[head...] }
+    var elements: LazyMapSequence<ArraySlice<Element?>, Element> { storage[head...].lazy.map { $0! } }
 
     /// Removes and returns every element for which `shouldRemove` is true, keeping the order of the rest.
     mutating func removeAll(where shouldRemove: (Element) -> Bool) -> [Element] {
-        var kept: [Element] = []
+        var kept: [Element?] = []
         var removed: [Element] = []
-        for element in storage[head...] {
+        for case let element? in storage[head...] {
             if shouldRemove(element) { removed.append(element) } else { kept.append(element) }
         }
         storage = kept
@@ -51,7 +56,7 @@ struct FIFOQueue<Element> {
     }
 
     mutating func drain() -> [Element] {
-        let all = Array(storage[head...])
+        let all = storage[head...].map { $0! }
         storage.removeAll()
         head = 0
         return all

@@ -47,9 +47,11 @@ struct StageQueue {
         bucket(priority).appendObject(item)
     }
 
-    /// Appends a plain item (``takesCompactly(_:)``) in compact form. `rootCounted`: whether the item is
-    /// already counted among its source item's unsettled descendants; ``popFirst()`` hands it back.
-    mutating func append(compactly item: BrokerItem, priority: Int16, rootCounted: Bool) {
+    /// Appends a plain item (``takesCompactly(_:)``) in compact form. `rootCounted`: a mark kept with
+    /// the item and handed back by ``popFirst()``, for a caller that counts an item's source item only
+    /// once it leaves the queue. The broker core needs no such mark (it counts a source item only once
+    /// it has other descendants than itself) and leaves it true.
+    mutating func append(compactly item: BrokerItem, priority: Int16, rootCounted: Bool = true) {
         precondition(takesCompactly(item), "only a plain item with a small payload is kept compactly")
         count += 1
         bucket(priority).appendCompact(item, rootCounted: rootCounted)
@@ -61,8 +63,7 @@ struct StageQueue {
         bucket(priority).prependObject(item)
     }
 
-    /// The first item, and whether it is already counted among its source item's unsettled
-    /// descendants (false only for a compact item appended with `rootCounted: false`).
+    /// The first item, and its mark (false only for a compact item appended with `rootCounted: false`).
     mutating func popFirst() -> (item: BrokerItem, rootCounted: Bool)? {
         for bucket in buckets where bucket.count > 0 {
             count -= 1
@@ -80,7 +81,7 @@ struct StageQueue {
         return removed
     }
 
-    /// Every item, first to last, with whether it is counted (as ``popFirst()``); the queue is left empty.
+    /// Every item, first to last, with its mark (as ``popFirst()``); the queue is left empty.
     mutating func drain() -> [(item: BrokerItem, rootCounted: Bool)] {
         var all: [(item: BrokerItem, rootCounted: Bool)] = []
         all.reserveCapacity(count)
@@ -224,8 +225,7 @@ private final class CompactRun {
     /// And when it holds this many items (empty payloads never fill a buffer).
     static let itemBudget = 65_536
 
-    /// Whether its items are counted among their source items' unsettled descendants (the core
-    /// counts a sole entry stage's source items only when they leave the queue).
+    /// The mark of all its items (``StageQueue/append(compactly:priority:rootCounted:)``): a run holds items of one mark.
     let rootCounted: Bool
     private var ids: [UInt64] = []
     /// Empty while every item's root is its own id (source items); filled from then on.
