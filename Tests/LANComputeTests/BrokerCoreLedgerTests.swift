@@ -7,7 +7,7 @@ import Testing
     static func child(_ parent: UInt64, _ index: Int) -> UInt64 { ItemID.derived(parent: parent, stageIndex: 1, outputIndex: index) }
 
     static func attemptsCompleted(_ driver: CoreDriver) -> Int {
-        driver.actions.filter { if case .attemptCompleted = $0 { true } else { false } }.count
+        driver.actions.reduce(0) { total, action in if case .stageCounts(_, _, let latencies) = action { total + latencies.count } else { total } }
     }
 
     @Test func aRejectedItemFinishesItsSourceItem() {
