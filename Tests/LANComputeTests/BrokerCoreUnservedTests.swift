@@ -55,9 +55,10 @@ import Testing
         driver.clear()
         driver.ready([2], "gpu", lanCompute(credit: 4, node: "gpu-box", labels: ["gpu": "yes"]))
         #expect(driver.sentIDs(to: [2]) == [0, 1, 2], "the items waited, none was lost")
-        driver.feed(.tick)
-        #expect(served(driver.actions) == ["gpu"])
+        #expect(served(driver.actions) == ["gpu"], "said when the worker joins: a short run can end before the next tick")
         #expect(driver.core.unservedStages.isEmpty)
+        driver.feed(.tick)
+        #expect(served(driver.actions) == ["gpu"], "and said once")
         #expect(driver.deadLetters.isEmpty)
     }
 

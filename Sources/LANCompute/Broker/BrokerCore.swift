@@ -1406,6 +1406,13 @@ final class BrokerCore {
         nodes[worker.node, default: []].insert(peer)
         actions.append(.workerJoined(JoinedWorker(peer: peer, stageName: service, node: worker.node, host: worker.host,
                                                   credit: worker.credit, capabilities: capabilities)))
+        // Said now, not at the next tick: a short run can end before that tick, and the stage
+        // reported unserved would never be reported served.
+        if stages[stage].reportedReasons != nil, !worker.isQuarantined {
+            stages[stage].reportedReasons = nil
+            stages[stage].unservedSince = nil
+            actions.append(.stageServed(stage: stage, stageName: spec.name))
+        }
         repin(stage: stage)
     }
 
