@@ -696,6 +696,7 @@ final class BrokerCore {
             states[head].timeout = timeouts.count == members.count ? timeouts.reduce(.zero, +) : nil
         }
         stages = states
+        entryStages = states.indices.filter { states[$0].spec.from.isEmpty }
         counts = Array(repeating: (0, []), count: states.count)
         heartbeatInterval = topology.broker.heartbeatInterval
         liveness = max(1, topology.broker.heartbeatLiveness)
@@ -905,8 +906,8 @@ final class BrokerCore {
     // MARK: Read-only views for the shell (progress, metrics, MMI)
 
     var stageNames: [String] { stages.map(\.spec.name) }
-    /// Stages that read the source.
-    var entryStages: [Int] { stages.indices.filter { stages[$0].spec.from.isEmpty } }
+    /// Stages that read the source: fixed with the topology, and read for every accepted item.
+    let entryStages: [Int]
     func stage(named name: String) -> Int? { stageIndex[name] }
     /// For a chain member, whether its chain's head has workers: they run it.
     func hasWorkers(stage: Int) -> Bool { !stages[stages[stage].chainHead ?? stage].workers.isEmpty }
