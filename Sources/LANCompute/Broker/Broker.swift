@@ -559,7 +559,7 @@ final class BrokerLoop {
                 if let (peer, message) = try WorkerMessage.routed(frames) {
                     if let refusal = DispatchAccess.workerProtocol.refusal(userID: userID, keys: authorizedKeys) {
                         refuse(socket: "dispatch", peer: peer, reason: "\(message.commandName) refused: \(refusal)")
-                        if !core.isRegistered(peer) { send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: []) }
+                        if !core.isRegistered(peer) { send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer) }
                         continue
                     }
                     gathered.append(.worker(peer: peer, message: message, key: userID ?? ""))
@@ -568,7 +568,7 @@ final class BrokerLoop {
                     if let refusal = DispatchAccess.of(service: message.service).refusal(userID: userID, keys: authorizedKeys) {
                         refuse(socket: "dispatch", peer: peer, reason: "request for \(message.service) refused: \(refusal)")
                         send(routed: [peer] + ClientMessage(service: message.service, body: [Array("error".utf8), Array("LC2072: \(refusal)".utf8)]).frames,
-                             to: peer, itemIDs: [])
+                             to: peer)
                         continue
                     }
                     handleClient(message, from: peer, now: now)
@@ -579,7 +579,7 @@ final class BrokerLoop {
                 let side = frames[2] == MDP.workerHeader ? "worker" : "client"
                 countProtocolError(peer: peer, code: .malformedMessage, detail: "malformed \(side) message: \(error)")
                 if side == "worker" && !core.isRegistered(peer) {
-                    send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
+                    send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer)
                 }
             }
         }
@@ -595,7 +595,7 @@ final class BrokerLoop {
 
     private func handleClient(_ message: ClientMessage, from peer: PeerID, now: ContinuousClock.Instant) {
         func reply(_ body: [[UInt8]]) {
-            send(routed: [peer] + ClientMessage(service: message.service, body: body).frames, to: peer, itemIDs: [])
+            send(routed: [peer] + ClientMessage(service: message.service, body: body).frames, to: peer)
         }
         switch message.service {
         case "mmi.service":
@@ -826,24 +826,24 @@ final class BrokerLoop {
                     frames = WorkerMessage.routedRequest(
                         to: peer, client: ItemToken(id: item.header.id, epoch: item.header.epoch, attempt: item.header.attempt).bytes, body: CollectionOfOne(item.payload))
                 }
-                if !send(routed: frames, to: peer, itemIDs: items.map(\.header.id)) { failedSends[peer] = items.map(\.header.id) }
+                if !send(routed: frames, to: peer) { failedSends[peer] = items.map(\.header.id) }
             case .heartbeat(let peer):
-                if failedSends[peer] == nil && !send(routed: [peer] + WorkerMessage.heartbeat.frames, to: peer, itemIDs: []) {
+                if failedSends[peer] == nil && !send(routed: [peer] + WorkerMessage.heartbeat.frames, to: peer) {
                     failedSends[peer] = []
                 }
             case .probeEcho(let peer, let probe):
                 // Counts as the broker's heartbeat to the worker; a peer whose send failed gets none.
                 let echo = WorkerMessage.refresh(capabilities: .creditRefresh(probe: probe, credit: nil, roundTrip: nil))
-                if failedSends[peer] == nil && !send(routed: [peer] + echo.frames, to: peer, itemIDs: []) {
+                if failedSends[peer] == nil && !send(routed: [peer] + echo.frames, to: peer) {
                     failedSends[peer] = []
                 }
             case .workerCreditChanged(let peer, let stage, let from, let to, let roundTrip):
                 let measured = roundTrip.map { String(format: " (round trip %.1f ms)", CreditController.seconds($0) * 1000) } ?? ""
                 logger.debug("worker \(hex(peer)) for stage \(stage): credit \(from) -> \(to)\(measured)")
             case .disconnect(let peer):
-                send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer, itemIDs: [])
+                send(routed: [peer] + WorkerMessage.disconnect.frames, to: peer)
             case .clientReply(let peer, let service, let body):
-                send(routed: [peer] + ClientMessage(service: service, body: body).frames, to: peer, itemIDs: [])
+                send(routed: [peer] + ClientMessage(service: service, body: body).frames, to: peer)
             case .forwardToAggregator(let outcomes):
                 aggregatorOutbox += outcomes
             case .stageCounts(let stage, let received, let latencies):
@@ -939,7 +939,7 @@ final class BrokerLoop {
 
     /// Sends frames whose first is the peer's routing id; false when the peer is gone or not keeping up.
     @discardableResult
-    func send(routed frames: [[UInt8]], to peer: PeerID, itemIDs: [UInt64]) -> Bool {
+    func send(routed frames: [[UInt8]], to peer: PeerID) -> Bool {
         do {
             if try router.trySend(multipart: frames) { return true }
             if core.isRegistered(peer) { logger.warning("worker \(hex(peer)) is not keeping up (send queue full); taking its items back") }

@@ -145,7 +145,7 @@ extension BrokerLoop {
     private func carryOut(_ effect: HeldEffect) {
         switch effect {
         case .aggregator(let command): try? aggregator?.send(command)
-        case .routed(let frames, let peer): send(routed: frames, to: peer, itemIDs: [])
+        case .routed(let frames, let peer): send(routed: frames, to: peer)
         }
     }
 
