@@ -860,6 +860,15 @@ final class BrokerCore {
         return all.sorted { $0.node < $1.node }
     }
 
+    /// A stage has a worker that may take its items: its unserved episode ends, and one reported
+    /// unserved is reported served.
+    private func markServed(stage: Int) {
+        stages[stage].unservedSince = nil
+        guard stages[stage].reportedReasons != nil else { return }
+        stages[stage].reportedReasons = nil
+        actions.append(.stageServed(stage: stage, stageName: stages[stage].spec.name))
+    }
+
     /// Reports each stage whose items have waited with no worker for ``unservedAfter``, once per
     /// episode and again when the reasons change; and each such stage that has a worker again.
     private func checkUnserved(now: ContinuousClock.Instant) {
@@ -869,11 +878,7 @@ final class BrokerCore {
         for stage in stages.indices {
             // A stage whose every worker is quarantined by its breaker waits like one with none.
             if stages[stage].workers.contains(where: { workers[$0]?.isQuarantined == false }) {
-                stages[stage].unservedSince = nil
-                if stages[stage].reportedReasons != nil {
-                    stages[stage].reportedReasons = nil
-                    actions.append(.stageServed(stage: stage, stageName: stages[stage].spec.name))
-                }
+                markServed(stage: stage)
                 continue
             }
             let waiting = stages[stage].queue.count
@@ -1409,11 +1414,7 @@ final class BrokerCore {
                                                   credit: worker.credit, capabilities: capabilities)))
         // Said now, not at the next tick: a short run can end before that tick, and the stage
         // reported unserved would never be reported served.
-        if stages[stage].reportedReasons != nil, !worker.isQuarantined {
-            stages[stage].reportedReasons = nil
-            stages[stage].unservedSince = nil
-            actions.append(.stageServed(stage: stage, stageName: spec.name))
-        }
+        if !worker.isQuarantined { markServed(stage: stage) }
         repin(stage: stage)
     }
 
