@@ -391,9 +391,13 @@ struct BreakerSummary: Equatable {
 /// with the time they happened and carries out the actions it returns.
 final class BrokerCore {
     private struct StageState {
-        var spec: StageSpec
+        var spec: StageSpec {
+            didSet { isGrouped = spec.groupBy != nil }
+        }
         /// The stages its outputs go to; for a chain's head, those of the chain's last member.
-        var downstream: [Int]
+        var downstream: [Int] {
+            didSet { isFinal = downstream.isEmpty }
+        }
         /// A chain's members, head first, when this stage heads one; empty otherwise.
         var chain: [Int] = []
         /// The head of the chain this stage runs inside, when it is a member but not the head: it has
@@ -417,8 +421,20 @@ final class BrokerCore {
         var unservedSince: ContinuousClock.Instant?
         /// The reasons last reported as unserved; nil: not reported in this episode.
         var reportedReasons: [String: String]?
-        var isFinal: Bool { downstream.isEmpty }
-        var isGrouped: Bool { spec.groupBy != nil }
+        /// Stored, not computed: read through `stages[index]` on every item's path, a computed
+        /// property made a copy of the whole stage state (its queue and worker list retained and
+        /// released) for each read.
+        private(set) var isFinal: Bool
+        private(set) var isGrouped: Bool
+
+        init(spec: StageSpec, downstream: [Int], timeout: Duration?, queue: StageQueue) {
+            self.spec = spec
+            self.downstream = downstream
+            self.timeout = timeout
+            self.queue = queue
+            isFinal = downstream.isEmpty
+            isGrouped = spec.groupBy != nil
+        }
     }
 
     /// The open workers of a stage that share one preference score.
@@ -472,6 +488,9 @@ final class BrokerCore {
         private(set) var sendOrder = FIFOQueue<InFlight>()
         /// Entries of `sendOrder` it holds: what its credit is measured against.
         private(set) var holding = 0
+        /// Those of them it has started (``InFlight/startedAt`` set), by the core's reckoning of its
+        /// slots: kept as entries start and leave, so a send or a reply need not walk `sendOrder`.
+        private(set) var started = 0
         var lastSeen: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
         /// When the worker last finished an item it held, or took its first one while holding none:
@@ -541,6 +560,14 @@ final class BrokerCore {
             entry.holder = self
             sendOrder.append(entry)
             holding += 1
+            if entry.startedAt != nil { started += 1 }
+        }
+
+        /// One of its entries has started, at `now`.
+        func markStarted(_ entry: InFlight, at now: ContinuousClock.Instant) {
+            precondition(entry.holder === self && entry.startedAt == nil, "an entry starts once, while held")
+            entry.startedAt = now
+            started += 1
         }
 
         /// It no longer holds the entry (answered, taken back, acknowledged).
@@ -548,6 +575,7 @@ final class BrokerCore {
             precondition(entry.holder === self, "an entry is released by the worker that holds it")
             entry.holder = nil
             holding -= 1
+            if entry.startedAt != nil { started -= 1 }
             if sendOrder.count > 2 * holding + 64 { _ = sendOrder.removeAll { $0.holder !== self } }
         }
 
@@ -561,6 +589,7 @@ final class BrokerCore {
             let held = sendOrder.drain().filter { $0.holder === self }
             for entry in held { entry.holder = nil }
             holding = 0
+            started = 0
             return held
         }
     }
@@ -985,7 +1014,11 @@ final class BrokerCore {
             finish(item, settled: nil)
             return
         }
-        if let deadline = stages[item.stage].spec.deadline { item.deadline = now + deadline } else { item.deadline = nil }
+        if let deadline = stages[item.stage].spec.deadline {
+            item.deadline = now + deadline
+        } else if item.deadline != nil {
+            item.deadline = nil
+        }
         if item.attempts == 0 {
             // Priority flows downstream: an item carries the highest priority of the stages it passed.
             item.priority = max(item.priority, Int16(clamping: stages[item.stage].spec.priority))
@@ -1225,17 +1258,14 @@ final class BrokerCore {
     }
 
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
-        var running = startedCount(of: worker)
         // An idle worker's stall clock starts with the first item it gets, not when it last finished one.
         if worker.holding == 0 { worker.lastProgress = now }
         for item in batch {
             item.attempts += 1
             let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: now)
-            if running < worker.slots {
-                entry.startedAt = now
-                running += 1
-            }
             worker.hold(entry)
+            // It waits in the worker's own queue unless a slot is free (the worker starts its items in send order).
+            if worker.started < worker.slots { worker.markStarted(entry, at: now) }
             inFlight[item.id] = entry
         }
         worker.lastSent = now
@@ -1260,29 +1290,22 @@ final class BrokerCore {
         }
     }
 
-    /// How many of a worker's in-flight items it is working on now (by its slots), marking newly started ones.
+    /// Marks the items a worker has started since a slot of it came free.
     ///
     /// The worker takes items in the order they were sent, `slots` at a time, so the first
     /// `slots` unanswered items in send order are the ones running; the others wait in its queue
-    /// and their timeout has not started. Without `now`, nothing is marked: it only counts.
-    @discardableResult
-    private func startedCount(of worker: WorkerRecord, now: ContinuousClock.Instant? = nil) -> Int {
+    /// and their timeout has not started. A worker whose slots are all taken (or that holds
+    /// nothing unstarted) costs nothing here: ``WorkerRecord/started`` says so without a walk.
+    private func markStarted(of worker: WorkerRecord, now: ContinuousClock.Instant) {
+        guard worker.started < worker.slots, worker.started < worker.holding else { return }
         worker.dropReleasedFront()
-        var running = 0
         var looked = 0
         // Bounded: answered entries may sit between held ones until they reach the front.
         for entry in worker.sendOrder.elements {
-            // Both counts only grow: once either bound is reached, the rest need not be looked at.
-            guard running < worker.slots && looked < worker.slots * 4 + 64 else { break }
+            guard worker.started < worker.slots, looked < worker.slots * 4 + 64 else { break }
             looked += 1
-            guard entry.holder === worker else { continue }
-            if entry.startedAt == nil {
-                guard let now else { break }
-                entry.startedAt = now
-            }
-            running += 1
+            if entry.holder === worker, entry.startedAt == nil { worker.markStarted(entry, at: now) }
         }
-        return running
     }
 
     // MARK: Worker messages
@@ -1352,7 +1375,7 @@ final class BrokerCore {
             } catch {
                 actions.append(.protocolError(peer: peer, code: .malformedMessage, detail: "bad REPLY: \(error)"))
             }
-            startedCount(of: worker, now: now)
+            markStarted(of: worker, now: now)
         }
         // Credit given back or changed, a breaker moved, a second READY removed it: the open set follows.
         updateStanding(worker)
@@ -1828,7 +1851,7 @@ final class BrokerCore {
                      on: worker?.node)
             }
         }
-        for worker in workers.values where worker.holding > 0 { startedCount(of: worker, now: now) }
+        for worker in workers.values where worker.holding > 0 { markStarted(of: worker, now: now) }
         expireBreakers(now: now)
         // Queued items past their deadline go now, not only when a worker would have taken them.
         for stage in stages.indices where stages[stage].spec.deadline != nil {
