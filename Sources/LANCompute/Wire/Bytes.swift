@@ -1,9 +1,16 @@
 // Big-endian integer writing and bounds-checked reading for the binary frames.
 
 extension Array where Element == UInt8 {
+    /// Byte by byte, most significant first, not the integer's raw buffer appended as a sequence:
+    /// that generic append, once per field of the reply and ack frames, was the largest single
+    /// symbol in a worker thread's profile (Docs/performance.md).
+    @inline(__always)
     mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
-        var bigEndian = value.bigEndian
-        Swift.withUnsafeBytes(of: &bigEndian) { append(contentsOf: $0) }
+        var shift = T.bitWidth - 8
+        while shift >= 0 {
+            append(UInt8(truncatingIfNeeded: value >> shift))
+            shift -= 8
+        }
     }
 }
 

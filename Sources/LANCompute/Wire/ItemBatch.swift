@@ -66,9 +66,10 @@ public struct RequestBatch: Equatable, Sendable {
         let client = forClients || items.isEmpty
             ? MDP.clientItemsAddress
             : ItemToken(id: items[0].header.id, epoch: items[0].header.epoch, attempt: items[0].header.attempt).bytes
+        // Closures, not key paths: on this path a key path's generic projection copied each item.
         return WorkerMessage.routedRequest(
-            to: peer, client: client, body: items.lazy.map(\.payload),
-            headerFrame: headerFrame(items.lazy.map(\.header), count: items.count))
+            to: peer, client: client, body: items.lazy.map { $0.payload },
+            headerFrame: headerFrame(items.lazy.map { $0.header }, count: items.count))
     }
 
     /// The item header frame for `count` items with these headers.
