@@ -107,9 +107,10 @@ import Darwin
         let alreadyDone = try #require(json["alreadyDone"] as? Int)
         let itemsIn = try #require(json["itemsIn"] as? Int)
         #expect(alreadyDone + itemsIn == pipeline.count)
-        // The sink file is ahead of the journal by what the aggregator wrote while its fsync before
-        // the ack ran (`--fsync batch`), which depends on the disk: 2,452 items once, in a CI run
-        // right after the build. A journal that does not keep pace with the sink still fails this.
+        // The sink file runs ahead of the journal: with `--fsync batch` the aggregator's lines are in
+        // the file before its fsync returns, and the journal records them only at the ack after it.
+        // How far ahead depends on the disk: 2,452 items once, in a CI run right after the build.
+        // A journal that does not keep pace with the sink still fails this.
         #expect(alreadyDone >= before / 2, "the journal lags the sink by more than half: \(alreadyDone) of \(before)")
         // The second run processed what was not finished, and at most a few batches in flight at the kill again.
         let redone = pipeline.processedCount - pipeline.count

@@ -391,9 +391,7 @@ struct BreakerSummary: Equatable {
 /// with the time they happened and carries out the actions it returns.
 final class BrokerCore {
     private struct StageState {
-        var spec: StageSpec {
-            didSet { isGrouped = spec.groupBy != nil }
-        }
+        let spec: StageSpec
         /// The stages its outputs go to; for a chain's head, those of the chain's last member.
         var downstream: [Int] {
             didSet { isFinal = downstream.isEmpty }
@@ -425,7 +423,7 @@ final class BrokerCore {
         /// property made a copy of the whole stage state (its queue and worker list retained and
         /// released) for each read.
         private(set) var isFinal: Bool
-        private(set) var isGrouped: Bool
+        let isGrouped: Bool
 
         init(spec: StageSpec, downstream: [Int], timeout: Duration?, queue: StageQueue) {
             self.spec = spec
@@ -555,12 +553,12 @@ final class BrokerCore {
         /// Its breaker is open: it gets none of the stage's items until the cool-down ends.
         var isQuarantined: Bool { breaker?.isOpen ?? false }
 
-        /// An entry sent to it: it holds it until ``release(_:)``.
+        /// An entry sent to it, not yet started: it holds it until ``release(_:)``.
         func hold(_ entry: InFlight) {
+            precondition(entry.startedAt == nil, "an entry is held before it starts, so `started` counts it once")
             entry.holder = self
             sendOrder.append(entry)
             holding += 1
-            if entry.startedAt != nil { started += 1 }
         }
 
         /// One of its entries has started, at `now`.
