@@ -71,6 +71,45 @@ import Testing
         #expect(SlotWork.outcome(of: job, handler: broken, setupFailure: nil).status == .failedAt(stage: "b", message: "no", stderr: ""))
     }
 
+    /// A member that maps each payload with `transform`: its outputs, or a failure for "boom".
+    final class Member: StageHandler {
+        let transform: ([UInt8]) -> [[UInt8]]
+        var seen: [[UInt8]] = []
+        init(_ transform: @escaping ([UInt8]) -> [[UInt8]]) { self.transform = transform }
+        func process(_ item: StageItem) throws(StageFailure) -> [[UInt8]] {
+            seen.append(item.payload)
+            if item.payload == Array("boom".utf8) { throw StageFailure("exploded") }
+            return transform(item.payload)
+        }
+        func close() {}
+    }
+
+    @Test func aChainHandsOnOneOutputSeveralOrNoneWithTheItemsMetadata() throws {
+        let twice = Member { [$0, $0 + Array("!".utf8)] }
+        let upper = Member { [Array(String(decoding: $0, as: UTF8.self).uppercased().utf8)] }
+        let dropShort = Member { $0.count > 2 ? [$0] : [] }
+        let chain = ChainHandler(members: [("upper", upper), ("twice", twice), ("drop", dropShort)])
+        let item = StageItem(payload: Array("ab".utf8), id: 9, attempt: 2, key: Array("k".utf8))
+        // upper: one output handed on; twice: two, each an item of `drop`, which keeps only the longer.
+        #expect(try chain.process(item) == [Array("AB!".utf8)])
+        #expect(twice.seen == [Array("AB".utf8)])
+        #expect(dropShort.seen == [Array("AB".utf8), Array("AB!".utf8)])
+
+        // A member with no outputs ends the chain there: the members after it see nothing.
+        let none = Member { _ in [] }
+        let after = Member { [$0] }
+        #expect(try ChainHandler(members: [("none", none), ("after", after)]).process(item) == [])
+        #expect(after.seen.isEmpty)
+
+        // A failure after a fan-out names the member, as it does on the one-output path.
+        let fan = Member { [$0, Array("boom".utf8)] }
+        let failing = ChainHandler(members: [("fan", fan), ("burst", Member { [$0] })])
+        #expect(throws: StageFailure("exploded", stage: "burst")) { try failing.process(item) }
+        #expect(throws: StageFailure("exploded", stage: "first")) {
+            try ChainHandler(members: [("first", Member { [$0] })]).process(StageItem(payload: Array("boom".utf8)))
+        }
+    }
+
     @Test func aChainFailureTravelsInAVersion3ReplyAndEverythingElseInVersion2() throws {
         let chained = ReplyBatch(outcomes: [ItemOutcome(id: 1, epoch: 2, attempt: 3, status: .failedAt(stage: "b", message: "m", stderr: "e"))])
         #expect(chained.frames.first?.first == ReplyBatch.chainVersion)

@@ -13,23 +13,43 @@ final class ChainHandler: StageHandler {
     }
 
     func process(_ item: StageItem) throws(StageFailure) -> [[UInt8]] {
-        var items = [item.payload]
-        for member in members {
+        // While each member gives one output, it goes on to the next as the item's payload, with
+        // no array gathered around it: the common case (map-like members) allocates only what
+        // the members themselves return.
+        var next = item
+        var position = 0
+        var items: [[UInt8]]
+        while true {
+            let outputs = try run(members[position], next)
+            position += 1
+            if position == members.count { return outputs }
+            guard outputs.count == 1 else {
+                items = outputs
+                break
+            }
+            next.payload = outputs[0]
+        }
+        // A member gave several outputs (or none): each is an item of the members after it.
+        while position < members.count, !items.isEmpty {
             var outputs: [[UInt8]] = []
             outputs.reserveCapacity(items.count)
             for payload in items {
-                var next = item
                 next.payload = payload
-                do {
-                    outputs += try member.handler.process(next)
-                } catch {
-                    throw StageFailure(error.message, stderr: error.stderr, stage: error.stage ?? member.name)
-                }
+                outputs += try run(members[position], next)
             }
-            if outputs.isEmpty { return [] }
             items = outputs
+            position += 1
         }
         return items
+    }
+
+    /// One member on one item; its failure names the member.
+    private func run(_ member: (name: String, handler: any StageHandler), _ item: StageItem) throws(StageFailure) -> [[UInt8]] {
+        do {
+            return try member.handler.process(item)
+        } catch {
+            throw StageFailure(error.message, stderr: error.stderr, stage: error.stage ?? member.name)
+        }
     }
 
     func close() {

@@ -200,7 +200,10 @@ public struct ReplyBatch: Equatable, Sendable {
         var header: [UInt8] = [chained ? Self.chainVersion : Self.version]
         header.reserveCapacity(5 + outcomes.count * 19)
         header.appendBigEndian(UInt32(outcomes.count))
-        var rest: [[UInt8]] = []
+        // The header goes first once it is written; the outputs follow it, gathered in place (one
+        // output per item is the common case), so no second array is built to put the header in front.
+        var frames: [[UInt8]] = [[]]
+        frames.reserveCapacity(1 + outcomes.count)
         for outcome in outcomes {
             header.appendBigEndian(outcome.id)
             header.appendBigEndian(outcome.epoch)
@@ -209,27 +212,28 @@ public struct ReplyBatch: Equatable, Sendable {
             case .completed(let outputs):
                 header.append(0)
                 header.appendBigEndian(UInt32(outputs.count))
-                rest += outputs
+                frames += outputs
             case .deliveredToAggregator(let count):
                 header.append(1)
                 header.appendBigEndian(UInt32(count))
             case .failed(let message, let stderr):
                 header.append(2)
                 header.appendBigEndian(UInt32(2))
-                rest.append(Array(message.utf8))
-                rest.append(Array(stderr.utf8))
+                frames.append(Array(message.utf8))
+                frames.append(Array(stderr.utf8))
             case .failedAt(let stage, let message, let stderr):
                 header.append(3)
                 header.appendBigEndian(UInt32(3))
-                rest.append(Array(stage.utf8))
-                rest.append(Array(message.utf8))
-                rest.append(Array(stderr.utf8))
+                frames.append(Array(stage.utf8))
+                frames.append(Array(message.utf8))
+                frames.append(Array(stderr.utf8))
             case .returned:
                 header.append(4)
                 header.appendBigEndian(UInt32(0))
             }
         }
-        return [header] + rest
+        frames[0] = header
+        return frames
     }
 
     public init(frames body: [[UInt8]]) throws(WireError) {
