@@ -75,9 +75,12 @@ import Testing
     final class Member: StageHandler {
         let transform: ([UInt8]) -> [[UInt8]]
         var seen: [[UInt8]] = []
+        /// The id, attempt and key of every item it was given.
+        var metadata: [(UInt64?, Int?, [UInt8])] = []
         init(_ transform: @escaping ([UInt8]) -> [[UInt8]]) { self.transform = transform }
         func process(_ item: StageItem) throws(StageFailure) -> [[UInt8]] {
             seen.append(item.payload)
+            metadata.append((item.id, item.attempt, item.key))
             if item.payload == Array("boom".utf8) { throw StageFailure("exploded") }
             return transform(item.payload)
         }
@@ -94,6 +97,11 @@ import Testing
         #expect(try chain.process(item) == [Array("AB!".utf8)])
         #expect(twice.seen == [Array("AB".utf8)])
         #expect(dropShort.seen == [Array("AB".utf8), Array("AB!".utf8)])
+        // Every member, on either path, sees the item's own id, attempt and key.
+        for member in [upper, twice, dropShort] {
+            #expect(member.metadata.allSatisfy { $0.0 == 9 && $0.1 == 2 && $0.2 == Array("k".utf8) })
+        }
+        #expect(dropShort.metadata.count == 2)
 
         // A member with no outputs ends the chain there: the members after it see nothing.
         let none = Member { _ in [] }
