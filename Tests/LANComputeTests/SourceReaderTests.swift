@@ -19,8 +19,7 @@ struct SourceReaderTests {
 
     @Test(arguments: [0, 1, 7, 9, 10, 99, 12_345, 999_999, Int(Int32.max), Int.max])
     func generatedItemsFollowTheDefinition(index: Int) {
-        // Sizes below, at and past the prefix (and past it by the 16 letters where the lanes start),
-        // and the sizes the benchmarks use.
+        // Sizes below, at and past the prefix, and the sizes the benchmarks use.
         for size in Array(0...50) + [99, 100, 101, 102, 103, 1023, 1024, 1025] {
             #expect(SourceReader.generated(index: index, size: size) == Self.definition(index: index, size: size),
                     "index \(index), size \(size)")

@@ -189,82 +189,34 @@ struct SourceReader: Sendable {
     ///
     /// The letters follow position = position x 31 + 7 (mod 2^64) from the index, each 'a' plus the
     /// position modulo 26. On the item path of every `generate` source, so it is written into
-    /// storage of its final size in one pass, with the decimal prefix written in place (no string
-    /// built) and the letters eight lanes at a time: each lane steps eight positions with
-    /// ``laneStep``, so the eight multiplications of a round do not wait for one another.
+    /// storage of its final size in one pass, the `item-N-` prefix included (no string is built
+    /// for it). `index` is never negative: it counts the items from 0.
     static func generated(index: Int, size: Int) -> [UInt8] {
         var digits = 1
-        var rest = index.magnitude / 10
+        var rest = index / 10
         while rest > 0 {
             digits += 1
             rest /= 10
         }
-        // "item-", the digits (a sign first for a negative index), "-".
-        let sign = index < 0 ? 1 : 0
-        let prefixCount = 6 + sign + digits
+        // "item-", the digits, "-".
+        let prefixCount = 6 + digits
         if prefixCount >= size { return Array(Array("item-\(index)-".utf8).prefix(size)) }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             for (offset, byte) in "item-".utf8.enumerated() { buffer[offset] = byte }
-            if sign == 1 { buffer[5] = 0x2D }
-            var value = index.magnitude
-            for offset in stride(from: 4 + sign + digits, to: 4 + sign, by: -1) {
+            var value = index
+            for offset in stride(from: 4 + digits, to: 4, by: -1) {
                 buffer[offset] = 0x30 &+ UInt8(truncatingIfNeeded: value % 10)
                 value /= 10
             }
             buffer[prefixCount - 1] = 0x2D
-            var offset = prefixCount
-            var position = UInt(bitPattern: index)
-            if size - offset >= 16 {
-                var lanes: (UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt)
-                lanes.0 = position
-                lanes.1 = lanes.0 &* 31 &+ 7
-                lanes.2 = lanes.1 &* 31 &+ 7
-                lanes.3 = lanes.2 &* 31 &+ 7
-                lanes.4 = lanes.3 &* 31 &+ 7
-                lanes.5 = lanes.4 &* 31 &+ 7
-                lanes.6 = lanes.5 &* 31 &+ 7
-                lanes.7 = lanes.6 &* 31 &+ 7
-                let (multiplier, increment) = laneStep
-                while size - offset >= 8 {
-                    buffer[offset] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.0 % 26)
-                    buffer[offset + 1] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.1 % 26)
-                    buffer[offset + 2] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.2 % 26)
-                    buffer[offset + 3] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.3 % 26)
-                    buffer[offset + 4] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.4 % 26)
-                    buffer[offset + 5] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.5 % 26)
-                    buffer[offset + 6] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.6 % 26)
-                    buffer[offset + 7] = 0x61 &+ UInt8(truncatingIfNeeded: lanes.7 % 26)
-                    lanes.0 = lanes.0 &* multiplier &+ increment
-                    lanes.1 = lanes.1 &* multiplier &+ increment
-                    lanes.2 = lanes.2 &* multiplier &+ increment
-                    lanes.3 = lanes.3 &* multiplier &+ increment
-                    lanes.4 = lanes.4 &* multiplier &+ increment
-                    lanes.5 = lanes.5 &* multiplier &+ increment
-                    lanes.6 = lanes.6 &* multiplier &+ increment
-                    lanes.7 = lanes.7 &* multiplier &+ increment
-                    offset += 8
-                }
-                position = lanes.0
-            }
-            while offset < size {
+            var position = UInt(index)
+            for offset in prefixCount..<size {
                 buffer[offset] = 0x61 &+ UInt8(truncatingIfNeeded: position % 26)
                 position = position &* 31 &+ 7
-                offset += 1
             }
             initialized = size
         }
     }
-
-    /// Eight steps of position x 31 + 7 as one: position x 31^8 + 7 x (31^7 + ... + 1), mod 2^64.
-    static let laneStep: (multiplier: UInt, increment: UInt) = {
-        var multiplier: UInt = 1
-        var increment: UInt = 0
-        for _ in 0..<8 {
-            multiplier = multiplier &* 31
-            increment = increment &* 31 &+ 7
-        }
-        return (multiplier, increment)
-    }()
 }
 
 struct SourceError: Error {
