@@ -254,7 +254,8 @@ final class BrokerJournal {
             return "file \(path) size \(info.st_size) modified \(modified.tv_sec).\(modified.tv_nsec)"
         case .stdin: return "stdin"
         case .pull(let endpoint): return "pull \(endpoint)"
-        case .generate(let count, let size): return "generate \(count) x \(size)"
+        // The letters' cycle is named: a state left by a build that wrote other letters is another run.
+        case .generate(let count, let size): return "generate \(count) x \(size), letters from a cycle of \(SourceReader.letterCycleLength)"
         }
     }
 
