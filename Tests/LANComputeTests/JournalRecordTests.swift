@@ -20,6 +20,36 @@ import Testing
         #expect(CRC32.checksum([UInt8]()) == 0)
         // Computing in two parts gives the same as in one.
         #expect(CRC32.update(CRC32.checksum("12345"), Array("6789".utf8)) == 0xCBF4_3926)
+        #expect(CRC32.checksum("The quick brown fox jumps over the lazy dog") == 0x414F_A339)
+    }
+
+    /// Eight bytes a step gives what one bit a step gives, for every length around the step and
+    /// every split of the bytes into two updates, from an array, a slice or a collection without
+    /// contiguous storage.
+    @Test func crcEightBytesAStepMatchesTheBitwiseDefinition() {
+        func bitwise(_ bytes: [UInt8]) -> UInt32 {
+            var value: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                value ^= UInt32(byte)
+                for _ in 0..<8 { value = value & 1 != 0 ? 0xEDB8_8320 ^ (value >> 1) : value >> 1 }
+            }
+            return ~value
+        }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let bytes: [UInt8] = (0..<67).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        for count in 0...bytes.count {
+            let prefix = Array(bytes.prefix(count))
+            let expected = bitwise(prefix)
+            #expect(CRC32.checksum(prefix) == expected, "\(count) bytes")
+            #expect(CRC32.checksum(bytes[1...].prefix(max(0, count - 1))) == bitwise(Array(bytes[1...].prefix(max(0, count - 1)))))
+            #expect(CRC32.checksum(prefix.lazy.map { $0 }) == expected, "\(count) bytes, not contiguous")
+            for split in stride(from: 0, through: count, by: 5) {
+                #expect(CRC32.update(CRC32.checksum(prefix[..<split]), prefix[split...]) == expected, "\(count) bytes split at \(split)")
+            }
+        }
     }
 
     @Test func everyRecordRoundTrips() throws {
