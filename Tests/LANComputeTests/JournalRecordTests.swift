@@ -61,6 +61,32 @@ import Testing
         }
     }
 
+    /// A frame is written in place behind what the buffer already holds: every record of a buffer
+    /// that holds them all, one after another, reads back in order, with the header a frame of its
+    /// own body would have.
+    @Test func framesAppendedToOneBufferReadBackInOrder() {
+        var buffer: [UInt8] = [0xAA, 0xBB, 0xCC]
+        for record in Self.samples + Self.samples.reversed() { RecordFrame.append(record, to: &buffer) }
+        var offset = 3
+        for record in Self.samples + Self.samples.reversed() {
+            guard case .record(let read, let next) = RecordFrame.scan(buffer, at: offset) else {
+                Issue.record("no record at \(offset): \(RecordFrame.scan(buffer, at: offset))")
+                return
+            }
+            #expect(read == record)
+            let body = record.body
+            var header: [UInt8] = []
+            header.appendBigEndian(UInt32(body.count))
+            header.appendBigEndian(~UInt32(body.count))
+            header.appendBigEndian(CRC32.checksum(body))
+            #expect(Array(buffer[offset..<offset + RecordFrame.headerSize]) == header)
+            #expect(Array(buffer[(offset + RecordFrame.headerSize)..<next]) == body)
+            offset = next
+        }
+        #expect(offset == buffer.count)
+        #expect(buffer.prefix(3) == [0xAA, 0xBB, 0xCC])
+    }
+
     @Test func aFrameCutShortAnywhereReadsAsTruncated() {
         var framed: [UInt8] = []
         RecordFrame.append(Self.samples[1], to: &framed)

@@ -56,6 +56,14 @@ enum JournalRecord: Equatable, Sendable {
 
     var body: [UInt8] {
         var bytes: [UInt8] = []
+        appendBody(to: &bytes)
+        return bytes
+    }
+
+    /// Appends the body to `bytes`: a frame is written around it in the journal's buffer, with no
+    /// array of its own (``RecordFrame/append(_:to:)``). No capacity is reserved: the buffer holds
+    /// many records, and reserving a little more for each would copy it each time.
+    func appendBody(to bytes: inout [UInt8]) {
         func string(_ text: String) {
             bytes.appendBigEndian(UInt32(text.utf8.count))
             bytes += Array(text.utf8)
@@ -75,7 +83,6 @@ enum JournalRecord: Equatable, Sendable {
                 bytes += payload
             }
         case .settled(let settlement, let entries, let sinkLength):
-            bytes.reserveCapacity(15 + entries.count * 16)
             bytes.append(Kind.settled.rawValue)
             bytes.append(settlement.rawValue)
             bytes.append(sinkLength == nil ? 0 : 1)
@@ -86,7 +93,6 @@ enum JournalRecord: Equatable, Sendable {
                 bytes.appendBigEndian(entry.root)
             }
         case .finished(let roots):
-            bytes.reserveCapacity(5 + roots.count * 8)
             bytes.append(Kind.finished.rawValue)
             bytes.appendBigEndian(UInt32(roots.count))
             for root in roots { bytes.appendBigEndian(root) }
@@ -106,7 +112,6 @@ enum JournalRecord: Equatable, Sendable {
                 bytes.appendBigEndian(range.upperBound)
             }
         }
-        return bytes
     }
 
     init(body: [UInt8]) throws(WireError) {
@@ -182,13 +187,18 @@ enum RecordFrame {
     /// Larger bodies are refused when writing and taken as damage when reading.
     static let maxBody = 1 << 30
 
+    /// Writes the body in place behind a header left blank, then fills the header in: the body is
+    /// not built apart and copied (for a source that cannot be read again it holds the payloads).
     static func append(_ record: JournalRecord, to buffer: inout [UInt8]) {
-        let body = record.body
-        precondition(body.count <= maxBody, "a journal record of \(body.count) bytes")
-        buffer.appendBigEndian(UInt32(body.count))
-        buffer.appendBigEndian(~UInt32(body.count))
-        buffer.appendBigEndian(CRC32.checksum(body))
-        buffer += body
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: headerSize))
+        record.appendBody(to: &buffer)
+        let length = buffer.count - start - headerSize
+        precondition(length <= maxBody, "a journal record of \(length) bytes")
+        let crc = CRC32.checksum(buffer[(start + headerSize)...])
+        for (offset, word) in [UInt32(length), ~UInt32(length), crc].enumerated() {
+            for index in 0..<4 { buffer[start + offset * 4 + index] = UInt8(truncatingIfNeeded: word >> (24 - 8 * index)) }
+        }
     }
 
     /// What is found at an offset of a segment.
