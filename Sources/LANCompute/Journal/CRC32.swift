@@ -5,7 +5,8 @@
 ///
 /// Slicing by eight: eight tables of 256 entries, `tables[k][b]` the CRC of byte `b` followed by `k`
 /// zero bytes, so eight bytes take eight independent lookups instead of a chain of eight. On the
-/// broker thread for every settled batch (16 bytes per item); the byte-at-a-time loop was 1.4% of it.
+/// broker thread for every settled batch (16 bytes per item) and, where the source cannot be read
+/// again (stdin, `pull`), for every payload the journal keeps: 2.6 µs a KiB byte at a time, 0.65 µs so.
 enum CRC32 {
     /// The eight tables, one after another (table k at k x 256).
     private static let tables: [UInt32] = {

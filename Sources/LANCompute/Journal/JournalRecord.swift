@@ -196,9 +196,12 @@ enum RecordFrame {
         let length = buffer.count - start - headerSize
         precondition(length <= maxBody, "a journal record of \(length) bytes")
         let crc = CRC32.checksum(buffer[(start + headerSize)...])
-        for (offset, word) in [UInt32(length), ~UInt32(length), crc].enumerated() {
-            for index in 0..<4 { buffer[start + offset * 4 + index] = UInt8(truncatingIfNeeded: word >> (24 - 8 * index)) }
+        func put(_ word: UInt32, at offset: Int) {
+            for index in 0..<4 { buffer[start + offset + index] = UInt8(truncatingIfNeeded: word >> (24 - 8 * index)) }
         }
+        put(UInt32(length), at: 0)
+        put(~UInt32(length), at: 4)
+        put(crc, at: 8)
     }
 
     /// What is found at an offset of a segment.
