@@ -4,7 +4,8 @@ import Testing
 @testable import LANCompute
 
 struct SourceReaderTests {
-    /// The definition, one letter at a time: what a resumed run and the sink files of earlier runs expect.
+    /// The definition, one letter at a time: what a resumed run expects of the items it reads again.
+    /// (Builds before the cycle wrote other letters; a state they left is refused, see `BrokerJournal.sourceIdentity`.)
     /// The letters are a cycle of 251, the k-th 'a' plus p(k) modulo 26 with p(0) = 0 and
     /// p(k + 1) = p(k) x 31 + 7 (mod 2^64), entered at the index modulo 251.
     private static func definition(index: Int, size: Int) -> [UInt8] {
