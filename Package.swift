@@ -37,6 +37,11 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
         ),
+        // mimalloc replaces glibc's malloc in the lancompute executable on Linux (not in the libraries: a
+        // program that embeds them keeps its own allocator). glibc locks an arena for every free of a
+        // block another thread allocated, and every item crosses threads (Docs/performance.md). Debian's
+        // package has no pkg-config file; the header is in the default include path.
+        .systemLibrary(name: "CMimalloc", providers: [.apt(["libmimalloc-dev"])]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: releaseSettings),
         .target(
             name: "LANCompute",
@@ -56,6 +61,7 @@ let package = Package(
             dependencies: [
                 "LANCompute",
                 "ZeroMQ",
+                .target(name: "CMimalloc", condition: .when(platforms: [.linux])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -60,6 +60,7 @@ struct DoctorCommand: ParsableCommand {
         print("cores       \(NodeInfo.cores)")
         print(String(format: "memory      %.1f GiB", Double(NodeInfo.memory) / 1_073_741_824))
         print("gpu         \(NodeInfo.hasGPU ? "yes" : "none found")")
+        print("allocator   \(Allocator.report)")
         print("interfaces:")
         for (name, address) in Self.interfaces() { print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(address)") }
         // A loopback round trip proves the library works here, not just that it links.

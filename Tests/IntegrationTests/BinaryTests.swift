@@ -21,6 +21,20 @@ import Testing
         }
     }
 
+    /// On Linux the executable links mimalloc ahead of the C library (Package.swift): doctor asks
+    /// mimalloc whether a block from `malloc` is its own, so a build where the C library's malloc won
+    /// after all says so.
+    @Test func doctorNamesTheAllocatorThatServesMalloc() throws {
+        let result = try ProcessHarness.run(["doctor"])
+        #expect(result.status == 0, "\(result.standardError)")
+        let line = result.standardOutput.split(separator: "\n").first { $0.hasPrefix("allocator") }.map(String.init) ?? ""
+        #if os(Linux)
+        #expect(line.range(of: #"^allocator +mimalloc [0-9]+\.[0-9]+\.[0-9]+$"#, options: .regularExpression) != nil, "\(result.standardOutput)")
+        #else
+        #expect(line.hasSuffix("the system's"), "\(result.standardOutput)")
+        #endif
+    }
+
     @Test func aWordFarFromEverySubcommandGetsNoGuess() throws {
         let result = try ProcessHarness.run(["frobnicate"])
         #expect(result.status == 64)
