@@ -35,6 +35,19 @@ import Testing
         #endif
     }
 
+    #if os(Linux)
+    /// The C library preloaded ahead of mimalloc serves `malloc` instead: doctor says so rather than
+    /// naming the allocator that is only linked.
+    @Test func doctorSaysWhenAnotherAllocatorServesMalloc() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        let doctor = try harness.lancompute("doctor", ["doctor"], environment: ["LD_PRELOAD": "libc.so.6"])
+        #expect(doctor.wait(timeout: .seconds(60)) == 0, "\(harness.transcripts)")
+        let line = doctor.standardOutput.split(separator: "\n").first { $0.hasPrefix("allocator") }.map(String.init) ?? ""
+        #expect(line.contains("linked, but malloc is another allocator's"), "\(doctor.standardOutput)")
+    }
+    #endif
+
     @Test func aWordFarFromEverySubcommandGetsNoGuess() throws {
         let result = try ProcessHarness.run(["frobnicate"])
         #expect(result.status == 64)
