@@ -201,7 +201,7 @@ struct Aggregator: Sendable {
         // Outputs PUSHed by workers wait here until the broker admits them: only an item still in
         // flight in this run may be written, one attempt's outputs each. So an output that arrives
         // after its item was dead-lettered, or a second copy of one already written, never is.
-        var awaiting: [UInt64: [[UInt8]]] = [:]
+        var awaiting = IDTable<[[UInt8]]>()
         var offers: [OfferedOutput] = []
 
         func write(_ id: UInt64, _ lines: [[UInt8]]) throws {
@@ -229,7 +229,7 @@ struct Aggregator: Sendable {
                     continue
                 }
                 // A second copy while the first waits for its admission: the broker admits one.
-                guard awaiting[outcome.id] == nil else { continue }
+                guard !awaiting.contains(outcome.id) else { continue }
                 awaiting[outcome.id] = lines
                 offers.append(OfferedOutput(id: outcome.id, epoch: outcome.epoch, attempt: outcome.attempt, sender: sender))
             }

@@ -633,7 +633,7 @@ final class BrokerCore {
     private var registrations = 0
     /// The candidates of the pick being made, kept to reuse its storage.
     private var candidates: [WorkerRecord] = []
-    private var inFlight: [UInt64: InFlight] = [:]
+    private var inFlight = IDTable<InFlight>()
     private var nodes: [String: Set<PeerID>] = [:]
     /// Workers let go of recently (expired, unreachable), so a late word from one is not a protocol error.
     private var departed = FIFOQueue<PeerID>()
@@ -834,8 +834,8 @@ final class BrokerCore {
             // its worker ends in the dead letters after max-attempts.
             if let worker = workers[peer] {
                 for id in unsent.reversed() {
-                    guard let index = inFlight.index(forKey: id), inFlight.values[index].holder === worker else { continue }
-                    let entry = inFlight.remove(at: index).value
+                    guard let entry = inFlight[id], entry.holder === worker else { continue }
+                    inFlight.removeValue(forKey: id)
                     worker.release(entry)
                     entry.item.attempts -= 1
                     place(entry.item, atFront: true)
@@ -1487,8 +1487,8 @@ final class BrokerCore {
             }
         }
         // Final-stage items whose outputs may not have left the dead worker: send them again.
-        let unconfirmed = inFlight.filter { $0.value.peer == peer && $0.value.replied && !$0.value.admitted }
-        for (id, entry) in unconfirmed.sorted(by: { $0.key < $1.key }) {
+        let unconfirmed = inFlight.entries.filter { $0.value.peer == peer && $0.value.replied && !$0.value.admitted }
+        for (id, entry) in unconfirmed.sorted(by: { $0.id < $1.id }) {
             inFlight[id] = nil
             requeued += 1
             retry(entry.item, reason: .workerLost)
@@ -1525,9 +1525,8 @@ final class BrokerCore {
         }
         // A late reply for an item taken back, or for another attempt than the one in flight: ignore it,
         // and keep the item (and the worker's credit for it) until the attempt in flight is answered.
-        // One hash lookup: the entry says which worker holds it, and is removed through its index.
-        guard let index = inFlight.index(forKey: outcome.id) else { return }
-        let entry = inFlight.values[index]
+        // The entry says which worker holds it.
+        guard let entry = inFlight[outcome.id] else { return }
         guard entry.holder === worker, entry.item.attempts == Int(outcome.attempt) else { return }
         worker.release(entry)
         worker.lastProgress = now
@@ -1537,7 +1536,7 @@ final class BrokerCore {
         case .completed where entry.item.client == nil && stages[stage].isFinal, .deliveredToAggregator:
             break
         default:
-            inFlight.remove(at: index)
+            inFlight.removeValue(forKey: outcome.id)
         }
         switch outcome.status {
         case .failed(let message, let stderr):
@@ -1822,7 +1821,7 @@ final class BrokerCore {
             }
         }
         var expired: [(UInt64, InFlight, RetryReason)] = []
-        for (id, entry) in inFlight where !entry.admitted {
+        for (id, entry) in inFlight.entries where !entry.admitted {
             if let repliedAt = entry.repliedAt {
                 if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
             } else if let timeout = attemptTimeout(stage: entry.item.stage), let startedAt = entry.startedAt, now - startedAt > timeout {
@@ -1873,7 +1872,7 @@ final class BrokerCore {
             _ = worker.releaseAll()
             updateStanding(worker)
         }
-        items += inFlight.values.map(\.item).sorted { $0.id < $1.id }
+        items += inFlight.allValues.map(\.item).sorted { $0.id < $1.id }
         inFlight.removeAll()
         let detail = reason == .runStopped ? "the run was stopped before the item was finished" : "the run ended before the item was finished"
         for item in items {
