@@ -257,9 +257,9 @@ struct WorkerSessionCore {
         var lastHeard: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
         /// Items handed to slots and not yet answered.
-        var held: Set<UInt64> = []
+        var held = IDSet()
         /// Items sent by MDP clients: answered in the REPLY even on a final stage.
-        var clientItems: Set<UInt64> = []
+        var clientItems = IDSet()
         var outcomes: [ItemOutcome] = []
         var aggregated: [ItemOutcome] = []
         /// No longer registered: DISCONNECT was sent or received.
@@ -302,6 +302,10 @@ struct WorkerSessionCore {
         var actions: [WorkerAction] = []
         let forceSchedule: Bool
         if case .tick = input { forceSchedule = true } else { forceSchedule = false }
+        if Self.isSessionInput(input), serveInPlace(input, now: now, into: &actions) {
+            schedule(now: now, force: forceSchedule, into: &actions)
+            return actions
+        }
         switch (lifecycle, input) {
         case (.stopped, _):
             return []
@@ -374,18 +378,42 @@ struct WorkerSessionCore {
         case (.draining, .sessionFailed(let reason)):
             actions.append(.notice(.sessionFailed(reason)))
             finish(into: &actions)
-        case (.serving(var session), _):
-            var noDrain: Drain?
-            serve(input, session: &session, drain: &noDrain, now: now, into: &actions)
-        case (.draining(var session, let drain), _):
-            var drain: Drain? = drain
-            serve(input, session: &session, drain: &drain, now: now, into: &actions)
         default:
             // An input that does not concern the current state (a late topology reply, a stale tick).
             break
         }
         schedule(now: now, force: forceSchedule, into: &actions)
         return actions
+    }
+
+    /// Whether a serving or draining session takes this input in ``serve(_:session:drain:now:into:)``:
+    /// every input but those `handle` answers in any state, and a failed session.
+    private static func isSessionInput(_ input: WorkerInput) -> Bool {
+        switch input {
+        case .stopRequested, .ownerLoad, .fingerprintRead, .sessionFailed: false
+        default: true
+        }
+    }
+
+    /// Serves the input when the session is serving or draining; false in any other state.
+    ///
+    /// The session is moved out of `lifecycle` before it is changed, and put back by
+    /// ``conclude(_:drain:reconnect:now:into:)``: changed while `lifecycle` still held it, every
+    /// input (each REQUEST, each batch of slot results) copied the stages and the set of held ids.
+    private mutating func serveInPlace(_ input: WorkerInput, now: ContinuousClock.Instant, into actions: inout [WorkerAction]) -> Bool {
+        switch lifecycle {
+        case .serving(var session):
+            lifecycle = .idle
+            var noDrain: Drain?
+            serve(input, session: &session, drain: &noDrain, now: now, into: &actions)
+        case .draining(var session, let drain):
+            lifecycle = .idle
+            var drain: Drain? = drain
+            serve(input, session: &session, drain: &drain, now: now, into: &actions)
+        default:
+            return false
+        }
+        return true
     }
 
     // MARK: Topology and registration
@@ -703,9 +731,9 @@ struct WorkerSessionCore {
                     break
                 }
                 if client == MDP.clientItemsAddress {
-                    session.stages[position].clientItems.formUnion(batch.items.map(\.header.id))
+                    session.stages[position].clientItems.formUnion(batch.items.lazy.map { $0.header.id })
                 }
-                session.stages[position].held.formUnion(batch.items.map(\.header.id))
+                session.stages[position].held.formUnion(batch.items.lazy.map { $0.header.id })
                 actions.append(.runJobs(stage: position, batch.items.map { SlotJob(stage: position, item: $0) }))
             case .disconnect:
                 session.stages[position].disconnected = true
@@ -726,7 +754,7 @@ struct WorkerSessionCore {
             for outcome in outcomes { record(outcome, in: &session.stages[position]) }
         case .jobsWithdrawn(let position, let jobs) where session.stages.indices.contains(position):
             var returned = 0
-            for job in jobs where !session.stages[position].disconnected && session.stages[position].held.remove(job.item.header.id) != nil {
+            for job in jobs where !session.stages[position].disconnected && session.stages[position].held.remove(job.item.header.id) {
                 session.stages[position].clientItems.remove(job.item.header.id)
                 session.stages[position].outcomes.append(Self.returned(job.item))
                 returned += 1
@@ -827,7 +855,7 @@ struct WorkerSessionCore {
         guard !stage.disconnected else { return }
         stage.held.remove(outcome.id)
         stage.creditController?.finished(1)
-        let fromClient = stage.clientItems.remove(outcome.id) != nil
+        let fromClient = stage.clientItems.remove(outcome.id)
         if stage.plan.isFinal, !fromClient, case .completed(let outputs) = outcome.status {
             stage.aggregated.append(outcome)
             stage.outcomes.append(
