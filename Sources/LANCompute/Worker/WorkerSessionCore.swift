@@ -946,15 +946,19 @@ struct WorkerSessionCore {
     }
 
     private static func nextDue(_ session: Session, drain: Drain?, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        // Asked after every input: by index and without an array of instants, so no stage state is
+        // copied (a stage's held ids and outcomes retained and released) and nothing is allocated.
         var next = drain?.deadline
-        for stage in session.stages where !stage.disconnected {
-            var due = [stage.lastSent + session.heartbeatInterval, stage.lastHeard + session.expiry]
-            if drain == nil, let controller = stage.creditController { due.append(controller.nextDue) }
+        func consider(_ instant: ContinuousClock.Instant) { next = min(next ?? instant, instant) }
+        for index in session.stages.indices where !session.stages[index].disconnected {
+            consider(session.stages[index].lastSent + session.heartbeatInterval)
+            consider(session.stages[index].lastHeard + session.expiry)
+            if drain == nil, let due = session.stages[index].creditController?.nextDue { consider(due) }
             // A goodbye time is only due once the stage owes nothing (else it would be due again and again).
-            if drain != nil, owesNothing(stage, session), let goodbye = goodbyeTime(stage, session), goodbye > now {
-                due.append(goodbye)
+            if drain != nil, owesNothing(session.stages[index], session), let goodbye = goodbyeTime(session.stages[index], session),
+               goodbye > now {
+                consider(goodbye)
             }
-            for instant in due { next = min(next ?? instant, instant) }
         }
         return next
     }
