@@ -35,63 +35,6 @@ struct EngineActorTests {
         #expect(throws: WireError.self) { try SourceMessage(frames: [[0x42]]) }
     }
 
-    /// A batch travels as two frames however many items it has: its header, and its payloads each
-    /// behind a 4-byte length. A payload frame cut short anywhere is refused, not read past.
-    @Test func aSourceBatchIsOnePackedFrame() throws {
-        let payloads: [[UInt8]] = [[], Array(repeating: 7, count: 70_000), [0], Array("item-1-abc".utf8)]
-        let frames = SourceMessage.batch(firstID: 9, payloads: payloads).frames
-        #expect(frames.count == 2)
-        #expect(frames[1].count == payloads.reduce(0) { $0 + 4 + $1.count })
-        #expect(try SourceMessage(frames: frames) == .batch(firstID: 9, payloads: payloads))
-        for cut in [1, 3, 5, 4 + 70_000 + 2, frames[1].count - 1] {
-            #expect(throws: WireError.self) { try SourceMessage(frames: [frames[0], Array(frames[1].prefix(frames[1].count - cut))]) }
-        }
-        #expect(throws: WireError.self) { try SourceMessage(frames: [frames[0]]) }
-        #expect(throws: WireError.self) { try SourceMessage(frames: frames + [[]]) }
-        #expect(try SourceMessage(frames: [frames[0], []]) == .batch(firstID: 9, payloads: []))
-    }
-
-    /// The reader sends the total, then batches of consecutive ids, then the end; a batch of large
-    /// items is sent once it holds about ``SourceMessage/batchBytes``, not ``SourceMessage/batchSize`` items.
-    @Test func theSourceReaderPacksBoundedBatches() throws {
-        let sockets = SocketFactory()
-        let endpoint = "inproc://source-reader-\(UUID().uuidString)"
-        let pull = try sockets.socket(.source(maxMessageSize: 1 << 30, fromReader: true))
-        defer { pull.close() }
-        try pull.bind(endpoint)
-        let size = 100 * 1024
-        let reader = SourceReader(spec: SourceSpec(kind: .generate(count: 40, size: size)), sockets: sockets, endpoint: endpoint,
-                                  logger: Logger(label: "test"))
-        let actor = try reader.start()
-        defer {
-            actor.stop()
-            actor.join()
-        }
-        try pull.set(.receiveTimeout, .seconds(10))
-        var messages: [SourceMessage] = []
-        while messages.count < 20 {
-            let frames = try pull.receiveMultipart()
-            #expect(frames.count <= 2)
-            if frames.count == 2 { #expect(frames[1].count <= SourceMessage.batchBytes + 4 + size) }
-            let message = try SourceMessage(frames: frames)
-            messages.append(message)
-            if case .end = message { break }
-        }
-        #expect(messages.first == .total(40))
-        #expect(messages.last == .end(count: 40))
-        var next: UInt64 = 0
-        for case .batch(let firstID, let payloads) in messages {
-            #expect(firstID == next)
-            #expect(payloads.count < SourceMessage.batchSize)
-            for (offset, payload) in payloads.enumerated() {
-                #expect(payload == SourceReader.generated(index: Int(firstID) + offset, size: size))
-            }
-            next += UInt64(payloads.count)
-        }
-        #expect(next == 40)
-        #expect(messages.count >= 2 + 4)
-    }
-
     @Test func theAggregatorWritesOnlyWhatTheBrokerAdmits() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("aggregator-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }

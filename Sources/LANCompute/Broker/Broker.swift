@@ -686,61 +686,38 @@ final class BrokerLoop {
         let external: Bool
         if case .pull = configuration.topology.source.kind { external = true } else { external = false }
         defer { flushGathered(now: now) }
-        if !external {
-            while core.queuedTotal + gathered.count < limit, let decoded = receiveFromReader() {
-                switch decoded {
-                case .batch(let first, let payloads):
-                    accept(batchFrom: first + sourceIDBase, payloads)
-                case .total(let total):
-                    sourceTotal = Int(total) - (journal.map { Int($0.recovered.finished.count) } ?? 0)
-                case .end:
-                    sourceEnded = true
-                    return
-                case .failed(let message):
-                    sourceFailure = message
-                    logger.error("\(message)")
-                    return
-                }
-            }
-            return
-        }
         while core.queuedTotal + gathered.count < limit,
               let (message, userID) = try? source.tryReceiveMultipart(property: Message.userIDProperty) {
-            // A producer whose key was revoked keeps its connection until it reconnects: drop what it sends.
-            if let refusal = DispatchAccess.stageRequest.refusal(userID: userID, keys: authorizedKeys) {
-                refuse(socket: "source", peer: [], reason: "items refused: \(refusal)")
+            if external {
+                // A producer whose key was revoked keeps its connection until it reconnects: drop what it sends.
+                if let refusal = DispatchAccess.stageRequest.refusal(userID: userID, keys: authorizedKeys) {
+                    refuse(socket: "source", peer: [], reason: "items refused: \(refusal)")
+                    continue
+                }
+                // Each frame from an external producer is one item.
+                journal?.accepted(firstID: ItemID.source(position: UInt64(read)), payloads: message)
+                for payload in message {
+                    gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))
+                    read += 1
+                }
                 continue
             }
-            // Each frame from an external producer is one item.
-            journal?.accepted(firstID: ItemID.source(position: UInt64(read)), payloads: message)
-            for payload in message {
-                gathered.append(.accepted(id: ItemID.source(position: UInt64(read)), payload: payload))
-                read += 1
+            guard let decoded = try? SourceMessage(frames: message) else {
+                logger.warning("dropped a malformed message from the source reader")
+                continue
             }
-        }
-    }
-
-    /// The next message of the source reader, if one is waiting. Its payload frame is read in
-    /// place (a ``Message``), and each payload copied out of it once.
-    private func receiveFromReader() -> SourceMessage? {
-        while true {
-            let header = Message()
-            guard (try? source.receive(into: header, dontWait: true)) == true else { return nil }
-            var body: Message?
-            var extra = 0
-            // The parts of a message arrive together: the rest is there.
-            while (try? source.hasMore) == true {
-                let frame = Message()
-                guard (try? source.receive(into: frame, dontWait: true)) == true else { break }
-                if body == nil { body = frame } else { extra += 1 }
-            }
-            do throws(WireError) {
-                guard extra == 0 else { throw WireError("source message of \(extra + 2) frames (at most 2)") }
-                guard let body else { return try SourceMessage(header: header.bytes, packed: nil) }
-                return try body.withUnsafeBytes { (packed) throws(WireError) in try SourceMessage(header: header.bytes, packed: packed) }
-            } catch {
-                // The reader is a thread of this process: a malformed message is a defect, not input.
-                logger.warning("dropped a malformed message from the source reader: \(error)")
+            switch decoded {
+            case .batch(let first, let payloads):
+                accept(batchFrom: first + sourceIDBase, payloads)
+            case .total(let total):
+                sourceTotal = Int(total) - (journal.map { Int($0.recovered.finished.count) } ?? 0)
+            case .end:
+                sourceEnded = true
+                return
+            case .failed(let message):
+                sourceFailure = message
+                logger.error("\(message)")
+                return
             }
         }
     }

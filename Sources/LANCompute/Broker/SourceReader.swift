@@ -15,10 +15,7 @@ import Darwin
 enum SourceMessage: Equatable {
     /// How many items the source holds, when known up front.
     case total(UInt64)
-    /// Items with consecutive ids from `firstID`, one payload each. On the wire the payloads are
-    /// packed into one frame (``PackedPayloads``), not a frame each: a frame costs libzmq an
-    /// allocation and a queue entry at each end, and for small items that was most of the source
-    /// reader's thread.
+    /// Items with consecutive ids from `firstID`, one payload each.
     case batch(firstID: UInt64, payloads: [[UInt8]])
     /// The source is exhausted after `count` items.
     case end(count: UInt64)
@@ -26,9 +23,6 @@ enum SourceMessage: Equatable {
     case failed(String)
 
     static let batchSize = 256
-    /// Bytes of payload after which a batch is sent before it has ``batchSize`` items: a batch of
-    /// large items stays one frame of bounded size.
-    static let batchBytes = 1 << 20
 
     private enum Kind: UInt8 {
         case total = 1
@@ -45,35 +39,17 @@ enum SourceMessage: Equatable {
         }
         switch self {
         case .total(let total): return [header(.total, total)]
-        case .batch(let firstID, let payloads):
-            var packed = PackedPayloads()
-            for payload in payloads { packed.append(payload) }
-            return [header(.batch, firstID), packed.bytes]
+        case .batch(let firstID, let payloads): return [header(.batch, firstID)] + payloads
         case .end(let count): return [header(.end, count)]
         case .failed(let message): return [[Kind.failed.rawValue] + Array(message.utf8)]
         }
     }
 
     init(frames: [[UInt8]]) throws(WireError) {
-        guard frames.count <= 2 else { throw WireError("source message of \(frames.count) frames (at most 2)") }
-        if frames.count == 2 {
-            self = try frames[1].withUnsafeBytes { body in
-                Result { () throws(WireError) in try Self(header: frames[0], packed: body) }
-            }.get()
-        } else {
-            self = try Self(header: frames.first ?? [], packed: nil)
-        }
-    }
-
-    /// `packed`: the second frame, for a batch.
-    init(header frame: [UInt8], packed: UnsafeRawBufferPointer?) throws(WireError) {
-        var header = ByteReader(frame)
+        var header = ByteReader(frames.first ?? [])
         switch Kind(rawValue: try header.readUInt8("source message kind")) {
         case .total: self = .total(try header.readUInt64("source total"))
-        case .batch:
-            let firstID = try header.readUInt64("first item id")
-            guard let packed else { throw WireError("source batch without its payload frame") }
-            self = .batch(firstID: firstID, payloads: try PackedPayloads.unpack(packed))
+        case .batch: self = .batch(firstID: try header.readUInt64("first item id"), payloads: Array(frames.dropFirst()))
         case .end: self = .end(count: try header.readUInt64("source item count"))
         case .failed: self = .failed(String(decoding: try header.readBytes(header.remaining, "failure text"), as: UTF8.self))
         case nil: throw WireError("unknown source message kind")
@@ -101,7 +77,8 @@ struct SourceReader: Sendable {
             let poller = Poller()
             let pushIndex = poller.add(socket, events: .out)
             let pipeIndex = poller.add(pipe.socket)
-            let send = { (frames: [[UInt8]]) throws in
+            let send = { (message: SourceMessage) throws in
+                let frames = message.frames
                 while !(try socket.trySend(multipart: frames)) {
                     _ = try poller.poll(timeout: nil)
                     if poller.isReadable(pipeIndex), case .terminate = try pipe.receive() { throw Terminated() }
@@ -111,7 +88,7 @@ struct SourceReader: Sendable {
             do {
                 try read(send: send)
             } catch let error as SourceError {
-                try? send(SourceMessage.failed(error.message).frames)
+                try? send(.failed(error.message))
             } catch is Terminated {
                 return
             }
@@ -120,42 +97,33 @@ struct SourceReader: Sendable {
         }
     }
 
-    /// Reads the source to its end. `send` takes the frames of one message (``SourceMessage``).
-    private func read(send: ([[UInt8]]) throws -> Void) throws {
-        var batch = PackedPayloads()
+    private func read(send: (SourceMessage) throws -> Void) throws {
+        var batch: [[UInt8]] = []
         var nextID: UInt64 = 0
         var firstID: UInt64 = 0
         func flush() throws {
-            guard batch.count > 0 else { return }
-            try send(SourceMessage.batchFrames(firstID: firstID, packed: batch.bytes))
-            batch.removeAll()
-        }
-        func added() throws {
-            nextID += 1
-            if batch.count >= SourceMessage.batchSize || batch.bytes.count >= SourceMessage.batchBytes { try flush() }
+            guard !batch.isEmpty else { return }
+            try send(.batch(firstID: firstID, payloads: batch))
+            batch.removeAll(keepingCapacity: true)
         }
         func emit(_ payload: [UInt8]) throws {
-            if batch.count == 0 { firstID = nextID }
+            if batch.isEmpty { firstID = nextID }
             batch.append(payload)
-            try added()
+            nextID += 1
+            if batch.count >= SourceMessage.batchSize { try flush() }
         }
 
         switch spec.kind {
         case .generate(let count, let size):
-            try send(SourceMessage.total(UInt64(count)).frames)
-            for index in 0..<count {
-                if batch.count == 0 { firstID = nextID }
-                // Written in place: no array of its own per item.
-                batch.append(count: size) { Self.writeGenerated(index: index, into: $0) }
-                try added()
-            }
+            try send(.total(UInt64(count)))
+            for index in 0..<count { try emit(Self.generated(index: index, size: size)) }
         case .file(let path):
             guard let file = fopen(path, "rb") else {
                 throw SourceError("LC2010: cannot open source file \(path): \(String(cString: strerror(errno)))")
             }
             defer { fclose(file) }
             if spec.format == .lines, let total = Self.countLines(path: path) {
-                try send(SourceMessage.total(UInt64(total)).frames)
+                try send(.total(UInt64(total)))
             }
             try readStream(file, name: path, emit: emit)
         case .stdin:
@@ -165,7 +133,7 @@ struct SourceReader: Sendable {
             preconditionFailure("a pull source is read by the broker itself")
         }
         try flush()
-        try send(SourceMessage.end(count: nextID).frames)
+        try send(.end(count: nextID))
     }
 
     private func readStream(_ file: UnsafeMutablePointer<FILE>, name: String, emit: ([UInt8]) throws -> Void) throws {
@@ -225,15 +193,6 @@ struct SourceReader: Sendable {
     /// of its final size, the `item-N-` prefix in place and the letters copied from the cycle, with no
     /// work per byte. `index` is never negative: it counts the items from 0.
     static func generated(index: Int, size: Int) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            writeGenerated(index: index, into: buffer)
-            initialized = size
-        }
-    }
-
-    /// Writes ``generated(index:size:)`` into `buffer`, whose count is the size.
-    static func writeGenerated(index: Int, into buffer: UnsafeMutableBufferPointer<UInt8>) {
-        let size = buffer.count
         var digits = 1
         var rest = index / 10
         while rest > 0 {
@@ -242,33 +201,33 @@ struct SourceReader: Sendable {
         }
         // "item-", the digits, "-".
         let prefixCount = 6 + digits
-        if prefixCount >= size {
-            for (offset, byte) in "item-\(index)-".utf8.prefix(size).enumerated() { buffer[offset] = byte }
-            return
-        }
-        // "item-" byte by byte: a loop over the literal's UTF-8 view was not inlined, and cost as
-        // much as the rest of the item.
-        buffer[0] = 0x69
-        buffer[1] = 0x74
-        buffer[2] = 0x65
-        buffer[3] = 0x6D
-        buffer[4] = 0x2D
-        var value = index
-        for offset in stride(from: 4 + digits, to: 4, by: -1) {
-            buffer[offset] = 0x30 &+ UInt8(truncatingIfNeeded: value % 10)
-            value /= 10
-        }
-        buffer[prefixCount - 1] = 0x2D
-        letterRun.withUnsafeBufferPointer { run in
-            var from = index % letterCycleLength
-            var offset = prefixCount
-            while offset < size {
-                let count = min(run.count - from, size - offset)
-                UnsafeMutableRawPointer(buffer.baseAddress! + offset).copyMemory(from: run.baseAddress! + from, byteCount: count)
-                offset += count
-                // The run is whole cycles, so the next copy starts at the cycle's start.
-                from = 0
+        if prefixCount >= size { return Array(Array("item-\(index)-".utf8).prefix(size)) }
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            // "item-" byte by byte: a loop over the literal's UTF-8 view was not inlined, and cost as
+            // much as the rest of the item.
+            buffer[0] = 0x69
+            buffer[1] = 0x74
+            buffer[2] = 0x65
+            buffer[3] = 0x6D
+            buffer[4] = 0x2D
+            var value = index
+            for offset in stride(from: 4 + digits, to: 4, by: -1) {
+                buffer[offset] = 0x30 &+ UInt8(truncatingIfNeeded: value % 10)
+                value /= 10
             }
+            buffer[prefixCount - 1] = 0x2D
+            letterRun.withUnsafeBufferPointer { run in
+                var from = index % letterCycleLength
+                var offset = prefixCount
+                while offset < size {
+                    let count = min(run.count - from, size - offset)
+                    UnsafeMutableRawPointer(buffer.baseAddress! + offset).copyMemory(from: run.baseAddress! + from, byteCount: count)
+                    offset += count
+                    // The run is whole cycles, so the next copy starts at the cycle's start.
+                    from = 0
+                }
+            }
+            initialized = size
         }
     }
 
@@ -286,58 +245,6 @@ struct SourceReader: Sendable {
 
     /// The cycle repeated to some 4 KiB, so that an item of up to that size takes its letters in one copy.
     private static let letterRun: [UInt8] = Array(repeating: letterCycle, count: 17).flatMap { $0 }
-}
-
-extension SourceMessage {
-    /// The frames of a batch whose payloads are already packed.
-    static func batchFrames(firstID: UInt64, packed: [UInt8]) -> [[UInt8]] {
-        var header = [Kind.batch.rawValue]
-        header.appendBigEndian(firstID)
-        return [header, packed]
-    }
-}
-
-/// Payloads packed into one frame: each one a 4-byte big-endian length, then its bytes.
-struct PackedPayloads {
-    private(set) var bytes: [UInt8] = []
-    /// Payloads packed so far.
-    private(set) var count = 0
-
-    mutating func append(_ payload: [UInt8]) {
-        bytes.appendBigEndian(UInt32(payload.count))
-        bytes.append(contentsOf: payload)
-        count += 1
-    }
-
-    /// Appends a payload of `size` bytes that `write` fills in place.
-    mutating func append(count size: Int, _ write: (UnsafeMutableBufferPointer<UInt8>) -> Void) {
-        bytes.appendBigEndian(UInt32(size))
-        let start = bytes.count
-        bytes.append(contentsOf: repeatElement(0, count: size))
-        bytes.withUnsafeMutableBufferPointer { all in write(UnsafeMutableBufferPointer(rebasing: all[start ..< start + size])) }
-        count += 1
-    }
-
-    mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
-        count = 0
-    }
-
-    static func unpack(_ packed: UnsafeRawBufferPointer) throws(WireError) -> [[UInt8]] {
-        var payloads: [[UInt8]] = []
-        var offset = 0
-        while offset < packed.count {
-            guard packed.count - offset >= 4 else { throw WireError("source batch ends inside a payload length") }
-            let length = Int(UInt32(bigEndian: packed.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-            offset += 4
-            guard packed.count - offset >= length else {
-                throw WireError("source batch ends inside a payload of \(length) bytes")
-            }
-            payloads.append(Array(UnsafeRawBufferPointer(rebasing: packed[offset ..< offset + length])))
-            offset += length
-        }
-        return payloads
-    }
 }
 
 struct SourceError: Error {
