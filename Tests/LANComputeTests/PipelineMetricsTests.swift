@@ -73,20 +73,6 @@ import Testing
         #expect(metrics.prometheusText().contains(#"lancompute_stage_latency_seconds_bucket{pipeline="p",stage="a",le="0.001"} 1"#))
     }
 
-    /// The broker records a stage's latencies together: a latency on a bucket's bound counts in that
-    /// bucket, a microsecond more in the next, and the sum and maximum are to the microsecond.
-    @Test func latenciesRecordedTogetherFallInTheirBuckets() {
-        let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"], startedAt: start)
-        metrics.itemsCompleted(stageAt: 0, latencies: [.milliseconds(1), .microseconds(1001), .microseconds(2500), .nanoseconds(2_500_999)])
-        let text = metrics.prometheusText()
-        #expect(text.contains(#"lancompute_stage_latency_seconds_bucket{pipeline="p",stage="a",le="0.001"} 1"#))
-        #expect(text.contains(#"lancompute_stage_latency_seconds_bucket{pipeline="p",stage="a",le="0.0025"} 4"#))
-        let stage = metrics.snapshot(at: start.addingTimeInterval(1)).stages[0]
-        #expect(stage.completed == 4)
-        #expect(stage.latencyMs.max == 2.5)
-        #expect(text.contains(#"lancompute_stage_latency_seconds_sum{pipeline="p",stage="a"} 0.007001"#))
-    }
-
     @Test func rateCoversTheIntervalSinceThePreviousSnapshot() {
         let metrics = PipelineMetrics(pipeline: "p", stageNames: ["a"], startedAt: start)
         for _ in 0..<10 { metrics.itemCompleted(stage: "a", latency: .milliseconds(1)) }

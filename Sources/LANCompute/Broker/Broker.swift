@@ -848,7 +848,7 @@ final class BrokerLoop {
                 aggregatorOutbox += outcomes
             case .stageCounts(let stage, let received, let latencies):
                 telemetry.metrics.itemsReceived(stageAt: stage, count: received)
-                telemetry.metrics.itemsCompleted(stageAt: stage, latencies: latencies)
+                for latency in latencies { telemetry.metrics.itemCompleted(stageAt: stage, latency: latency) }
             case .attemptFailed(let stage):
                 telemetry.metrics.itemFailed(stageAt: stage)
             case .itemRetried(let stage, let id, let attempt, let reason):

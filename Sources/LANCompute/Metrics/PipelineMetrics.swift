@@ -109,11 +109,6 @@ public final class PipelineMetrics {
         stages[index].completed += 1
         stages[index].record(latency: latency)
     }
-    /// Items a stage completed since the last call, each with its latency: one access to the stage.
-    func itemsCompleted(stageAt index: Int, latencies: [Duration]) {
-        stages[index].completed += latencies.count
-        for latency in latencies { stages[index].record(latency: latency) }
-    }
     func itemFailed(stageAt index: Int) { stages[index].failed += 1 }
     func itemRetried(stageAt index: Int) { stages[index].retried += 1 }
     func itemDeadLettered(stageAt index: Int) { stages[index].deadLettered += 1 }
@@ -252,21 +247,25 @@ private struct StageState {
     var latencySumSeconds = 0.0
 
     static let longestLatencyMicroseconds: UInt64 = 3_600_000_000
-    /// ``PipelineMetrics/latencyBucketBounds`` in whole microseconds, as latencies are recorded.
-    static let bucketBoundsMicroseconds = PipelineMetrics.latencyBucketBounds.map { UInt64(($0 * 1_000_000).rounded()) }
 
     init(name: String) { self.name = name }
 
     mutating func record(latency: Duration) {
         // Negative durations (clock trouble) count as zero; absurdly long ones saturate instead of overflowing.
-        // A ratio of durations, not `components`: the broker records every item's latency at each
-        // stage, and splitting the 128-bit count into seconds and attoseconds was most of the cost.
-        let microseconds = (latency / .microseconds(1)).rounded(.towardZero)
-        let value: UInt64 = microseconds <= 0 ? 0 : microseconds >= 9.2e18 ? UInt64(Int64.max) : UInt64(microseconds)
+        let (seconds, attoseconds) = latency.components
+        let value: UInt64
+        if seconds < 0 {
+            value = 0
+        } else if seconds >= Int64.max / 1_000_000 - 1 {
+            value = UInt64(Int64.max)
+        } else {
+            value = UInt64(seconds * 1_000_000 + max(0, attoseconds) / 1_000_000_000_000)
+        }
         latencies.record(min(max(value, 1), Self.longestLatencyMicroseconds))
         maxLatencyMicroseconds = max(maxLatencyMicroseconds, value)
-        latencySumSeconds += Double(value) / 1_000_000
-        if let bucket = Self.bucketBoundsMicroseconds.firstIndex(where: { value <= $0 }) {
+        let secondsValue = Double(value) / 1_000_000
+        latencySumSeconds += secondsValue
+        if let bucket = PipelineMetrics.latencyBucketBounds.firstIndex(where: { secondsValue <= $0 }) {
             bucketCounts[bucket] += 1
         }
     }
