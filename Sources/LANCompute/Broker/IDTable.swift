@@ -5,9 +5,11 @@
 /// Every item's path looks its id up a few times (sent, answered, offered, acknowledged), and a
 /// `Dictionary` hashes each lookup with the seeded SipHash of `Hasher`: some 5% of the broker
 /// thread. An id is spread over the table by one multiplication (Fibonacci hashing), which scatters
-/// sequential source positions and already-mixed derived ids alike. The table stays at most half
-/// full, and a removal shifts the entries after it back instead of leaving a tombstone, so probes
-/// stay short however many items come and go.
+/// sequential source positions and already-mixed derived ids alike. The id is first mixed with a
+/// random seed of the table's own, so a peer that chooses ids (the aggregator files outputs under
+/// the ids a worker sends) cannot aim them at one run of slots. The table stays at most half full,
+/// and a removal shifts the entries after it back instead of leaving a tombstone, so probes stay
+/// short however many items come and go.
 ///
 /// Iteration order is unspecified, as a `Dictionary`'s is.
 struct IDTable<Value> {
@@ -15,14 +17,13 @@ struct IDTable<Value> {
     private var values: [Value?]
     /// `64 - log2(capacity)`: the top bits of the product pick the home slot.
     private var shift: UInt64
+    private let seed = UInt64.random(in: .min ... .max)
     private(set) var count = 0
 
-    init(minimumCapacity: Int = 0) {
-        var capacity = 16
-        while capacity < 2 * minimumCapacity { capacity *= 2 }
-        keys = Array(repeating: 0, count: capacity)
-        values = Array(repeating: nil, count: capacity)
-        shift = UInt64(64 - capacity.trailingZeroBitCount)
+    init() {
+        keys = Array(repeating: 0, count: 16)
+        values = Array(repeating: nil, count: 16)
+        shift = 60
     }
 
     var isEmpty: Bool { count == 0 }
@@ -31,7 +32,7 @@ struct IDTable<Value> {
 
     @inline(__always)
     private func home(_ id: UInt64) -> Int {
-        Int(truncatingIfNeeded: (id &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        Int(truncatingIfNeeded: ((id ^ seed) &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
     /// The slot holding `id`, if it is in the table.
@@ -135,8 +136,6 @@ struct IDSet {
     var isEmpty: Bool { table.isEmpty }
 
     func contains(_ id: UInt64) -> Bool { table.contains(id) }
-
-    mutating func insert(_ id: UInt64) { table[id] = () }
 
     mutating func formUnion(_ ids: some Sequence<UInt64>) {
         for id in ids { table[id] = () }
