@@ -5,12 +5,14 @@ import Testing
 
 @Suite struct StageQueueTests {
     let start = ContinuousClock.now
+    /// The stamps items carry (the core's ``Tick``), for the same instant.
+    var startTick: Tick { Tick(start) }
 
     /// A plain item: first attempt, no deadline, key or client.
     func plain(_ id: UInt64, payload: [UInt8]? = nil, priority: Int16 = 0, root: UInt64? = nil, queuedAfter: Duration = .zero,
                bornAfter: Duration = .zero) -> BrokerItem {
-        let item = BrokerItem(id: id, stage: 2, payload: payload ?? [UInt8(truncatingIfNeeded: id), 7], enqueuedAt: start + queuedAfter,
-                              bornAt: start + bornAfter, root: root)
+        let item = BrokerItem(id: id, stage: 2, payload: payload ?? [UInt8(truncatingIfNeeded: id), 7], enqueuedAt: startTick + queuedAfter,
+                              bornAt: startTick + bornAfter, root: root)
         item.priority = priority
         return item
     }
@@ -168,7 +170,7 @@ import Testing
         var next = 0
         while let (item, _) = queue.popFirst() {
             guard item.id == UInt64(next), item.payload == SourceReader.generated(index: next, size: 100),
-                  item.enqueuedAt == start + .milliseconds(Int64(next / 64)) else { break }
+                  item.enqueuedAt == startTick + .milliseconds(Int64(next / 64)) else { break }
             next += 1
         }
         #expect(next == count, "item \(next) came back out of order or changed")

@@ -17,9 +17,9 @@ final class BrokerItem {
     /// records when every descendant of a source item has settled, so a resumed run can skip it.
     var root: UInt64
     var payload: [UInt8]
-    var enqueuedAt: ContinuousClock.Instant
+    var enqueuedAt: Tick
     /// When the source item this one derives from entered the pipeline (for end-to-end latency).
-    var bornAt: ContinuousClock.Instant
+    var bornAt: Tick
     private var rare: Rare?
     private var stageIndex: Int32
     private var attemptCount: Int16 = 0
@@ -47,7 +47,7 @@ final class BrokerItem {
         var failedOn: [String] = []
     }
 
-    init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: ContinuousClock.Instant, bornAt: ContinuousClock.Instant, root: UInt64? = nil) {
+    init(id: UInt64, stage: Int, payload: [UInt8], enqueuedAt: Tick, bornAt: Tick, root: UInt64? = nil) {
         self.id = id
         self.root = root ?? id
         self.stageIndex = Int32(stage)
@@ -489,11 +489,11 @@ final class BrokerCore {
         /// Those of them it has started (``InFlight/startedAt`` set), by the core's reckoning of its
         /// slots: kept as entries start and leave, so a send or a reply need not walk `sendOrder`.
         private(set) var started = 0
-        var lastSeen: ContinuousClock.Instant
-        var lastSent: ContinuousClock.Instant
+        var lastSeen: Tick
+        var lastSent: Tick
         /// When the worker last finished an item it held, or took its first one while holding none:
         /// heartbeats keep a worker registered, only this shows it gets anything done.
-        var lastProgress: ContinuousClock.Instant
+        var lastProgress: Tick
         var completed = 0
         /// Items pinned to this worker by group-by, waiting for its credit.
         var pinned = FIFOQueue<BrokerItem>()
@@ -501,7 +501,7 @@ final class BrokerCore {
         let breaker: CircuitBreaker?
 
         init(peer: PeerID, stage: Int, sequence: Int, capabilities: Capabilities, creditLimit: Int, preference: Int, key: String,
-             breaker: CircuitBreaker?, now: ContinuousClock.Instant) {
+             breaker: CircuitBreaker?, now: Tick) {
             self.peer = peer
             self.sequence = sequence
             self.breaker = breaker
@@ -562,7 +562,7 @@ final class BrokerCore {
         }
 
         /// One of its entries has started, at `now`.
-        func markStarted(_ entry: InFlight, at now: ContinuousClock.Instant) {
+        func markStarted(_ entry: InFlight, at now: Tick) {
             precondition(entry.holder === self && entry.startedAt == nil, "an entry starts once, while held")
             entry.startedAt = now
             started += 1
@@ -608,17 +608,17 @@ final class BrokerCore {
         var holder: WorkerRecord?
         /// The key of the worker it was sent to: only that key's outputs may be written for it.
         let key: String
-        let sentAt: ContinuousClock.Instant
+        let sentAt: Tick
         /// When the worker (by the core's reckoning of its slots) started the item; the stage timeout runs from here.
-        var startedAt: ContinuousClock.Instant?
+        var startedAt: Tick?
         /// The worker replied; for a final stage the item now waits for the aggregator's ack.
-        var repliedAt: ContinuousClock.Instant?
+        var repliedAt: Tick?
         var replied: Bool { repliedAt != nil }
         /// The aggregator was allowed to write the item's outputs: from here on it cannot be retried,
         /// timed out or dead-lettered, only acknowledged.
         var admitted = false
 
-        init(item: BrokerItem, peer: PeerID, key: String, sentAt: ContinuousClock.Instant) {
+        init(item: BrokerItem, peer: PeerID, key: String, sentAt: Tick) {
             self.item = item
             self.peer = peer
             self.key = key
@@ -649,6 +649,8 @@ final class BrokerCore {
     private var inSinkNow: [Duration] = []
     /// Source items finished during this `handle` call.
     private var finishedNow: [UInt64] = []
+    /// The `now` of the call being handled, as a tick: what the stamps on items and workers are made of.
+    private var nowTick = Tick(nanoseconds: 0)
 
     /// Items created and not yet finished (in the sink, replied to a client, or dead-lettered).
     private(set) var pending = 0
@@ -745,6 +747,7 @@ final class BrokerCore {
 
     /// Applies inputs that arrived together (one drain of a socket), then dispatches once.
     func handle(batch inputs: some Sequence<BrokerInput>, at now: ContinuousClock.Instant) -> [BrokerAction] {
+        nowTick = Tick(now)
         var shutDown = false
         for input in inputs {
             apply(input, at: now)
@@ -794,7 +797,7 @@ final class BrokerCore {
         case .accepted(let id, let payload):
             accept(id: id, payload: payload, now: now)
         case .rejected(let id, let payload, let reason, let detail):
-            let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: now, bornAt: now)
+            let item = BrokerItem(id: id, stage: entryStages.first ?? 0, payload: payload, enqueuedAt: nowTick, bornAt: nowTick)
             item.lastError = detail
             pending += 1  // deadLetter finishes it, and its source item with it (it is its own root)
             deadLetter(item, reason: reason, detail: detail)
@@ -812,7 +815,7 @@ final class BrokerCore {
                 return
             }
             clientBytes += payload.count
-            let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: now, bornAt: now)
+            let item = BrokerItem(id: id, stage: stage, payload: payload, enqueuedAt: nowTick, bornAt: nowTick)
             item.client = ClientReturn(peer: client, service: service, bytes: payload.count)
             enqueue(item, now: now)
             pending += 1
@@ -847,7 +850,7 @@ final class BrokerCore {
             // Wake exactly when the next worker would expire, so a dead one is noticed at
             // heartbeat-interval x liveness, not up to a tick later.
             let expiry = heartbeatInterval * liveness
-            let nextExpiry = workers.values.lazy.map { $0.lastSeen + expiry + .milliseconds(1) }.min()
+            let nextExpiry = workers.values.lazy.map(\.lastSeen).min().map { $0.instant + expiry + .milliseconds(1) }
             actions.append(.scheduleTick(at: min(now + tickInterval, max(now, nextExpiry ?? now + tickInterval))))
         case .settledEarlier(let ids):
             settledEarlier.formUnion(ids)
@@ -962,7 +965,7 @@ final class BrokerCore {
             guard let first = records.first else { return nil }
             let lastSeen = records.map(\.lastSeen).max()!
             return NodeSummary(node: node, host: first.host, workers: records.count, inFlight: records.reduce(0) { $0 + $1.holding },
-                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: now - lastSeen, capabilities: first.capabilities,
+                               completed: records.reduce(0) { $0 + $1.completed }, heartbeatAge: Tick(now) - lastSeen, capabilities: first.capabilities,
                                stages: Set(records.flatMap { servedStages(of: $0) }).sorted(),
                                credits: Dictionary(records.map { (stages[$0.stage].spec.name, $0.credit) }, uniquingKeysWith: +),
                                roundTrip: records.compactMap(\.roundTrip).min(),
@@ -988,7 +991,7 @@ final class BrokerCore {
             // With several entry stages each gets its own copy, with its own id.
             let itemID = entries.count == 1 ? id : ItemID.derived(parent: id, stageIndex: stage, outputIndex: 0)
             pending += 1
-            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: now, bornAt: now, root: id), now: now)
+            enqueue(BrokerItem(id: itemID, stage: stage, payload: payload, enqueuedAt: nowTick, bornAt: nowTick, root: id), now: now)
         }
     }
 
@@ -1005,7 +1008,7 @@ final class BrokerCore {
     private func enqueue(_ item: BrokerItem, now: ContinuousClock.Instant) {
         // Read single fields of the stage: a copy of the whole stage state would share its
         // queue's storage and make the append below copy the queue.
-        item.enqueuedAt = now
+        item.enqueuedAt = nowTick
         if item.attempts == 0, !settledEarlier.isEmpty, settledEarlier.remove(item.id) != nil {
             // Its outputs reached the sink (or it was dead-lettered) before a restart: not again.
             actions.append(.itemSkipped(stage: item.stage, id: item.id))
@@ -1257,16 +1260,16 @@ final class BrokerCore {
 
     private func send(_ batch: [BrokerItem], to worker: WorkerRecord, now: ContinuousClock.Instant) {
         // An idle worker's stall clock starts with the first item it gets, not when it last finished one.
-        if worker.holding == 0 { worker.lastProgress = now }
+        if worker.holding == 0 { worker.lastProgress = nowTick }
         for item in batch {
             item.attempts += 1
-            let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: now)
+            let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: nowTick)
             worker.hold(entry)
             // It waits in the worker's own queue unless a slot is free (the worker starts its items in send order).
-            if worker.started < worker.slots { worker.markStarted(entry, at: now) }
+            if worker.started < worker.slots { worker.markStarted(entry, at: nowTick) }
             inFlight[item.id] = entry
         }
-        worker.lastSent = now
+        worker.lastSent = nowTick
         updateStanding(worker)
         func dispatched(_ item: BrokerItem) -> DispatchedItem {
             DispatchedItem(ItemHeader(id: item.id, epoch: epoch, attempt: UInt16(clamping: item.attempts), priority: item.priority, key: item.key),
@@ -1302,7 +1305,7 @@ final class BrokerCore {
         for entry in worker.sendOrder.elements {
             guard worker.started < worker.slots, looked < worker.slots * 4 + 64 else { break }
             looked += 1
-            if entry.holder === worker, entry.startedAt == nil { worker.markStarted(entry, at: now) }
+            if entry.holder === worker, entry.startedAt == nil { worker.markStarted(entry, at: nowTick) }
         }
     }
 
@@ -1329,7 +1332,7 @@ final class BrokerCore {
             return
         }
         // Any well-formed message shows the worker is alive; a malformed REPLY does not (below).
-        if case .reply = message {} else { worker.lastSeen = now }
+        if case .reply = message {} else { worker.lastSeen = nowTick }
         switch message {
         case .ready:
             actions.append(.protocolError(peer: peer, code: .outOfOrder, detail: "READY from a worker that is already registered"))
@@ -1359,7 +1362,7 @@ final class BrokerCore {
         case .reply(let client, let body):
             do {
                 let reply = try WorkerReply(client: client, body: body, batched: worker.speaksLANCompute)
-                worker.lastSeen = now
+                worker.lastSeen = nowTick
                 switch reply {
                 case .batch(let reply):
                     // Handed-back items each go to the front of their queue: the last first, so they keep their order.
@@ -1422,7 +1425,7 @@ final class BrokerCore {
             breakers[breakerKey] = breaker
         }
         let worker = WorkerRecord(peer: peer, stage: stage, sequence: registrations, capabilities: capabilities, creditLimit: creditLimit,
-                                  preference: spec.prefers.score(capabilities), key: key, breaker: breaker, now: now)
+                                  preference: spec.prefers.score(capabilities), key: key, breaker: breaker, now: nowTick)
         registrations += 1
         workers[peer] = worker
         stages[stage].workers.append(peer)
@@ -1446,7 +1449,7 @@ final class BrokerCore {
     private func refreshCredit(of worker: WorkerRecord, from fresh: Capabilities, now: ContinuousClock.Instant) {
         if let probe = fresh.probe {
             actions.append(.probeEcho(peer: worker.peer, probe: probe))
-            worker.lastSent = now
+            worker.lastSent = nowTick
         }
         guard let asked = fresh.refreshedCredit else { return }
         worker.roundTrip = fresh.roundTrip ?? worker.roundTrip
@@ -1529,7 +1532,7 @@ final class BrokerCore {
         guard let entry = inFlight[outcome.id] else { return }
         guard entry.holder === worker, entry.item.attempts == Int(outcome.attempt) else { return }
         worker.release(entry)
-        worker.lastProgress = now
+        worker.lastProgress = nowTick
         let stage = entry.item.stage
         // A final stage's item waits for the aggregator's ack; every other outcome is done with the entry.
         switch outcome.status {
@@ -1561,7 +1564,7 @@ final class BrokerCore {
                 finish(entry.item, settled: nil)
             } else if stages[stage].isFinal {
                 // Forward to the aggregator and wait for its ack before the item counts as done.
-                entry.repliedAt = now
+                entry.repliedAt = nowTick
                 entry.admitted = true
                 settled(entry.item.id, root: entry.item.root, as: .admitted)
                 actions.append(.forwardToAggregator([ItemOutcome(id: outcome.id, epoch: epoch, attempt: outcome.attempt, status: .completed(outputs: outputs))]))
@@ -1572,7 +1575,7 @@ final class BrokerCore {
             worker.completed += 1
             recordOutcome(of: worker, failed: false, now: now)
             attemptCompleted(entry.item, now: now)
-            entry.repliedAt = now
+            entry.repliedAt = nowTick
         case .returned:
             handedBack(entry, now: now)
         }
@@ -1598,7 +1601,7 @@ final class BrokerCore {
     /// An attempt succeeded. For a chain, each member after the head counts the item as received and
     /// completed too (the chain's latency), so per-stage counts show the items that went through it.
     private func attemptCompleted(_ item: BrokerItem, now: ContinuousClock.Instant) {
-        let latency = now - item.enqueuedAt
+        let latency = nowTick - item.enqueuedAt
         countCompleted(stage: item.stage, latency: latency)
         for member in stages[item.stage].chain.dropFirst() {
             countReceived(stage: member)
@@ -1618,7 +1621,7 @@ final class BrokerCore {
         for downstream in stages[item.stage].downstream {
             for (index, output) in outputs.enumerated() {
                 let child = BrokerItem(id: ItemID.derived(parent: item.id, stageIndex: downstream, outputIndex: index),
-                                       stage: downstream, payload: output, enqueuedAt: now, bornAt: item.bornAt, root: item.root)
+                                       stage: downstream, payload: output, enqueuedAt: nowTick, bornAt: item.bornAt, root: item.root)
                 child.priority = max(item.priority, Int16(clamping: stages[item.stage].chainPriority))
                 pending += 1
                 enqueue(child, now: now)
@@ -1658,7 +1661,7 @@ final class BrokerCore {
         for id in ids {
             // One hash lookup: the removal returns the entry.
             guard let entry = inFlight.removeValue(forKey: id) else { continue }  // a duplicate, already done
-            inSinkNow.append(now - entry.item.bornAt)
+            inSinkNow.append(nowTick - entry.item.bornAt)
             // The ack overtook the worker's REPLY: the item is done; free the credit now. (Once the worker
             // was let go its entries have no holder; one registered since under the same routing id counts it.)
             if !entry.replied, let worker = entry.holder ?? workers[entry.peer] {
@@ -1801,30 +1804,30 @@ final class BrokerCore {
         let expiry = heartbeatInterval * liveness
         // Once a tick: only the workers with something due are sorted (for a stable order of actions).
         let due = workers.values.filter { worker in
-            now - worker.lastSeen >= expiry || now - worker.lastSent >= heartbeatInterval
-                || (limits.stallTimeout.map { worker.holding > 0 && now - worker.lastProgress >= $0 } ?? false)
+            nowTick - worker.lastSeen >= expiry || nowTick - worker.lastSent >= heartbeatInterval
+                || (limits.stallTimeout.map { worker.holding > 0 && nowTick - worker.lastProgress >= $0 } ?? false)
         }
         for worker in due.sorted(by: { $0.peer.lexicographicallyPrecedes($1.peer) }) {
-            if now - worker.lastSeen >= expiry {
+            if nowTick - worker.lastSeen >= expiry {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "silent for more than \(seconds(expiry)) on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
-            } else if let stall = limits.stallTimeout, worker.holding > 0, now - worker.lastProgress >= stall {
+            } else if let stall = limits.stallTimeout, worker.holding > 0, nowTick - worker.lastProgress >= stall {
                 removeWorker(worker.peer, reason: .expired,
                              detail: "held \(worker.holding) items for \(seconds(stall)) without finishing one on stage \(stages[worker.stage].spec.name)",
                              now: now, countAttempt: true)
                 // It may well be alive (it still heartbeats): tell it so, and it registers afresh.
                 actions.append(.disconnect(peer: worker.peer))
-            } else if now - worker.lastSent >= heartbeatInterval {
-                worker.lastSent = now
+            } else if nowTick - worker.lastSent >= heartbeatInterval {
+                worker.lastSent = nowTick
                 actions.append(.heartbeat(peer: worker.peer))
             }
         }
         var expired: [(UInt64, InFlight, RetryReason)] = []
         for (id, entry) in inFlight.entries where !entry.admitted {
             if let repliedAt = entry.repliedAt {
-                if now - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
-            } else if let timeout = attemptTimeout(stage: entry.item.stage), let startedAt = entry.startedAt, now - startedAt > timeout {
+                if nowTick - repliedAt > ackTimeout { expired.append((id, entry, .ackTimeout)) }
+            } else if let timeout = attemptTimeout(stage: entry.item.stage), let startedAt = entry.startedAt, nowTick - startedAt > timeout {
                 expired.append((id, entry, .timeout))
             }
         }

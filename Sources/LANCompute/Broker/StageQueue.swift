@@ -234,9 +234,9 @@ private final class CompactRun {
     private var ends: [UInt32] = []
     private var bytes: [UInt8] = []
     /// Stretches of items queued at one instant: from which index on, and when.
-    private var queuedAt: [(from: Int, at: ContinuousClock.Instant)] = []
+    private var queuedAt: [(from: Int, at: Tick)] = []
     /// Empty while every item was born when it was queued (source items); filled from then on.
-    private var bornAt: [ContinuousClock.Instant] = []
+    private var bornAt: [Tick] = []
     private var head = 0
     private var queuedAtCursor = 0
 
@@ -318,7 +318,7 @@ private final class CompactRun {
     var heapBytes: Int {
         ids.capacity * MemoryLayout<UInt64>.stride + roots.capacity * MemoryLayout<UInt64>.stride
             + ends.capacity * MemoryLayout<UInt32>.stride + bytes.capacity
-            + queuedAt.capacity * MemoryLayout<(from: Int, at: ContinuousClock.Instant)>.stride
-            + bornAt.capacity * MemoryLayout<ContinuousClock.Instant>.stride
+            + queuedAt.capacity * MemoryLayout<(from: Int, at: Tick)>.stride
+            + bornAt.capacity * MemoryLayout<Tick>.stride
     }
 }
