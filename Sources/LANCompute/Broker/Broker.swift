@@ -848,7 +848,7 @@ final class BrokerLoop {
                 aggregatorOutbox += outcomes
             case .stageCounts(let stage, let received, let latencies):
                 telemetry.metrics.itemsReceived(stageAt: stage, count: received)
-                for latency in latencies { telemetry.metrics.itemCompleted(stageAt: stage, latency: latency) }
+                for microseconds in latencies { telemetry.metrics.itemCompleted(stageAt: stage, microseconds: microseconds) }
             case .attemptFailed(let stage):
                 telemetry.metrics.itemFailed(stageAt: stage)
             case .itemRetried(let stage, let id, let attempt, let reason):
@@ -859,10 +859,7 @@ final class BrokerLoop {
                 telemetry.deadLettered(letter)
             case .itemsInSink(let latencies):
                 inSink += latencies.count
-                for latency in latencies {
-                    let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
-                    _ = self.latency.record(UInt64(max(0, micros)))
-                }
+                for microseconds in latencies { _ = self.latency.record(microseconds) }
             case .workerJoined(let worker):
                 logger.info("worker \(hex(worker.peer)) (node \(worker.node) on \(worker.host)) serves stage \(worker.stageName) (credit \(worker.credit))")
                 telemetry.workerReady(worker)

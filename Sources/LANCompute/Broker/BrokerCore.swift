@@ -313,17 +313,18 @@ enum BrokerAction {
     case admission(admitted: [UInt64], refused: [UInt64])
 
     /// What `stage` counted during one ``BrokerCore/handle(batch:at:)``: `received` items entered it for
-    /// the first time, and attempts at it succeeded `latencies` after their items were queued there
-    /// (one per attempt). One action per stage and call, where one per item and stage was most of
-    /// the actions of a chained pipeline.
-    indirect case stageCounts(stage: Int, received: Int, latencies: [Duration])
+    /// the first time, and attempts at it succeeded `latencies` microseconds after their items were
+    /// queued there (one per attempt). One action per stage and call, where one per item and stage
+    /// was most of the actions of a chained pipeline. Microseconds, not `Duration`s: what the
+    /// histograms take, without a 128-bit division per item.
+    indirect case stageCounts(stage: Int, received: Int, latencies: [UInt64])
     case attemptFailed(stage: Int)
     /// An item went back to its queue for attempt `attempt + 1`.
     case itemRetried(stage: Int, id: UInt64, attempt: Int, reason: RetryReason)
     indirect case deadLettered(DeadLetter)
-    /// Final-stage items reached the sink during one ``BrokerCore/handle(batch:at:)``, each `latency`
-    /// after its source item entered the pipeline (one per item, in the order they arrived).
-    indirect case itemsInSink(latencies: [Duration])
+    /// Final-stage items reached the sink during one ``BrokerCore/handle(batch:at:)``, each `latencies`
+    /// microseconds after its source item entered the pipeline (one per item, in the order they arrived).
+    indirect case itemsInSink(latencies: [UInt64])
     /// For the journal: items settled as `settlement` says during one handle call, each with the
     /// source item it descends from, in the order they settled. Emitted before the call's
     /// ``sourceItemsFinished(roots:)``, so the items come before the source items they finish.
@@ -601,14 +602,17 @@ final class BrokerCore {
     /// A class for the same reason as `BrokerItem`: the in-flight table is on every item's path.
     private final class InFlight {
         let item: BrokerItem
-        let peer: PeerID
+        /// The worker it was sent to, also once it no longer holds it: its routing id and key are
+        /// read through it, one reference where copies of both were two per item sent.
+        let sentTo: WorkerRecord
         /// The worker that holds the item, while it does: cleared when the worker answers it, gives it
         /// back, loses it or the aggregator's ack overtakes the answer. A worker finds its own items
         /// through these entries (``WorkerRecord/sendOrder``), not through a set of their ids.
         var holder: WorkerRecord?
+        /// The routing id of the worker it was sent to.
+        var peer: PeerID { sentTo.peer }
         /// The key of the worker it was sent to: only that key's outputs may be written for it.
-        let key: String
-        let sentAt: Tick
+        var key: String { sentTo.key }
         /// When the worker (by the core's reckoning of its slots) started the item; the stage timeout runs from here.
         var startedAt: Tick?
         /// The worker replied; for a final stage the item now waits for the aggregator's ack.
@@ -618,11 +622,9 @@ final class BrokerCore {
         /// timed out or dead-lettered, only acknowledged.
         var admitted = false
 
-        init(item: BrokerItem, peer: PeerID, key: String, sentAt: Tick) {
+        init(item: BrokerItem, sentTo: WorkerRecord) {
             self.item = item
-            self.peer = peer
-            self.key = key
-            self.sentAt = sentAt
+            self.sentTo = sentTo
         }
     }
 
@@ -640,13 +642,13 @@ final class BrokerCore {
     private var departedSet = Set<PeerID>()
     private var actions: [BrokerAction] = []
     /// Per stage, what this `handle` call counted so far (``BrokerAction/stageCounts(stage:received:latencies:)``).
-    private var counts: [(received: Int, latencies: [Duration])] = []
+    private var counts: [(received: Int, latencies: [UInt64])] = []
     /// The stages with something in `counts`, in the order they first counted.
     private var countedStages: [Int] = []
     /// Items settled during this `handle` call, by ``Settlement`` (its raw value less one).
     private var settledNow: [[SettledEntry]] = [[], [], []]
     /// End-to-end latencies of the items that reached the sink during this `handle` call.
-    private var inSinkNow: [Duration] = []
+    private var inSinkNow: [UInt64] = []
     /// Source items finished during this `handle` call.
     private var finishedNow: [UInt64] = []
     /// The `now` of the call being handled, as a tick: what the stamps on items and workers are made of.
@@ -787,7 +789,7 @@ final class BrokerCore {
     }
 
     /// Counts a successful attempt at `stage`, `latency` after its item was queued there.
-    private func countCompleted(stage: Int, latency: Duration) {
+    private func countCompleted(stage: Int, latency: UInt64) {
         if counts[stage].received == 0 && counts[stage].latencies.isEmpty { countedStages.append(stage) }
         counts[stage].latencies.append(latency)
     }
@@ -1263,7 +1265,7 @@ final class BrokerCore {
         if worker.holding == 0 { worker.lastProgress = nowTick }
         for item in batch {
             item.attempts += 1
-            let entry = InFlight(item: item, peer: worker.peer, key: worker.key, sentAt: nowTick)
+            let entry = InFlight(item: item, sentTo: worker)
             worker.hold(entry)
             // It waits in the worker's own queue unless a slot is free (the worker starts its items in send order).
             if worker.started < worker.slots { worker.markStarted(entry, at: nowTick) }
@@ -1601,7 +1603,7 @@ final class BrokerCore {
     /// An attempt succeeded. For a chain, each member after the head counts the item as received and
     /// completed too (the chain's latency), so per-stage counts show the items that went through it.
     private func attemptCompleted(_ item: BrokerItem, now: ContinuousClock.Instant) {
-        let latency = nowTick - item.enqueuedAt
+        let latency = nowTick.microseconds(since: item.enqueuedAt)
         countCompleted(stage: item.stage, latency: latency)
         for member in stages[item.stage].chain.dropFirst() {
             countReceived(stage: member)
@@ -1661,7 +1663,7 @@ final class BrokerCore {
         for id in ids {
             // One hash lookup: the removal returns the entry.
             guard let entry = inFlight.removeValue(forKey: id) else { continue }  // a duplicate, already done
-            inSinkNow.append(nowTick - entry.item.bornAt)
+            inSinkNow.append(nowTick.microseconds(since: entry.item.bornAt))
             // The ack overtook the worker's REPLY: the item is done; free the credit now. (Once the worker
             // was let go its entries have no holder; one registered since under the same routing id counts it.)
             if !entry.replied, let worker = entry.holder ?? workers[entry.peer] {

@@ -25,6 +25,11 @@ struct Tick: Comparable, Hashable, Sendable {
     /// Tick zero: taken the first time a tick is made from an instant.
     private static let origin = ContinuousClock.now
 
+    /// Whole microseconds from `earlier` to this tick; zero when `earlier` is later.
+    func microseconds(since earlier: Tick) -> UInt64 {
+        nanoseconds > earlier.nanoseconds ? UInt64(nanoseconds &- earlier.nanoseconds) / 1000 : 0
+    }
+
     static func < (left: Tick, right: Tick) -> Bool { left.nanoseconds < right.nanoseconds }
 
     static func - (later: Tick, earlier: Tick) -> Duration { .nanoseconds(later.nanoseconds &- earlier.nanoseconds) }

@@ -105,9 +105,10 @@ public final class PipelineMetrics {
 
     // `index` is the stage's position in `stageNames`, as given to `init`.
     func itemsReceived(stageAt index: Int, count: Int) { stages[index].received += count }
-    func itemCompleted(stageAt index: Int, latency: Duration) {
+    /// An attempt succeeded `microseconds` after its item was queued at the stage (the broker's own count).
+    func itemCompleted(stageAt index: Int, microseconds: UInt64) {
         stages[index].completed += 1
-        stages[index].record(latency: latency)
+        stages[index].record(microseconds: microseconds)
     }
     func itemFailed(stageAt index: Int) { stages[index].failed += 1 }
     func itemRetried(stageAt index: Int) { stages[index].retried += 1 }
@@ -253,14 +254,16 @@ private struct StageState {
     mutating func record(latency: Duration) {
         // Negative durations (clock trouble) count as zero; absurdly long ones saturate instead of overflowing.
         let (seconds, attoseconds) = latency.components
-        let value: UInt64
         if seconds < 0 {
-            value = 0
+            record(microseconds: 0)
         } else if seconds >= Int64.max / 1_000_000 - 1 {
-            value = UInt64(Int64.max)
+            record(microseconds: UInt64(Int64.max))
         } else {
-            value = UInt64(seconds * 1_000_000 + max(0, attoseconds) / 1_000_000_000_000)
+            record(microseconds: UInt64(seconds * 1_000_000 + max(0, attoseconds) / 1_000_000_000_000))
         }
+    }
+
+    mutating func record(microseconds value: UInt64) {
         latencies.record(min(max(value, 1), Self.longestLatencyMicroseconds))
         maxLatencyMicroseconds = max(maxLatencyMicroseconds, value)
         let secondsValue = Double(value) / 1_000_000
