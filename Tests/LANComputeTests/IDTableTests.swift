@@ -79,22 +79,6 @@ import Testing
         #expect(Dictionary(uniqueKeysWithValues: entries.map { ($0.id, $0.value) }) == reference)
     }
 
-    /// Equal contents are equal tables, though each table mixes ids with a seed of its own.
-    @Test func tablesWithTheSameEntriesAreEqual() {
-        var left = IDTable<Int>()
-        var right = IDTable<Int>()
-        for id in UInt64(0)..<100 { left[id] = Int(id) }
-        for id in (UInt64(0)..<100).reversed() { right[id] = Int(id) }
-        #expect(left == right)
-        right[7] = 8
-        #expect(left != right, "a value differs")
-        right[7] = 7
-        right[100] = 100
-        #expect(left != right, "an id more")
-        right[100] = nil
-        #expect(left == right)
-    }
-
     @Test func idSetCountsMembersOnce() {
         var set = IDSet()
         set.formUnion([1, 2, 3, 2])

@@ -71,7 +71,7 @@ import Testing
         #expect(state.settledIDs == [7, 8, 10, 90])
         state.apply(.finished(roots: [7, 10]))
         #expect(state.settledIDs == [8, 90], "finished source items are forgotten, whatever settled them")
-        #expect(state.selfSettled.count == 1 && state.selfSettled[8] == .admitted)
+        #expect(state.selfSettled == [8: .admitted])
         var rebuilt = JournalState()
         for record in state.snapshotRecords { rebuilt.apply(record) }
         #expect(rebuilt == state)

@@ -145,12 +145,3 @@ struct IDSet {
     @discardableResult
     mutating func remove(_ id: UInt64) -> Bool { table.removeValue(forKey: id) != nil }
 }
-
-extension IDTable: Sendable where Value: Sendable {}
-
-/// Two tables are equal when they hold the same ids with equal values, whatever their seeds and layout.
-extension IDTable: Equatable where Value: Equatable {
-    static func == (left: Self, right: Self) -> Bool {
-        left.count == right.count && left.entries.allSatisfy { right[$0.id] == $0.value }
-    }
-}

@@ -68,10 +68,8 @@ struct JournalState: Equatable, Sendable {
     var settlements: [UInt64: Settlement] = [:]
     /// Source items of a sole entry stage that settled themselves and are not finished (most often
     /// for one flush, until the finish recorded after them): one table entry each, where a grouped
-    /// entry costs an array and two tables, kept on the broker thread for every item. An
-    /// ``IDTable``, not a `Dictionary`: each item is entered twice (admitted, then in the sink)
-    /// and removed once, and SipHash for each was most of the journal state's cost.
-    var selfSettled = IDTable<Settlement>()
+    /// entry costs an array and two tables, kept on the broker thread for every item.
+    var selfSettled: [UInt64: Settlement] = [:]
     /// Payloads of accepted source items not finished (sources that cannot be read again).
     var unfinishedPayloads: [UInt64: [UInt8]] = [:]
     /// The sink's length after the last acknowledged outputs; nil until the first.
@@ -133,7 +131,7 @@ struct JournalState: Equatable, Sendable {
 
     /// Ids of items that settled while their source item is still unfinished: the core skips them
     /// when the source item is redone.
-    var settledIDs: [UInt64] { (settledUnfinished.values.flatMap { $0.map(\.id) } + selfSettled.entries.map(\.id)).sorted() }
+    var settledIDs: [UInt64] { (settledUnfinished.values.flatMap { $0.map(\.id) } + selfSettled.keys).sorted() }
 
     /// Records that rebuild this state from nothing: what a snapshot holds.
     var snapshotRecords: [JournalRecord] {
@@ -150,7 +148,7 @@ struct JournalState: Equatable, Sendable {
             index = end
         }
         var byKind = Dictionary(grouping: settledUnfinished.values.flatMap { $0 }) { settlements[$0.id] ?? .inSink }
-        for (id, settlement) in selfSettled.entries { byKind[settlement, default: []].append(SettledEntry(id: id, root: id)) }
+        for (id, settlement) in selfSettled { byKind[settlement, default: []].append(SettledEntry(id: id, root: id)) }
         for kind in [Settlement.admitted, .deadLettered, .inSink] {
             let entries = (byKind[kind] ?? []).sorted { $0.id < $1.id }
             if !entries.isEmpty { records.append(.settled(kind, entries: entries, sinkLength: nil)) }
