@@ -15,8 +15,7 @@ struct Tick: Comparable, Hashable, Sendable {
     }
 
     init(_ instant: ContinuousClock.Instant) {
-        let (seconds, attoseconds) = (instant - Tick.origin).components
-        nanoseconds = seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000
+        nanoseconds = Tick.nanoseconds(of: instant - Tick.origin)
     }
 
     /// The instant this tick stands for.
@@ -35,7 +34,12 @@ struct Tick: Comparable, Hashable, Sendable {
     static func - (later: Tick, earlier: Tick) -> Duration { .nanoseconds(later.nanoseconds &- earlier.nanoseconds) }
 
     static func + (tick: Tick, duration: Duration) -> Tick {
+        Tick(nanoseconds: tick.nanoseconds &+ nanoseconds(of: duration))
+    }
+
+    /// Whole nanoseconds of `duration` (the parts of one dropped toward zero).
+    private static func nanoseconds(of duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
-        return Tick(nanoseconds: tick.nanoseconds &+ seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+        return seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000
     }
 }
