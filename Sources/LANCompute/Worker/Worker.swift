@@ -76,6 +76,8 @@ public final class Worker: Sendable {
     let logger: Logger
     /// 0: running; 1: stop after draining (``stop()``); 2: stop at once (``stopAtOnce()``).
     private let stopLevel = Atomic<Int>(0)
+    /// Signalled by every stop request, so a worker waiting with no socket open wakes for it.
+    private let stopSignal = DispatchSemaphore(value: 0)
     let sharedContext: Context?
 
     /// `context`: the ZeroMQ context to use (needed for inproc endpoints); nil: a context of its own.
@@ -95,16 +97,24 @@ public final class Worker: Sendable {
     /// returns from ``run()``.
     public func stop() {
         _ = stopLevel.compareExchange(expected: 0, desired: 1, ordering: .relaxed)
+        stopSignal.signal()
     }
 
     /// Asks the worker to finish now (thread-safe): every item it holds goes back to the broker with
     /// DISCONNECT, unanswered, and ``run()`` returns.
     public func stopAtOnce() {
         stopLevel.store(2, ordering: .relaxed)
+        stopSignal.signal()
     }
 
     /// 0: running, 1: draining asked, 2: stop at once asked.
     var requestedStop: Int { stopLevel.load(ordering: .relaxed) }
+
+    /// Waits up to `timeout` for a stop request; it may return early for one already seen.
+    func waitForStopRequest(upTo timeout: Duration) {
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        _ = stopSignal.wait(timeout: .now() + .nanoseconds(Int(clamping: max(0, nanoseconds))))
+    }
 
     /// Connects, registers, serves; on losing the broker, reconnects with backoff. Returns after ``stop()``.
     public func run() throws {

@@ -119,6 +119,20 @@ final class WorkerShell {
         feed(.ownerLoad(times.otherLoad(since: previous.times, elapsed: now - previous.at)))
     }
 
+    /// Waits out `timeout` with no socket to poll (backing off before a reconnect), returning as
+    /// soon as a stop is asked: `lancompute run` stops its workers right after the broker's
+    /// DISCONNECT sent them into a backoff, and a whole wait of 100 ms was then added to the end
+    /// of every run.
+    private func sleepUnlessStopped(_ timeout: Duration) {
+        let deadline = ContinuousClock.now + timeout
+        // Bounded: each pass waits out the rest of the timeout or takes one stop signal.
+        while worker.requestedStop <= stopSeen {
+            let left = deadline - .now
+            guard left > .zero else { return }
+            worker.waitForStopRequest(upTo: left)
+        }
+    }
+
     // MARK: Inputs
 
     /// Hands an input to the core and carries out what it returns; inputs that carrying out produces
@@ -143,7 +157,7 @@ final class WorkerShell {
         if let aggregatorIndex { poller.setEvents(aggregatorBacklog.isEmpty ? [] : .out, at: aggregatorIndex) }
         for position in dealers.indices { poller.setEvents(dealerBacklogs[position].isEmpty ? .in : [.in, .out], at: position) }
         if poller.count == 0 {
-            Thread.sleep(forTimeInterval: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+            sleepUnlessStopped(timeout)
             return
         }
         guard try poller.poll(timeout: timeout) > 0 else { return }
