@@ -101,7 +101,7 @@ struct RunCommand: ParsableCommand {
     /// say why and stop. Stages without a handler, or whose `requires` this machine does not
     /// meet, wait for other workers to join; say that too.
     private func checkStagesCanRunHere(_ topology: Topology, directory: String) {
-        let capabilities = NodeInfo.capabilities(node: "local", labels: [:], credit: 1, batch: 1)
+        let capabilities = NodeInfo.capabilities(node: "local", labels: [:], credit: 1, batch: 1, measuringSpeed: false)
         for stage in topology.stages {
             if case .external = stage.handler {
                 FileHandle.standardError.write(Data("lancompute: stage \(stage.name) has no handler: the run waits for a worker that registers it (see Docs/stages.md)\n".utf8))

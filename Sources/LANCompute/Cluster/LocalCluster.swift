@@ -50,6 +50,8 @@ public final class LocalCluster: Sendable {
         }
         return try broker.run(onReady: { endpoints in
             let name = self.broker.configuration.inprocName!
+            // Workers of other machines can join only through a dispatch endpoint they can reach.
+            let othersMayJoin = (try? Endpoint(parsing: endpoints.dispatch, use: .bind))?.isLoopback != true
             for index in 0..<self.workerCount {
                 var configuration = self.workerTemplate
                 configuration.brokerEndpoint = "inproc://\(name)-dispatch"
@@ -59,6 +61,8 @@ public final class LocalCluster: Sendable {
                 configuration.cores = max(1, self.workerTemplate.cores / self.workerCount)
                 // Same process, nothing crosses a network: the values come from the loaded topology.
                 configuration.stageEnvironment = self.broker.configuration.topology.environmentValues
+                // A speed figure ranks machines; with no other machine able to join, it ranks nothing.
+                configuration.measuresSpeed = self.workerTemplate.measuresSpeed && othersMayJoin
                 let worker = Worker(configuration: configuration, logger: self.logger, context: self.context)
                 self.workers.withLock { $0.append(worker) }
                 let thread = Thread {

@@ -30,9 +30,20 @@ public enum NodeInfo {
     public static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
     public static var memory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
 
-    /// This machine's fingerprint, detected once per process (GPU tools and the benchmark take
-    /// time; every session and stage of a worker announces the same facts).
-    public static let fingerprint: Fingerprint = Fingerprint.detect()
+    /// This machine's fingerprint without the speed benchmark, detected once per process (GPU
+    /// tools take time; every session and stage of a worker announces the same facts).
+    public static let facts: Fingerprint = Fingerprint.detect(benchmark: false)
+
+    /// ``facts`` with the speed benchmark's figure (about 100 ms, run at the first use).
+    public static let fingerprint: Fingerprint = {
+        var measured = facts
+        measured.speed = SpeedBenchmark.run()
+        return measured
+    }()
+
+    /// ``fingerprint`` when `measuringSpeed`, else ``facts``: workers that only this machine's
+    /// workers compete with need no figure to rank machines by (``WorkerConfiguration/measuresSpeed``).
+    public static func fingerprint(measuringSpeed: Bool) -> Fingerprint { measuringSpeed ? fingerprint : facts }
 
     /// Whether a GPU was detected: an NVIDIA GPU listed by nvidia-smi, or a Metal device.
     public static var hasGPU: Bool { !fingerprint.gpus.isEmpty }
@@ -46,10 +57,10 @@ public enum NodeInfo {
     /// The capabilities of a worker on this machine; `labels` may override `gpu` (label gpu=...).
     /// The same for every call but the session's values: the facts were read once, at the first call.
     public static func capabilities(
-        node: String, labels: [String: String], credit: Int, batch: Int,
+        node: String, labels: [String: String], credit: Int, batch: Int, measuringSpeed: Bool = true,
         logger: Logger = Logger(label: "lancompute.worker")
     ) -> Capabilities {
-        var fingerprint = fingerprint
+        var fingerprint = fingerprint(measuringSpeed: measuringSpeed)
         fingerprint.labels = labels
         var values = fingerprint.capabilityValues
         values["protocol"] = MDP.lanComputeProtocol

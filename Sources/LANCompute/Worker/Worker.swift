@@ -44,6 +44,10 @@ public struct WorkerConfiguration: Sendable {
     /// Where stage files fetched from the broker are kept; nil: none are fetched, and exec commands
     /// resolve against this machine's files only (the in-process workers of `lancompute run`).
     public var stageFileCache: StageFileCache?
+    /// Run the speed benchmark (about 100 ms before the first READY) and announce its figure. Off
+    /// for the in-process workers of a `lancompute run` whose broker only this machine can reach:
+    /// every worker they compete with is on this machine, so the figure would rank nothing.
+    public var measuresSpeed = true
 
     public init(
         brokerEndpoint: String, slots: Int? = nil, labels: [String: String] = [:], stages: Set<String>? = nil,

@@ -578,7 +578,8 @@ struct WorkerSessionCore {
         // others one at a time, so no answer waits behind another item's work.
         let batch = max(1, min(credit, cheap ? 64 : slots))
         let capabilities = NodeInfo.capabilities(
-            node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch)
+            node: configuration.nodeID, labels: configuration.labels, credit: credit, batch: batch,
+            measuringSpeed: configuration.measuresSpeed)
         var plan = StagePlan(
             spec: spec, chain: chain.count > 1 ? chain : [], isFinal: isFinal, slots: slots, credit: credit, batch: batch, capabilities: capabilities,
             runsInline: cheap && slots == 1, takeLimit: cheap ? 16 : 1)

@@ -61,7 +61,7 @@ final class WorkerShell {
     /// (returned). Every socket is closed when it returns.
     func run() -> RuntimeError? {
         // Load, memory, disk and GPU use, read again on a thread of its own, for the refreshes.
-        let sampler = FingerprintSampler(fingerprint: NodeInfo.fingerprint, logger: logger)
+        let sampler = FingerprintSampler(fingerprint: NodeInfo.fingerprint(measuringSpeed: configuration.measuresSpeed), logger: logger)
         defer { sampler.stop() }
         feed(.start)
         while !finished {
