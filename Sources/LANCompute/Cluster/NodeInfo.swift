@@ -46,7 +46,7 @@ public enum NodeInfo {
     public static func fingerprint(measuringSpeed: Bool) -> Fingerprint { measuringSpeed ? fingerprint : facts }
 
     /// Whether a GPU was detected: an NVIDIA GPU listed by nvidia-smi, or a Metal device.
-    public static var hasGPU: Bool { !fingerprint.gpus.isEmpty }
+    public static var hasGPU: Bool { !facts.gpus.isEmpty }
 
     /// The largest capabilities frame a worker sends, so a READY stays small whatever labels,
     /// GPU count or model names a machine has.

@@ -116,8 +116,9 @@ public final class Worker: Sendable {
 
     /// Waits up to `timeout` for a stop request; it may return early for one already seen.
     func waitForStopRequest(upTo timeout: Duration) {
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        _ = stopSignal.wait(timeout: .now() + .nanoseconds(Int(clamping: max(0, nanoseconds))))
+        // Capped, so the nanoseconds fit in an Int: the callers' waits are well under a second.
+        let wait = max(.zero, min(timeout, .seconds(3600))).components
+        _ = stopSignal.wait(timeout: .now() + .nanoseconds(Int(wait.seconds) * 1_000_000_000 + Int(wait.attoseconds / 1_000_000_000)))
     }
 
     /// Connects, registers, serves; on losing the broker, reconnects with backoff. Returns after ``stop()``.
