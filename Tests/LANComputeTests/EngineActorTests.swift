@@ -27,12 +27,34 @@ struct EngineActorTests {
         #expect(throws: WireError.self) { try AggregatorCommand(frames: []) }
     }
 
-    @Test func sourceMessagesRoundTrip() throws {
-        let messages: [SourceMessage] = [.total(5), .batch(firstID: 256, payloads: [[], [0xFF], Array("x".utf8)]),
-                                         .end(count: 300), .failed("LC2010: cannot open source file x")]
-        for message in messages { #expect(try SourceMessage(frames: message.frames) == message) }
-        #expect(throws: WireError.self) { try SourceMessage(frames: [[1, 0, 0]]) }
-        #expect(throws: WireError.self) { try SourceMessage(frames: [[0x42]]) }
+    @Test func theSourceReaderHandsOverOneMessagePerDoorbellInOrder() throws {
+        let sockets = SocketFactory()
+        let pull = try sockets.socket(.source(maxMessageSize: 1 << 20, fromReader: true))
+        let endpoint = "inproc://source-handoff-\(UUID().uuidString)"
+        try pull.bind(endpoint)
+        let handoff = SourceHandoff()
+        let spec = SourceSpec(kind: .generate(count: 600, size: 40))
+        let reader = try SourceReader(spec: spec, sockets: sockets, endpoint: endpoint, handoff: handoff, logger: Logger(label: "test")).start()
+        defer { reader.stop() }
+        var taken: [SourceMessage] = []
+        // Bounded: three batches, the total and the end are five messages.
+        for _ in 0..<50 {
+            guard try pull.poll(.in, timeout: .seconds(5)).contains(.in) else { break }
+            #expect(try pull.receiveMultipart() == [SourceHandoff.doorbell])
+            let message = try #require(handoff.take(), "a doorbell came with nothing handed over")
+            taken.append(message)
+            if case .end = message { break }
+        }
+        let generated: [[UInt8]] = (0..<600).map { SourceReader.generated(index: $0, size: 40) }
+        var expected: [SourceMessage] = [.total(600)]
+        for first in stride(from: 0, to: 600, by: SourceMessage.batchSize) {
+            let payloads = Array(generated[first..<min(first + SourceMessage.batchSize, 600)])
+            expected.append(.batch(firstID: UInt64(first), payloads: payloads))
+        }
+        expected.append(.end(count: 600))
+        #expect(taken == expected)
+        #expect(handoff.take() == nil)
+        #expect(handoff.waiting == 0)
     }
 
     @Test func theAggregatorWritesOnlyWhatTheBrokerAdmits() throws {

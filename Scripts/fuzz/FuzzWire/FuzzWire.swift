@@ -79,7 +79,6 @@ func fuzzDecoders(_ input: inout FuzzInput) {
     }
     _ = try? AggregatorCommand(frames: frames)
     _ = try? AggregatorEvent(frames: frames)
-    _ = try? SourceMessage(frames: frames)
     _ = try? BeaconDatagram(bytes: first)
     _ = BrokerAnnouncement(txtRecord: first)
 }

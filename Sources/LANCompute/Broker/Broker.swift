@@ -249,6 +249,8 @@ final class BrokerLoop {
     /// Started by `run`; joined by `finish`, or when the loop is released after a failure.
     var aggregator: ActorThread<AggregatorCommand, AggregatorEvent>?
     var sourceReader: ActorThread<Never, Never>?
+    /// What the source reader hands over; nil for a `pull` source, which the broker reads itself.
+    var sourceHandoff: SourceHandoff?
     /// The aggregator's end of the pipe, polled with the other sockets.
     var control: Socket { aggregator!.socket }
 
@@ -510,7 +512,9 @@ final class BrokerLoop {
         let inproc = "inproc://lancompute-source-\(instance)"
         do { try source.bind(inproc) } catch { throw BrokerError(.brokerSetup, "cannot bind \(inproc): \(error)") }
         do {
-            sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, logger: logger).start()
+            let handoff = SourceHandoff()
+            sourceHandoff = handoff
+            sourceReader = try SourceReader(spec: spec, sockets: sockets, endpoint: inproc, handoff: handoff, logger: logger).start()
         } catch {
             throw BrokerError(.brokerSetup, "cannot start the source reader: \(error)")
         }
@@ -702,8 +706,8 @@ final class BrokerLoop {
                 }
                 continue
             }
-            guard let decoded = try? SourceMessage(frames: message) else {
-                logger.warning("dropped a malformed message from the source reader")
+            guard message == [SourceHandoff.doorbell], let decoded = sourceHandoff?.take() else {
+                logger.warning("ignored a message on the source reader's socket with nothing handed over for it")
                 continue
             }
             switch decoded {

@@ -1,4 +1,4 @@
-// The source reader actor: reads a file, stdin or generated source and hands items to the broker over inproc.
+// The source reader actor: reads a file, stdin or generated source and hands the items to the broker thread.
 
 import Foundation
 import Logging
@@ -10,9 +10,8 @@ import Glibc
 import Darwin
 #endif
 
-/// What a source reader sends the broker, over a PUSH to the broker's inproc PULL (so that the
-/// PULL's HWM paces the reading).
-enum SourceMessage: Equatable {
+/// What a source reader hands the broker, through a ``SourceHandoff``.
+enum SourceMessage: Equatable, Sendable {
     /// How many items the source holds, when known up front.
     case total(UInt64)
     /// Items with consecutive ids from `firstID`, one payload each.
@@ -23,38 +22,34 @@ enum SourceMessage: Equatable {
     case failed(String)
 
     static let batchSize = 256
+}
 
-    private enum Kind: UInt8 {
-        case total = 1
-        case batch = 2
-        case end = 3
-        case failed = 4
-    }
+/// How the source reader's messages reach the broker thread: the reader puts each message here,
+/// then sends a one-byte doorbell through its PUSH to the broker's inproc PULL; the broker takes one
+/// message per doorbell it receives. The doorbells keep what the socket gave before: the PULL's HWM
+/// paces the reading, and the broker's poll wakes when there is something to take. The payloads
+/// change threads as the arrays the reader made: when they went as frames, the reader's `zmq_send`
+/// copied each into a message and the broker copied it out again (an allocation and a copy per
+/// item on each thread; Docs/performance.md).
+///
+/// Both ends are in one process and the inproc endpoint's name is the broker's own, so a doorbell
+/// comes only from its reader; one with nothing to take is logged and ignored.
+final class SourceHandoff: Sendable {
+    /// The doorbell frame.
+    static let doorbell: [UInt8] = [0xD0]
 
-    var frames: [[UInt8]] {
-        func header(_ kind: Kind, _ value: UInt64) -> [UInt8] {
-            var bytes = [kind.rawValue]
-            bytes.appendBigEndian(value)
-            return bytes
-        }
-        switch self {
-        case .total(let total): return [header(.total, total)]
-        case .batch(let firstID, let payloads): return [header(.batch, firstID)] + payloads
-        case .end(let count): return [header(.end, count)]
-        case .failed(let message): return [[Kind.failed.rawValue] + Array(message.utf8)]
-        }
-    }
+    private let messages = LockedValue(FIFOQueue<SourceMessage>())
 
-    init(frames: [[UInt8]]) throws(WireError) {
-        var header = ByteReader(frames.first ?? [])
-        switch Kind(rawValue: try header.readUInt8("source message kind")) {
-        case .total: self = .total(try header.readUInt64("source total"))
-        case .batch: self = .batch(firstID: try header.readUInt64("first item id"), payloads: Array(frames.dropFirst()))
-        case .end: self = .end(count: try header.readUInt64("source item count"))
-        case .failed: self = .failed(String(decoding: try header.readBytes(header.remaining, "failure text"), as: UTF8.self))
-        case nil: throw WireError("unknown source message kind")
-        }
-    }
+    init() {}
+
+    /// Called by the reader before it rings.
+    func put(_ message: SourceMessage) { messages.withLock { $0.append(message) } }
+
+    /// Called by the broker for each doorbell: the oldest message not yet taken.
+    func take() -> SourceMessage? { messages.withLock { $0.popFirst() } }
+
+    /// Messages put and not yet taken.
+    var waiting: Int { messages.withLock { $0.count } }
 }
 
 /// Reads one finite source to its end, as an actor, pushing batches to `endpoint` (the broker's inproc PULL).
@@ -62,6 +57,7 @@ struct SourceReader: Sendable {
     let spec: SourceSpec
     let sockets: SocketFactory
     let endpoint: String
+    let handoff: SourceHandoff
     let logger: Logger
 
     /// Why the reader stopped before the end of its source: its owner asked it to.
@@ -78,8 +74,8 @@ struct SourceReader: Sendable {
             let pushIndex = poller.add(socket, events: .out)
             let pipeIndex = poller.add(pipe.socket)
             let send = { (message: SourceMessage) throws in
-                let frames = message.frames
-                while !(try socket.trySend(multipart: frames)) {
+                handoff.put(message)
+                while !(try socket.trySend(SourceHandoff.doorbell)) {
                     _ = try poller.poll(timeout: nil)
                     if poller.isReadable(pipeIndex), case .terminate = try pipe.receive() { throw Terminated() }
                     _ = poller.readyEvents(at: pushIndex)
