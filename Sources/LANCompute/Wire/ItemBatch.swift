@@ -53,9 +53,9 @@ public struct RequestBatch: Equatable, Sendable {
     public init(items: [Item]) { self.items = items }
 
     public var frames: [[UInt8]] {
-        var frames = [Self.headerFrame(items.lazy.map(\.header), count: items.count)]
+        var frames = [Self.headerFrame(of: items)]
         frames.reserveCapacity(items.count + 1)
-        for item in items { frames.append(item.payload) }
+        for index in items.indices { frames.append(items[index].payload) }
         return frames
     }
 
@@ -66,18 +66,23 @@ public struct RequestBatch: Equatable, Sendable {
         let client = forClients || items.isEmpty
             ? MDP.clientItemsAddress
             : ItemToken(id: items[0].header.id, epoch: items[0].header.epoch, attempt: items[0].header.attempt).bytes
-        // Closures, not key paths: on this path a key path's generic projection copied each item.
-        return WorkerMessage.routedRequest(
-            to: peer, client: client, body: items.lazy.map { $0.payload },
-            headerFrame: headerFrame(items.lazy.map { $0.header }, count: items.count))
+        var frames = WorkerMessage.routedRequest(to: peer, client: client, body: EmptyCollection(), headerFrame: headerFrame(of: items),
+                                                 reservingFor: items.count)
+        // By index: a loop or lazy map over the items copied each whole item (its three arrays
+        // retained and released) to read one field of it.
+        for index in items.indices { frames.append(items[index].payload) }
+        return frames
     }
 
-    /// The item header frame for `count` items with these headers.
-    public static func headerFrame(_ headers: some Collection<ItemHeader>, count: Int) -> [UInt8] {
+    /// The item header frame for these items.
+    public static func headerFrame(of items: [Item]) -> [UInt8] {
         // Sized first, then written in place: the broker writes one of these per REQUEST, and
-        // appending field by field was a few percent of its thread.
+        // appending field by field was a few percent of its thread. Fields are read through the
+        // index (`items[index].header.id`), which reads in place; an iterator copied each item.
         var size = 5
-        for item in headers { size += fixedHeaderSize + min(item.key.count, Int(UInt16.max)) + min(item.traceparent.count, 255) }
+        for index in items.indices {
+            size += fixedHeaderSize + min(items[index].header.key.count, Int(UInt16.max)) + min(items[index].header.traceparent.count, 255)
+        }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             let base = UnsafeMutableRawPointer(buffer.baseAddress!)
             var offset = 0
@@ -85,26 +90,25 @@ public struct RequestBatch: Equatable, Sendable {
                 base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
                 offset += MemoryLayout<T>.size
             }
-            func put(_ bytes: ArraySlice<UInt8>) {
-                bytes.withUnsafeBytes { source in
-                    if let start = source.baseAddress, source.count > 0 { (base + offset).copyMemory(from: start, byteCount: source.count) }
+            func put(_ bytes: [UInt8], upTo limit: Int) {
+                let count = min(bytes.count, limit)
+                if count > 0 {
+                    bytes.withUnsafeBytes { source in (base + offset).copyMemory(from: source.baseAddress!, byteCount: count) }
                 }
-                offset += bytes.count
+                offset += count
             }
             put(Self.version)
-            put(UInt32(count))
-            for item in headers {
-                put(item.id)
-                put(item.epoch)
-                put(item.attempt)
-                put(item.priority)
-                put(item.deadline)
-                let key = item.key.prefix(Int(UInt16.max))
-                put(UInt16(key.count))
-                put(key)
-                let traceparent = item.traceparent.prefix(255)
-                put(UInt8(traceparent.count))
-                put(traceparent)
+            put(UInt32(items.count))
+            for index in items.indices {
+                put(items[index].header.id)
+                put(items[index].header.epoch)
+                put(items[index].header.attempt)
+                put(items[index].header.priority)
+                put(items[index].header.deadline)
+                put(UInt16(min(items[index].header.key.count, Int(UInt16.max))))
+                put(items[index].header.key, upTo: Int(UInt16.max))
+                put(UInt8(min(items[index].header.traceparent.count, 255)))
+                put(items[index].header.traceparent, upTo: 255)
             }
             precondition(offset == size, "item header frame: wrote \(offset) of \(size) bytes")
             initialized = offset

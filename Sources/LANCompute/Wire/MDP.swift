@@ -164,9 +164,11 @@ extension WorkerMessage {
     }
 
     /// The frames of a REQUEST to `peer`, routing id first, built in one go (this is the item path).
-    public static func routedRequest(to peer: [UInt8], client: [UInt8], body: some Collection<[UInt8]>, headerFrame: [UInt8]? = nil) -> [[UInt8]] {
+    /// `reservingFor`: frames the caller will append after the body.
+    public static func routedRequest(to peer: [UInt8], client: [UInt8], body: some Collection<[UInt8]>, headerFrame: [UInt8]? = nil,
+                                     reservingFor more: Int = 0) -> [[UInt8]] {
         var frames: [[UInt8]] = [peer, [], MDP.workerHeader, [MDP.Command.request.rawValue], client, []]
-        frames.reserveCapacity(7 + body.count)
+        frames.reserveCapacity(7 + body.count + more)
         if let headerFrame { frames.append(headerFrame) }
         frames.append(contentsOf: body)
         return frames
