@@ -333,6 +333,41 @@ import Darwin
         #expect(result.output.contains("no-such-file.txt"))
     }
 
+    /// A source that fails part way (here a binary file cut inside its last item) fails the run, and
+    /// every item read before the cut is processed first (Docs/errors.md, LC2012): 600 items are more
+    /// than two of the reader's batches, so the last, partial batch and the failure arrive together.
+    @Test func aSourceThatFailsPartWayStillProcessesTheItemsBeforeIt() throws {
+        let harness = try ProcessHarness()
+        defer { harness.shutDown() }
+        var bytes: [UInt8] = []
+        func lengthPrefix(_ count: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: count >> (8 * (3 - $0))) } }
+        let items = (0..<600).map { Array("item-\($0)".utf8) }
+        for item in items { bytes += lengthPrefix(item.count) + item }
+        bytes += lengthPrefix(10) + Array("cut".utf8)
+        let input = harness.path("cut.bin")
+        try Data(bytes).write(to: URL(fileURLWithPath: input))
+        let topology = harness.path("cut.yaml")
+        try """
+        version: 1
+        name: cut-source
+        source:
+          file: \(input)
+          format: binary
+        stages:
+          - name: pass
+            builtin: identity
+        sink:
+          file: \(harness.path("out.txt"))
+        """.write(toFile: topology, atomically: true, encoding: .utf8)
+        let result = try Self.run(["run", topology, "--events", "none", "--workers", "2"], in: harness)
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.output.contains("LC2012"), "\(result.output)")
+        let written = try String(contentsOfFile: harness.path("out.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        let missing = Set(items.map { String(decoding: $0, as: UTF8.self) }).subtracting(written)
+        #expect(written.count == 600 && Set(written).count == 600, "\(written.count) lines, \(Set(written).count) distinct")
+        #expect(missing.isEmpty, "\(missing.count) of the 600 items are missing from the sink")
+    }
+
     /// `validate` and `run` check a pattern with one engine, so they give one verdict: a lookbehind
     /// (which Swift `Regex` lacks) fails both with the same code, `a{,3}` passes both.
     @Test(arguments: [

@@ -411,7 +411,7 @@ final class BrokerLoop {
             let now = ContinuousClock.now
             if lifecycle.isRunning && (broker.isStopRequested || sourceFailure != nil) {
                 lifecycle = .draining(since: now, cause: sourceFailure != nil ? .sourceFailed : .stopRequested)
-                logger.notice(sourceFailure != nil ? "source failed; draining in-flight work" : "stop requested; draining in-flight work")
+                logger.notice(sourceFailure != nil ? "source failed; finishing the items read before it" : "stop requested; draining in-flight work")
             }
             let intakeOpen = lifecycle.isRunning && !sourceEnded
             let room = core.queuedTotal < queueLimit
@@ -461,11 +461,10 @@ final class BrokerLoop {
             }
 
             if sourceEnded && core.pending == 0 { break }
-            if case .draining(let since, let cause) = lifecycle {
+            if case .draining(let since, _) = lifecycle {
                 if core.pending == 0 && (sourceEnded || core.inFlightIsEmpty) { break }
                 if afterPoll - since >= configuration.gracePeriod { break }
                 if broker.isDrainCutShort { break }
-                if cause == .sourceFailed && core.inFlightIsEmpty { break }
             }
         }
         lifecycle = .stopped

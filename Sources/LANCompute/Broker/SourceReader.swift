@@ -109,24 +109,31 @@ struct SourceReader: Sendable {
             if batch.count >= SourceMessage.batchSize { try flush() }
         }
 
-        switch spec.kind {
-        case .generate(let count, let size):
-            try send(.total(UInt64(count)))
-            for index in 0..<count { try emit(Self.generated(index: index, size: size)) }
-        case .file(let path):
-            guard let file = fopen(path, "rb") else {
-                throw SourceError("LC2010: cannot open source file \(path): \(String(cString: strerror(errno)))")
+        do {
+            switch spec.kind {
+            case .generate(let count, let size):
+                try send(.total(UInt64(count)))
+                for index in 0..<count { try emit(Self.generated(index: index, size: size)) }
+            case .file(let path):
+                guard let file = fopen(path, "rb") else {
+                    throw SourceError("LC2010: cannot open source file \(path): \(String(cString: strerror(errno)))")
+                }
+                defer { fclose(file) }
+                if spec.format == .lines, let total = Self.countLines(path: path) {
+                    try send(.total(UInt64(total)))
+                }
+                try readStream(file, name: path, emit: emit)
+            case .stdin:
+                guard let input = fdopen(0, "rb") else { throw SourceError("LC2011: cannot read standard input") }
+                try readStream(input, name: "standard input", emit: emit)
+            case .pull:
+                preconditionFailure("a pull source is read by the broker itself")
             }
-            defer { fclose(file) }
-            if spec.format == .lines, let total = Self.countLines(path: path) {
-                try send(.total(UInt64(total)))
-            }
-            try readStream(file, name: path, emit: emit)
-        case .stdin:
-            guard let input = fdopen(0, "rb") else { throw SourceError("LC2011: cannot read standard input") }
-            try readStream(input, name: "standard input", emit: emit)
-        case .pull:
-            preconditionFailure("a pull source is read by the broker itself")
+        } catch let failure as SourceError {
+            // The items read before the failure are the run's (Docs/errors.md, LC2011): they go to
+            // the broker before the failure does.
+            try flush()
+            throw failure
         }
         try flush()
         try send(.end(count: nextID))

@@ -138,7 +138,7 @@ public enum RuntimeErrorCode: Int, Sendable, CaseIterable, CustomStringConvertib
             "Install the program, fix the path (relative to the topology file for `run`), or start `lancompute broker` and serve the stage from a machine that has it."
         case .sourceOpen: "Check the path (relative to the current directory for `--input`, to the topology file for `source.file`)."
         case .sourceRead: "Check the file system; items read so far are processed and reported."
-        case .binarySourceTruncated: "Binary sources are 4-byte big-endian lengths, each followed by that many bytes."
+        case .binarySourceTruncated: "Binary sources are 4-byte big-endian lengths, each followed by that many bytes; the items before the cut are processed and reported."
         case .sinkCreate: "Choose a writable path (`--output`)."
         case .sinkConnect: "Write a full endpoint, `tcp://HOST:PORT`."
         case .sinkWrite: "Free space; start the consumer before the run. The run stops and reports what reached the sink."
