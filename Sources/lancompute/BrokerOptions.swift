@@ -85,7 +85,7 @@ struct PipelineRunOptions: ParsableArguments {
     @Option(name: .customLong("dead-letter"), help: "Dead-letter file (default: beside the sink).")
     var deadLetter: String?
 
-    @Option(help: "Seconds to drain in-flight work after SIGINT/SIGTERM (Ctrl-C).")
+    @Option(help: "Seconds to drain in-flight work after SIGINT/SIGTERM (Ctrl-C) or a source failure.")
     var grace: Double = 10
 
     @Flag(help: "Print the summary as one JSON object on standard output.")

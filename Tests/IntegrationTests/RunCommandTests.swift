@@ -362,6 +362,7 @@ import Darwin
         let result = try Self.run(["run", topology, "--events", "none", "--workers", "2"], in: harness)
         #expect(result.status == 1, "\(result.output)")
         #expect(result.output.contains("LC2012"), "\(result.output)")
+        #expect(result.output.contains("the 600 items read before it reached the sink"), "\(result.output)")
         let written = try String(contentsOfFile: harness.path("out.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
         let missing = Set(items.map { String(decoding: $0, as: UTF8.self) }).subtracting(written)
         #expect(written.count == 600 && Set(written).count == 600, "\(written.count) lines, \(Set(written).count) distinct")

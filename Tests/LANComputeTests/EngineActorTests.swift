@@ -54,7 +54,6 @@ struct EngineActorTests {
         expected.append(.end(count: 600))
         #expect(taken == expected)
         #expect(handoff.take() == nil)
-        #expect(handoff.waiting == 0)
     }
 
     @Test func theAggregatorWritesOnlyWhatTheBrokerAdmits() throws {

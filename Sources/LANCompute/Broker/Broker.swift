@@ -1049,7 +1049,14 @@ final class BrokerLoop {
             inputLeft: !sourceEnded && !isPullSource, resumed: journal?.isResume ?? false, alreadyDone: alreadyDone)
         telemetry.publishMetrics(core: core, now: .now)
         telemetry.brokerStopping(summary: summary)
-        if let sourceFailure { throw BrokerError(sourceFailure) }
+        if let sourceFailure {
+            // The failure ends the run, so no summary is printed: say where the items read before it went.
+            guard read > 0 else { throw BrokerError(sourceFailure) }
+            let whereabouts = deadLetteredTotal > 0
+                ? "of the \(read) items read before it, \(deadLetteredTotal) are in the dead-letter file \(configuration.resolvedDeadLetterPath) and the rest reached the sink"
+                : "the \(read) items read before it reached the sink"
+            throw BrokerError("\(sourceFailure); \(whereabouts)")
+        }
         return summary
     }
 }

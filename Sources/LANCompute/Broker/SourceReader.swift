@@ -48,11 +48,10 @@ final class SourceHandoff: Sendable {
     /// Called by the broker for each doorbell: the oldest message not yet taken.
     func take() -> SourceMessage? { messages.withLock { $0.popFirst() } }
 
-    /// Messages put and not yet taken.
-    var waiting: Int { messages.withLock { $0.count } }
 }
 
-/// Reads one finite source to its end, as an actor, pushing batches to `endpoint` (the broker's inproc PULL).
+/// Reads one finite source to its end, as an actor, handing its batches over through `handoff` and
+/// ringing for each at `endpoint` (the broker's inproc PULL).
 struct SourceReader: Sendable {
     let spec: SourceSpec
     let sockets: SocketFactory
